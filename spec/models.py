@@ -54,7 +54,8 @@ class NetworkSpec(Frozen):
     subnets: tuple[SubnetSpec, ...] = ()
     cni_ingress_rules: tuple[IngressRule, ...] = tuple(IngressRule(**r) for r in DEFAULT_CNI_RULES)
     pod_cidrs: tuple[str, ...] = ("192.168.0.0/16",)
-    service_cidrs: tuple[str, ...] = ("10.128.0.0/12",)
+    # kubeadm's default service subnet.
+    service_cidrs: tuple[str, ...] = ("10.96.0.0/12",)
     service_domain: str = "cluster.local"
 
 

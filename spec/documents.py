@@ -1,0 +1,241 @@
+"""Multi-document YAML into typed accessors that remember where each value came from.
+
+Every kind's reader (`spec.kinds`) goes through `Doc`, so a bad value is reported with the
+document number, kind, name and the manifest's own field path — and reading goes on, so
+that one run lists every problem.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from spec.durations import parse_duration
+from spec.errors import Problem
+
+# apiVersion groups capt reads, with the versions accepted for each.
+CAPI_VERSIONS = ("v1alpha3", "v1alpha4", "v1beta1", "v1beta2")
+GROUPS = {
+    "cluster.x-k8s.io": CAPI_VERSIONS,
+    "infrastructure.cluster.x-k8s.io": CAPI_VERSIONS,
+    "controlplane.cluster.x-k8s.io": CAPI_VERSIONS,
+    "bootstrap.cluster.x-k8s.io": CAPI_VERSIONS,
+    "addons.cluster.x-k8s.io": CAPI_VERSIONS,
+    "": ("v1",),  # core: ConfigMap, Secret
+}
+KIND_GROUP = {
+    "Cluster": "cluster.x-k8s.io",
+    "MachineDeployment": "cluster.x-k8s.io",
+    "MachineHealthCheck": "cluster.x-k8s.io",
+    "AWSCluster": "infrastructure.cluster.x-k8s.io",
+    "AWSMachineTemplate": "infrastructure.cluster.x-k8s.io",
+    "KubeadmControlPlane": "controlplane.cluster.x-k8s.io",
+    "KubeadmConfigTemplate": "bootstrap.cluster.x-k8s.io",
+    "ClusterResourceSet": "addons.cluster.x-k8s.io",
+    "ConfigMap": "",
+    "Secret": "",
+}
+VERSION_ORDER = {v: i for i, v in enumerate(CAPI_VERSIONS)}
+
+_MISSING = object()
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def split_api_version(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+@dataclass
+class Doc:
+    """One YAML document with its position, and the problem list it reports into."""
+
+    index: int
+    body: dict[str, Any]
+    problems: list[Problem]
+    kind: str = ""
+    name: str = ""
+    namespace: str = "default"
+    group: str = ""
+    version: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    # --- reporting -------------------------------------------------------------------
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(Problem(self.index, self.kind, self.name, path, message))
+
+    def at_least(self, version: str) -> bool:
+        return VERSION_ORDER.get(self.version, 0) >= VERSION_ORDER[version]
+
+    # --- typed reads -----------------------------------------------------------------
+    def raw(self, path: str, default: Any = None) -> Any:
+        node: Any = self.body
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return default if node is None else node
+
+    def has(self, path: str) -> bool:
+        return self.raw(path, _MISSING) is not _MISSING
+
+    def str(self, path: str, default: str | None = None, required: bool = False) -> str | None:
+        value = self.raw(path)
+        if value is None:
+            if required:
+                self.problem(path, "is required")
+            return default
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.problem(path, f"must be a string, got {type(value).__name__}")
+            return default
+        return str(value)
+
+    def int(self, path: str, default: int | None = None, minimum: int | None = None) -> int | None:
+        value = self.raw(path)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(path, f"must be an integer, got {value!r}")
+            return default
+        if minimum is not None and value < minimum:
+            self.problem(path, f"must be >= {minimum}, got {value}")
+            return default
+        return value
+
+    def bool(self, path: str, default: bool = False) -> bool:
+        value = self.raw(path)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(path, f"must be true or false, got {value!r}")
+            return default
+        return value
+
+    def dict(self, path: str) -> dict[str, Any]:
+        value = self.raw(path)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(path, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        return value
+
+    def list(self, path: str) -> list[Any]:
+        value = self.raw(path)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.problem(path, f"must be a list, got {type(value).__name__}")
+            return []
+        return value
+
+    def str_list(self, path: str) -> list[str]:
+        out = []
+        for i, item in enumerate(self.list(path)):
+            if not isinstance(item, str):
+                self.problem(f"{path}[{i}]", f"must be a string, got {item!r}")
+                continue
+            out.append(item)
+        return out
+
+    def replicas(self, path: str = "spec.replicas") -> int:
+        """A replica count: an integer, never negative; CAPI defaults a missing one to 1."""
+        value = self.raw(path, 1)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(path, f"must be an integer, got {value!r}")
+            return 1
+        if value < 0:
+            self.problem(path, f"must not be negative, got {value}")
+            return 0
+        return value
+
+    def duration_seconds(self, path: str) -> int | None:
+        """A Go duration string ("10m") in seconds; None when absent."""
+        text = self.str(path)
+        if text is None:
+            return None
+        try:
+            return int(parse_duration(text))
+        except ValueError as exc:
+            self.problem(path, str(exc))
+            return None
+
+    def str_map(self, path: str) -> dict[str, str]:
+        out = {}
+        for key, value in self.dict(path).items():
+            if value is None or isinstance(value, dict | list):
+                self.problem(f"{path}.{key}", f"must be a string, got {value!r}")
+                continue
+            out[str(key)] = str(value)
+        return out
+
+
+def is_dns1123_subdomain(name: str) -> bool:
+    return len(name) <= 253 and bool(_DNS1123_SUBDOMAIN.match(name))
+
+
+def is_dns1123_label(name: str) -> bool:
+    return len(name) <= 63 and "." not in name and bool(_DNS1123_SUBDOMAIN.match(name))
+
+
+def parse_documents(text: str, problems: list[Problem], warnings: list[str]) -> list[Doc]:
+    """Split the YAML stream; check apiVersion/kind/metadata; skip (with a warning) unknown kinds."""
+    try:
+        raw_docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problems.append(Problem(0, "", "", "", f"invalid YAML{where}: {getattr(exc, 'problem', exc)}"))
+        return []
+
+    docs: list[Doc] = []
+    for index, body in enumerate(raw_docs, start=1):
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            problems.append(
+                Problem(index, "", "", "", "a document must be a mapping with apiVersion and kind")
+            )
+            continue
+        doc = Doc(index=index, body=body, problems=problems)
+        doc.kind = str(body.get("kind") or "")
+        doc.name = str(doc.raw("metadata.name") or "")
+        if not doc.kind:
+            doc.problem("kind", "is required")
+            continue
+        api_version = body.get("apiVersion")
+        if not isinstance(api_version, str) or not api_version:
+            doc.problem("apiVersion", "is required")
+            continue
+        doc.group, doc.version = split_api_version(api_version)
+        if doc.kind not in KIND_GROUP:
+            warnings.append(
+                f"document {index}: {api_version} {doc.kind}/{doc.name} is not a kind capt uses; ignored"
+            )
+            continue
+        expected_group = KIND_GROUP[doc.kind]
+        if doc.group != expected_group:
+            doc.problem(
+                "apiVersion",
+                f"{api_version!r} is not a {doc.kind} API version (group must be {expected_group or 'core'!r})",
+            )
+            continue
+        if doc.version not in GROUPS[doc.group]:
+            accepted = ", ".join(f"{doc.group}/{v}" if doc.group else v for v in GROUPS[doc.group])
+            doc.problem("apiVersion", f"unsupported version {doc.version!r}; accepted: {accepted}")
+            continue
+        if not doc.name:
+            doc.problem("metadata.name", "is required")
+            continue
+        if not is_dns1123_subdomain(doc.name):
+            doc.problem(
+                "metadata.name",
+                f"{doc.name!r} is not a valid DNS-1123 name (lowercase letters, digits, '-' and '.')",
+            )
+        doc.namespace = str(doc.raw("metadata.namespace") or "default")
+        doc.labels = doc.str_map("metadata.labels")
+        docs.append(doc)
+    return docs

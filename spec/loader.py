@@ -1,0 +1,440 @@
+"""CAPI manifests → one validated, immutable `ClusterSpec`.
+
+    result = load_file("cluster.yaml", variables={"CLUSTER_NAME": "demo"})
+    result.spec       # ClusterSpec
+    result.warnings   # ignored kinds, unused objects, …
+
+Every problem in the manifest is collected and raised together as a `ManifestError`
+(or `MissingVariablesError` when `${VAR}`s are unset) before anything is created.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from spec import validation as v
+from spec.addon_kinds import ClusterResourceSetDoc, read_cluster_resource_set, read_config_map
+from spec.aws_kinds import AWSClusterDoc, read_aws_cluster, read_aws_machine_template
+from spec.capi_kinds import (
+    CLUSTER_NAME_LABEL,
+    CONTROL_PLANE_LABEL,
+    CONTROL_PLANE_NAME_LABEL,
+    DEPLOYMENT_NAME_LABEL,
+    ClusterDoc,
+    MachineDeploymentDoc,
+    MachineHealthCheckDoc,
+    read_cluster,
+    read_machine_deployment,
+    read_machine_health_check,
+)
+from spec.documents import Doc, is_dns1123_label, parse_documents
+from spec.errors import ManifestError, Problem
+from spec.kubeadm_kinds import (
+    KubeadmControlPlaneDoc,
+    read_kubeadm_config_template,
+    read_kubeadm_control_plane,
+)
+from spec.models import (
+    AddonSpec,
+    ClusterSpec,
+    ControlPlaneSpec,
+    HealthCheckSpec,
+    KubeadmConfigSpec,
+    MachineDeploymentSpec,
+    MachineTemplate,
+    NetworkSpec,
+    RollingUpdate,
+)
+from spec.refs import Ref
+from spec.variables import substitute
+
+
+@dataclass
+class LoadResult:
+    spec: ClusterSpec
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_file(
+    path: str | Path, variables: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+) -> LoadResult:
+    return load_manifest(Path(path).read_text(), variables, env)
+
+
+def load_manifest(
+    text: str, variables: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+) -> LoadResult:
+    text = substitute(text, variables or {}, os.environ if env is None else env)
+    return _Resolver(text).resolve()
+
+
+class _Resolver:
+    def __init__(self, text: str):
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+        self.docs = parse_documents(text, self.problems, self.warnings)
+        self.by_key: dict[tuple[str, str, str], Doc] = {}
+        self.used: set[tuple[str, str, str]] = set()
+
+    # ------------------------------------------------------------------------------------
+    def resolve(self) -> LoadResult:
+        for doc in self.docs:
+            key = (doc.kind, doc.namespace, doc.name)
+            if key in self.by_key:
+                first = self.by_key[key]
+                doc.problem(
+                    "metadata.name",
+                    f"duplicate {doc.kind} {doc.namespace}/{doc.name} (first defined in document {first.index})",
+                )
+                continue
+            self.by_key[key] = doc
+
+        clusters = [d for d in self.by_key.values() if d.kind == "Cluster"]
+        if len(clusters) != 1:
+            self.problems.append(
+                Problem(0, "", "", "", f"a manifest must hold exactly one Cluster, found {len(clusters)}")
+            )
+            raise ManifestError(self.problems, self.warnings)
+        spec = self._build(clusters[0])
+
+        for key, doc in self.by_key.items():
+            if key not in self.used and doc.kind not in (
+                "Cluster",
+                "MachineHealthCheck",
+                "ClusterResourceSet",
+            ):
+                self.warnings.append(
+                    f"document {doc.index}: {doc.kind}/{doc.name} is not referenced by the cluster; ignored"
+                )
+        if self.problems or spec is None:
+            raise ManifestError(sorted(self.problems, key=lambda p: p.document), self.warnings)
+        return LoadResult(spec=spec, warnings=self.warnings)
+
+    # ------------------------------------------------------------------------------------
+    def _lookup(self, owner: Doc, ref: Ref | None) -> Doc | None:
+        if ref is None:
+            return None
+        key = (ref.kind, ref.namespace, ref.name)
+        doc = self.by_key.get(key)
+        if doc is None:
+            owner.problem(ref.path, f"{ref.kind} {ref.namespace}/{ref.name} is not in the manifest")
+            return None
+        self.used.add(key)
+        return doc
+
+    def _build(self, cluster_doc: Doc) -> ClusterSpec | None:
+        cluster = read_cluster(cluster_doc)
+        name, namespace = cluster_doc.name, cluster_doc.namespace
+        if not is_dns1123_label(name):
+            cluster_doc.problem(
+                "metadata.name",
+                f"{name!r}: a cluster name must be a DNS-1123 label (at most 63 lowercase letters, digits and '-')",
+            )
+
+        aws_doc = self._lookup(cluster_doc, cluster.infrastructure_ref)
+        aws = read_aws_cluster(aws_doc) if aws_doc else None
+        ami_defaults = aws.ami_defaults if aws else {}
+
+        kcp_doc = self._lookup(cluster_doc, cluster.control_plane_ref)
+        kcp = read_kubeadm_control_plane(kcp_doc) if kcp_doc else None
+        control_plane = self._control_plane(kcp, ami_defaults) if kcp else None
+
+        network = self._network(cluster, aws)
+        deployments = []
+        for md_doc in sorted(
+            (d for d in self.by_key.values() if d.kind == "MachineDeployment"), key=lambda d: d.index
+        ):
+            self.used.add((md_doc.kind, md_doc.namespace, md_doc.name))
+            md = read_machine_deployment(md_doc)
+            if md.cluster_name is not None and md.cluster_name != name:
+                md_doc.problem(
+                    "spec.clusterName", f"{md.cluster_name!r} is not the manifest's cluster {name!r}"
+                )
+                continue
+            if md.template_cluster_name is not None and md.template_cluster_name != name:
+                md_doc.problem(
+                    "spec.template.spec.clusterName",
+                    f"{md.template_cluster_name!r} is not the manifest's cluster {name!r}",
+                )
+            if (built := self._deployment(md, ami_defaults, control_plane, aws)) is not None:
+                deployments.append(built)
+
+        health_checks = []
+        for mhc_doc in sorted(
+            (d for d in self.by_key.values() if d.kind == "MachineHealthCheck"), key=lambda d: d.index
+        ):
+            mhc = read_machine_health_check(mhc_doc)
+            if mhc.cluster_name is not None and mhc.cluster_name != name:
+                mhc_doc.problem(
+                    "spec.clusterName", f"{mhc.cluster_name!r} is not the manifest's cluster {name!r}"
+                )
+                continue
+            if (built := self._health_check(mhc, name, kcp_doc, deployments)) is not None:
+                health_checks.append(built)
+
+        addons = self._addons(cluster_doc)
+
+        if aws is None or control_plane is None or network is None:
+            return None
+        endpoint_host = cluster.endpoint_host or aws.endpoint_host
+        endpoint_port = cluster.endpoint_port or aws.endpoint_port or 6443
+        try:
+            return ClusterSpec(
+                name=name,
+                namespace=namespace,
+                region=aws.region or "",
+                labels=tuple(sorted(cluster_doc.labels.items())),
+                ssh_key_name=aws.ssh_key_name,
+                control_plane_endpoint_host=endpoint_host,
+                control_plane_endpoint_port=endpoint_port,
+                network=network,
+                load_balancer=aws.load_balancer,
+                bastion=aws.bastion,
+                additional_tags=tuple(sorted(aws.additional_tags.items())),
+                control_plane=control_plane,
+                machine_deployments=tuple(deployments),
+                health_checks=tuple(health_checks),
+                addons=tuple(addons),
+                paused=cluster.paused,
+            )
+        except ValidationError as exc:
+            for err in exc.errors():
+                cluster_doc.problem(".".join(str(p) for p in err["loc"]), err["msg"])
+            return None
+
+    # ------------------------------------------------------------------------------------
+    def _network(self, cluster: ClusterDoc, aws: AWSClusterDoc | None) -> NetworkSpec | None:
+        doc = cluster.doc
+        fields = dict(aws.network) if aws else {}
+        if cluster.pod_cidrs:
+            fields["pod_cidrs"] = tuple(cluster.pod_cidrs)
+        if cluster.service_cidrs:
+            fields["service_cidrs"] = tuple(cluster.service_cidrs)
+        if cluster.service_domain:
+            fields["service_domain"] = cluster.service_domain
+        try:
+            network = NetworkSpec(**fields)
+        except ValidationError as exc:
+            for err in exc.errors():
+                doc.problem(".".join(str(p) for p in err["loc"]), err["msg"])
+            return None
+
+        net_path = "spec.networkSpec" if aws and aws.doc.has("spec.networkSpec") else "spec.network"
+        aws_doc = aws.doc if aws else doc
+        if err := v.vpc_cidr_error(network.vpc_cidr):
+            aws_doc.problem(f"{net_path}.vpc.cidrBlock", err)
+        for i, cidr in enumerate(network.pod_cidrs):
+            path = f"spec.clusterNetwork.pods.cidrBlocks[{i}]"
+            if err := v.network_error(cidr, "pod") or v.overlap_error(
+                cidr, "pod CIDR", network.vpc_cidr, "VPC CIDR"
+            ):
+                doc.problem(path, err)
+        for i, cidr in enumerate(network.service_cidrs):
+            path = f"spec.clusterNetwork.services.cidrBlocks[{i}]"
+            err = v.network_error(cidr, "service") or v.overlap_error(
+                cidr, "service CIDR", network.vpc_cidr, "VPC CIDR"
+            )
+            for pod in network.pod_cidrs:
+                err = err or v.overlap_error(cidr, "service CIDR", pod, "pod CIDR")
+            if err:
+                doc.problem(path, err)
+        for i, subnet in enumerate(network.subnets):
+            if subnet.cidr_block:
+                path = f"{net_path}.subnets[{i}].cidrBlock"
+                err = v.network_error(subnet.cidr_block, "subnet")
+                if not network.vpc_id:
+                    err = err or v.subnet_in_vpc_error(subnet.cidr_block, network.vpc_cidr)
+                if err:
+                    aws_doc.problem(path, err)
+        if aws:
+            for i, cidr in enumerate(aws.load_balancer.ingress_cidrs):
+                if err := v.network_error(cidr, "load balancer ingress"):
+                    aws.doc.problem(f"spec.controlPlaneLoadBalancer.ingressRules[{i}]", err)
+            for i, cidr in enumerate(aws.bastion.allowed_cidrs):
+                if err := v.network_error(cidr, "bastion allowed"):
+                    aws.doc.problem(f"spec.bastion.allowedCIDRBlocks[{i}]", err)
+        return network
+
+    def _machine_template(
+        self, owner: Doc, ref: Ref | None, ami_defaults: dict[str, str]
+    ) -> MachineTemplate | None:
+        doc = self._lookup(owner, ref)
+        return read_aws_machine_template(doc, ami_defaults) if doc else None
+
+    def _control_plane(
+        self, kcp: KubeadmControlPlaneDoc, ami_defaults: dict[str, str]
+    ) -> ControlPlaneSpec | None:
+        doc = kcp.doc
+        if err := v.control_plane_replicas_error(kcp.replicas):
+            doc.problem("spec.replicas", err)
+        surge_path = (
+            "spec.rollout.strategy.rollingUpdate.maxSurge"
+            if doc.has("spec.rollout.strategy.rollingUpdate.maxSurge")
+            else "spec.rolloutStrategy.rollingUpdate.maxSurge"
+        )
+        if err := v.control_plane_max_surge_error(kcp.max_surge):
+            doc.problem(surge_path, err)
+        if kcp.version and (err := v.version_error(kcp.version)):
+            doc.problem("spec.version", err)
+        template = self._machine_template(doc, kcp.infrastructure_ref, ami_defaults)
+        if template is None or not kcp.version:
+            return None
+        return ControlPlaneSpec(
+            name=doc.name,
+            replicas=kcp.replicas,
+            version=kcp.version,
+            machine_template=template,
+            kubeadm=kcp.kubeadm,
+            max_surge=kcp.max_surge if kcp.max_surge in (0, 1) else 1,  # type: ignore[arg-type]
+            rollout_after=kcp.rollout_after,
+            node_drain_timeout_seconds=kcp.node_drain_timeout_seconds,
+            remediation_max_retry=kcp.remediation_max_retry,
+            remediation_retry_period_seconds=kcp.remediation_retry_period_seconds,
+        )
+
+    def _deployment(
+        self,
+        md: MachineDeploymentDoc,
+        ami_defaults: dict[str, str],
+        control_plane: ControlPlaneSpec | None,
+        aws: AWSClusterDoc | None,
+    ) -> MachineDeploymentSpec | None:
+        doc = md.doc
+        ok = True
+        surge_path = f"{md.strategy_path}.rollingUpdate.maxSurge"
+        unavailable_path = f"{md.strategy_path}.rollingUpdate.maxUnavailable"
+        for value, path in ((md.max_surge, surge_path), (md.max_unavailable, unavailable_path)):
+            if err := v.int_or_percent_error(value):
+                doc.problem(path, err)
+                ok = False
+        if (
+            ok
+            and md.strategy_type == "RollingUpdate"
+            and (err := v.rolling_update_error(md.max_surge, md.max_unavailable, md.replicas))
+        ):
+            doc.problem(f"{md.strategy_path}.rollingUpdate", err)
+        version_err = md.version and (
+            v.version_error(md.version)
+            or (control_plane and v.version_skew_error(md.version, control_plane.version))
+        )
+        if version_err:
+            doc.problem("spec.template.spec.version", version_err)
+        if md.failure_domain and aws and aws.region and not md.failure_domain.startswith(aws.region):
+            doc.problem(
+                "spec.template.spec.failureDomain",
+                f"{md.failure_domain!r} is not an availability zone of {aws.region}",
+            )
+        labels = {
+            **md.template_labels,
+            CLUSTER_NAME_LABEL: md.cluster_name or "",
+            DEPLOYMENT_NAME_LABEL: doc.name,
+        }
+        if not md.selector.empty and not md.selector.matches(labels):
+            doc.problem(
+                "spec.selector",
+                "does not match the machine template's labels (spec.template.metadata.labels)",
+            )
+
+        bootstrap_doc = self._lookup(doc, md.bootstrap_ref)
+        bootstrap: KubeadmConfigSpec | None = (
+            read_kubeadm_config_template(bootstrap_doc) if bootstrap_doc else None
+        )
+        template = self._machine_template(doc, md.infrastructure_ref, ami_defaults)
+        if template is None or bootstrap is None or bootstrap_doc is None or not md.version:
+            return None
+        try:
+            rolling = RollingUpdate(max_surge=md.max_surge, max_unavailable=md.max_unavailable)  # type: ignore[arg-type]
+        except ValidationError:
+            rolling = RollingUpdate()
+        return MachineDeploymentSpec(
+            name=doc.name,
+            replicas=md.replicas,
+            version=md.version,
+            machine_template=template,
+            bootstrap=bootstrap,
+            bootstrap_template_name=bootstrap_doc.name,
+            failure_domain=md.failure_domain,
+            strategy=md.strategy_type,  # type: ignore[arg-type]
+            rolling_update=rolling,
+            delete_policy=md.delete_policy,  # type: ignore[arg-type]
+            min_ready_seconds=md.min_ready_seconds,
+            progress_deadline_seconds=md.progress_deadline_seconds,
+            revision_history_limit=md.revision_history_limit,
+            paused=md.paused,
+            labels=tuple(sorted(labels.items())),
+            rollout_after=md.rollout_after,
+        )
+
+    def _health_check(
+        self,
+        mhc: MachineHealthCheckDoc,
+        cluster_name: str,
+        kcp_doc: Doc | None,
+        deployments: list[MachineDeploymentSpec],
+    ) -> HealthCheckSpec | None:
+        doc = mhc.doc
+        if mhc.selector.empty:
+            doc.problem("spec.selector", "must not be empty: say which machines this check covers")
+            return None
+        if err := v.int_or_percent_error(mhc.max_unhealthy):
+            doc.problem(mhc.max_unhealthy_path, err)
+            return None
+        if mhc.max_in_flight is not None and (err := v.int_or_percent_error(mhc.max_in_flight)):
+            doc.problem("spec.remediation.maxInFlight", err)
+            return None
+        covers_cp = False
+        if kcp_doc is not None:
+            cp_labels = {
+                CLUSTER_NAME_LABEL: cluster_name,
+                CONTROL_PLANE_LABEL: "",
+                CONTROL_PLANE_NAME_LABEL: kcp_doc.name,
+            }
+            covers_cp = mhc.selector.matches(cp_labels)
+        covered = tuple(md.name for md in deployments if mhc.selector.matches(dict(md.labels)))
+        if not covers_cp and not covered:
+            self.warnings.append(
+                f"document {doc.index}: MachineHealthCheck/{doc.name} selects no machine of cluster {cluster_name}"
+            )
+        return HealthCheckSpec(
+            name=doc.name,
+            selector=mhc.selector.match_labels,
+            control_plane=covers_cp,
+            machine_deployments=covered,
+            unhealthy_conditions=tuple(mhc.unhealthy_conditions),
+            max_unhealthy=mhc.max_unhealthy,  # type: ignore[arg-type]
+            unhealthy_range=mhc.unhealthy_range,
+            node_startup_timeout_seconds=mhc.node_startup_timeout_seconds,
+            max_in_flight=mhc.max_in_flight,  # type: ignore[arg-type]
+        )
+
+    def _addons(self, cluster_doc: Doc) -> list[AddonSpec]:
+        addons = []
+        for crs_doc in sorted(
+            (d for d in self.by_key.values() if d.kind == "ClusterResourceSet"), key=lambda d: d.index
+        ):
+            crs: ClusterResourceSetDoc = read_cluster_resource_set(crs_doc)
+            # CAPI: an empty clusterSelector selects no cluster.
+            if crs.cluster_selector.empty or not crs.cluster_selector.matches(cluster_doc.labels):
+                self.warnings.append(
+                    f"document {crs_doc.index}: ClusterResourceSet/{crs_doc.name} does not select cluster {cluster_doc.name}; ignored"
+                )
+                continue
+            config_maps = []
+            for resource, path in crs.resources:
+                cm_doc = self._lookup(crs_doc, Ref(resource.kind, resource.name, crs_doc.namespace, path))
+                if cm_doc is not None:
+                    config_maps.append((resource.name, tuple(sorted(read_config_map(cm_doc).items()))))
+            addons.append(
+                AddonSpec(
+                    name=crs_doc.name,
+                    strategy=crs.strategy,  # type: ignore[arg-type]
+                    resources=tuple(r for r, _ in crs.resources),
+                    config_maps=tuple(config_maps),
+                )
+            )
+        return addons
