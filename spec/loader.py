@@ -83,6 +83,8 @@ class _Resolver:
 
     # ------------------------------------------------------------------------------------
     def resolve(self) -> LoadResult:
+        if self.problems and not self.docs:
+            raise ManifestError(self.problems, self.warnings)  # unreadable YAML: nothing more to say
         for doc in self.docs:
             key = (doc.kind, doc.namespace, doc.name)
             if key in self.by_key:

@@ -89,10 +89,21 @@ class RootVolume(Frozen):
 
 class AMISelector(Frozen):
     id: str | None = None
-    # CAPA's lookup: name "capa-ami-{{.BaseOS}}-?{{.K8sVersion}}-*" owned by the CAPA account.
-    lookup_format: str = "capa-ami-{base_os}-?{k8s_version}-*"
+    # CAPA's lookup: the newest image whose name matches the format (Go template syntax, as
+    # AWSCluster/AWSMachineTemplate write it) owned by the CAPA account.
+    lookup_format: str = "capa-ami-{{.BaseOS}}-?{{.K8sVersion}}-*"
     lookup_org: str = "258751437250"
     lookup_base_os: str = "ubuntu-24.04"
+
+    def name_pattern(self, kubernetes_version: str) -> str:
+        """The DescribeImages name filter for a version; CAPA drops the leading "v"."""
+        pattern = self.lookup_format
+        for placeholder, value in (
+            ("{{.BaseOS}}", self.lookup_base_os),
+            ("{{.K8sVersion}}", kubernetes_version.removeprefix("v")),
+        ):
+            pattern = pattern.replace(placeholder, value)
+        return pattern
 
 
 class MachineTemplate(Frozen):

@@ -18,9 +18,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-ROOT = Path(__file__).resolve().parent.parent
-CAPA_TEMPLATE = ROOT.parent / "shared" / "capa" / "cluster-template.yaml"
-QUICKSTART = ROOT / "examples" / "capi-quickstart.yaml"
+from tests.paths import CAPA_TEMPLATE, QUICKSTART, ROOT  # noqa: F401 - re-exported for tests
 
 
 def find_binary(name: str) -> str:
