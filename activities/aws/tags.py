@@ -10,6 +10,9 @@
   resources capt owns, `shared` on subnets (other clusters' load balancers may use them).
   Following CAPA, among the security groups only `<cluster>-lb` carries it: the cloud
   provider refuses instances with more than one tagged group.
+- `capt/machine` = `<machine>` on instances: the machine an instance was launched for, so that
+  `ensure_instance` finds it after a lost RunInstances response. Role `control-plane` | `node`
+  on instances, as CAPA's.
 - `kubernetes.io/role/elb` / `kubernetes.io/role/internal-elb` = `1` on public / private subnets,
   where the cloud provider puts internet-facing / internal Service load balancers.
 """
@@ -26,6 +29,7 @@ NAME_TAG = "Name"
 CLOUD_PROVIDER_TAG_PREFIX = "kubernetes.io/cluster/"
 ELB_SUBNET_TAG = "kubernetes.io/role/elb"
 INTERNAL_ELB_SUBNET_TAG = "kubernetes.io/role/internal-elb"
+MACHINE_TAG = "capt/machine"
 
 OWNED = "owned"
 SHARED = "shared"
@@ -35,6 +39,8 @@ ROLE_PUBLIC = "public"
 ROLE_PRIVATE = "private"
 ROLE_APISERVER = "apiserver"
 ROLE_BASTION = "bastion"
+ROLE_CONTROL_PLANE = "control-plane"
+ROLE_NODE = "node"
 
 
 def cluster_key(cluster: str) -> str:
@@ -87,6 +93,10 @@ def owned_filter(cluster: str) -> dict:
 
 def name_filter(name: str) -> dict:
     return {"Name": f"tag:{NAME_TAG}", "Values": [name]}
+
+
+def machine_filter(machine: str) -> dict:
+    return {"Name": f"tag:{MACHINE_TAG}", "Values": [machine]}
 
 
 def is_owned(tags: Mapping[str, str], cluster: str) -> bool:
