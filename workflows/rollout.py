@@ -1,0 +1,702 @@
+"""MachineDeployment arithmetic with CAPI's semantics — pure, deterministic, table-tested.
+
+The MachineDeployment workflow owns its worker machines directly (there is no MachineSet object):
+machines carry the *revision* (hash of the machine template) they were created from, and the
+machines of one revision play the part of one CAPI MachineSet. Each reconcile the workflow builds
+a `DeploymentState` (desired replicas, strategy, the machines it knows, workflow time) and asks
+`plan_machine_deployment` for the next step: which machines to create in which revision and
+failure domain, and which machines to delete. It applies the step (starting or deleting
+MachineWorkflows), waits for something to change (a machine becoming Ready, a deletion finishing,
+`next_availability_time`, an update) and asks again. A plan only ever depends on its input, so a
+replayed workflow plans the same steps.
+
+Sources followed (kubernetes-sigs/cluster-api, read to learn, not copied):
+`internal/controllers/machinedeployment/mdutil/util.go` (ResolveFenceposts, MaxSurge,
+MaxUnavailable, NewMSNewReplicas, GetProportion, getMachineSetFraction, FindOneActiveOrLatest,
+IsSaturated), `machinedeployment_rolling.go` (reconcileNewMachineSet, reconcileOldMachineSets,
+cleanupUnhealthyReplicas, scaleDownOldMachineSetsForRollingUpdate), `machinedeployment_sync.go`
+(scale), `machinedeployment_rollout_ondelete.go`, `machineset/machineset_deletion_order.go`
+(deletion priority) and the MachineSet remediation code (current revision only, newest first).
+
+How a MachineSet's numbers map onto machines
+--------------------------------------------
+- a revision's `spec.replicas` (what it wants) is its number of machines *not* being deleted;
+- its `status.replicas` is all its machines, deleting ones included — so CAPI's
+  `TotalMachineSetsReplicaSum` (sum of max(spec, status)) is "every machine that exists", and the
+  surge limit counts machines still being deleted, as the issue requires;
+- its `status.availableReplicas` is machines not being deleted whose node has been Ready for
+  `minReadySeconds` (a machine being deleted is never available, as in CAPI v1beta2).
+
+Documented differences from CAPI
+--------------------------------
+- *Scaling events.* Kubernetes' Deployment controller (which CAPI's code was ported from) spreads
+  a change of `replicas` proportionally over all revisions whenever the revisions were sized for a
+  different replica count (`isScalingEvent`); CAPI's MachineDeployment controller only does it while
+  paused and otherwise grows the newest revision. capt follows the Deployment semantics the issue
+  asks for ("scaling during a rollout spreads the change proportionally"): a scaling event, or a
+  paused deployment, goes through CAPI's `scale`/`GetProportion` arithmetic. CAPI keeps the sizing
+  (`desired-replicas` / `max-replicas` annotations) per MachineSet; capt keeps one pair per
+  deployment (`DeploymentState.sized_for`, returned in every plan for the workflow to store), which
+  is the same thing because every active MachineSet is re-annotated whenever one is scaled.
+- *Who is deleted.* capt is both the MachineDeployment and the MachineSet controller, so when the
+  rolling step "cleans up unhealthy replicas" of an old revision it deletes exactly machines that
+  are not available (CAPI scales the MachineSet down and hopes its deletion order picks them).
+  Every other scale-down uses CAPI's deletion order (`deletion_order`).
+- *Random deletion order.* CAPI ranks healthy machines equally and breaks ties by name, which is
+  random only because machine names end in random characters. capt's names may be sequential, so
+  ties are broken by a hash of (seed, name): deterministic for a given seed, unrelated to age.
+- *Newest/Oldest.* CAPI maps age onto a 0–50 priority with an exponential; that mapping is
+  monotonic, so capt sorts on creation time directly (the only difference: CAPI ranks a machine
+  created *this instant* level with an unhealthy one under "Newest").
+- *Failure domains.* CAPI gives every machine of a MachineSet the MachineDeployment's failure
+  domain (often none). capt spreads new worker machines over the cluster's AZs with
+  `failure_domains.spread` (fewest machines of the same revision first, then fewest overall, then
+  AZ order) unless the MachineDeployment names one.
+
+Invariants the planner keeps (asserted at every step by the simulation tests): the machines that
+exist, deleting ones included, never exceed `replicas + maxSurge` because of a creation; the
+planner's deletions never take the available machines below `replicas - maxUnavailable`; and
+OnDelete never deletes a machine to roll it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from spec.intstr import IntOrPercent, scaled_value
+from spec.models import MachineDeploymentSpec
+from workflows.failure_domains import spread
+from workflows.health_rules import limit_in_flight
+
+DeletePolicy = Literal["Random", "Newest", "Oldest"]
+StrategyType = Literal["RollingUpdate", "OnDelete"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine as the planners see it (shared with control_plane_rules and health_rules)
+# ---------------------------------------------------------------------------------------------
+
+
+class MachineView(_Frozen):
+    """What a planner needs to know about one machine. Times are workflow-clock seconds."""
+
+    name: str
+    # Hash of the machine template (plus version, failure domain, bootstrap config) the machine
+    # was created from. Machines of one revision form one "MachineSet".
+    revision: str
+    created: float
+    failure_domain: str | None = None
+    # Name of the machine's Node once it joined (CAPI: status.nodeRef).
+    node_name: str | None = None
+    # When the Node last became Ready; None while it is not Ready.
+    ready_since: float | None = None
+    # Deletion has started (CAPI: deletionTimestamp set). The machine still exists.
+    deleting: bool = False
+    # A user asked for this machine to go first (CAPI: cluster.x-k8s.io/delete-machine annotation).
+    marked_for_deletion: bool = False
+    # False once the health check found it unhealthy or its node reports an unhealthy condition
+    # (CAPI: HealthCheckSucceeded / NodeHealthy false).
+    healthy: bool = True
+    # Control-plane machines only: the API server, controller-manager, scheduler and etcd pods run
+    # healthy (CAPI: the Machine*PodHealthy conditions) and its etcd member is healthy.
+    components_healthy: bool = True
+    etcd_member_healthy: bool = True
+
+    @model_validator(mode="after")
+    def _ready_needs_node(self) -> MachineView:
+        if self.ready_since is not None and self.node_name is None:
+            raise ValueError(f"machine {self.name}: a Ready machine must name its node")
+        return self
+
+    @property
+    def ready(self) -> bool:
+        """Its node is Ready and the machine is not being deleted."""
+        return self.ready_since is not None and not self.deleting
+
+    def available(self, now: float, min_ready_seconds: int = 0) -> bool:
+        """Ready for at least `min_ready_seconds` (CAPI's Available), and not being deleted."""
+        return self.ready and self.ready_since + min_ready_seconds <= now  # type: ignore[operator]
+
+    @property
+    def deletion_healthy(self) -> bool:
+        """CAPI's `isMachineHealthy` for deletion priority: has a node, nothing reports it unhealthy."""
+        return self.node_name is not None and self.healthy
+
+
+def next_availability_time(
+    machines: Iterable[MachineView], now: float, min_ready_seconds: int
+) -> float | None:
+    """The earliest time a Ready-but-not-yet-available machine becomes available (for a durable
+    timer in the workflow), or None when no machine is waiting on `minReadySeconds`."""
+    times = [
+        m.ready_since + min_ready_seconds
+        for m in machines
+        if m.ready and m.ready_since + min_ready_seconds > now  # type: ignore[operator]
+    ]
+    return min(times) if times else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Fenceposts
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_fenceposts(max_surge: int | str, max_unavailable: int | str, replicas: int) -> tuple[int, int]:
+    """CAPI's `ResolveFenceposts`: (surge, unavailable) for `replicas` desired machines.
+
+    Surge rounds a percentage up, unavailable rounds it down; when both resolve to 0, unavailable
+    becomes 1 (a rollout must be able to move even if surging is impossible, e.g. for quota).
+    A string that is not a percentage ("5", "oops") raises `spec.intstr.IntOrPercentError`.
+    """
+    if replicas < 0:
+        raise ValueError(f"replicas must not be negative, got {replicas}")
+    surge = scaled_value(max_surge, replicas, round_up=True)
+    unavailable = scaled_value(max_unavailable, replicas, round_up=False)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return surge, unavailable
+
+
+def max_unavailable(
+    replicas: int,
+    max_unavailable: int | str,
+    max_surge: int | str = 1,
+    strategy: StrategyType = "RollingUpdate",
+) -> int:
+    """CAPI's `MaxUnavailable`: 0 for OnDelete or 0 replicas, else the fencepost clamped to replicas."""
+    if strategy != "RollingUpdate" or replicas == 0:
+        return 0
+    _, unavailable = resolve_fenceposts(max_surge, max_unavailable, replicas)
+    return min(unavailable, replicas)
+
+
+def max_surge(
+    replicas: int,
+    max_surge: int | str,
+    max_unavailable: int | str = 0,
+    strategy: StrategyType = "RollingUpdate",
+) -> int:
+    """CAPI's `MaxSurge`: 0 for OnDelete, else the resolved surge fencepost."""
+    if strategy != "RollingUpdate":
+        return 0
+    surge, _ = resolve_fenceposts(max_surge, max_unavailable, replicas)
+    return surge
+
+
+class DeploymentStrategy(_Frozen):
+    """The rollout knobs of a MachineDeployment."""
+
+    type: StrategyType = "RollingUpdate"
+    max_surge: IntOrPercent = 1
+    max_unavailable: IntOrPercent = 0
+    delete_policy: DeletePolicy = "Random"
+    min_ready_seconds: int = 0
+
+    @classmethod
+    def from_spec(cls, md: MachineDeploymentSpec) -> DeploymentStrategy:
+        return cls(
+            type=md.strategy,
+            max_surge=md.rolling_update.max_surge,
+            max_unavailable=md.rolling_update.max_unavailable,
+            delete_policy=md.delete_policy,
+            min_ready_seconds=md.min_ready_seconds,
+        )
+
+    def surge(self, replicas: int) -> int:
+        return max_surge(replicas, self.max_surge, self.max_unavailable, self.type)
+
+    def unavailable(self, replicas: int) -> int:
+        return max_unavailable(replicas, self.max_unavailable, self.max_surge, self.type)
+
+
+# ---------------------------------------------------------------------------------------------
+# Deletion order (MachineSet delete policy)
+# ---------------------------------------------------------------------------------------------
+
+
+def _random_rank(seed: str, name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}\x00{name}".encode()).digest()[:8], "big")
+
+
+def deletion_order(
+    machines: Iterable[MachineView], policy: DeletePolicy = "Random", seed: str = ""
+) -> list[MachineView]:
+    """Machines in the order a scale-down deletes them (CAPI's deletePriority, highest first).
+
+    1. machines already being deleted (so a scale-down does not delete more while they finish),
+    2. machines marked for deletion by a user,
+    3. unhealthy machines: no node yet, or reported unhealthy,
+    4. the rest by policy — Oldest: oldest first; Newest: newest first; Random: a deterministic
+       shuffle keyed by `seed` (e.g. the deployment's name).
+    Ties are broken by name, as in CAPI.
+    """
+
+    def key(m: MachineView) -> tuple[int, float, str]:
+        if m.deleting:
+            return (0, 0.0, m.name)
+        if m.marked_for_deletion:
+            return (1, 0.0, m.name)
+        if not m.deletion_healthy:
+            return (2, 0.0, m.name)
+        if policy == "Oldest":
+            return (3, m.created, m.name)
+        if policy == "Newest":
+            return (3, -m.created, m.name)
+        if policy == "Random":
+            return (3, float(_random_rank(seed, m.name)), m.name)
+        raise ValueError(f"unsupported delete policy {policy!r}: must be Random, Newest or Oldest")
+
+    return sorted(machines, key=key)
+
+
+# ---------------------------------------------------------------------------------------------
+# The deployment planner
+# ---------------------------------------------------------------------------------------------
+
+
+class RevisionView(_Frozen):
+    """A revision the deployment has used (a CAPI MachineSet): its template hash and birth time."""
+
+    revision: str
+    created: float
+
+
+class ReplicaAnnotations(_Frozen):
+    """What the revisions were last sized for (CAPI's desired-replicas / max-replicas annotations)."""
+
+    desired_replicas: int
+    max_replicas: int
+
+
+class DeploymentState(_Frozen):
+    replicas: int
+    strategy: DeploymentStrategy = DeploymentStrategy()
+    # The revision the machine template hashes to now.
+    current_revision: str
+    machines: tuple[MachineView, ...] = ()
+    # Revisions the workflow has created, with their creation time. Revisions that machines refer to
+    # but that are missing here are added with the creation time of their oldest machine. The
+    # current revision "exists" only if it is listed or has machines (it is created, and returned in
+    # `DeploymentPlan.record_revision`, by the first rolling step that uses it).
+    revisions: tuple[RevisionView, ...] = ()
+    paused: bool = False
+    sized_for: ReplicaAnnotations | None = None
+    # The cluster's AZs in order; `pinned_failure_domain` is the MachineDeployment's own, if any.
+    failure_domains: tuple[str, ...] = ()
+    pinned_failure_domain: str | None = None
+    now: float = 0.0
+    # Keys the Random delete policy's shuffle (use the deployment's name).
+    seed: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> DeploymentState:
+        if self.replicas < 0:
+            raise ValueError(f"replicas must not be negative, got {self.replicas}")
+        names = [m.name for m in self.machines]
+        if len(names) != len(set(names)):
+            raise ValueError("machine names must be unique")
+        return self
+
+
+class MachineToCreate(_Frozen):
+    revision: str
+    failure_domain: str | None = None
+
+
+class DeploymentPlan(_Frozen):
+    # "rolling": RollingUpdate step; "on_delete": OnDelete step; "scale": a scaling event or a
+    # paused deployment (proportional scaling, no rollout).
+    mode: Literal["rolling", "on_delete", "scale"]
+    create: tuple[MachineToCreate, ...] = ()
+    # Machine names, in the order they should be deleted.
+    delete: tuple[str, ...] = ()
+    # Each revision's machine count once the step is applied (CAPI: each MachineSet's spec.replicas).
+    targets: tuple[tuple[str, int], ...] = ()
+    # The current revision, when this step starts using it: the workflow adds it to its history.
+    record_revision: RevisionView | None = None
+    # Store and pass back as `DeploymentState.sized_for` next time.
+    sized_for: ReplicaAnnotations
+    notes: tuple[str, ...] = ()
+
+    @property
+    def idle(self) -> bool:
+        return not self.create and not self.delete
+
+    def target(self, revision: str) -> int:
+        return dict(self.targets).get(revision, 0)
+
+
+@dataclass
+class _Set:
+    """One revision's machines while planning (a MachineSet)."""
+
+    revision: str
+    created: float
+    machines: list[MachineView] = field(default_factory=list)
+    available: int = 0  # non-deleting machines available now
+    target: int = 0  # spec.replicas being planned
+    cleanup: int = 0  # how many of the scale-down are unavailable machines (rolling cleanup)
+
+    @property
+    def spec(self) -> int:
+        return sum(1 for m in self.machines if not m.deleting)
+
+    @property
+    def status(self) -> int:
+        return len(self.machines)
+
+
+def _round_half_away(numerator: int, denominator: int) -> int:
+    """Go's integer.RoundToInt32(n/d) for n, d > 0, in integers (no float surprises)."""
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def _group(state: DeploymentState) -> dict[str, _Set]:
+    sets: dict[str, _Set] = {r.revision: _Set(r.revision, r.created) for r in state.revisions}
+    for m in sorted(state.machines, key=lambda m: (m.created, m.name)):
+        s = sets.get(m.revision)
+        if s is None:
+            s = sets[m.revision] = _Set(m.revision, m.created)
+        s.machines.append(m)
+    for s in sets.values():
+        s.available = sum(1 for m in s.machines if m.available(state.now, state.strategy.min_ready_seconds))
+        s.target = s.spec
+    return sets
+
+
+def _is_scaling_event(state: DeploymentState, sets: Iterable[_Set]) -> bool:
+    if state.sized_for is None:
+        return False
+    return any(s.spec > 0 for s in sets) and state.sized_for.desired_replicas != state.replicas
+
+
+def _find_one_active_or_latest(new: _Set | None, olds: list[_Set]) -> _Set | None:
+    if new is None and not olds:
+        return None
+    newest_first = sorted(olds, key=lambda s: (s.created, s.revision), reverse=True)
+    active = [s for s in [*newest_first, new] if s is not None and s.spec > 0]
+    if not active:
+        return new if new is not None else newest_first[0]
+    if len(active) == 1:
+        return active[0]
+    return None
+
+
+def _scale(state: DeploymentState, new: _Set | None, olds: list[_Set], notes: list[str]) -> None:
+    """CAPI's `scale`: size the revisions for a new replica count without rolling."""
+    replicas = state.replicas
+    one = _find_one_active_or_latest(new, olds)
+    if one is not None:
+        if one.target != replicas:
+            notes.append(f"scale revision {one.revision} {one.target} -> {replicas}")
+        one.target = replicas
+        return
+    sized = state.sized_for
+    if (
+        new is not None
+        and new.spec == replicas
+        and sized is not None
+        and sized.desired_replicas == replicas
+        and new.available == replicas
+    ):
+        # The new revision is saturated: old revisions go to zero.
+        for s in olds:
+            if s.spec > 0:
+                notes.append(f"new revision saturated: scale old revision {s.revision} {s.spec} -> 0")
+                s.target = 0
+        return
+    if state.strategy.type != "RollingUpdate":
+        return
+
+    surge = state.strategy.surge(replicas)
+    active = [s for s in [*olds, new] if s is not None and s.spec > 0]
+    if not active:
+        return
+    total = sum(s.spec for s in active)
+    allowed_size = replicas + surge if replicas > 0 else 0
+    to_add = allowed_size - total
+    if to_add > 0:  # biggest first, newer first among equals
+        active.sort(key=lambda s: (-s.spec, -s.created, s.revision))
+    elif to_add < 0:  # biggest first, older first among equals
+        active.sort(key=lambda s: (-s.spec, s.created, s.revision))
+    if to_add == 0:
+        return
+
+    annotated = sized.max_replicas if sized is not None else sum(s.status for s in [*olds, new] if s)
+    added = 0
+    sizes: dict[str, int] = {}
+    for s in active:
+        proportion = 0
+        if s.spec != 0 and to_add != added:
+            if replicas == 0:
+                fraction = -s.spec
+            elif annotated <= 0:
+                fraction = 0
+            else:
+                fraction = _round_half_away(s.spec * (replicas + surge), annotated) - s.spec
+            remaining = to_add - added
+            proportion = min(fraction, remaining) if to_add > 0 else max(fraction, remaining)
+        sizes[s.revision] = s.spec + proportion
+        added += proportion
+    sizes[active[0].revision] = max(0, sizes[active[0].revision] + to_add - added)
+    for s in active:
+        if sizes[s.revision] != s.target:
+            notes.append(f"proportional scale of revision {s.revision} {s.target} -> {sizes[s.revision]}")
+        s.target = sizes[s.revision]
+
+
+def _reconcile_new(state: DeploymentState, new: _Set, all_sets: list[_Set], notes: list[str]) -> None:
+    """CAPI's reconcileNewMachineSet + NewMSNewReplicas (RollingUpdate and OnDelete)."""
+    replicas = state.replicas
+    if new.spec == replicas:
+        return
+    if new.spec > replicas:
+        notes.append(f"scale new revision {new.revision} down {new.spec} -> {replicas}")
+        new.target = replicas
+        return
+    existing = sum(max(s.spec, s.status) for s in all_sets)  # deleting machines count
+    if state.strategy.type == "RollingUpdate":
+        ceiling = replicas + state.strategy.surge(replicas)
+        if existing >= ceiling:
+            notes.append(f"cannot surge: {existing} machines exist, limit {ceiling}")
+            return
+        up = min(ceiling - existing, replicas - new.spec)
+    else:
+        if existing >= replicas:
+            return
+        up = replicas - existing
+    notes.append(f"scale new revision {new.revision} up {new.spec} -> {new.spec + up}")
+    new.target = new.spec + up
+
+
+def _reconcile_old_rolling(state: DeploymentState, new: _Set, olds: list[_Set], notes: list[str]) -> None:
+    """CAPI's reconcileOldMachineSets: clean up unavailable old machines, then scale old revisions
+    down, oldest revision first, while availability stays at replicas - maxUnavailable."""
+    if sum(s.target for s in olds) == 0:
+        return
+    all_sets = [*olds, new]
+    min_available = state.replicas - state.strategy.unavailable(state.replicas)
+    all_count = sum(s.target for s in all_sets)
+    new_unavailable = new.target - new.available
+    max_scaled_down = all_count - min_available - new_unavailable
+    if max_scaled_down <= 0:
+        notes.append(
+            f"cannot scale old revisions down: {all_count} machines, {min_available} must stay "
+            f"available, {new_unavailable} new machines not available yet"
+        )
+        return
+
+    cleaned = 0
+    for s in olds:
+        if cleaned >= max_scaled_down:
+            break
+        if s.target == 0 or s.target == s.available:
+            continue
+        n = min(max_scaled_down - cleaned, s.target - s.available)
+        notes.append(f"remove {n} unavailable machine(s) of old revision {s.revision}")
+        s.target -= n
+        s.cleanup += n
+        cleaned += n
+
+    available = sum(s.available for s in all_sets)
+    if available <= min_available:
+        return
+    budget = available - min_available
+    done = 0
+    for s in olds:
+        if done >= budget:
+            break
+        if s.target == 0:
+            continue
+        n = min(s.target, budget - done)
+        notes.append(f"scale old revision {s.revision} down {s.target} -> {s.target - n}")
+        s.target -= n
+        done += n
+
+
+def _reconcile_old_on_delete(state: DeploymentState, all_sets: list[_Set], olds: list[_Set]) -> None:
+    """CAPI's reconcileOldMachineSetsOnDelete: old revisions shrink as users delete their machines
+    (already true here: a revision's size is its non-deleting machines); beyond that they are only
+    scaled down when the deployment has more machines than replicas."""
+    excess = sum(s.target for s in all_sets) - state.replicas
+    for s in olds:
+        if excess <= 0:
+            break
+        if s.target <= 0:
+            continue
+        n = min(s.target, excess)
+        s.target -= n
+        excess -= n
+
+
+def plan_machine_deployment(state: DeploymentState) -> DeploymentPlan:
+    """The next step for a MachineDeployment: what to create and what to delete now.
+
+    - paused, or a scaling event (replicas differ from what the revisions were sized for):
+      CAPI's proportional `scale`; nothing is rolled;
+    - RollingUpdate: grow the current revision while the machines that exist (deleting ones
+      included) stay within replicas + maxSurge, then shrink old revisions — unavailable machines
+      first, oldest revision first — while availability stays at replicas - maxUnavailable;
+    - OnDelete: replace old machines only once a user deleted them.
+    Call again after every change; an idle plan means "wait".
+    """
+    strategy = state.strategy
+    sets = _group(state)
+    current = state.current_revision
+    new = sets.get(current)
+    olds = sorted((s for s in sets.values() if s.revision != current), key=lambda s: (s.created, s.revision))
+    notes: list[str] = []
+    record: RevisionView | None = None
+
+    if state.paused or _is_scaling_event(state, sets.values()):
+        mode: Literal["rolling", "on_delete", "scale"] = "scale"
+        notes.append("paused: scaling only" if state.paused else "scaling event: proportional scaling")
+        _scale(state, new, olds, notes)
+    else:
+        if new is None:
+            new = sets[current] = _Set(current, state.now)
+            record = RevisionView(revision=current, created=state.now)
+        all_sets = [*olds, new]
+        _reconcile_new(state, new, all_sets, notes)
+        if strategy.type == "RollingUpdate":
+            mode = "rolling"
+            _reconcile_old_rolling(state, new, olds, notes)
+        else:
+            mode = "on_delete"
+            _reconcile_old_on_delete(state, all_sets, olds)
+
+    ordered = ([new] if new is not None else []) + olds
+    create, delete = _materialize(state, ordered)
+    replicas = state.replicas
+    return DeploymentPlan(
+        mode=mode,
+        create=tuple(create),
+        delete=tuple(delete),
+        targets=tuple((s.revision, s.target) for s in ordered),
+        record_revision=record,
+        sized_for=ReplicaAnnotations(
+            desired_replicas=replicas, max_replicas=replicas + strategy.surge(replicas)
+        ),
+        notes=tuple(notes),
+    )
+
+
+def _materialize(state: DeploymentState, ordered: list[_Set]) -> tuple[list[MachineToCreate], list[str]]:
+    """The MachineSet controller's part: turn each revision's target into creations and deletions."""
+    policy, seed = state.strategy.delete_policy, state.seed
+    min_ready, now = state.strategy.min_ready_seconds, state.now
+    planned: list[MachineToCreate] = []
+    delete: list[str] = []
+    alive = [m for m in state.machines if not m.deleting]
+    for s in ordered:
+        members = [m for m in s.machines if not m.deleting]
+        if s.target > len(members):
+            count = s.target - len(members)
+            if state.pinned_failure_domain is not None:
+                domains: list[str | None] = [state.pinned_failure_domain] * count
+            else:
+                same_revision = [*members, *(c for c in planned if c.revision == s.revision)]
+                domains = spread(count, state.failure_domains, [*alive, *planned], same_revision)
+            planned.extend(MachineToCreate(revision=s.revision, failure_domain=fd) for fd in domains)
+        elif s.target < len(members):
+            count = len(members) - s.target
+            unavailable = [m for m in members if not m.available(now, min_ready)]
+            victims = deletion_order(unavailable, policy, seed)[: min(s.cleanup, count)]
+            chosen = {m.name for m in victims}
+            rest = [m for m in members if m.name not in chosen]
+            victims += deletion_order(rest, policy, seed)[: count - len(victims)]
+            delete.extend(m.name for m in victims)
+    return planned, delete
+
+
+# ---------------------------------------------------------------------------------------------
+# Status helpers
+# ---------------------------------------------------------------------------------------------
+
+
+class DeploymentCounts(_Frozen):
+    """The numbers a MachineDeployment reports (CAPI's status fields)."""
+
+    replicas: int  # machines that exist, deleting ones included
+    ready: int
+    available: int
+    up_to_date: int  # not-deleting machines of the current revision
+    unavailable: int  # desired replicas not available (never negative)
+
+
+def deployment_counts(state: DeploymentState) -> DeploymentCounts:
+    min_ready, now = state.strategy.min_ready_seconds, state.now
+    available = sum(1 for m in state.machines if m.available(now, min_ready))
+    return DeploymentCounts(
+        replicas=len(state.machines),
+        ready=sum(1 for m in state.machines if m.ready),
+        available=available,
+        up_to_date=sum(1 for m in state.machines if m.revision == state.current_revision and not m.deleting),
+        unavailable=max(state.replicas - available, 0),
+    )
+
+
+def deployment_complete(state: DeploymentState) -> bool:
+    """CAPI's DeploymentComplete: exactly `replicas` machines, all current and available."""
+    counts = deployment_counts(state)
+    r = state.replicas
+    return counts.replicas == r and counts.up_to_date == r and counts.available == r
+
+
+def progress_deadline_exceeded(last_progress: float, now: float, deadline_seconds: int) -> bool:
+    """True once a rollout has made no progress for more than `progressDeadlineSeconds`
+    (Kubernetes' DeploymentTimedOut: strictly after the deadline). Reporting only: the planner
+    keeps obeying maxUnavailable whatever this says."""
+    return now > last_progress + deadline_seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# Remediation of worker machines (asked for by the health workflow)
+# ---------------------------------------------------------------------------------------------
+
+
+class DeploymentRemediation(_Frozen):
+    remediate: tuple[str, ...] = ()  # delete these now (the planner then recreates them)
+    deferred: tuple[str, ...] = ()  # wait: too many remediations in flight
+    skipped: tuple[str, ...] = ()  # old revision: the rollout replaces them
+    reason: str = ""
+
+
+def plan_deployment_remediation(
+    machines: Sequence[MachineView],
+    unhealthy: Iterable[str],
+    current_revision: str,
+    replicas: int,
+    max_in_flight: int | str | None = None,
+    in_flight: int = 0,
+) -> DeploymentRemediation:
+    """Which unhealthy machines the deployment replaces now (CAPI's MachineSet remediation).
+
+    Only machines of the current revision are remediated (old ones are pending removal by the
+    rollout); machines already being deleted are skipped; the newest go first (a machine failing to
+    come up probably runs no workload yet), ties by name; at most `max_in_flight` (an int, or a
+    percentage of `replicas` rounded up; None = no limit) remediations run at once, counting the
+    `in_flight` ones — remediated machines whose deletion has not finished.
+    """
+    by_name = {m.name: m for m in machines}
+    wanted = [by_name[n] for n in dict.fromkeys(unhealthy) if n in by_name and not by_name[n].deleting]
+    skipped = tuple(m.name for m in wanted if m.revision != current_revision)
+    candidates = sorted(
+        (m for m in wanted if m.revision == current_revision), key=lambda m: (-m.created, m.name)
+    )
+    limited = limit_in_flight([m.name for m in candidates], max_in_flight, replicas, in_flight)
+    reason = limited.reason
+    if not reason and skipped and not limited.start:
+        reason = "machine won't be remediated because it is pending removal due to rollout"
+    return DeploymentRemediation(
+        remediate=limited.start, deferred=limited.deferred, skipped=skipped, reason=reason
+    )
