@@ -3,3 +3,16 @@
 from collections.abc import Callable
 
 ACTIVITIES: list[Callable] = []
+
+# Cluster PKI, bootstrap tokens and bootstrap data in Secrets Manager (issue 4, bootstrap half).
+from activities.aws import secrets as _secrets  # noqa: E402
+from activities.kubeadm import bootstrap as _bootstrap  # noqa: E402
+
+ACTIVITIES += [
+    _secrets.ensure_cluster_pki,
+    _secrets.ensure_bootstrap_token,
+    _secrets.refresh_bootstrap_token,
+    _secrets.delete_bootstrap_data,
+    _secrets.delete_cluster_secrets,
+    _bootstrap.prepare_bootstrap_data,
+]

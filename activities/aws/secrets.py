@@ -485,9 +485,8 @@ def store_bootstrap_data(
     """Store `data` (already gzipped) as `<prefix>-0 … <prefix>-<n-1>` under a fresh random prefix.
 
     Every chunk is tagged with the machine's name (Name, as CAPA does, and capt's machine tag),
-    its index and the count,
-    so `find_bootstrap_data` can tell a complete copy from the leftovers of an attempt that died
-    half-way.
+    its index and the count, so `find_bootstrap_data` can tell a complete copy from the leftovers
+    of an attempt that died half-way.
     """
     prefix = new_bootstrap_prefix(namespace, cluster_name, machine_name)
     chunks = split_chunks(data, chunk_size)
