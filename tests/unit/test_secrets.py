@@ -40,6 +40,10 @@ def _wire(model) -> bytes:
 
 
 def _assert_no_secret(model, *secrets: str) -> None:
+    # What travels through Temporal converts back to the same model ...
+    payloads = pydantic_data_converter.payload_converter.to_payloads([model])
+    assert pydantic_data_converter.payload_converter.from_payloads(payloads, [type(model)]) == [model]
+    # ... and holds no key, certificate or token.
     wire = _wire(model)
     assert not PEM.search(wire)
     assert not TOKEN_PATTERN.search(wire.decode())
