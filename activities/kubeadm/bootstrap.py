@@ -557,7 +557,8 @@ class BootstrapRequest(BaseModel):
     service_domain: str = "cluster.local"
     # From ensure_cluster_pki.
     pki: ClusterPKIRefs
-    # From ensure_bootstrap_token: required for joins; for init it is pre-created by kubeadm.
+    # From ensure_bootstrap_token: required for joins; optional for init (kubeadm init then
+    # creates that token itself, so the next machines can join at once).
     token_secret_arn: str | None = None
     additional_tags: tuple[tuple[str, str], ...] = ()
 
