@@ -59,6 +59,8 @@ PKI_DIR = "/etc/kubernetes/pki"
 # Where the boothook writes the fetched cloud-config, and the include-url part points.
 BOOTSTRAP_FILE = "/etc/capt/bootstrap-userdata.txt"
 MIME_BOUNDARY = "==capt-bootstrap-boundary=="
+# Reads of a chunk before the boothook gives up (5 s, 10 s, ... apart: about 75 s in all).
+FETCH_ATTEMPTS = 6
 GZIP_MTIME = 0  # deterministic gzip output: same input, same bytes
 
 
@@ -495,14 +497,20 @@ def render_boothook(
     region: str,
     endpoint_url: str | None = None,
     file: str = BOOTSTRAP_FILE,
+    attempts: int = FETCH_ATTEMPTS,
 ) -> str:
-    if chunks < 1:
-        raise ValueError("at least one chunk")
+    if chunks < 1 or attempts < 1:
+        raise ValueError("at least one chunk and one attempt")
     return (
         _env()
         .get_template("boothook.sh.j2")
         .render(
-            region=region, endpoint=endpoint_url or "", prefix=secret_prefix, chunks=int(chunks), file=file
+            region=region,
+            endpoint=endpoint_url or "",
+            prefix=secret_prefix,
+            chunks=int(chunks),
+            file=file,
+            attempts=int(attempts),
         )
     )
 

@@ -162,14 +162,17 @@ def test_boothook_fails_without_deleting_when_a_chunk_cannot_be_read(
         rendered_bytes=10,
     )
     target = tmp_path / "etc" / "capt" / "bootstrap-userdata.txt"
-    # Ask for one chunk more than exists, and make the retry back-off instant.
+    # Ask for one chunk more than exists; two attempts, and an instant back-off.
     script = kb.render_boothook(
         secret_prefix=stored.secret_prefix,
         chunks=2,
         region=REGION,
         endpoint_url=moto_endpoint,
         file=str(target),
-    ).replace("sleep $((attempt * 5))", "true")
+        attempts=2,
+    )
+    assert "sleep $((attempt * 5))" in script
+    script = script.replace("sleep $((attempt * 5))", "true")
     result = _run_boothook(script, bin_dir, tmp_path)
     assert result.returncode != 0
     assert "could not read chunk 1 of 2" in result.stderr
