@@ -65,10 +65,12 @@ class ImageChoice(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     image_id: str
-    # Empty for an explicit id (not looked up).
     name: str | None = None
     creation_date: str | None = None
     owner_id: str | None = None
+    # Where the image's root volume attaches (/dev/sda1 on Ubuntu, /dev/xvda on Amazon Linux):
+    # the root-volume block device mapping must name it.
+    root_device_name: str | None = None
     looked_up: bool = False
 
 
@@ -84,9 +86,14 @@ def lookup_filters(selector: AMISelector, kubernetes_version: str, instance_type
 def resolve_image(
     ec2: Any, selector: AMISelector, kubernetes_version: str, instance_type: str | None = None
 ) -> ImageChoice:
-    """The explicit id if the selector has one (no AWS call), else the newest matching image."""
+    """The selector's explicit image, or the newest image its lookup matches. One DescribeImages
+    either way: an explicit id is read too, for its root device name (and an id that does not
+    exist fails here, non-retryably, as InvalidAMIID.NotFound)."""
     if selector.id:
-        return ImageChoice(image_id=selector.id)
+        found = ec2.describe_images(ImageIds=[selector.id]).get("Images", [])
+        if not found:
+            raise ImageNotFoundError(f"AMI {selector.id} does not exist or is not visible to this account")
+        return _choice(found[0], looked_up=False)
     filters = lookup_filters(selector, kubernetes_version, instance_type)
     images = ec2.describe_images(Owners=[selector.lookup_org], Filters=filters).get("Images", [])
     # Emulators may ignore a filter: keep only what the filters asked for.
@@ -104,12 +111,17 @@ def resolve_image(
             f"({architecture_for(instance_type)}, hvm, available) for Kubernetes {kubernetes_version}; "
             "set the AWSMachineTemplate's spec.ami.id, or imageLookupFormat/Org/BaseOS to an image that exists"
         )
+    return _choice(best, looked_up=True)
+
+
+def _choice(image: dict[str, Any], *, looked_up: bool) -> ImageChoice:
     return ImageChoice(
-        image_id=best["ImageId"],
-        name=best.get("Name"),
-        creation_date=best.get("CreationDate"),
-        owner_id=best.get("OwnerId"),
-        looked_up=True,
+        image_id=image["ImageId"],
+        name=image.get("Name"),
+        creation_date=image.get("CreationDate"),
+        owner_id=image.get("OwnerId"),
+        root_device_name=image.get("RootDeviceName"),
+        looked_up=looked_up,
     )
 
 

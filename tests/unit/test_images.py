@@ -14,6 +14,13 @@ REGION = "ap-northeast-2"
 CAPA_ORG = AMISelector().lookup_org
 
 
+@pytest.fixture(autouse=True)
+def _no_default_amis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto would load ~1300 stock AMIs into every fresh EC2 backend (0.5 s each); the tests
+    create the images they need."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
 @pytest.mark.parametrize(
     ("instance_type", "arch"),
     [
@@ -132,11 +139,21 @@ def test_lookup_honours_custom_format_org_and_os(aws: None) -> None:
     assert result.image.image_id == mine
 
 
-def test_explicit_id_needs_no_call(aws: None) -> None:
-    result = lookup(id="ami-0123456789abcdef0")
-    assert result.image.image_id == "ami-0123456789abcdef0"
+def test_explicit_id_is_used_as_given(aws: None) -> None:
+    pinned = add_ami("my-own-image", dt.datetime(2020, 1, 1, tzinfo=dt.UTC), owner="111122223333")
+    add_ami("capa-ami-ubuntu-24.04-v1.31.0-1", dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+    result = lookup(id=pinned)
+    assert result.image.image_id == pinned
+    assert result.image.root_device_name == "/dev/sda1"
     assert not result.image.looked_up
-    assert result.aws_calls == {}
+    assert result.aws_calls == {"ec2:DescribeImages": 1}
+
+
+def test_explicit_id_that_does_not_exist_fails_fast(aws: None) -> None:
+    with pytest.raises(ApplicationError) as err:
+        lookup(id="ami-0123456789abcdef0")
+    assert err.value.non_retryable
+    assert "ami-0123456789abcdef0" in err.value.message
 
 
 def test_no_match_is_a_clear_non_retryable_error(aws: None) -> None:

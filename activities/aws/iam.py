@@ -1,0 +1,550 @@
+"""`capt bootstrap iam`: the IAM roles, policies and instance profiles capt's clusters use.
+
+What `clusterawsadm bootstrap iam create-cloudformation-stack` does for CAPA, without
+CloudFormation, idempotently, with plain IAM calls:
+
+- Instance profile + role `control-plane.cluster-api-provider-aws.sigs.k8s.io` (the name CAPA's
+  manifests give control-plane machines): the AWS cloud provider's control-plane policy
+  (the in-cluster cloud provider manages Service load balancers, their security groups and
+  routes) plus the node policy.
+- Instance profile + role `nodes.cluster-api-provider-aws.sigs.k8s.io`: the node policy — EC2
+  describes for the kubelet/cloud provider, ECR read-only for images, read-and-delete of the
+  node's own bootstrap data in Secrets Manager, and the SSM agent (Run Command is how capt
+  removes a departing control-plane machine's etcd member).
+- The managed policy `capt-worker.cluster-api-provider-aws.sigs.k8s.io` for whatever principal
+  runs the capt worker: exactly the AWS actions capt's activities call (a test derives them
+  from the code and compares), scoped where IAM can scope them.
+
+Tighter than CAPA's defaults: no management-cluster controller policy on the control plane
+(there is no management cluster), secrets readable only under capt's bootstrap prefix, and
+the SSM agent's Run Command actions instead of the whole AmazonSSMManagedInstanceCore policy
+(no inventory, patching, associations or parameters).
+
+This module is operator tooling run by `capt bootstrap iam` with IAM-admin credentials, never
+by the worker (none of it is a Temporal activity): its IAM calls are deliberately absent from
+the worker policy.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
+
+from activities.aws import secrets
+from activities.aws.errors import ConflictError
+
+CONTROL_PLANE = "control-plane.cluster-api-provider-aws.sigs.k8s.io"
+NODES = "nodes.cluster-api-provider-aws.sigs.k8s.io"
+WORKER_POLICY = "capt-worker.cluster-api-provider-aws.sigs.k8s.io"
+# Instance profile names as CAPA's manifests spell them (AWSMachineTemplate.spec.iamInstanceProfile).
+CONTROL_PLANE_PROFILE = CONTROL_PLANE
+NODES_PROFILE = NODES
+
+POLICY_VERSION = "2012-10-17"
+EC2_TRUST = {
+    "Version": POLICY_VERSION,
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
+
+# --------------------------------------------------------------------------------------------
+# what machines may do
+
+
+# The AWS cloud provider (cloud-provider-aws) on control-plane machines: node lifecycle,
+# Service type=LoadBalancer (classic ELB / NLB with their security groups), routes, volumes.
+CLOUD_PROVIDER_CONTROL_PLANE_ACTIONS = (
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeLaunchConfigurations",
+    "autoscaling:DescribeTags",
+    "ec2:AssignIpv6Addresses",
+    "ec2:AttachVolume",
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:CreateRoute",
+    "ec2:CreateSecurityGroup",
+    "ec2:CreateTags",
+    "ec2:CreateVolume",
+    "ec2:DeleteRoute",
+    "ec2:DeleteSecurityGroup",
+    "ec2:DeleteVolume",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstances",
+    "ec2:DescribeRegions",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeVpcs",
+    "ec2:DetachVolume",
+    "ec2:ModifyInstanceAttribute",
+    "ec2:ModifyVolume",
+    "ec2:RevokeSecurityGroupIngress",
+    "elasticloadbalancing:AddTags",
+    "elasticloadbalancing:ApplySecurityGroupsToLoadBalancer",
+    "elasticloadbalancing:AttachLoadBalancerToSubnets",
+    "elasticloadbalancing:ConfigureHealthCheck",
+    "elasticloadbalancing:CreateListener",
+    "elasticloadbalancing:CreateLoadBalancer",
+    "elasticloadbalancing:CreateLoadBalancerListeners",
+    "elasticloadbalancing:CreateLoadBalancerPolicy",
+    "elasticloadbalancing:CreateTargetGroup",
+    "elasticloadbalancing:DeleteListener",
+    "elasticloadbalancing:DeleteLoadBalancer",
+    "elasticloadbalancing:DeleteLoadBalancerListeners",
+    "elasticloadbalancing:DeleteTargetGroup",
+    "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
+    "elasticloadbalancing:DeregisterTargets",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeLoadBalancerAttributes",
+    "elasticloadbalancing:DescribeLoadBalancerPolicies",
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "elasticloadbalancing:DetachLoadBalancerFromSubnets",
+    "elasticloadbalancing:ModifyListener",
+    "elasticloadbalancing:ModifyLoadBalancerAttributes",
+    "elasticloadbalancing:ModifyTargetGroup",
+    "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
+    "elasticloadbalancing:RegisterTargets",
+    "elasticloadbalancing:SetLoadBalancerPoliciesForBackendServer",
+    "elasticloadbalancing:SetLoadBalancerPoliciesOfListener",
+    "iam:CreateServiceLinkedRole",
+    "kms:DescribeKey",
+)
+
+# Every node (control plane too): the kubelet's and cloud provider's describes, pulling images
+# from ECR.
+NODE_ACTIONS = (
+    "ec2:DescribeInstances",
+    "ec2:DescribeRegions",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:DescribeRepositories",
+    "ecr:GetAuthorizationToken",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:GetRepositoryPolicy",
+    "ecr:ListImages",
+)
+
+# The boothook reads its bootstrap data and deletes it. The names carry 256 random bits and
+# nodes cannot list secrets, so a node can only fetch the data whose name its user data holds.
+NODE_SECRET_ACTIONS = ("secretsmanager:DeleteSecret", "secretsmanager:GetSecretValue")
+
+# The SSM agent, enough for Run Command (the etcd member removal) and nothing else.
+SSM_AGENT_ACTIONS = (
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+)
+
+
+def secret_arn(name_pattern: str) -> str:
+    return f"arn:*:secretsmanager:*:*:secret:{name_pattern}"
+
+
+def role_arn(name: str) -> str:
+    return f"arn:*:iam::*:role/{name}"
+
+
+def _statement(
+    sid: str, actions: Iterable[str], resources: Iterable[str], condition: dict | None = None
+) -> dict:
+    st: dict[str, Any] = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": sorted(actions),
+        "Resource": sorted(resources),
+    }
+    if condition:
+        st["Condition"] = condition
+    return st
+
+
+def control_plane_policy() -> dict:
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [_statement("CloudProviderControlPlane", CLOUD_PROVIDER_CONTROL_PLANE_ACTIONS, ["*"])],
+    }
+
+
+def nodes_policy() -> dict:
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            _statement("CloudProviderNode", NODE_ACTIONS, ["*"]),
+            _statement(
+                "BootstrapData", NODE_SECRET_ACTIONS, [secret_arn(secrets.NODE_READABLE_SECRET_PATTERN)]
+            ),
+            _statement("SsmAgentRunCommand", SSM_AGENT_ACTIONS, ["*"]),
+        ],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# what the capt worker may do
+#
+# Hand-maintained on purpose: tests/unit/test_iam.py derives the AWS actions the activities
+# call from their source and fails unless this list is exactly those plus IMPLIED_ACTIONS.
+
+WORKER_ACTIONS: tuple[str, ...] = (
+    "ec2:AllocateAddress",
+    "ec2:AssociateRouteTable",
+    "ec2:AttachInternetGateway",
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:CreateInternetGateway",
+    "ec2:CreateNatGateway",
+    "ec2:CreateRoute",
+    "ec2:CreateRouteTable",
+    "ec2:CreateSecurityGroup",
+    "ec2:CreateSubnet",
+    "ec2:CreateTags",
+    "ec2:CreateVpc",
+    "ec2:DeleteInternetGateway",
+    "ec2:DeleteNatGateway",
+    "ec2:DeleteRouteTable",
+    "ec2:DeleteSecurityGroup",
+    "ec2:DeleteSubnet",
+    "ec2:DeleteVpc",
+    "ec2:DescribeAddresses",
+    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstances",
+    "ec2:DescribeInternetGateways",
+    "ec2:DescribeNatGateways",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+    "ec2:DetachInternetGateway",
+    "ec2:DisassociateRouteTable",
+    "ec2:ModifySubnetAttribute",
+    "ec2:ModifyVpcAttribute",
+    "ec2:ReleaseAddress",
+    "ec2:ReplaceRoute",
+    "ec2:ReplaceRouteTableAssociation",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:RunInstances",
+    "ec2:TerminateInstances",
+    "elasticloadbalancing:AddTags",
+    "elasticloadbalancing:ConfigureHealthCheck",
+    "elasticloadbalancing:CreateListener",
+    "elasticloadbalancing:CreateLoadBalancer",
+    "elasticloadbalancing:CreateTargetGroup",
+    "elasticloadbalancing:DeleteLoadBalancer",
+    "elasticloadbalancing:DeleteTargetGroup",
+    "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
+    "elasticloadbalancing:DeregisterTargets",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "elasticloadbalancing:ModifyLoadBalancerAttributes",
+    "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
+    "elasticloadbalancing:RegisterTargets",
+    "iam:PassRole",
+    "secretsmanager:CreateSecret",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:ListSecrets",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:TagResource",
+    "ssm:GetCommandInvocation",
+    "ssm:SendCommand",
+    "tag:GetResources",
+)
+
+# Permissions AWS checks for a call without the call being made:
+# - tag-on-create: EC2 create calls with TagSpecifications need ec2:CreateTags; ELB creates with
+#   Tags need elasticloadbalancing:AddTags; CreateSecret with Tags needs secretsmanager:TagResource.
+# - RunInstances with an instance profile needs iam:PassRole on the profile's role.
+IMPLIED_ACTIONS: dict[str, tuple[str, ...]] = {
+    "ec2:RunInstances": ("ec2:CreateTags", "iam:PassRole"),
+    "ec2:AllocateAddress": ("ec2:CreateTags",),
+    "ec2:CreateInternetGateway": ("ec2:CreateTags",),
+    "ec2:CreateNatGateway": ("ec2:CreateTags",),
+    "ec2:CreateRouteTable": ("ec2:CreateTags",),
+    "ec2:CreateSecurityGroup": ("ec2:CreateTags",),
+    "ec2:CreateSubnet": ("ec2:CreateTags",),
+    "ec2:CreateVpc": ("ec2:CreateTags",),
+    "elasticloadbalancing:CreateLoadBalancer": ("elasticloadbalancing:AddTags",),
+    "elasticloadbalancing:CreateTargetGroup": ("elasticloadbalancing:AddTags",),
+    "secretsmanager:CreateSecret": ("secretsmanager:TagResource",),
+}
+
+
+def implied_by(actions: Iterable[str]) -> set[str]:
+    return {implied for a in actions for implied in IMPLIED_ACTIONS.get(a, ())}
+
+
+# Actions that cannot be limited to a resource ARN (IAM requires "*").
+_UNSCOPABLE = {"secretsmanager:ListSecrets"}
+
+
+def worker_policy(actions: Iterable[str] = WORKER_ACTIONS) -> dict:
+    """The worker's policy document: EC2/ELB/tagging on "*" (they key on ownership tags, which
+    moto and several ELB actions cannot enforce in IAM), secrets under capt's prefix, PassRole
+    for the two machine roles and only to EC2, Run Command with one document."""
+    ec2_elb: list[str] = []
+    scoped_secrets: list[str] = []
+    other_star: list[str] = []
+    pass_role: list[str] = []
+    send_command: list[str] = []
+    for action in sorted(set(actions)):
+        service = action.split(":", 1)[0]
+        if action in _UNSCOPABLE:
+            other_star.append(action)
+        elif service in ("ec2", "elasticloadbalancing"):
+            ec2_elb.append(action)
+        elif service == "secretsmanager":
+            scoped_secrets.append(action)
+        elif action == "iam:PassRole":
+            pass_role.append(action)
+        elif action == "ssm:SendCommand":
+            send_command.append(action)
+        else:
+            other_star.append(action)
+    statements = []
+    if ec2_elb:
+        statements.append(_statement("ClusterInfrastructure", ec2_elb, ["*"]))
+    if scoped_secrets:
+        statements.append(_statement("ClusterSecrets", scoped_secrets, [secret_arn(f"{secrets.ROOT}/*")]))
+    if pass_role:
+        statements.append(
+            _statement(
+                "PassMachineRoles",
+                pass_role,
+                [role_arn(CONTROL_PLANE), role_arn(NODES)],
+                {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+            )
+        )
+    if send_command:
+        statements.append(
+            _statement(
+                "RunCommandOnMachines",
+                send_command,
+                ["arn:*:ssm:*::document/AWS-RunShellScript", "arn:*:ec2:*:*:instance/*"],
+            )
+        )
+    if other_star:
+        statements.append(_statement("Unscoped", other_star, ["*"]))
+    return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def policy_actions(document: dict) -> set[str]:
+    out: set[str] = set()
+    for st in document["Statement"]:
+        acts = st["Action"]
+        out.update([acts] if isinstance(acts, str) else acts)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# creating them
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str
+    description: str
+    document: dict
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    name: str
+    description: str
+    policies: tuple[str, ...]
+    instance_profile: str
+
+
+def policy_specs() -> tuple[PolicySpec, ...]:
+    return (
+        PolicySpec(
+            CONTROL_PLANE, "capt: AWS cloud provider on control-plane machines", control_plane_policy()
+        ),
+        PolicySpec(
+            NODES, "capt: every machine (cloud provider node, ECR, bootstrap data, SSM agent)", nodes_policy()
+        ),
+        PolicySpec(
+            WORKER_POLICY,
+            "capt: the capt worker (exactly the AWS calls its activities make)",
+            worker_policy(),
+        ),
+    )
+
+
+ROLE_SPECS: tuple[RoleSpec, ...] = (
+    RoleSpec(CONTROL_PLANE, "capt control-plane machines", (CONTROL_PLANE, NODES), CONTROL_PLANE_PROFILE),
+    RoleSpec(NODES, "capt worker machines", (NODES,), NODES_PROFILE),
+)
+
+Action = Literal["created", "updated", "unchanged"]
+
+
+class IamChange(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["policy", "role", "role-policy-attachment", "instance-profile"]
+    name: str
+    arn: str = ""
+    action: Action
+
+
+class BootstrapIamResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    account_id: str
+    changes: tuple[IamChange, ...]
+    worker_policy_arn: str
+    worker_policy: dict
+
+    @property
+    def changed(self) -> bool:
+        return any(c.action != "unchanged" for c in self.changes)
+
+
+def _code(err: ClientError) -> str:
+    return err.response.get("Error", {}).get("Code", "")
+
+
+def _document(value: Any) -> dict:
+    """IAM returns policy documents URL-encoded; boto3 usually decodes them already."""
+    if isinstance(value, dict):
+        return value
+    return json.loads(urllib.parse.unquote(value))
+
+
+def _same(a: dict, b: dict) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _ensure_role(iam: Any, spec: RoleSpec) -> tuple[str, Action]:
+    try:
+        role = iam.create_role(
+            RoleName=spec.name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST), Description=spec.description
+        )["Role"]
+        return role["Arn"], "created"
+    except ClientError as err:
+        if _code(err) != "EntityAlreadyExists":
+            raise
+    role = iam.get_role(RoleName=spec.name)["Role"]
+    if _same(_document(role["AssumeRolePolicyDocument"]), EC2_TRUST):
+        return role["Arn"], "unchanged"
+    iam.update_assume_role_policy(RoleName=spec.name, PolicyDocument=json.dumps(EC2_TRUST))
+    return role["Arn"], "updated"
+
+
+def _ensure_policy(iam: Any, partition: str, account_id: str, spec: PolicySpec) -> tuple[str, Action]:
+    arn = f"arn:{partition}:iam::{account_id}:policy/{spec.name}"
+    try:
+        created = iam.create_policy(
+            PolicyName=spec.name, PolicyDocument=json.dumps(spec.document), Description=spec.description
+        )["Policy"]
+        return created["Arn"], "created"
+    except ClientError as err:
+        if _code(err) != "EntityAlreadyExists":
+            raise
+    policy = iam.get_policy(PolicyArn=arn)["Policy"]
+    current = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])["PolicyVersion"]
+    if _same(_document(current["Document"]), spec.document):
+        return arn, "unchanged"
+    # A managed policy keeps at most five versions: drop the oldest non-default one first.
+    versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
+    if len(versions) >= 5:
+        oldest = min((v for v in versions if not v["IsDefaultVersion"]), key=lambda v: v["CreateDate"])
+        iam.delete_policy_version(PolicyArn=arn, VersionId=oldest["VersionId"])
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(spec.document), SetAsDefault=True)
+    return arn, "updated"
+
+
+def _ensure_attached(iam: Any, role: str, policy_arn: str) -> Action:
+    attached = {
+        p["PolicyArn"]
+        for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role)
+        for p in page["AttachedPolicies"]
+    }
+    if policy_arn in attached:
+        return "unchanged"
+    iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn)
+    return "created"
+
+
+def _ensure_instance_profile(iam: Any, name: str, role: str) -> tuple[str, Action]:
+    action: Action = "unchanged"
+    try:
+        profile = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        action = "created"
+    except ClientError as err:
+        if _code(err) != "EntityAlreadyExists":
+            raise
+        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    roles = [r["RoleName"] for r in profile.get("Roles", [])]
+    if role in roles:
+        return profile["Arn"], action
+    if roles:
+        raise ConflictError(
+            f"instance profile {name} holds role {roles[0]}, not {role}; capt will not replace it"
+        )
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
+    return profile["Arn"], "created" if action == "created" else "updated"
+
+
+def bootstrap_iam(iam: Any | None = None) -> BootstrapIamResult:
+    """Create or update capt's IAM roles, policies and instance profiles. Idempotent: a second
+    run changes nothing and reports every item `unchanged`.
+
+    Roles first (their ARN names the account and partition the policy ARNs need), then the
+    managed policies (a changed document becomes a new default version), attachments, and the
+    instance profiles with their role.
+    """
+    if iam is None:
+        from activities.aws import session
+
+        iam = session.client("iam")
+    changes: list[IamChange] = []
+    role_arns: dict[str, str] = {}
+    for role in ROLE_SPECS:
+        arn, action = _ensure_role(iam, role)
+        role_arns[role.name] = arn
+        changes.append(IamChange(kind="role", name=role.name, arn=arn, action=action))
+    any_role_arn = next(iter(role_arns.values()))
+    partition, account_id = any_role_arn.split(":")[1], any_role_arn.split(":")[4]
+
+    policy_arns: dict[str, str] = {}
+    for spec in policy_specs():
+        arn, action = _ensure_policy(iam, partition, account_id, spec)
+        policy_arns[spec.name] = arn
+        changes.append(IamChange(kind="policy", name=spec.name, arn=arn, action=action))
+
+    for role in ROLE_SPECS:
+        for policy in role.policies:
+            action = _ensure_attached(iam, role.name, policy_arns[policy])
+            changes.append(
+                IamChange(kind="role-policy-attachment", name=f"{role.name} <- {policy}", action=action)
+            )
+        arn, action = _ensure_instance_profile(iam, role.instance_profile, role.name)
+        changes.append(IamChange(kind="instance-profile", name=role.instance_profile, arn=arn, action=action))
+
+    return BootstrapIamResult(
+        account_id=account_id,
+        changes=tuple(changes),
+        worker_policy_arn=policy_arns[WORKER_POLICY],
+        worker_policy=worker_policy(),
+    )
