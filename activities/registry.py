@@ -16,3 +16,17 @@ ACTIVITIES += [
     _secrets.delete_cluster_secrets,
     _bootstrap.prepare_bootstrap_data,
 ]
+
+# Machines' EC2 side: AMI lookup, instances, API load balancer membership (issue 4, instances).
+from activities.aws import images as _images  # noqa: E402
+from activities.aws import instances as _instances  # noqa: E402
+
+ACTIVITIES += [
+    _images.lookup_image,
+    _instances.ensure_instance,
+    _instances.describe_instance,
+    _instances.terminate_instance,
+    _instances.describe_cluster_instances,
+    _instances.register_with_load_balancer,
+    _instances.deregister_from_load_balancer,
+]
