@@ -384,6 +384,11 @@ def ensure_instance(req: InstanceRequest) -> InstanceResult:
     created = False
     if instance is None:
         instance, created = _launch(ec2, req)
+        # EC2 reads are eventually consistent: wait (briefly) until DescribeInstances knows the
+        # new id, so the workflow's next describe_instance cannot mistake it for "gone".
+        ec2.get_waiter("instance_exists").wait(
+            InstanceIds=[instance["InstanceId"]], WaiterConfig={"Delay": 2, "MaxAttempts": 10}
+        )
     return InstanceResult(**info(instance).model_dump(), created=created, client_token=instance_token(req))
 
 

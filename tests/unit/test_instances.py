@@ -99,7 +99,8 @@ def machine_instances(machine: str) -> list[dict]:
 def test_instance_is_launched_hardened_tagged_and_placed(net: Net) -> None:
     result = instances.ensure_instance(request(net))
     assert result.created and result.state in ("pending", "running")
-    assert result.aws_calls.get("ec2:RunInstances") == 1
+    # Lookup by tags, the image's root device, the launch, the wait until EC2 reads show it.
+    assert result.aws_calls == {"ec2:DescribeInstances": 2, "ec2:DescribeImages": 1, "ec2:RunInstances": 1}
 
     i = raw(result.instance_id)
     assert i["MetadataOptions"]["HttpTokens"] == "required"
@@ -138,7 +139,7 @@ def test_ensure_twice_is_one_instance(net: Net) -> None:
     first = instances.ensure_instance(request(net))
     second = instances.ensure_instance(request(net))
     assert second.instance_id == first.instance_id and not second.created
-    assert "ec2:RunInstances" not in second.aws_calls
+    assert second.aws_calls == {"ec2:DescribeInstances": 1}
     assert len(machine_instances("cp-0")) == 1
 
 
