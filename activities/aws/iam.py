@@ -237,6 +237,7 @@ WORKER_ACTIONS: tuple[str, ...] = (
     "ec2:ReleaseAddress",
     "ec2:ReplaceRoute",
     "ec2:ReplaceRouteTableAssociation",
+    "ec2:RevokeSecurityGroupEgress",
     "ec2:RevokeSecurityGroupIngress",
     "ec2:RunInstances",
     "ec2:TerminateInstances",

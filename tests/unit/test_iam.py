@@ -122,16 +122,30 @@ class Scanner:
         while changed:
             changed = False
             for scan in self.files.values():
-                for fn in (n for n in ast.walk(scan.tree) if isinstance(n, ast.FunctionDef)):
+                for fn in (
+                    n for n in ast.walk(scan.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                ):
                     if fn.name in scan.factories:
                         continue
                     for ret in (n for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value is not None):
-                        service = self.client_service(scan, ret.value, {})
+                        service = self.client_service(scan, ret.value)
                         if service:
                             scan.factories[fn.name] = service
                             changed = True
                             break
         self.used_services = {s for scan in self.files.values() for s in self.created_services(scan)}
+        for scan in self.files.values():
+            for node in ast.walk(scan.tree):
+                if (
+                    isinstance(node, ast.Call)
+                    and _callee_name(node) == "resource"
+                    and node.args
+                    and _literal(node.args[0]) in _available()
+                ):
+                    raise ScanError(
+                        f"{scan.path}:{node.lineno}: boto3 resources hide their API calls from the policy "
+                        "scan; use a client"
+                    )
 
     # -- what is a client -----------------------------------------------------------------------
 
@@ -151,13 +165,15 @@ class Scanner:
                 return other.factories[name]
         return None
 
-    def client_service(self, scan: FileScan, node: ast.AST, bindings: dict[str, set[str]]) -> str | None:
+    def client_service(self, scan: FileScan, node: ast.AST) -> str | None:
+        if isinstance(node, ast.Await):
+            node = node.value
         if isinstance(node, ast.Call):
             if _callee_name(node).endswith("client"):
                 arg = (
                     node.args[0]
                     if node.args
-                    else next((k.value for k in node.keywords if k.arg == "service_name"), None)
+                    else next((k.value for k in node.keywords if k.arg in ("service", "service_name")), None)
                 )
                 service = _literal(arg)
                 if service in _available():
@@ -169,7 +185,7 @@ class Scanner:
         found = set(scan.factories.values())
         for node in ast.walk(scan.tree):
             if isinstance(node, ast.Call):
-                service = self.client_service(scan, node, {})
+                service = self.client_service(scan, node)
                 if service:
                     found.add(service)
         return found
@@ -178,7 +194,7 @@ class Scanner:
         out: dict[str, set[str]] = {}
         for node in ast.walk(scope):
             if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
-                service = self.client_service(scan, node.value, {})
+                service = self.client_service(scan, node.value)
                 if service:
                     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                     for t in targets:
@@ -198,22 +214,41 @@ class Scanner:
                 for n in scan.tree.body
                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
             ]
-            for call, scope in self._calls(scan.tree, scopes):
-                for action in self._call_actions(scan, call, scope, file_bindings, here):
-                    found.setdefault(action, set()).add((scan.path, call.lineno))
+            called_funcs = {id(n.func) for n in ast.walk(scan.tree) if isinstance(n, ast.Call)}
+            for node, scope in self._nodes(scan.tree, scopes):
+                if isinstance(node, ast.Call):
+                    actions = self._call_actions(scan, node, scope, file_bindings, here)
+                elif isinstance(node, ast.Attribute) and id(node) not in called_funcs:
+                    # A client method passed around uncalled (`fn = ec2.describe_instances`).
+                    services = self._receiver_services(scan, node.value, scope, file_bindings)
+                    actions = {_ops(s)[node.attr] for s in services if node.attr in _ops(s)}
+                else:
+                    continue
+                for action in actions:
+                    found.setdefault(action, set()).add((scan.path, node.lineno))
         return found
 
     @staticmethod
-    def _calls(tree: ast.Module, scopes: list[ast.AST]) -> Iterator[tuple[ast.Call, ast.AST]]:
+    def _nodes(tree: ast.Module, scopes: list[ast.AST]) -> Iterator[tuple[ast.AST, ast.AST]]:
+        """Every call and attribute, with the top-level definition it sits in (or the module)."""
         seen = set()
         for scope in scopes:
             for node in ast.walk(scope):
-                if isinstance(node, ast.Call):
+                if isinstance(node, (ast.Call, ast.Attribute)):
                     seen.add(id(node))
                     yield node, scope
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and id(node) not in seen:
+            if isinstance(node, (ast.Call, ast.Attribute)) and id(node) not in seen:
                 yield node, tree
+
+    def _receiver_services(
+        self, scan: FileScan, receiver: ast.AST, scope: ast.AST, file_bindings: dict[str, set[str]]
+    ) -> set[str]:
+        direct = self.client_service(scan, receiver)
+        if direct:
+            return {direct}
+        text = ast.unparse(receiver)
+        return self._bindings(scan, scope).get(text) or file_bindings.get(text) or set()
 
     def _call_actions(
         self,
@@ -236,12 +271,7 @@ class Scanner:
             return set()  # a module function, not a client method
 
         # Which services could the receiver be?
-        direct = self.client_service(scan, receiver, {})
-        if direct:
-            services = {direct}
-        else:
-            text = ast.unparse(receiver)
-            services = self._bindings(scan, scope).get(text) or file_bindings.get(text) or set()
+        services = self._receiver_services(scan, receiver, scope, file_bindings)
 
         # Which operations does the call make?
         if method in PAGINATOR_METHODS or method == "get_waiter":
@@ -395,6 +425,32 @@ def sweep(region):
         "elasticloadbalancing:DescribeTags",
         "ec2:DeleteVpc",
     }
+
+
+def test_scanner_sees_uncalled_method_references_and_async_factories() -> None:
+    code = """
+from activities.aws.session import client
+
+async def _elb(region):
+    return client(service="elbv2", region=region)
+
+class Thing:
+    def __init__(self):
+        self.ec2 = client("ec2")
+
+    def later(self):
+        describe = self.ec2.describe_instances
+        return describe(InstanceIds=["i-1"])
+
+async def go(region):
+    (await _elb(region)).register_targets(TargetGroupArn="a", Targets=[])
+"""
+    assert _scan(code) == {"ec2:DescribeInstances", "elasticloadbalancing:RegisterTargets"}
+
+
+def test_scanner_refuses_boto3_resources() -> None:
+    with pytest.raises(ScanError, match="resources"):
+        _scan("import boto3\nboto3.resource('ec2').Instance('i-1').terminate()\n")
 
 
 def test_scanner_refuses_what_it_cannot_attribute() -> None:
