@@ -1,0 +1,140 @@
+"""Pure functions over the Kubernetes objects capt reads: Nodes and the pods a drain evicts.
+
+No I/O. Inputs are the JSON objects the API server returns; outputs are small pydantic models
+(names, ids and states only) that may travel in activity results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
+_INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
+
+
+class ProviderID(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    availability_zone: str | None
+    instance_id: str
+
+
+def parse_provider_id(provider_id: str | None) -> ProviderID | None:
+    """`aws:///<az>/<instance-id>` (the AWS cloud provider's form; also `aws:///<instance-id>` and
+    `aws://<az>/<instance-id>`) → its parts; None for anything else."""
+    if not provider_id or not provider_id.startswith("aws://"):
+        return None
+    parts = [p for p in provider_id[len("aws://") :].split("/") if p]
+    if not parts or not _INSTANCE_ID.match(parts[-1]) or len(parts) > 2:
+        return None
+    return ProviderID(availability_zone=parts[0] if len(parts) == 2 else None, instance_id=parts[-1])
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
+    except ValueError:
+        return None
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class NodeInfo(BaseModel):
+    """What capt needs to know about a Node: no addresses beyond its name, no images, no secrets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    provider_id: str | None = None
+    instance_id: str | None = None
+    availability_zone: str | None = None
+    # The Ready condition: status "True"/"False"/"Unknown" (missing = "Unknown"), since when, why.
+    ready: bool = False
+    ready_status: ConditionStatus = "Unknown"
+    ready_since: dt.datetime | None = None
+    ready_reason: str | None = None
+    last_heartbeat: dt.datetime | None = None
+    kubelet_version: str | None = None
+    unschedulable: bool = False
+    control_plane: bool = False
+    labels: dict[str, str] = {}
+    created: dt.datetime | None = None
+    deleting: bool = False
+
+
+def node_info(node: dict) -> NodeInfo:
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    status = node.get("status") or {}
+    labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None) or {}
+    ready_status = ready.get("status") if ready.get("status") in ("True", "False") else "Unknown"
+    pid = parse_provider_id(spec.get("providerID"))
+    return NodeInfo(
+        name=meta.get("name", ""),
+        provider_id=spec.get("providerID"),
+        instance_id=pid.instance_id if pid else None,
+        availability_zone=pid.availability_zone if pid else None,
+        ready=ready_status == "True",
+        ready_status=ready_status,
+        ready_since=parse_time(ready.get("lastTransitionTime")),
+        ready_reason=ready.get("reason"),
+        last_heartbeat=parse_time(ready.get("lastHeartbeatTime")),
+        kubelet_version=(status.get("nodeInfo") or {}).get("kubeletVersion"),
+        unschedulable=bool(spec.get("unschedulable")),
+        control_plane=CONTROL_PLANE_LABEL in labels,
+        labels=labels,
+        created=parse_time(meta.get("creationTimestamp")),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# pods, for drain
+
+PodAction = Literal["evict", "skip-daemonset", "skip-mirror", "terminating"]
+
+
+def pod_key(pod: dict) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def pod_action(
+    pod: dict, now: dt.datetime | None = None, skip_deleted_after: dt.timedelta | None = None
+) -> PodAction | None:
+    """What a drain does with a pod on the node, as `kubectl drain --ignore-daemonsets` decides:
+
+    - mirror pods (static pods: the kubelet owns them, the API cannot evict them) stay;
+    - DaemonSet pods stay (their controller would recreate them on the cordoned node anyway);
+    - pods already being deleted are waited for, not evicted again — or, with
+      `skip_deleted_after`, forgotten once deleted longer than that (CAPI does this for
+      unreachable nodes, whose kubelet will never confirm the deletion); None = forgotten;
+    - everything else (including completed pods) is evicted.
+    """
+    meta = pod.get("metadata") or {}
+    if MIRROR_POD_ANNOTATION in (meta.get("annotations") or {}):
+        return "skip-mirror"
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "DaemonSet" and ref.get("controller"):
+            return "skip-daemonset"
+    deleted = meta.get("deletionTimestamp")
+    if deleted:
+        since = parse_time(deleted)
+        if (
+            skip_deleted_after is not None
+            and now is not None
+            and since is not None
+            and now - since > skip_deleted_after
+        ):
+            return None
+        return "terminating"
+    return "evict"
