@@ -17,6 +17,13 @@ ACTIVITIES += [
     _bootstrap.prepare_bootstrap_data,
 ]
 
+# Workload-cluster API (readyz, nodes, cordon/drain/delete, bootstrap-token Secret) and etcd
+# membership through SSM (issue 4, workload-cluster access).
+from activities.workload import activities as _workload  # noqa: E402
+from activities.workload import etcd as _etcd  # noqa: E402
+
+ACTIVITIES += _workload.ACTIVITIES + _etcd.ACTIVITIES
+
 # Machines' EC2 side: AMI lookup, instances, API load balancer membership (issue 4, instances).
 from activities.aws import images as _images  # noqa: E402
 from activities.aws import instances as _instances  # noqa: E402
@@ -30,3 +37,8 @@ ACTIVITIES += [
     _instances.register_with_load_balancer,
     _instances.deregister_from_load_balancer,
 ]
+
+# Network, security groups, API load balancer, bastion and the ownership sweep (issue 3).
+from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES as _infrastructure  # noqa: E402
+
+ACTIVITIES += _infrastructure
