@@ -37,8 +37,3 @@ ACTIVITIES += [
     _instances.register_with_load_balancer,
     _instances.deregister_from_load_balancer,
 ]
-
-# Network, security groups, API load balancer, bastion and the ownership sweep (issue 3).
-from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES as _infrastructure  # noqa: E402
-
-ACTIVITIES += _infrastructure
