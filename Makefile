@@ -1,0 +1,57 @@
+# capt: `make test` (lint + all tests), `make demo` (local stack + the example), `make down`.
+# Everything runs from ./.venv, created and installed on first use; later runs only
+# reinstall when pyproject.toml changes.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.capt-installed
+EXAMPLE ?= examples/capi-quickstart.yaml
+
+.PHONY: help install system-deps test lint demo down clean
+
+help:
+	@echo "make test   create .venv if missing, install, run ruff and pytest"
+	@echo "make demo   start the local stack (capt dev up) and validate $(EXAMPLE)"
+	@echo "make down   stop the local stack (capt dev down)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# Debian packages the tests use: cloud-init (its schema validator checks the rendered
+# user data). Installed once, as root; skipped with a warning where that is impossible.
+system-deps:
+	@if ! command -v cloud-init >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing cloud-init (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cloud-init >/dev/null; \
+	  else \
+	    echo "warning: cloud-init is not installed and this is not a root Debian shell; run: sudo apt-get install -y cloud-init" >&2; \
+	  fi; \
+	fi
+
+install: $(STAMP) system-deps
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint
+	$(BIN)/pytest
+
+demo: install
+	$(BIN)/capt dev up
+	$(BIN)/capt validate -f $(EXAMPLE)
+
+down: $(STAMP)
+	$(BIN)/capt dev down
+
+clean: down
+	rm -rf .capt

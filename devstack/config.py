@@ -1,0 +1,120 @@
+"""Configuration of the local stack and the environment its clients need.
+
+Everything here is pure (no processes, no sockets) so it is table-tested on its own.
+The configuration `capt dev up` used is saved in the state dir (`stack.json`) so that
+`status`, `env` and `down` see the same ports without repeating the flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+DEFAULT_STATE_DIR = ".capt"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_TEMPORAL_PORT = 7233
+DEFAULT_UI_PORT = 8233
+DEFAULT_MOTO_PORT = 5000
+DEFAULT_REGION = "ap-northeast-2"
+DEFAULT_NAMESPACE = "default"
+DEFAULT_TASK_QUEUE = "capt"
+# moto accepts any credentials; these are the conventional fake ones.
+FAKE_AWS_CREDENTIAL = "testing"
+
+CONFIG_FILE = "stack.json"
+
+# Variables a user's shell (or CI) may carry that would redirect or confuse the stack's
+# processes: a real AWS profile or session token, a service-specific endpoint that beats
+# AWS_ENDPOINT_URL, a Temporal Cloud API key or TLS setting. The stack's processes get
+# none of them; they get exactly the variables `client_env` returns.
+_SCRUBBED_PREFIXES = ("AWS_", "TEMPORAL_")
+
+
+@dataclass(frozen=True)
+class DevConfig:
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
+    host: str = DEFAULT_HOST
+    temporal_port: int = DEFAULT_TEMPORAL_PORT
+    ui_port: int = DEFAULT_UI_PORT
+    moto_port: int = DEFAULT_MOTO_PORT
+    region: str = DEFAULT_REGION
+    namespace: str = DEFAULT_NAMESPACE
+    task_queue: str = DEFAULT_TASK_QUEUE
+
+    @property
+    def temporal_address(self) -> str:
+        return f"{self.host}:{self.temporal_port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.ui_port}"
+
+    @property
+    def aws_endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.moto_port}"
+
+    def client_env(self) -> dict[str, str]:
+        """The variables a client of this stack needs (printed by `capt dev env`)."""
+        return {
+            "TEMPORAL_ADDRESS": self.temporal_address,
+            "TEMPORAL_NAMESPACE": self.namespace,
+            "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": FAKE_AWS_CREDENTIAL,
+            "AWS_SECRET_ACCESS_KEY": FAKE_AWS_CREDENTIAL,
+        }
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["state_dir"] = str(self.state_dir)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> DevConfig:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        if "state_dir" in data:
+            data["state_dir"] = Path(data["state_dir"])
+        return cls(**data)
+
+    def with_overrides(self, **overrides: object) -> DevConfig:
+        """A copy with every override that is not None applied (unset CLI flags are None)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def load_config(state_dir: Path, **overrides: object) -> DevConfig:
+    """The saved configuration of `state_dir` (or the defaults), with explicit overrides on top."""
+    base = DevConfig(state_dir=state_dir)
+    path = state_dir / CONFIG_FILE
+    if path.exists():
+        base = replace(DevConfig.from_json(path.read_text()), state_dir=state_dir)
+    return base.with_overrides(**overrides)
+
+
+def save_config(cfg: DevConfig) -> None:
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(cfg.state_dir / CONFIG_FILE, cfg.to_json())
+
+
+def render_exports(env: Mapping[str, str]) -> str:
+    """`export K=V` lines, shell-quoted, in a stable order (for `eval "$(capt dev env)"`)."""
+    return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items())
+
+
+def service_env(base: Mapping[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a stack process: the caller's, minus AWS_*/TEMPORAL_*, plus `overrides`."""
+    env = {k: v for k, v in base.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+    env.update(overrides)
+    return env
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,177 @@
+"""The services of the local stack, declared as data.
+
+A service is a name, the argv and environment to start it with, the ports it must find
+free, an address to show, a readiness probe and the steps to run once it is ready.
+`capt dev up` starts them in list order, each one ready before the next; `capt dev down`
+stops them in reverse order. Adding a process (e.g. the workload simulator of issue 5) is
+one more `Service(...)` in `build_services`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack import probes
+from devstack.config import DevConfig, service_env
+from devstack.temporal_setup import register_search_attributes
+
+Step = Callable[[DevConfig], None]
+"""A post-start step. It runs in the `capt dev up` process with the stack's client
+environment (TEMPORAL_ADDRESS, AWS_ENDPOINT_URL, fake credentials, region) set in
+os.environ, on every `up` (also when the service was already running), so it must be
+idempotent."""
+
+
+def bootstrap_iam_step(cfg: DevConfig) -> None:
+    """`capt bootstrap iam` against the emulated endpoint: the IAM roles, policies and
+    instance profiles (clusterawsadm's CloudFormation stack for CAPA) that the manifests'
+    iamInstanceProfile names, so the demo cluster finds them in moto. Idempotent."""
+    from activities.aws.iam import bootstrap_iam
+
+    bootstrap_iam()
+
+
+AFTER_AWS_READY: list[Step] = [bootstrap_iam_step]
+"""Steps run once the emulated AWS endpoint answers, before the worker starts (moto keeps
+its state in memory, so a restarted moto needs them again). Add further set-up here."""
+
+
+@dataclass(frozen=True)
+class Port:
+    number: int
+    label: str
+    flag: str  # the `capt dev up` option that changes it, for the "port taken" message
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    address: str
+    ports: list[Port]
+    probe: Callable[[int], tuple[bool, str]]  # called with the service's pid
+    post_start: list[Step] = field(default_factory=list)
+    ready_file: Path | None = None  # removed before start and after stop
+    links: dict[str, str] = field(default_factory=dict)  # extra addresses shown by status
+    startup_timeout: float = 60.0
+    stop_grace: float = 10.0
+
+
+def _ignore_pid(probe: probes.Probe) -> Callable[[int], tuple[bool, str]]:
+    return lambda _pid: probe()
+
+
+def venv_binary(name: str) -> str:
+    """A console script or wheel binary next to this interpreter (the venv's bin dir),
+    else on PATH, else the bare name (so the spawn error names it)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which(name) or name
+
+
+def _register_search_attributes(cfg: DevConfig) -> None:
+    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+    register_search_attributes(
+        cfg.temporal_address,
+        cfg.namespace,
+        ALL_SEARCH_ATTRIBUTES,
+        env=service_env(os.environ, {}),
+        binary=venv_binary("temporal"),
+    )
+
+
+def temporal_service(cfg: DevConfig) -> Service:
+    temporal = venv_binary("temporal")
+    env = service_env(os.environ, {})
+    return Service(
+        name="temporal",
+        argv=[
+            temporal,
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(cfg.state_dir / "temporal.db"),
+            "--ip",
+            cfg.host,
+            "--port",
+            str(cfg.temporal_port),
+            "--ui-port",
+            str(cfg.ui_port),
+            "--namespace",
+            cfg.namespace,
+            "--log-level",
+            "warn",
+        ],
+        env=env,
+        address=cfg.temporal_address,
+        ports=[
+            Port(cfg.temporal_port, "Temporal gRPC", "--temporal-port"),
+            Port(cfg.ui_port, "Temporal Web UI", "--ui-port"),
+        ],
+        probe=_ignore_pid(
+            probes.all_of(
+                probes.tcp_probe(cfg.host, cfg.temporal_port),
+                probes.command_probe(
+                    [temporal, "operator", "cluster", "health", "--address", cfg.temporal_address],
+                    env,
+                    expect="SERVING",
+                ),
+            )
+        ),
+        post_start=[_register_search_attributes],
+        links={"Web UI": cfg.ui_url},
+        startup_timeout=60.0,
+        stop_grace=10.0,
+    )
+
+
+def moto_service(cfg: DevConfig) -> Service:
+    return Service(
+        name="moto",
+        argv=[sys.executable, "-m", "moto.server", "-H", cfg.host, "-p", str(cfg.moto_port)],
+        env=service_env(os.environ, {"PYTHONUNBUFFERED": "1"}),
+        address=cfg.aws_endpoint_url,
+        ports=[Port(cfg.moto_port, "emulated AWS endpoint (moto)", "--moto-port")],
+        probe=_ignore_pid(probes.http_probe(f"{cfg.aws_endpoint_url}/moto-api/")),
+        post_start=list(AFTER_AWS_READY),
+        startup_timeout=30.0,
+        stop_grace=5.0,
+    )
+
+
+def worker_service(cfg: DevConfig) -> Service:
+    ready_file = cfg.state_dir / "worker.ready"
+    return Service(
+        name="worker",
+        argv=[venv_binary("capt-worker"), "--task-queue", cfg.task_queue],
+        env=service_env(
+            os.environ,
+            {
+                **cfg.client_env(),
+                "CAPT_TASK_QUEUE": cfg.task_queue,
+                "CAPT_WORKER_READY_FILE": str(ready_file),
+                "PYTHONUNBUFFERED": "1",
+            },
+        ),
+        address=f"task queue {cfg.task_queue}",
+        ports=[],
+        # The worker writes {"pid": ...} to the ready file once its pollers run (worker.py).
+        probe=lambda pid: probes.ready_file_probe(ready_file, lambda: pid)(),
+        ready_file=ready_file,
+        startup_timeout=60.0,
+        # Longer than the worker's own graceful shutdown so in-flight activities can finish.
+        stop_grace=35.0,
+    )
+
+
+def build_services(cfg: DevConfig) -> list[Service]:
+    """The stack, in start order. (Issue 5: the workload simulator goes before the worker.)"""
+    return [temporal_service(cfg), moto_service(cfg), worker_service(cfg)]

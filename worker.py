@@ -1,0 +1,301 @@
+"""capt-worker: the Temporal worker that runs every capt workflow and activity.
+
+    capt-worker [--task-queue capt] [--metrics-port 9464]
+
+Connection settings come from the standard Temporal client environment (TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, or a TEMPORAL_PROFILE in the CLI's
+config file), so the same worker runs against the local dev server, a docker-compose
+deployment or Temporal Cloud. AWS settings are boto3's own (AWS_ENDPOINT_URL, AWS_REGION, ...).
+
+Shutdown: on SIGTERM/SIGINT the worker stops polling, lets in-flight activities finish for
+up to --graceful-shutdown seconds (then cancels them; Temporal retries them elsewhere),
+and exits 0. Workflow tasks need no draining: workflow state lives in the server's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+log = logging.getLogger("capt.worker")
+
+DEFAULT_ADDRESS = "localhost:7233"
+DEFAULT_NAMESPACE = "default"
+DEFAULT_TASK_QUEUE = "capt"
+DEFAULT_MAX_CONCURRENT_ACTIVITIES = 64
+DEFAULT_GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
+NOTHING_TO_RUN = (
+    "no workflows or activities to register: workflows/registry.py WORKFLOWS and "
+    "activities/registry.py ACTIVITIES are both empty"
+)
+
+
+class NothingToRunError(RuntimeError):
+    pass
+
+
+def _is_async(fn: Callable) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+
+
+def registered() -> tuple[list[type], list[Callable]]:
+    """The registries' contents (workflows/registry.py, activities/registry.py)."""
+    from activities.registry import ACTIVITIES
+    from workflows.registry import WORKFLOWS
+
+    return list(WORKFLOWS), list(ACTIVITIES)
+
+
+def build_worker(
+    client: Client,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    *,
+    workflows: Sequence[type] | None = None,
+    activities: Sequence[Callable] | None = None,
+    activity_executor: ThreadPoolExecutor | None = None,
+    max_concurrent_activities: int = DEFAULT_MAX_CONCURRENT_ACTIVITIES,
+    graceful_shutdown_timeout: timedelta = DEFAULT_GRACEFUL_SHUTDOWN,
+    **worker_kwargs: Any,
+) -> Worker:
+    """The capt worker: every registered workflow and activity (or the given ones).
+
+    Sync activity functions (boto3 is blocking) run on a thread pool sized like the
+    activity slots, so every slot can run at once; async ones run on the event loop.
+    """
+    if workflows is None or activities is None:
+        registered_workflows, registered_activities = registered()
+        workflows = registered_workflows if workflows is None else workflows
+        activities = registered_activities if activities is None else activities
+    if not workflows and not activities:
+        raise NothingToRunError(NOTHING_TO_RUN)
+    if activity_executor is None and any(not _is_async(a) for a in activities):
+        activity_executor = ThreadPoolExecutor(
+            max_workers=max_concurrent_activities, thread_name_prefix="capt-activity"
+        )
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(workflows),
+        activities=list(activities),
+        activity_executor=activity_executor,
+        max_concurrent_activities=max_concurrent_activities,
+        graceful_shutdown_timeout=graceful_shutdown_timeout,
+        **worker_kwargs,
+    )
+
+
+def connect_config(address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    """Client.connect arguments: the Temporal env/profile configuration, explicit values on
+    top, then the defaults (localhost:7233, namespace "default")."""
+    cfg: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    if address:
+        cfg["target_host"] = address
+    if namespace:
+        cfg["namespace"] = namespace
+    cfg.setdefault("target_host", DEFAULT_ADDRESS)
+    cfg.setdefault("namespace", DEFAULT_NAMESPACE)
+    return cfg
+
+
+def metrics_runtime(host: str, port: int) -> Runtime:
+    """An SDK runtime whose Prometheus endpoint (http://host:port/metrics) exports the
+    worker's metrics: task slots, poll and schedule-to-start latencies, failures, ..."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}")))
+
+
+async def connect(
+    address: str | None = None,
+    namespace: str | None = None,
+    *,
+    runtime: Runtime | None = None,
+    timeout: float = 30.0,
+) -> Client:
+    """Connect with retries (a compose deployment may start the worker before the server
+    accepts connections)."""
+    cfg = connect_config(address, namespace)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.2
+    while True:
+        try:
+            return await Client.connect(**cfg, data_converter=pydantic_data_converter, runtime=runtime)
+        except RuntimeError as err:
+            if loop.time() + delay > deadline:
+                raise ConnectionError(f"cannot connect to Temporal at {cfg['target_host']}: {err}") from err
+            log.warning("Temporal at %s not reachable yet (%s); retrying", cfg["target_host"], err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def run_worker(worker: Worker, stop: asyncio.Event, ready_file: Path | None = None) -> None:
+    """Run until `stop` is set, then shut down gracefully. Writes `ready_file` (JSON with
+    this pid) once the worker passed its namespace check and its pollers run."""
+    run_task = asyncio.create_task(worker.run())
+    while not worker.is_running and not run_task.done():
+        await asyncio.sleep(0.05)
+    if run_task.done():
+        await run_task  # raises the start-up error (e.g. unknown namespace)
+        return
+    if ready_file is not None:
+        ready_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ready_file.with_name(f".{ready_file.name}.tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "detail": f"polling task queue {worker.task_queue}"}))
+        os.replace(tmp, ready_file)
+    log.info("worker polling task queue %r", worker.task_queue)
+    stop_task = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop_task.cancel()
+        if ready_file is not None:
+            ready_file.unlink(missing_ok=True)
+    if not run_task.done():
+        log.info("shutting down: no new tasks; waiting for in-flight activities")
+        await worker.shutdown()
+    await run_task  # re-raises a fatal worker error
+    log.info("worker shut down gracefully")
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            log.info("received %s: shutting down gracefully", signal.Signals(signum).name)
+            stop.set()
+        else:
+            log.warning("received %s again: exiting now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+async def _amain(
+    address: str | None,
+    namespace: str | None,
+    task_queue: str,
+    metrics: tuple[str, int] | None,
+    ready_file: Path | None,
+    graceful_shutdown: float,
+    max_concurrent_activities: int,
+    connect_timeout: float,
+) -> None:
+    workflows, activities = registered()
+    if not workflows and not activities:
+        # Fail before connecting: a worker with nothing registered is a packaging bug.
+        raise NothingToRunError(NOTHING_TO_RUN)
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    runtime = metrics_runtime(*metrics) if metrics else None
+    if metrics:
+        log.info("Prometheus metrics on http://%s:%d/metrics", *metrics)
+    client = await connect(address, namespace, runtime=runtime, timeout=connect_timeout)
+    executor = ThreadPoolExecutor(max_workers=max_concurrent_activities, thread_name_prefix="capt-activity")
+    try:
+        worker = build_worker(
+            client,
+            task_queue,
+            workflows=workflows,
+            activities=activities,
+            activity_executor=executor,
+            max_concurrent_activities=max_concurrent_activities,
+            graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown),
+        )
+        log.info(
+            "connected to %s namespace %s; %d workflows, %d activities",
+            client.service_client.config.target_host,
+            client.namespace,
+            len(workflows),
+            len(activities),
+        )
+        await run_worker(worker, stop, ready_file)
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--address", envvar="TEMPORAL_ADDRESS", help=f"Temporal frontend host:port [{DEFAULT_ADDRESS}]."
+)
+@click.option("--namespace", envvar="TEMPORAL_NAMESPACE", help=f"Temporal namespace [{DEFAULT_NAMESPACE}].")
+@click.option("--task-queue", envvar="CAPT_TASK_QUEUE", default=DEFAULT_TASK_QUEUE, show_default=True)
+@click.option(
+    "--metrics-port", type=int, envvar="CAPT_METRICS_PORT", help="Serve Prometheus metrics on this port."
+)
+@click.option("--metrics-host", envvar="CAPT_METRICS_HOST", default="127.0.0.1", show_default=True)
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CAPT_WORKER_READY_FILE",
+    help="Write this file (JSON with the pid) once polling; removed on shutdown.",
+)
+@click.option(
+    "--graceful-shutdown",
+    type=float,
+    envvar="CAPT_WORKER_GRACEFUL_SHUTDOWN",
+    default=DEFAULT_GRACEFUL_SHUTDOWN.total_seconds(),
+    show_default=True,
+    help="Seconds in-flight activities may run after SIGTERM before they are cancelled.",
+)
+@click.option(
+    "--max-concurrent-activities",
+    type=int,
+    default=DEFAULT_MAX_CONCURRENT_ACTIVITIES,
+    show_default=True,
+)
+@click.option("--connect-timeout", type=float, default=30.0, show_default=True)
+@click.option("--log-level", default="INFO", show_default=True, envvar="CAPT_LOG_LEVEL")
+def main(
+    address: str | None,
+    namespace: str | None,
+    task_queue: str,
+    metrics_port: int | None,
+    metrics_host: str,
+    ready_file: Path | None,
+    graceful_shutdown: float,
+    max_concurrent_activities: int,
+    connect_timeout: float,
+    log_level: str,
+) -> None:
+    """Run the capt Temporal worker until SIGTERM/SIGINT."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(
+            _amain(
+                address,
+                namespace,
+                task_queue,
+                (metrics_host, metrics_port) if metrics_port else None,
+                ready_file,
+                graceful_shutdown,
+                max_concurrent_activities,
+                connect_timeout,
+            )
+        )
+    except (NothingToRunError, ConnectionError) as err:
+        raise click.ClickException(str(err)) from err
+
+
+if __name__ == "__main__":
+    main()
