@@ -28,6 +28,12 @@ them like every other capt activity error):
   handshake), `WorkloadTLSError` (the server's certificate is not from the cluster CA or not for
   the endpoint's name), `WorkloadRequestError` (any other unexpected 4xx: a bug, not a blip),
   `WorkloadConfigError` (a malformed `CAPT_RESOLVE`).
+
+A refused client certificate is easy to mistake for a network blip under TLS 1.3: the client's
+handshake completes before the server checks the certificate, and the server's alert is often
+lost to the reset of the request already in flight. When a fresh TLS 1.3 connection drops before
+any answer, the client therefore makes one TLS 1.2 handshake (no request) where the check happens
+inside the handshake, and reports `WorkloadAuthError` if that is refused for the certificate.
 """
 
 from __future__ import annotations
