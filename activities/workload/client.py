@@ -21,6 +21,12 @@ server name (SNI) and the certificate's hostname check still use the original ho
 about the request changes (Host header included), so a server reached this way must present a
 certificate for the real endpoint name. Bracket IPv6 literals: `[::1]:6443`.
 
+Load balancer DNS names are only known at run time, so the source may be a pattern: `*` (any host)
+or `*.suffix` (any host ending in `.suffix`) for the host, `*` (any port) for the port — e.g. the
+local stack's `*:*=127.0.0.1:16443` sends every workload API endpoint to the workload simulator,
+which picks the cluster by SNI. An exact host wins over a suffix, a longer suffix over a shorter
+one, `*` comes last; for the same host, an exact port wins over `*`.
+
 Errors (all subclasses of `CaptAwsError`, so `activities.aws.errors.to_application_error` maps
 them like every other capt activity error):
 - retryable: `WorkloadUnreachable` (refused, reset, timeout, DNS), `WorkloadServerError` (5xx, 429);
@@ -144,7 +150,12 @@ class WorkloadConfigError(WorkloadError):
 # CAPT_RESOLVE
 
 
-def _split_host_port(text: str) -> tuple[str, int]:
+ANY_PORT = 0  # a `*` port in a CAPT_RESOLVE source
+
+
+def _split_host_port(text: str, *, pattern: bool = False) -> tuple[str, int]:
+    """host:port → (host, port); with `pattern`, the host may be `*` or `*.suffix` and the port `*`
+    (returned as ANY_PORT)."""
     text = text.strip()
     if text.startswith("["):
         end = text.find("]")
@@ -157,6 +168,12 @@ def _split_host_port(text: str) -> tuple[str, int]:
             raise ValueError(f"expected host:port, got {text!r}")
     if not host:
         raise ValueError(f"missing host in {text!r}")
+    if "*" in host and not (pattern and (host == "*" or (host.startswith("*.") and "*" not in host[1:]))):
+        raise ValueError(f"a host pattern is `*` or `*.suffix`, got {host!r}")
+    if host.startswith("*.") and len(host) == 2:
+        raise ValueError(f"missing suffix in {text!r}")
+    if pattern and port_text == "*":
+        return host, ANY_PORT
     try:
         port = int(port_text)
     except ValueError:
@@ -167,7 +184,8 @@ def _split_host_port(text: str) -> tuple[str, int]:
 
 
 def parse_resolve(text: str | None) -> dict[tuple[str, int], tuple[str, int]]:
-    """`host:port=addr:port[,...]` → {(host, port): (addr, port)}; host names compare lowercase."""
+    """`host:port=addr:port[,...]` → {(host, port): (addr, port)}; host names compare lowercase.
+    Sources may be patterns (`*`, `*.suffix`, port `*` = ANY_PORT): see `resolve_target`."""
     mapping: dict[tuple[str, int], tuple[str, int]] = {}
     for entry in (text or "").split(","):
         if not entry.strip():
@@ -176,7 +194,7 @@ def parse_resolve(text: str | None) -> dict[tuple[str, int], tuple[str, int]]:
         if not sep:
             raise WorkloadConfigError(f"{RESOLVE_ENV}: expected host:port=addr:port, got {entry.strip()!r}")
         try:
-            host, port = _split_host_port(source)
+            host, port = _split_host_port(source, pattern=True)
             addr, addr_port = _split_host_port(target)
         except ValueError as err:
             raise WorkloadConfigError(f"{RESOLVE_ENV}: {err}") from None
@@ -187,8 +205,19 @@ def parse_resolve(text: str | None) -> dict[tuple[str, int], tuple[str, int]]:
 def resolve_target(
     host: str, port: int, mapping: Mapping[tuple[str, int], tuple[str, int]]
 ) -> tuple[str, int] | None:
-    """Where to connect for host:port, if the mapping redirects it."""
-    return mapping.get((host.lower(), port))
+    """Where to connect for host:port, if the mapping redirects it: the most specific source
+    that matches (exact host, then the longest `*.suffix`, then `*`; exact port before `*`)."""
+    host = host.lower()
+    candidates = [host]
+    labels = host.split(".")
+    candidates += ["*." + ".".join(labels[i:]) for i in range(1, len(labels))]
+    candidates.append("*")
+    for name in candidates:
+        for p in (port, ANY_PORT):
+            target = mapping.get((name, p))
+            if target is not None:
+                return target
+    return None
 
 
 # --------------------------------------------------------------------------------------------
