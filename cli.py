@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from activities.aws.iam_cli import bootstrap_group
+from devstack.cli import dev
 from spec.errors import ManifestError
 from spec.loader import LoadResult, load_file
 from spec.summary import summarize
@@ -41,10 +43,18 @@ def _load(file: str, var: tuple[str, ...]) -> LoadResult:
 
 
 file_option = click.option(
-    "-f", "--file", "file", required=True, type=click.Path(dir_okay=False), help="CAPI manifest (multi-document YAML)."
+    "-f",
+    "--file",
+    "file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CAPI manifest (multi-document YAML).",
 )
 var_option = click.option(
-    "--var", multiple=True, metavar="KEY=VALUE", help="Set a ${KEY} variable (overrides the environment). Repeatable."
+    "--var",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a ${KEY} variable (overrides the environment). Repeatable.",
 )
 
 
@@ -56,9 +66,15 @@ def validate(file: str, var: tuple[str, ...], output: str) -> None:
     """Check a manifest and summarise the cluster it describes; nothing is created."""
     result = _load(file, var)
     if output == "json":
-        click.echo(json.dumps({"spec": result.spec.model_dump(mode="json"), "warnings": result.warnings}, indent=2))
+        click.echo(
+            json.dumps({"spec": result.spec.model_dump(mode="json"), "warnings": result.warnings}, indent=2)
+        )
     else:
         click.echo(summarize(result.spec, result.warnings))
+
+
+main.add_command(dev)
+main.add_command(bootstrap_group)
 
 
 if __name__ == "__main__":

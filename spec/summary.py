@@ -23,7 +23,11 @@ def summarize(spec: ClusterSpec, warnings: list[str] | None = None) -> str:
         + (f"; {len(n.subnets)} subnet(s) given" if n.subnets else ""),
         f"  pods        {', '.join(n.pod_cidrs)}",
         f"  services    {', '.join(n.service_cidrs)}  ({n.service_domain})",
-        f"  CNI rules   " + "; ".join(f"{r.description or r.protocol} {r.protocol}/{r.from_port}-{r.to_port}" for r in n.cni_ingress_rules),
+        "  CNI rules   "
+        + "; ".join(
+            f"{r.description or r.protocol} {r.protocol}/{r.from_port}-{r.to_port}"
+            for r in n.cni_ingress_rules
+        ),
         f"  API LB      {spec.load_balancer.type} {spec.load_balancer.scheme} :{spec.control_plane_endpoint_port}"
         + (f", endpoint {spec.control_plane_endpoint_host}" if spec.control_plane_endpoint_host else ""),
         f"  bastion     {'enabled, from ' + ', '.join(spec.bastion.allowed_cidrs) if spec.bastion.enabled else 'disabled'}",
@@ -47,7 +51,9 @@ def summarize(spec: ClusterSpec, warnings: list[str] | None = None) -> str:
     lines += ["", "Health checks"] if spec.health_checks else ["", "Health checks: none"]
     for hc in spec.health_checks:
         targets = (["control plane"] if hc.control_plane else []) + list(hc.machine_deployments)
-        conditions = ", ".join(f"{c.type}={c.status} {c.timeout_seconds}s" for c in hc.unhealthy_conditions) or "none"
+        conditions = (
+            ", ".join(f"{c.type}={c.status} {c.timeout_seconds}s" for c in hc.unhealthy_conditions) or "none"
+        )
         limit = f"range {hc.unhealthy_range}" if hc.unhealthy_range else f"maxUnhealthy {hc.max_unhealthy}"
         lines += [
             f"  {hc.name}: covers {', '.join(targets) or 'nothing'}",
@@ -55,7 +61,10 @@ def summarize(spec: ClusterSpec, warnings: list[str] | None = None) -> str:
         ]
     if spec.addons:
         lines += ["", "Addons"]
-        lines += [f"  {a.name} ({a.strategy}): " + ", ".join(f"{r.kind}/{r.name}" for r in a.resources) for a in spec.addons]
+        lines += [
+            f"  {a.name} ({a.strategy}): " + ", ".join(f"{r.kind}/{r.name}" for r in a.resources)
+            for a in spec.addons
+        ]
     if warnings:
         lines += ["", "Warnings"] + [f"  {w}" for w in warnings]
     return "\n".join(lines)

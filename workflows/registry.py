@@ -1,3 +1,9 @@
 """Every workflow class the worker registers. Add new workflows here."""
 
 WORKFLOWS: list[type] = []
+
+# One EC2 instance -> one node, and the KubeadmControlPlane that owns control-plane machines.
+from workflows.control_plane import ControlPlaneWorkflow  # noqa: E402
+from workflows.machine import MachineWorkflow  # noqa: E402
+
+WORKFLOWS += [MachineWorkflow, ControlPlaneWorkflow]

@@ -1,0 +1,495 @@
+"""ControlPlaneWorkflow — KubeadmControlPlane semantics over MachineWorkflows.
+
+One loop: build the planner's view of the machines, ask `control_plane_rules` for one step
+(init, add one, remove one, wait and why), apply it, and wait — on a durable timer, or until
+a machine reports a change or an Update arrives. Everything that decides lives in
+`workflows/control_plane_rules.py` (pure, table-tested); this file only applies decisions.
+
+Requests arrive as Temporal Updates with validators; a validator's rejection never enters
+history. Requests are *merged*, not queued: the workflow holds one desired state and an
+accepted Update replaces part of it (replicas, version, machine template, kubeadm config),
+so a second request during a rollout retargets it and the planner moves towards the newest
+target one machine at a time. One exception keeps etcd and kubeadm safe: a version change is
+checked against every version still running, so a request that would put a machine two
+minors away from another is refused until the current rollout has finished.
+
+Long life: the workflow continues-as-new when Temporal suggests it (or after
+`max_iterations` loop turns), carrying its `MachineBook`, after `all_handlers_finished` so
+no Update is dropped. Machines are children with ParentClosePolicy.ABANDON, so they survive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.workload import etcd
+    from spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineTemplate
+    from workflows import activity_options as opts
+    from workflows import control_plane_rules as rules
+    from workflows import search_attributes as sa
+    from workflows.machine_models import ClusterContext, MachineInput, MachineStatus
+    from workflows.machine_owner import (
+        MachineBook,
+        delete_machine,
+        new_machine_name,
+        revision_of,
+        start_machine,
+    )
+
+# When nothing happens, look again this often (machines signal changes; this is a safety net
+# and how rolloutAfter deadlines are noticed).
+IDLE_RECHECK = timedelta(minutes=5)
+
+
+class ControlPlaneCarry(BaseModel):
+    """State carried across continue-as-new."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    book: MachineBook = MachineBook()
+    initialized: bool = False
+    remediation_in_progress: rules.RemediationRecord | None = None
+    remediations: dict[str, rules.RemediationRecord] = {}  # replacement machine -> its record
+    last_refusal: str = ""
+    iterations: int = 0
+    deleting: bool = False
+
+
+class ControlPlaneInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: ClusterContext
+    spec: ControlPlaneSpec
+    carry: ControlPlaneCarry | None = None
+    # Continue-as-new after this many loop turns even if Temporal has not suggested it yet.
+    max_iterations: int = 500
+
+
+class ScaleRequest(BaseModel):
+    replicas: int
+
+
+class UpgradeRequest(BaseModel):
+    version: str
+
+
+class TemplateRequest(BaseModel):
+    """A new machine template and/or kubeadm config: rolls every machine."""
+
+    machine_template: MachineTemplate | None = None
+    kubeadm: KubeadmConfigSpec | None = None
+    rollout_after: str | None = None
+    max_surge: int | None = None
+
+
+class RemediationRequest(BaseModel):
+    machine: str
+    reason: str = ""
+    # Every machine of this control plane the health check currently finds unhealthy (the
+    # target included): etcd quorum is judged counting all of them, as CAPI does.
+    unhealthy_machines: tuple[str, ...] = ()
+
+
+class RemediationAnswer(BaseModel):
+    accepted: bool
+    reason: str
+
+
+class ControlPlaneMachine(BaseModel):
+    name: str
+    phase: str
+    availability_zone: str | None
+    instance_id: str | None
+    node_name: str | None
+    node_ready: bool
+    version: str
+    up_to_date: bool
+    unhealthy: bool
+    message: str
+
+
+class ControlPlaneStatus(BaseModel):
+    name: str
+    desired_replicas: int
+    replicas: int
+    ready_replicas: int
+    up_to_date_replicas: int
+    version: str
+    initialized: bool
+    ready: bool  # initialized, every desired machine up to date and Ready, nothing to do
+    operation: str
+    last_refusal: str
+    machines: list[ControlPlaneMachine]
+
+
+@workflow.defn(name="ControlPlaneWorkflow")
+class ControlPlaneWorkflow:
+    def __init__(self) -> None:
+        self._cluster: ClusterContext | None = None
+        self._spec: ControlPlaneSpec | None = None
+        self._carry = ControlPlaneCarry()
+        self._wake = False
+        self._operation = "starting"
+
+    # --- queries ------------------------------------------------------------------------
+    @workflow.query
+    def status(self) -> ControlPlaneStatus:
+        assert self._spec is not None
+        revision = self._revision()
+        live = self._carry.book.live()
+        machines = [
+            ControlPlaneMachine(
+                name=m.status.name,
+                phase=m.status.phase,
+                availability_zone=m.status.failure_domain,
+                instance_id=m.status.instance_id,
+                node_name=m.status.node_name,
+                node_ready=m.status.node_ready,
+                version=m.status.version,
+                up_to_date=m.status.revision == revision,
+                unhealthy=m.unhealthy,
+                message=m.unhealthy_reason or m.status.failure_reason or m.status.message,
+            )
+            for m in sorted(live, key=lambda m: m.created)
+        ]
+        ready = sum(1 for m in machines if m.node_ready and m.phase == "Running")
+        up_to_date = sum(1 for m in machines if m.up_to_date and m.phase != "Deleting")
+        return ControlPlaneStatus(
+            name=self._spec.name,
+            desired_replicas=self._spec.replicas,
+            replicas=len(machines),
+            ready_replicas=ready,
+            up_to_date_replicas=up_to_date,
+            version=self._spec.version,
+            initialized=self._carry.initialized,
+            ready=self._carry.initialized and len(machines) == self._spec.replicas == up_to_date == ready,
+            operation=self._operation,
+            last_refusal=self._carry.last_refusal,
+            machines=machines,
+        )
+
+    # --- signals --------------------------------------------------------------------------
+    @workflow.signal
+    def machine_changed(self, status: MachineStatus) -> None:
+        if self._carry.book.apply(status):
+            self._wake = True
+
+    @workflow.signal
+    def delete_all(self) -> None:
+        """The cluster is being deleted: remove every machine, then end."""
+        self._carry.deleting = True
+        self._wake = True
+
+    # --- updates --------------------------------------------------------------------------
+    @workflow.update
+    def scale(self, req: ScaleRequest) -> ControlPlaneStatus:
+        self._spec = self._spec.model_copy(update={"replicas": req.replicas})  # type: ignore[union-attr]
+        self._wake = True
+        return self.status()
+
+    @scale.validator
+    def _validate_scale(self, req: ScaleRequest) -> None:
+        self._reject_if_deleting()
+        if err := rules.control_plane_replicas_error(req.replicas):
+            raise ValueError(err)
+        if err := rules.rollout_strategy_error(req.replicas, self._spec.max_surge):  # type: ignore[union-attr]
+            raise ValueError(err)
+
+    @workflow.update
+    def upgrade(self, req: UpgradeRequest) -> ControlPlaneStatus:
+        self._spec = self._spec.model_copy(update={"version": req.version})  # type: ignore[union-attr]
+        self._wake = True
+        return self.status()
+
+    @upgrade.validator
+    def _validate_upgrade(self, req: UpgradeRequest) -> None:
+        self._reject_if_deleting()
+        assert self._spec is not None
+        running = {m.status.version for m in self._carry.book.live()} | {self._spec.version}
+        for version in sorted(running):
+            if err := rules.version_change_error(version, req.version):
+                if version != self._spec.version:
+                    err += f" (machines still run {version}: wait for the current rollout to finish)"
+                raise ValueError(err)
+
+    @workflow.update
+    def change_template(self, req: TemplateRequest) -> ControlPlaneStatus:
+        assert self._spec is not None
+        changes: dict = {}
+        if req.machine_template is not None:
+            changes["machine_template"] = req.machine_template
+        if req.kubeadm is not None:
+            changes["kubeadm"] = req.kubeadm
+        if req.rollout_after is not None:
+            changes["rollout_after"] = req.rollout_after
+        if req.max_surge is not None:
+            changes["max_surge"] = req.max_surge
+        self._spec = self._spec.model_copy(update=changes)
+        self._wake = True
+        return self.status()
+
+    @change_template.validator
+    def _validate_template(self, req: TemplateRequest) -> None:
+        self._reject_if_deleting()
+        if req.max_surge is not None and (
+            err := rules.rollout_strategy_error(self._spec.replicas, req.max_surge)  # type: ignore[union-attr]
+        ):
+            raise ValueError(err)
+        if req.rollout_after is not None:
+            _parse_time(req.rollout_after)
+
+    @workflow.update
+    async def remediate(self, req: RemediationRequest) -> RemediationAnswer:
+        """Asked by the health workflow. The quorum decision is made and acted on at once
+        (delete first, the planner recreates), so a second request sees this one in
+        progress and is refused — two remediations never race for etcd quorum."""
+        # The request carries the health check's whole current verdict: refresh every mark.
+        unhealthy = {req.machine, *req.unhealthy_machines}
+        for name, owned in sorted(self._carry.book.machines.items()):
+            owned.unhealthy = name in unhealthy
+        decision = self._remediation_decision(req.machine)
+        if not decision.allowed:
+            self._carry.last_refusal = decision.reason
+            self._publish()
+            return RemediationAnswer(accepted=False, reason=decision.reason)
+        owned = self._carry.book.machines[req.machine]
+        owned.unhealthy, owned.unhealthy_reason = True, req.reason
+        previous = self._carry.remediations.get(req.machine)
+        self._carry.remediation_in_progress = rules.RemediationRecord(
+            machine=req.machine,
+            timestamp=workflow.now().timestamp(),
+            retry_count=decision.retry_count if previous else 0,
+        )
+        self._operation = f"remediating {req.machine}: {req.reason}"
+        removed = await self._remove_etcd_member_then_delete(req.machine, decision.etcd_leader_candidate)
+        self._wake = True
+        if not removed:
+            self._carry.remediation_in_progress = None
+            return RemediationAnswer(accepted=False, reason=self._carry.last_refusal)
+        return RemediationAnswer(accepted=True, reason=decision.reason)
+
+    @remediate.validator
+    def _validate_remediate(self, req: RemediationRequest) -> None:
+        self._reject_if_deleting()
+        if req.machine not in self._carry.book.machines:
+            raise ValueError(f"{req.machine} is not a machine of control plane {self._spec.name}")  # type: ignore[union-attr]
+
+    def _reject_if_deleting(self) -> None:
+        if self._carry.deleting:
+            raise ValueError("the control plane is being deleted")
+
+    # --- run ------------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: ControlPlaneInput) -> ControlPlaneStatus:
+        self._cluster, self._spec = inp.cluster, inp.spec
+        if inp.carry is not None:
+            self._carry = inp.carry
+        workflow.upsert_search_attributes(
+            [sa.CLUSTER_NAME.value_set(inp.cluster.name), sa.KUBERNETES_VERSION.value_set(inp.spec.version)]
+        )
+        while True:
+            self._wake = False
+            if self._carry.deleting:
+                await self._delete_everything()
+                return self.status()
+            await self._step()
+            self._publish()
+            self._carry.iterations += 1
+            if workflow.info().is_continue_as_new_suggested() or self._carry.iterations >= inp.max_iterations:
+                # Let running Update handlers finish so their callers get an answer, then
+                # start a fresh run with the same state and an empty history.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._carry.iterations = 0
+                workflow.continue_as_new(
+                    ControlPlaneInput(
+                        cluster=inp.cluster,
+                        spec=self._spec,
+                        carry=self._carry,
+                        max_iterations=inp.max_iterations,
+                    )
+                )
+            with contextlib.suppress(asyncio.TimeoutError):
+                await workflow.wait_condition(lambda: self._wake, timeout=self._recheck_after())
+
+    # --- steps ----------------------------------------------------------------------------
+    def _revision(self) -> str:
+        s = self._spec
+        assert s is not None
+        return revision_of(s.version, s.machine_template, s.kubeadm)
+
+    def _state(self) -> rules.ControlPlaneState:
+        assert self._spec is not None and self._cluster is not None
+        return rules.ControlPlaneState(
+            replicas=self._spec.replicas,
+            max_surge=self._spec.max_surge,
+            desired_revision=self._revision(),
+            machines=tuple(self._carry.book.views()),
+            failure_domains=tuple(self._cluster.failure_domains),
+            initialized=self._carry.initialized,
+            rollout_after=_parse_time(self._spec.rollout_after) if self._spec.rollout_after else None,
+            now=workflow.now().timestamp(),
+        )
+
+    async def _step(self) -> None:
+        book = self._carry.book
+        if not self._carry.initialized and any(
+            m.status.phase == "Running" and m.status.node_ready for m in book.live()
+        ):
+            # The first machine ran `kubeadm init` and its node is Ready: the API answers.
+            self._carry.initialized = True
+        step = rules.plan_control_plane(self._state())
+        if step.action in ("init", "scale_up"):
+            await self._create_machine(
+                step.failure_domain, "init" if step.action == "init" else "join-control-plane"
+            )
+            self._operation = f"{step.purpose}: creating a machine in {step.failure_domain} ({step.reason})"
+        elif step.action == "scale_down" and step.machine:
+            self._operation = f"{step.purpose}: {step.reason}"
+            await self._remove_etcd_member_then_delete(step.machine, step.etcd_leader_candidate)
+        elif step.action == "wait":
+            self._operation = f"{step.purpose or 'waiting'}: {step.reason}"
+        else:
+            self._operation = "idle"
+        if self._remediation_in_progress_done():
+            self._carry.remediation_in_progress = None
+
+    async def _create_machine(self, failure_domain: str | None, kind: str) -> None:
+        assert self._spec is not None and self._cluster is not None
+        spec = self._spec
+        name = new_machine_name(spec.name)
+        record = self._carry.remediation_in_progress
+        if record is not None:
+            self._carry.remediations[name] = record
+        await start_machine(
+            self._carry.book,
+            MachineInput(
+                cluster=self._cluster,
+                name=name,
+                role="control-plane",
+                bootstrap_kind=kind,  # type: ignore[arg-type]
+                owner_workflow_id=workflow.info().workflow_id,
+                failure_domain=failure_domain,
+                version=spec.version,
+                revision=self._revision(),
+                template=spec.machine_template,
+                kubeadm=spec.kubeadm,
+                node_drain_timeout_seconds=spec.node_drain_timeout_seconds or 300,
+            ),
+        )
+
+    def _remediation_decision(self, target: str) -> rules.ControlPlaneRemediationDecision:
+        spec = self._spec
+        assert spec is not None
+        return rules.check_control_plane_remediation(
+            self._carry.book.views(),
+            target,
+            initialized=self._carry.initialized,
+            now=workflow.now().timestamp(),
+            in_progress=self._carry.remediation_in_progress,
+            last_remediation=self._carry.remediations.get(target),
+            max_retry=spec.remediation_max_retry,
+            retry_period_seconds=spec.remediation_retry_period_seconds,
+        )
+
+    async def _remove_etcd_member_then_delete(self, name: str, via: str | None) -> bool:
+        """CAPI's order: remove the machine's etcd member (run on a healthy sibling, through
+        SSM), and only once the surviving members confirm it is gone, delete the machine.
+        A stopped member would still count toward quorum. Returns False (machine kept, reason
+        in last_refusal) when no sibling could confirm the removal; the loop tries again."""
+        book = self._carry.book
+        departing = book.machines[name].status
+        if departing.node_name and departing.instance_id:
+            siblings = [
+                m.status
+                for m in sorted(book.live(), key=lambda m: (m.status.name != via, -m.created))
+                if m.status.name != name
+                and m.status.instance_id
+                and m.status.phase == "Running"
+                and not m.delete_sent
+                and not m.unhealthy
+            ]
+            outcome = "no healthy control plane machine to run the removal on"
+            for sibling in siblings[:3]:
+                outcome = await self._etcd_removal_via(sibling, departing)
+                if outcome == "removed":
+                    break
+            else:
+                self._carry.last_refusal = f"etcd member of {name} not removed: {outcome}"
+                self._operation = self._carry.last_refusal
+                return False
+        await delete_machine(book, name)
+        return True
+
+    async def _etcd_removal_via(self, via: MachineStatus, departing: MachineStatus) -> str:
+        assert self._cluster is not None
+        member = etcd.EtcdMemberRef(name=departing.node_name or "", peer_host=departing.private_ip)
+        cmd = await workflow.execute_activity(
+            etcd.send_etcd_member_removal,
+            etcd.EtcdMemberRemovalRequest(
+                region=self._cluster.region,
+                via_instance_id=via.instance_id or "",
+                departing_instance_id=departing.instance_id or "",
+                member=member,
+            ),
+            **opts.KUBE_CALL,
+        )
+        for delay in opts.poll_intervals(first=2, factor=1.5, cap=10):
+            check = await workflow.execute_activity(
+                etcd.check_etcd_member_removal,
+                etcd.EtcdMemberRemovalCheck(
+                    region=self._cluster.region,
+                    command_id=cmd.command_id,
+                    instance_id=cmd.instance_id,
+                    member=member,
+                ),
+                **opts.KUBE_CALL,
+            )
+            if check.state != "pending":
+                return "removed" if check.confirmed else f"{check.state} via {via.name}: {check.detail}"
+            await workflow.sleep(delay)
+        return "unreachable"  # pragma: no cover - poll_intervals never ends
+
+    def _remediation_in_progress_done(self) -> bool:
+        record = self._carry.remediation_in_progress
+        if record is None:
+            return False
+        # Finished once a machine created after it is Running.
+        return any(
+            m.created > record.timestamp and m.status.phase == "Running" for m in self._carry.book.live()
+        )
+
+    async def _delete_everything(self) -> None:
+        self._operation = "deleting every control plane machine"
+        self._publish()
+        # Workers and the rest of the cluster go with it: no quorum to protect, delete all at once.
+        for name in list(self._carry.book.machines):
+            await delete_machine(self._carry.book, name)
+        await workflow.wait_condition(lambda: not self._carry.book.machines)
+        self._operation = "deleted"
+
+    def _recheck_after(self) -> timedelta:
+        return IDLE_RECHECK
+
+    def _publish(self) -> None:
+        """What the Web UI shows without opening the history."""
+        s = self.status()
+        workflow.set_current_details(
+            f"**{s.name}**: {s.ready_replicas}/{s.desired_replicas} ready, {s.up_to_date_replicas} up to date, "
+            f"{s.version}{' (initialized)' if s.initialized else ''}\n\n{s.operation}"
+            + (f"\n\nlast refusal: {s.last_refusal}" if s.last_refusal else "")
+        )
+
+
+def _parse_time(text: str) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise ValueError(f"rolloutAfter {text!r} is not an RFC 3339 time") from exc

@@ -1,0 +1,441 @@
+"""MachineWorkflow — one EC2 instance that becomes one Kubernetes node through kubeadm.
+
+Phases follow CAPI's Machine: Pending → Provisioning → Provisioned → Running → Deleting →
+Deleted, or Failed with a reason.
+
+Create: bootstrap data (rendered and stored in Secrets Manager; the instance's user data is
+only a boothook that fetches it) → instance → wait until running → wait for a Ready node
+(within nodeStartupTimeout) → delete the bootstrap secret.
+
+Delete (the `request_delete` signal, or cancelling the workflow): cordon and drain the node,
+deregister a control-plane machine from the API load balancer, terminate the instance and
+wait until it is gone, delete the Node and any secret left over. A control-plane machine's
+etcd member is removed by the ControlPlaneWorkflow *before* it asks the machine to go (as
+CAPI's KCP does): the removal runs on a healthy sibling, which only the owner knows.
+
+Temporal semantics worth knowing when reading this file:
+- Every `execute_activity` result is recorded in history. When a worker restarts, the new
+  worker replays the history and gets the recorded results back instead of calling AWS
+  again — RunInstances is never sent twice for one incarnation (and `ensure_instance` finds
+  the instance by its tags even if it were).
+- Waiting is `workflow.wait_condition(..., timeout=...)`: a durable timer that also wakes
+  at once when a delete is requested. There is no sleeping inside activities.
+- The owner (control plane or machine deployment) is told about every phase change with a
+  signal, since a workflow cannot query another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.aws import images
+    from activities.aws import instances as ec2
+    from activities.aws import secrets as sm
+    from activities.kubeadm import bootstrap as kb
+    from activities.workload import activities as workload
+    from workflows import activity_options as opts
+    from workflows.machine_models import MachineInput, MachinePhase, MachineStatus
+
+# Poll the workload node this often (a durable timer); EC2 state polls back off from 2 s to 15 s.
+NODE_POLL_SECONDS = 10.0
+
+
+def _instance_polls():
+    return opts.poll_intervals(first=2, factor=1.5, cap=15)
+
+
+class MachineFailed(Exception):
+    """The machine cannot become what it was asked to be; the reason goes to its status."""
+
+
+@workflow.defn(name="MachineWorkflow")
+class MachineWorkflow:
+    def __init__(self) -> None:
+        self._input: MachineInput | None = None
+        self._status: MachineStatus | None = None
+        self._delete_requested = False
+        self._bootstrap: kb.BootstrapRefs | None = None
+
+    # --- interface ----------------------------------------------------------------------
+    @workflow.query
+    def status(self) -> MachineStatus:
+        assert self._status is not None
+        return self._status
+
+    @workflow.signal
+    def request_delete(self) -> None:
+        """Ask the machine to go. Safe to send twice; honoured at the next step boundary."""
+        if not self._delete_requested:
+            self._delete_requested = True
+            self._update(deletion_requested_at=workflow.now())
+
+    # --- run ----------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: MachineInput) -> MachineStatus:
+        self._input = inp
+        self._status = MachineStatus(
+            name=inp.name,
+            role=inp.role,
+            revision=inp.revision,
+            version=inp.version,
+            deployment=inp.deployment,
+            failure_domain=inp.failure_domain,
+            created_at=workflow.now(),
+        )
+        workflow.set_current_details(f"{inp.role} machine {inp.name} in {inp.failure_domain or 'any AZ'}")
+        await self._notify_owner()
+        try:
+            await self._create()
+            if not self._delete_requested:
+                # Running: nothing to do until someone asks the machine to go.
+                await workflow.wait_condition(lambda: self._delete_requested)
+        except MachineFailed as failure:
+            await self._set_phase("Failed", failure_reason=str(failure), message=str(failure))
+            # A failed machine keeps its instance (for inspection) until its owner deletes it.
+            await workflow.wait_condition(lambda: self._delete_requested)
+        except asyncio.CancelledError:
+            # Cancelling the workflow is the other way to delete: clean up, then re-raise so
+            # the workflow ends as cancelled. Activities scheduled after the cancellation run.
+            self._delete_requested = True
+            await self._delete()
+            raise
+        await self._delete()
+        return self._status
+
+    # --- create ---------------------------------------------------------------------------
+    async def _create(self) -> None:
+        inp = self._input
+        assert inp is not None
+        if self._delete_requested:
+            return
+        token_arn = None
+        if inp.bootstrap_kind != "init":
+            token = await workflow.execute_activity(
+                sm.ensure_bootstrap_token,
+                sm.BootstrapTokenRequest(
+                    cluster_name=inp.cluster.name,
+                    namespace=inp.cluster.namespace,
+                    region=inp.cluster.region,
+                    machine_name=inp.name,
+                    additional_tags=inp.cluster.additional_tags,
+                ),
+                **opts.BOOTSTRAP_CALL,
+            )
+            token_arn = token.secret_arn
+            await self._publish_token(token_arn)
+        self._bootstrap = await workflow.execute_activity(
+            kb.prepare_bootstrap_data,
+            kb.BootstrapRequest(
+                cluster_name=inp.cluster.name,
+                namespace=inp.cluster.namespace,
+                region=inp.cluster.region,
+                machine_name=inp.name,
+                kind=inp.bootstrap_kind,
+                kubernetes_version=inp.version,
+                kubeadm=inp.kubeadm,
+                endpoint_host=inp.cluster.endpoint_host,
+                endpoint_port=inp.cluster.endpoint_port,
+                pod_cidrs=inp.cluster.pod_cidrs,
+                service_cidrs=inp.cluster.service_cidrs,
+                service_domain=inp.cluster.service_domain,
+                pki=inp.cluster.pki,
+                token_secret_arn=token_arn,
+                additional_tags=inp.cluster.additional_tags,
+            ),
+            **opts.BOOTSTRAP_CALL,
+        )
+        if self._delete_requested:
+            return
+
+        await self._set_phase("Provisioning", message="launching instance")
+        # Resolve the AMI once and keep its id in history: every retry boots the same image.
+        image = await workflow.execute_activity(
+            images.lookup_image,
+            images.ImageLookupRequest(
+                region=inp.cluster.region,
+                ami=inp.template.ami,
+                kubernetes_version=inp.version,
+                instance_type=inp.template.instance_type,
+            ),
+            **opts.AWS_CALL,
+        )
+        instance = await workflow.execute_activity(
+            ec2.ensure_instance, self._instance_request(image.image.image_id), **opts.AWS_CALL
+        )
+        self._update(instance_id=instance.instance_id, instance_state=instance.state)
+        await self._wait_instance_running()
+        if self._delete_requested:
+            return
+
+        if inp.role == "control-plane" and inp.cluster.load_balancer is not None:
+            await workflow.execute_activity(
+                ec2.register_with_load_balancer, self._load_balancer_request(), **opts.AWS_CALL
+            )
+        await self._set_phase("Provisioned", message="instance running; waiting for the node to join")
+        await self._wait_node_ready(token_arn)
+        if self._delete_requested:
+            return
+        await self._set_phase("Running", running_at=workflow.now(), message="node Ready")
+        # The node has joined: its bootstrap data (and join token) are no longer needed.
+        await self._delete_bootstrap_secrets()
+
+    async def _wait_instance_running(self) -> None:
+        inp = self._input
+        assert inp is not None and self._status is not None
+        for delay in _instance_polls():
+            found = await self._describe_instance()
+            if found.state == "running":
+                return
+            if found.state in ("gone", "terminated", "shutting-down", "stopping", "stopped"):
+                raise MachineFailed(
+                    f"instance {self._status.instance_id} is {found.state} while provisioning"
+                )
+            if await self._delete_or_wait(delay):
+                return
+
+    async def _wait_node_ready(self, token_arn: str | None) -> None:
+        """Poll the workload cluster for this instance's Node until it is Ready.
+
+        Bounded by nodeStartupTimeout, counted in workflow time from the instance running.
+        While a join is pending, the join token is refreshed before it expires.
+        """
+        inp = self._input
+        assert inp is not None and self._status is not None
+        deadline = workflow.now() + timedelta(seconds=inp.node_startup_timeout_seconds)
+        refresh_at = workflow.now() + timedelta(minutes=5)
+        while True:
+            listed = await workflow.execute_activity(
+                workload.list_workload_nodes,
+                workload.ListNodesRequest(access=self._access(), instance_ids=(self._status.instance_id,)),
+                **opts.KUBE_CALL,
+            )
+            node = listed.nodes[0] if listed.nodes else None
+            if node is not None:
+                self._update(node_name=node.name, node_ready=node.ready)
+                if node.ready:
+                    return
+            elif not listed.reachable:
+                self._update(message=f"waiting for the API server: {listed.detail}")
+            instance = await self._describe_instance()
+            if instance.state != "running":
+                raise MachineFailed(
+                    f"instance {self._status.instance_id} is {instance.state} before its node joined"
+                )
+            now = workflow.now()
+            if now >= deadline:
+                reason = "node never registered" if node is None else f"node {node.name} never became Ready"
+                raise MachineFailed(
+                    f"{reason} within nodeStartupTimeout ({inp.node_startup_timeout_seconds}s)"
+                )
+            if token_arn and now >= refresh_at:
+                await workflow.execute_activity(
+                    sm.refresh_bootstrap_token,
+                    sm.BootstrapTokenRefreshRequest(region=inp.cluster.region, secret_arn=token_arn),
+                    **opts.BOOTSTRAP_CALL,
+                )
+                await self._publish_token(token_arn)
+                refresh_at = now + timedelta(minutes=5)
+            wait = min(NODE_POLL_SECONDS, max(1.0, (deadline - now).total_seconds()))
+            if await self._delete_or_wait(wait):
+                return
+
+    # --- delete ---------------------------------------------------------------------------
+    async def _delete(self) -> None:
+        inp = self._input
+        assert inp is not None and self._status is not None
+        await self._set_phase("Deleting", message="deleting")
+        node = self._status.node_name
+        if node:
+            await self._best_effort(
+                "cordon", workload.cordon_node, workload.CordonRequest(access=self._access(), node_name=node)
+            )
+            await self._drain(node)
+        if inp.role == "control-plane" and inp.cluster.load_balancer is not None and self._status.instance_id:
+            await workflow.execute_activity(
+                ec2.deregister_from_load_balancer, self._load_balancer_request(), **opts.AWS_CALL
+            )
+        if self._status.instance_id:
+            await workflow.execute_activity(
+                ec2.terminate_instance,
+                ec2.TerminateInstanceRequest(
+                    region=inp.cluster.region,
+                    instance_id=self._status.instance_id,
+                    cluster_name=inp.cluster.name,
+                ),
+                **opts.AWS_CALL,
+            )
+            for delay in _instance_polls():
+                found = await self._describe_instance()
+                if found.state in ("terminated", "gone"):
+                    break
+                await workflow.sleep(delay)
+        if node:
+            await self._best_effort(
+                "delete node",
+                workload.delete_node,
+                workload.NodeRequest(access=self._access(), node_name=node),
+            )
+        await self._delete_bootstrap_secrets()
+        await self._set_phase("Deleted", deleted_at=workflow.now(), node_ready=False, message="deleted")
+
+    async def _delete_bootstrap_secrets(self) -> None:
+        inp = self._input
+        assert inp is not None
+        await workflow.execute_activity(
+            sm.delete_bootstrap_data,
+            sm.DeleteBootstrapDataRequest(
+                cluster_name=inp.cluster.name,
+                namespace=inp.cluster.namespace,
+                region=inp.cluster.region,
+                machine_name=inp.name,
+                secret_prefix=self._bootstrap.secret_prefix if self._bootstrap else None,
+                chunks=self._bootstrap.chunks if self._bootstrap else 0,
+            ),
+            **opts.AWS_CALL,
+        )
+
+    async def _best_effort(self, what: str, fn, arg, options: dict | None = None):
+        """Node hygiene (cordon, drain, delete Node) must not block deleting the instance:
+        an unreachable API server is logged and skipped, as CAPI does after its timeouts."""
+        try:
+            return await workflow.execute_activity(
+                fn, arg, **{**(options or opts.KUBE_CALL), "retry_policy": opts.BEST_EFFORT_RETRY}
+            )
+        except ActivityError as err:
+            workflow.logger.warning("%s of %s skipped: %s", what, arg.node_name, err.cause or err)
+            self._update(message=f"{what} skipped: {err.cause or err}")
+            return None
+
+    async def _drain(self, node: str) -> None:
+        """Evict the node's pods within nodeDrainTimeout, one bounded activity call at a time
+        (each heartbeats); PodDisruptionBudgets are honoured by the eviction API."""
+        inp = self._input
+        assert inp is not None
+        deadline = workflow.now() + timedelta(seconds=inp.node_drain_timeout_seconds)
+        while True:
+            left = (deadline - workflow.now()).total_seconds()
+            chunk = max(5.0, min(60.0, left))
+            result = await self._best_effort(
+                "drain",
+                workload.drain_node,
+                workload.DrainRequest(access=self._access(), node_name=node, timeout_seconds=chunk),
+                opts.drain_call(int(chunk)),
+            )
+            if result is None or result.drained or not result.node_found:
+                return
+            if workflow.now() >= deadline:
+                self._update(message=f"drain of {node} timed out; {len(result.blocked)} pod(s) blocked")
+                return
+
+    async def _describe_instance(self) -> ec2.DescribeInstanceResult:
+        inp = self._input
+        assert inp is not None and self._status is not None
+        found = await workflow.execute_activity(
+            ec2.describe_instance,
+            ec2.DescribeInstanceRequest(region=inp.cluster.region, instance_id=self._status.instance_id),
+            **opts.AWS_CALL,
+        )
+        changes: dict = {"instance_state": found.state}
+        if found.instance is not None:
+            changes["private_ip"] = found.instance.private_ip
+            if found.instance.availability_zone:
+                changes["failure_domain"] = found.instance.availability_zone
+        self._update(**changes)
+        return found
+
+    async def _publish_token(self, token_arn: str) -> None:
+        """Create (or refresh) the bootstrap-token Secret in the workload cluster."""
+        await workflow.execute_activity(
+            workload.create_bootstrap_token_secret,
+            workload.BootstrapTokenSecretRequest(
+                access=self._access(),
+                token_secret_arn=token_arn,
+                description=f"capt join token for {self._input.name}",
+            ),
+            **opts.KUBE_CALL,
+        )
+
+    # --- helpers ----------------------------------------------------------------------------
+    async def _delete_or_wait(self, seconds: float) -> bool:
+        """A durable timer that ends early if a delete is requested. True = delete requested."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(lambda: self._delete_requested, timeout=timedelta(seconds=seconds))
+        return self._delete_requested
+
+    def _access(self) -> workload.WorkloadAccess:
+        c = self._input.cluster  # type: ignore[union-attr]
+        return workload.WorkloadAccess(
+            region=c.region, endpoint_host=c.endpoint_host, endpoint_port=c.endpoint_port, pki=c.pki
+        )
+
+    def _instance_request(self, image_id: str) -> ec2.InstanceRequest:
+        inp = self._input
+        assert inp is not None and self._bootstrap is not None
+        c = inp.cluster
+        role_group = "controlplane" if inp.role == "control-plane" else "node"
+        subnet = inp.template.subnet_id or c.subnet_for(inp.failure_domain)
+        if subnet is None:
+            raise ApplicationError(
+                f"no private subnet for failure domain {inp.failure_domain!r}", non_retryable=True
+            )
+        groups = (
+            tuple(g for g in (c.security_group(role_group),) if g) + inp.template.additional_security_groups
+        )
+        return ec2.InstanceRequest(
+            region=c.region,
+            cluster_name=c.name,
+            namespace=c.namespace,
+            image_id=image_id,
+            machine_name=inp.name,
+            role=inp.role,
+            incarnation=inp.incarnation,
+            availability_zone=inp.failure_domain,
+            subnet_id=subnet,
+            security_group_ids=groups,
+            template=inp.template,
+            kubernetes_version=inp.version,
+            ssh_key_name=inp.template.ssh_key_name or c.ssh_key_name,
+            bootstrap_secret_prefix=self._bootstrap.secret_prefix,
+            bootstrap_chunks=self._bootstrap.chunks,
+            additional_tags=c.additional_tags,
+        )
+
+    def _load_balancer_request(self) -> ec2.LoadBalancerRegistration:
+        inp = self._input
+        assert inp is not None and inp.cluster.load_balancer is not None and self._status is not None
+        lb = inp.cluster.load_balancer
+        return ec2.LoadBalancerRegistration(
+            region=inp.cluster.region,
+            load_balancer_type=lb.type,
+            load_balancer_name=lb.name,
+            target_group_arn=lb.target_group_arn,
+            instance_id=self._status.instance_id,
+        )
+
+    def _update(self, **changes) -> None:
+        assert self._status is not None
+        self._status = self._status.model_copy(update=changes)
+
+    async def _set_phase(self, phase: MachinePhase, **changes) -> None:
+        self._update(phase=phase, **changes)
+        s = self._status
+        assert s is not None
+        workflow.set_current_details(
+            f"{phase}: {s.role} {s.name} {s.instance_id or ''} {s.failure_domain or ''} — {s.message}".strip()
+        )
+        await self._notify_owner()
+
+    async def _notify_owner(self) -> None:
+        owner = self._input.owner_workflow_id if self._input else None
+        if not owner:
+            return
+        try:
+            await workflow.get_external_workflow_handle(owner).signal("machine_changed", self._status)
+        except Exception as err:  # noqa: BLE001 - an owner that is gone must not stop a delete
+            workflow.logger.warning("could not signal owner %s: %s", owner, err)

@@ -1,0 +1,122 @@
+"""What a machine is told about its cluster, what it is asked to be, and what it reports.
+
+These models are the MachineWorkflow's interface: the control-plane and machine-deployment
+workflows build a `MachineInput`, start a MachineWorkflow with it, and receive `MachineStatus`
+signals back. They hold ids, names and ARNs — never key material.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from activities.aws.secrets import ClusterPKIRefs
+from spec.models import KubeadmConfigSpec, MachineTemplate
+
+MachinePhase = Literal["Pending", "Provisioning", "Provisioned", "Running", "Deleting", "Deleted", "Failed"]
+MachineRole = Literal["control-plane", "worker"]
+BootstrapKind = Literal["init", "join-control-plane", "join-worker"]
+TERMINAL_PHASES = ("Deleted", "Failed")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LoadBalancerRef(_Frozen):
+    type: Literal["classic", "nlb"]
+    name: str
+    dns_name: str
+    target_group_arn: str | None = None  # NLB only
+
+
+class ClusterContext(_Frozen):
+    """The parts of a provisioned cluster every machine needs (from infra + PKI)."""
+
+    name: str
+    namespace: str
+    region: str
+    endpoint_host: str
+    endpoint_port: int = 6443
+    pki: ClusterPKIRefs
+    pod_cidrs: tuple[str, ...] = ()
+    service_cidrs: tuple[str, ...] = ()
+    service_domain: str = "cluster.local"
+    # availability zone -> private subnet id
+    private_subnets: tuple[tuple[str, str], ...] = ()
+    # role ("controlplane", "node", …) -> security group id
+    security_groups: tuple[tuple[str, str], ...] = ()
+    load_balancer: LoadBalancerRef | None = None
+    additional_tags: tuple[tuple[str, str], ...] = ()
+    ssh_key_name: str | None = None
+
+    @property
+    def failure_domains(self) -> list[str]:
+        return [az for az, _ in self.private_subnets]
+
+    def subnet_for(self, az: str | None) -> str | None:
+        return dict(self.private_subnets).get(az) if az else None
+
+    def security_group(self, role: str) -> str | None:
+        return dict(self.security_groups).get(role)
+
+
+class MachineInput(_Frozen):
+    cluster: ClusterContext
+    name: str
+    role: MachineRole
+    bootstrap_kind: BootstrapKind
+    # The workflow (control plane or machine deployment) that owns this machine; it is
+    # signalled `machine_changed` on every phase change.
+    owner_workflow_id: str | None = None
+    failure_domain: str | None = None
+    version: str
+    # Hash of what the machine was made from; owners compare it to decide what is outdated.
+    revision: str
+    template: MachineTemplate
+    kubeadm: KubeadmConfigSpec
+    # Bumped for a replacement of the same machine name: it changes RunInstances' ClientToken
+    # (AWS refuses to reuse the token of a terminated instance).
+    incarnation: int = 0
+    node_startup_timeout_seconds: int = 600
+    node_drain_timeout_seconds: int = 300
+    deployment: str | None = None
+
+
+class MachineStatus(_Frozen):
+    name: str
+    role: MachineRole
+    phase: MachinePhase = "Pending"
+    revision: str = ""
+    version: str = ""
+    deployment: str | None = None
+    failure_domain: str | None = None
+    instance_id: str | None = None
+    instance_state: str | None = None
+    private_ip: str | None = None
+    node_name: str | None = None
+    node_ready: bool = False
+    created_at: datetime | None = None
+    running_at: datetime | None = None
+    deletion_requested_at: datetime | None = None
+    deleted_at: datetime | None = None
+    failure_reason: str | None = None
+    # Progress notes for humans (Web UI, describe): last step done.
+    message: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    @property
+    def deleting(self) -> bool:
+        return self.phase == "Deleting" or self.deletion_requested_at is not None
+
+
+def machine_workflow_id(cluster: ClusterContext | str, machine: str, namespace: str = "default") -> str:
+    """`machine/<namespace>/<cluster>/<machine>`: stable and readable in the Web UI."""
+    if isinstance(cluster, ClusterContext):
+        namespace, cluster = cluster.namespace, cluster.name
+    return f"machine/{namespace}/{cluster}/{machine}"
