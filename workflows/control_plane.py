@@ -59,6 +59,7 @@ class ControlPlaneCarry(BaseModel):
     last_refusal: str = ""
     iterations: int = 0
     deleting: bool = False
+    paused: bool = False
 
 
 class ControlPlaneInput(BaseModel):
@@ -67,6 +68,8 @@ class ControlPlaneInput(BaseModel):
     cluster: ClusterContext
     spec: ControlPlaneSpec
     carry: ControlPlaneCarry | None = None
+    # The ClusterWorkflow: told `control_plane_changed(ControlPlaneStatus)` when the status changes.
+    owner_workflow_id: str | None = None
     # Continue-as-new after this many loop turns even if Temporal has not suggested it yet.
     max_iterations: int = 500
 
@@ -123,6 +126,7 @@ class ControlPlaneStatus(BaseModel):
     version: str
     initialized: bool
     ready: bool  # initialized, every desired machine up to date and Ready, nothing to do
+    paused: bool = False
     operation: str
     last_refusal: str
     machines: list[ControlPlaneMachine]
@@ -136,6 +140,8 @@ class ControlPlaneWorkflow:
         self._carry = ControlPlaneCarry()
         self._wake = False
         self._operation = "starting"
+        self._last_reported: ControlPlaneStatus | None = None
+        self._owner: str | None = None
 
     # --- queries ------------------------------------------------------------------------
     @workflow.query
@@ -169,6 +175,7 @@ class ControlPlaneWorkflow:
             version=self._spec.version,
             initialized=self._carry.initialized,
             ready=self._carry.initialized and len(machines) == self._spec.replicas == up_to_date == ready,
+            paused=self._carry.paused,
             operation=self._operation,
             last_refusal=self._carry.last_refusal,
             machines=machines,
@@ -179,6 +186,19 @@ class ControlPlaneWorkflow:
     def machine_changed(self, status: MachineStatus) -> None:
         if self._carry.book.apply(status):
             self._wake = True
+
+    @workflow.signal
+    def apply_spec(self, spec: ControlPlaneSpec) -> None:
+        """The ClusterWorkflow's desired control plane, already validated by its Update
+        validators with the same rules as this workflow's own Updates. Latest wins."""
+        self._spec = spec
+        self._wake = True
+
+    @workflow.signal
+    def set_paused(self, paused: bool) -> None:
+        """Paused: no machine is created or deleted (remediation is refused) until resumed."""
+        self._carry.paused = paused
+        self._wake = True
 
     @workflow.signal
     def delete_all(self) -> None:
@@ -254,6 +274,8 @@ class ControlPlaneWorkflow:
         for name, owned in sorted(self._carry.book.machines.items()):
             owned.unhealthy = name in unhealthy
         decision = self._remediation_decision(req.machine)
+        if self._carry.paused:
+            decision = decision.model_copy(update={"allowed": False, "reason": "the cluster is paused"})
         if not decision.allowed:
             self._carry.last_refusal = decision.reason
             self._publish()
@@ -287,7 +309,7 @@ class ControlPlaneWorkflow:
     # --- run ------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: ControlPlaneInput) -> ControlPlaneStatus:
-        self._cluster, self._spec = inp.cluster, inp.spec
+        self._cluster, self._spec, self._owner = inp.cluster, inp.spec, inp.owner_workflow_id
         if inp.carry is not None:
             self._carry = inp.carry
         workflow.upsert_search_attributes(
@@ -298,8 +320,12 @@ class ControlPlaneWorkflow:
             if self._carry.deleting:
                 await self._delete_everything()
                 return self.status()
-            await self._step()
+            if not self._carry.paused:
+                await self._step()
+            else:
+                self._operation = "paused"
             self._publish()
+            await self._report(inp.owner_workflow_id)
             self._carry.iterations += 1
             if workflow.info().is_continue_as_new_suggested() or self._carry.iterations >= inp.max_iterations:
                 # Let running Update handlers finish so their callers get an answer, then
@@ -472,9 +498,21 @@ class ControlPlaneWorkflow:
             await delete_machine(self._carry.book, name)
         await workflow.wait_condition(lambda: not self._carry.book.machines)
         self._operation = "deleted"
+        await self._report(self._owner)
 
     def _recheck_after(self) -> timedelta:
         return IDLE_RECHECK
+
+    async def _report(self, owner: str | None) -> None:
+        """Tell the ClusterWorkflow when something it shows changed (a workflow cannot query
+        another one, so status flows up as signals)."""
+        if not owner:
+            return
+        status = self.status()
+        if status == self._last_reported:
+            return
+        self._last_reported = status
+        await workflow.get_external_workflow_handle(owner).signal("control_plane_changed", status)
 
     def _publish(self) -> None:
         """What the Web UI shows without opening the history."""

@@ -1,0 +1,154 @@
+"""What `capt apply` of a changed manifest means for a running cluster — pure, table-tested.
+
+`plan_changes(running, desired, …)` compares two ClusterSpecs and either rejects the change
+(immutable fields, unsafe control-plane requests) or says what each owner must be told:
+the control plane's new spec, each deployment's new spec, deployments added and removed,
+new health-check settings. The ClusterWorkflow's Update validator calls it, so a rejected
+apply never enters history; the handler calls it again and forwards the result.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from spec.models import ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
+from workflows import control_plane_rules as cp_rules
+
+
+class ClusterChanges(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    control_plane: ControlPlaneSpec | None = None  # the new spec, when anything changed
+    control_plane_version_change: bool = False
+    deployments_changed: tuple[MachineDeploymentSpec, ...] = ()
+    deployments_added: tuple[MachineDeploymentSpec, ...] = ()
+    deployments_removed: tuple[str, ...] = ()
+    health_checks: tuple[HealthCheckSpec, ...] | None = None  # new settings, when changed
+    addons_changed: bool = False
+    paused: bool | None = None
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.control_plane is None
+            and not self.deployments_changed
+            and not self.deployments_added
+            and not self.deployments_removed
+            and self.health_checks is None
+            and not self.addons_changed
+            and self.paused is None
+        )
+
+    def summary(self) -> str:
+        parts = []
+        if self.control_plane is not None:
+            parts.append("control plane" + (" (version)" if self.control_plane_version_change else ""))
+        parts += [f"deployment {d.name}" for d in self.deployments_changed]
+        parts += [f"new deployment {d.name}" for d in self.deployments_added]
+        parts += [f"removed deployment {n}" for n in self.deployments_removed]
+        if self.health_checks is not None:
+            parts.append("health checks")
+        if self.addons_changed:
+            parts.append("addons")
+        if self.paused is not None:
+            parts.append("paused" if self.paused else "resumed")
+        return ", ".join(parts) or "nothing"
+
+
+class ChangeRejected(ValueError):
+    """The apply is refused; the message lists every reason."""
+
+
+# (what, how to read it) — fields no running cluster can change in place.
+_IMMUTABLE = (
+    ("cluster name", lambda s: s.name),
+    ("namespace", lambda s: s.namespace),
+    ("region", lambda s: s.region),
+    ("VPC CIDR", lambda s: s.network.vpc_cidr),
+    ("VPC id", lambda s: s.network.vpc_id),
+    ("subnets", lambda s: s.network.subnets),
+    (
+        "availability zone usage",
+        lambda s: (s.network.availability_zone_usage_limit, s.network.availability_zone_selection),
+    ),
+    ("pod CIDRs", lambda s: s.network.pod_cidrs),
+    ("service CIDRs", lambda s: s.network.service_cidrs),
+    ("service domain", lambda s: s.network.service_domain),
+    ("API load balancer", lambda s: s.load_balancer),
+    ("control plane endpoint", lambda s: (s.control_plane_endpoint_host, s.control_plane_endpoint_port)),
+    ("control plane name", lambda s: s.control_plane.name),
+)
+
+
+def immutable_errors(running: ClusterSpec, desired: ClusterSpec) -> list[str]:
+    return [
+        f"{what} cannot be changed on a running cluster ({get(running)!r} → {get(desired)!r}); "
+        "create a new cluster instead"
+        for what, get in _IMMUTABLE
+        if get(running) != get(desired)
+    ]
+
+
+def control_plane_errors(
+    running: ControlPlaneSpec, desired: ControlPlaneSpec, running_versions: tuple[str, ...] = ()
+) -> list[str]:
+    """The control plane's own Update validators, applied to a whole new spec."""
+    errors = []
+    if desired.replicas != running.replicas and (
+        err := cp_rules.control_plane_replicas_error(desired.replicas)
+    ):
+        errors.append(err)
+    if err := cp_rules.rollout_strategy_error(desired.replicas, desired.max_surge):
+        errors.append(err)
+    if desired.version != running.version:
+        for version in sorted({running.version, *running_versions}):
+            if err := cp_rules.version_change_error(version, desired.version):
+                if version != running.version:
+                    err += f" (machines still run {version}: wait for the current rollout to finish)"
+                errors.append(err)
+                break
+    return errors
+
+
+def deployment_errors(desired: MachineDeploymentSpec, control_plane_version: str) -> list[str]:
+    errors = []
+    if desired.replicas < 0:
+        errors.append(f"deployment {desired.name}: replicas must not be negative")
+    try:
+        worker = cp_rules.parse_kubernetes_version(desired.version)
+        cp = cp_rules.parse_kubernetes_version(control_plane_version)
+    except ValueError as exc:
+        return errors + [f"deployment {desired.name}: {exc}"]
+    if worker[:2] > cp[:2]:
+        errors.append(
+            f"deployment {desired.name}: {desired.version} is newer than the control plane's "
+            f"{control_plane_version} (kubelets must not be newer than the API server)"
+        )
+    return errors
+
+
+def plan_changes(
+    running: ClusterSpec, desired: ClusterSpec, running_cp_versions: tuple[str, ...] = ()
+) -> ClusterChanges:
+    """The changes to forward, or ChangeRejected with every reason."""
+    errors = immutable_errors(running, desired)
+    errors += control_plane_errors(running.control_plane, desired.control_plane, running_cp_versions)
+    for md in desired.machine_deployments:
+        errors += deployment_errors(md, desired.control_plane.version)
+    if errors:
+        raise ChangeRejected("; ".join(errors))
+
+    old_mds = {md.name: md for md in running.machine_deployments}
+    new_mds = {md.name: md for md in desired.machine_deployments}
+    return ClusterChanges(
+        control_plane=desired.control_plane if desired.control_plane != running.control_plane else None,
+        control_plane_version_change=desired.control_plane.version != running.control_plane.version,
+        deployments_changed=tuple(
+            md for name, md in new_mds.items() if name in old_mds and old_mds[name] != md
+        ),
+        deployments_added=tuple(md for name, md in new_mds.items() if name not in old_mds),
+        deployments_removed=tuple(name for name in old_mds if name not in new_mds),
+        health_checks=desired.health_checks if desired.health_checks != running.health_checks else None,
+        addons_changed=desired.addons != running.addons,
+        paused=desired.paused if desired.paused != running.paused else None,
+    )
