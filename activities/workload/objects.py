@@ -47,6 +47,17 @@ def parse_time(value: str | None) -> dt.datetime | None:
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
+class NodeCondition(BaseModel):
+    """One entry of a Node's status.conditions: type, status and since when (for health checks)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    status: str
+    since: dt.datetime | None = None  # lastTransitionTime
+    reason: str | None = None
+
+
 class NodeInfo(BaseModel):
     """What capt needs to know about a Node: no addresses beyond its name, no images, no secrets."""
 
@@ -68,6 +79,12 @@ class NodeInfo(BaseModel):
     labels: dict[str, str] = {}
     created: dt.datetime | None = None
     deleting: bool = False
+    # Every condition the kubelet (or a node-problem detector) reports, Ready included, for
+    # MachineHealthCheck's unhealthyConditions.
+    conditions: tuple[NodeCondition, ...] = ()
+
+    def condition(self, type_: str) -> NodeCondition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
 
 
 def node_info(node: dict) -> NodeInfo:
@@ -94,6 +111,16 @@ def node_info(node: dict) -> NodeInfo:
         labels=labels,
         created=parse_time(meta.get("creationTimestamp")),
         deleting=bool(meta.get("deletionTimestamp")),
+        conditions=tuple(
+            NodeCondition(
+                type=str(c["type"]),
+                status=str(c.get("status") or "Unknown"),
+                since=parse_time(c.get("lastTransitionTime")),
+                reason=c.get("reason"),
+            )
+            for c in status.get("conditions") or []
+            if c.get("type")
+        ),
     )
 
 

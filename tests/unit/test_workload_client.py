@@ -423,6 +423,20 @@ def test_node_info_reads_ready_condition_provider_id_and_version() -> None:
     assert (not_ready.ready, not_ready.ready_status) == (False, "False")
 
 
+def test_node_info_keeps_every_condition_with_its_transition_time() -> None:
+    info = node_info(make_node("n", "i-0aaaaaaaaaaaaaaa3", ready="False"))
+    assert [(c.type, c.status, c.since) for c in info.conditions] == [
+        ("MemoryPressure", "False", dt.datetime(2026, 5, 1, 11, 51, tzinfo=dt.UTC)),
+        ("Ready", "False", dt.datetime(2026, 5, 1, 11, 52, 30, tzinfo=dt.UTC)),
+    ]
+    ready = info.condition("Ready")
+    assert ready is not None and ready.reason == "KubeletNotReady"
+    assert info.condition("DiskPressure") is None
+    # A condition without status or time (a node-problem detector writing little) is kept as Unknown.
+    sparse = node_info({"metadata": {"name": "n"}, "status": {"conditions": [{"type": "KernelDeadlock"}]}})
+    assert [(c.type, c.status, c.since) for c in sparse.conditions] == [("KernelDeadlock", "Unknown", None)]
+
+
 @pytest.mark.parametrize(
     "pod, skip_after, expected",
     [
