@@ -37,3 +37,8 @@ ACTIVITIES += [
     _instances.register_with_load_balancer,
     _instances.deregister_from_load_balancer,
 ]
+
+# Health checks: the owners' machines and remediation Updates, through the Temporal client (issue 9).
+from activities.health import HEALTH_ACTIVITIES as _health  # noqa: E402
+
+ACTIVITIES += _health

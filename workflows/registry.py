@@ -7,3 +7,8 @@ from workflows.control_plane import ControlPlaneWorkflow  # noqa: E402
 from workflows.machine import MachineWorkflow  # noqa: E402
 
 WORKFLOWS += [MachineWorkflow, ControlPlaneWorkflow]
+
+# MachineHealthCheck: detection and remediation requests to the owners (issue 9).
+from workflows.health import HealthCheckWorkflow  # noqa: E402
+
+WORKFLOWS.append(HealthCheckWorkflow)

@@ -1,0 +1,410 @@
+"""HealthCheckWorkflow on the time-skipping server: real owners (ControlPlaneWorkflow,
+MachineDeploymentWorkflow), real MachineWorkflows, the real owner-query and remediation
+activities (they use the worker's Temporal client), and the fake cloud (instances and nodes in
+workflow time) behind the batched describe and the node list.
+
+Detection times are checked against the interval: something that breaks at T is seen at the first
+observation after T (≤ one interval later) or, for a timeout, at the first one after T + timeout.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.health import HEALTH_ACTIVITIES
+from spec.models import (
+    ControlPlaneSpec,
+    HealthCheckSpec,
+    KubeadmConfigSpec,
+    MachineDeploymentSpec,
+    UnhealthyCondition,
+)
+from tests.fakes.cloud import FakeCloud
+from tests.fakes.context import cluster_context, machine_template, running_worker, unique, wait_for
+from tests.fakes.health import HealthFakes
+from workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
+from workflows.control_plane_rules import etcd_quorum
+from workflows.health import (
+    HealthCheckInput,
+    HealthCheckWorkflow,
+    HealthEvent,
+    HealthSettings,
+    HealthStatus,
+    health_workflow_id,
+)
+from workflows.machine import MachineWorkflow
+from workflows.machine_deployment import (
+    DeploymentStatus,
+    MachineDeploymentInput,
+    MachineDeploymentWorkflow,
+    ScaleRequest,
+)
+
+WORKFLOWS = [HealthCheckWorkflow, ControlPlaneWorkflow, MachineDeploymentWorkflow, MachineWorkflow]
+VERSION = "v1.30.2"
+INTERVAL = 30
+# Activities run between the timer firing and the verdict; allow a few seconds of workflow time.
+SLACK = 5
+NOT_READY_120S = (
+    UnhealthyCondition(type="Ready", status="False", timeout_seconds=120),
+    UnhealthyCondition(type="Ready", status="Unknown", timeout_seconds=120),
+)
+
+
+class Cluster:
+    """One fake cluster: its owners, its health workflow, and shortcuts to their status."""
+
+    def __init__(self, env: WorkflowEnvironment, task_queue: str) -> None:
+        self.env, self.task_queue = env, task_queue
+        self.cloud = FakeCloud(boot_seconds=20, join_seconds=10, terminate_seconds=5)
+        self.fakes = HealthFakes(self.cloud)
+        self.ctx = cluster_context(unique("c"))
+
+    def activities(self) -> list:
+        return self.fakes.activities() + HEALTH_ACTIVITIES
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time()
+
+    async def start_control_plane(self, replicas: int = 3) -> None:
+        spec = ControlPlaneSpec(
+            name="cp", replicas=replicas, version=VERSION, machine_template=machine_template("cp")
+        )
+        await self.env.client.start_workflow(
+            ControlPlaneWorkflow.run,
+            ControlPlaneInput(cluster=self.ctx, spec=spec),
+            id=f"controlplane/default/{self.ctx.name}",
+            task_queue=self.task_queue,
+        )
+
+    async def start_deployment(self, name: str, replicas: int) -> None:
+        spec = MachineDeploymentSpec(
+            name=name,
+            replicas=replicas,
+            version=VERSION,
+            machine_template=machine_template(name),
+            bootstrap=KubeadmConfigSpec(),
+            bootstrap_template_name=f"{name}-bootstrap",
+        )
+        await self.env.client.start_workflow(
+            MachineDeploymentWorkflow.run,
+            MachineDeploymentInput(
+                cluster=self.ctx, spec=spec, control_plane_initialized=True, control_plane_version=VERSION
+            ),
+            id=MachineDeploymentWorkflow.workflow_id("default", self.ctx.name, name),
+            task_queue=self.task_queue,
+        )
+
+    async def start_health(self, *checks: HealthCheckSpec, max_iterations: int = 100) -> None:
+        await self.env.client.start_workflow(
+            HealthCheckWorkflow.run,
+            HealthCheckInput(
+                cluster=self.ctx, checks=checks, interval_seconds=INTERVAL, max_iterations=max_iterations
+            ),
+            id=health_workflow_id("default", self.ctx.name),
+            task_queue=self.task_queue,
+        )
+
+    # Handles by workflow id only: queries follow the workflow across continue-as-new.
+    def health(self):
+        return self.env.client.get_workflow_handle(health_workflow_id("default", self.ctx.name))
+
+    async def health_status(self) -> HealthStatus:
+        return await self.health().query(HealthCheckWorkflow.status)
+
+    def deployment(self, name: str):
+        return self.env.client.get_workflow_handle(
+            MachineDeploymentWorkflow.workflow_id("default", self.ctx.name, name)
+        )
+
+    async def md_status(self, name: str) -> DeploymentStatus:
+        return await self.deployment(name).query(MachineDeploymentWorkflow.status)
+
+    async def cp_status(self) -> ControlPlaneStatus:
+        return await self.env.client.get_workflow_handle(f"controlplane/default/{self.ctx.name}").query(
+            ControlPlaneWorkflow.status
+        )
+
+    async def wait_md(self, name: str, predicate, what: str, limit: float = 1800) -> DeploymentStatus:
+        return await wait_for(self.env, lambda: self.md_status(name), predicate, what=what, limit=limit)
+
+    async def wait_health(self, predicate, what: str, limit: float = 1800, step: float = 5) -> HealthStatus:
+        return await wait_for(self.env, self.health_status, predicate, what=what, limit=limit, step=step)
+
+    async def wait_event(self, kind: str, machine: str, limit: float = 1800, step: float = 5) -> HealthEvent:
+        status = await self.wait_health(
+            lambda s: any(e.kind == kind and e.machine == machine for e in s.events),
+            what=f"{kind} {machine}",
+            limit=limit,
+            step=step,
+        )
+        return next(e for e in status.events if e.kind == kind and e.machine == machine)
+
+
+def settled(replicas: int, without: tuple[str, ...] = ()):
+    def check(s: DeploymentStatus) -> bool:
+        names = {m.name for m in s.machines}
+        return (
+            s.available_replicas == replicas == s.replicas
+            and all(m.phase == "Running" for m in s.machines)
+            and not names & set(without)
+        )
+
+    return check
+
+
+def events_for(status: HealthStatus, machine: str) -> list[str]:
+    return [e.kind for e in status.events if e.machine == machine]
+
+
+async def test_terminated_instance_and_not_ready_node_are_replaced(time_skipping_env, task_queue):
+    """A worker's instance terminated out of band is seen within one interval and replaced (the
+    deployment back at 3); a node NotReady past its condition timeout is replaced, not before;
+    a deployment the check does not select is left alone even with a NotReady node."""
+    c = Cluster(time_skipping_env, task_queue)
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_deployment("md-0", 3)
+        await c.start_deployment("md-1", 1)
+        await c.start_health(
+            HealthCheckSpec(
+                name="workers", machine_deployments=("md-0",), unhealthy_conditions=NOT_READY_120S
+            )
+        )
+        before = await c.wait_md("md-0", settled(3), "md-0 ready")
+        (other,) = (await c.wait_md("md-1", settled(1), "md-1 ready")).machines
+        await c.wait_health(lambda s: s.check("workers").healthy == 3, "3 healthy")
+
+        # 1. The instance is terminated behind capt's back.
+        victim = before.machines[0].name
+        vanished_at = await c.now()
+        c.cloud.vanish(victim, vanished_at)
+        detected = await c.wait_event("detected", victim, step=2)
+        assert "InstanceGone" in detected.message
+        assert detected.at - vanished_at <= timedelta(seconds=INTERVAL + SLACK)
+        accepted = await c.wait_event("accepted", victim, step=2)
+        assert accepted.at - detected.at <= timedelta(seconds=SLACK)
+        after = await c.wait_md("md-0", settled(3, without=(victim,)), "md-0 restored")
+        await c.wait_event("finished", victim)
+        assert after.desired_replicas == 3
+
+        # 2. A node goes NotReady: replaced after its 120 s, not before. md-1's goes too: untouched.
+        victim2 = after.machines[-1].name
+        broke_at = await c.now()
+        c.fakes.node_not_ready(victim2, broke_at)
+        c.fakes.node_not_ready(other.name, broke_at)
+        detected = await c.wait_event("detected", victim2, step=5)
+        assert "UnhealthyNodeCondition" in detected.message and "Ready=False" in detected.message
+        assert timedelta(seconds=120) < detected.at - broke_at <= timedelta(seconds=120 + INTERVAL + SLACK)
+        await c.wait_md("md-0", settled(3, without=(victim2,)), "md-0 restored again")
+
+        status = await c.health_status()
+        assert events_for(status, other.name) == []
+        assert other.name not in {m.machine for m in status.check("workers").machines}
+        md1 = await c.md_status("md-1")
+        assert [m.name for m in md1.machines] == [other.name] and md1.last_remediation == ""
+        # One batched describe per interval (an interval may be in progress as we look).
+        assert status.iterations <= c.cloud.calls["describe_cluster_instances"] <= status.iterations + 1
+        # The health workflow only observes and asks: it never terminates anything itself.
+        history = await c.health().fetch_history()
+        scheduled = {
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        }
+        assert scheduled == {
+            "query_machine_owners",
+            "describe_cluster_instances",
+            "list_workload_nodes",
+            "request_remediation",
+        }
+
+
+async def test_node_startup_timeout_replaces_a_machine_that_never_gets_ready(time_skipping_env, task_queue):
+    """A new machine whose node never becomes Ready is replaced once nodeStartupTimeout (120 s,
+    counted from its creation) has passed — well before its own MachineWorkflow would give up."""
+    c = Cluster(time_skipping_env, task_queue)
+    broken: list[str] = []
+
+    def never_ready_once(cloud: FakeCloud, event: str) -> None:
+        kind, _, machine = event.partition(" ")
+        if kind == "launch" and armed and not broken:
+            broken.append(machine)
+            cloud.never_ready.add(machine)
+
+    armed = False
+    c.cloud.on_change = never_ready_once
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_deployment("md-0", 2)
+        await c.start_health(
+            HealthCheckSpec(name="workers", machine_deployments=("md-0",), node_startup_timeout_seconds=120)
+        )
+        await c.wait_md("md-0", settled(2), "2 ready")
+        armed = True
+        await c.deployment("md-0").execute_update(MachineDeploymentWorkflow.scale, ScaleRequest(replicas=3))
+        await c.wait_md(
+            "md-0", lambda s: bool(broken) and broken[0] in {m.name for m in s.machines}, "scaled"
+        )
+        launched = next(i.launched_at for i in c.cloud.instances.values() if i.machine == broken[0])
+        detected = await c.wait_event("detected", broken[0], step=5)
+        assert detected.message.startswith("NodeStartupTimeout: no node")
+        # Created just before its launch: detected at the first interval after 120 s.
+        assert timedelta(seconds=120) < detected.at - launched <= timedelta(seconds=120 + INTERVAL + SLACK)
+        await c.wait_event("accepted", broken[0], step=2)
+        await c.wait_md("md-0", settled(3, without=(broken[0],)), "replaced")
+        # The replacement booted normally and nothing else was touched.
+        status = await c.health_status()
+        assert [e.machine for e in status.events if e.kind == "detected"] == broken
+
+
+async def test_too_many_unhealthy_short_circuits_remediation(time_skipping_env, task_queue):
+    """3 of 6 unhealthy with maxUnhealthy 40% (2): nothing is remediated and the check reports
+    TooManyUnhealthy; when one recovers (2 of 6), the other two are replaced."""
+    c = Cluster(time_skipping_env, task_queue)
+    check = HealthCheckSpec(
+        name="workers",
+        machine_deployments=("md-0",),
+        max_unhealthy="40%",
+        unhealthy_conditions=(UnhealthyCondition(type="Ready", status="False", timeout_seconds=60),),
+    )
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_deployment("md-0", 6)
+        await c.start_health(check)
+        before = await c.wait_md("md-0", settled(6), "6 ready")
+        names = [m.name for m in before.machines]
+        broke_at = await c.now()
+        for name in names[:3]:
+            c.fakes.node_not_ready(name, broke_at)
+        status = await c.wait_health(
+            lambda s: s.check("workers").unhealthy == 3 and not s.check("workers").remediation_allowed,
+            "short-circuit",
+            step=10,
+        )
+        report = status.check("workers")
+        assert report.reason.startswith("TooManyUnhealthy")
+        assert "total: 6, unhealthy: 3, maxUnhealthy: 40%" in report.reason
+        assert (report.expected, report.healthy, report.unhealthy) == (6, 3, 3)
+        # Ten more intervals: still nothing remediated, the decision recorded once.
+        await c.env.sleep(10 * INTERVAL)
+        status = await c.health_status()
+        md = await c.md_status("md-0")
+        assert [m.name for m in md.machines] == names and md.last_remediation == ""
+        # (Booting machines are not healthy either, as in CAPI: the check may short-circuit while
+        # the deployment first comes up. Only what happened since the nodes broke counts here.)
+        since = [e.kind for e in status.events if e.at > broke_at]
+        assert since.count("short-circuit") == 1 and since.count("detected") == 3
+        assert not any(e.kind == "accepted" for e in status.events)
+        assert all(m.state == "unhealthy" for m in report.machines if m.machine in names[:3])
+
+        # One recovers: 2 of 6 is within 40% — the two left are replaced.
+        c.fakes.node_ready_again(names[0])
+        recovered_at = await c.now()
+        await c.wait_health(
+            lambda s: any(e.kind == "allowed" and e.at > recovered_at for e in s.events), "allowed again"
+        )
+        await c.wait_md("md-0", settled(6, without=tuple(names[1:3])), "two replaced")
+        status = await c.health_status()
+        assert sorted(e.machine for e in status.events if e.kind == "accepted") == sorted(names[1:3])
+        assert events_for(status, names[0]) == ["detected", "recovered"]
+        kept = {m.name for m in (await c.md_status("md-0")).machines}
+        assert {names[0], *names[3:]} <= kept
+
+
+async def test_lost_control_plane_machine_is_replaced_with_quorum_held(time_skipping_env, task_queue):
+    """A control-plane machine's instance vanishes in a 3-machine control plane: the control plane
+    is asked (with the full unhealthy set), removes the etcd member, then replaces the machine;
+    etcd never drops below quorum."""
+    c = Cluster(time_skipping_env, task_queue)
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_control_plane(3)
+        await c.start_health(
+            HealthCheckSpec(name="cp", control_plane=True, unhealthy_conditions=NOT_READY_120S)
+        )
+        cp = await wait_for(
+            c.env, c.cp_status, lambda s: s.ready and s.ready_replicas == 3, what="3 control-plane machines"
+        )
+        await c.wait_health(lambda s: s.check("cp").healthy == 3, "3 healthy")
+        victim = cp.machines[1].name
+        first_sample = len(c.cloud.samples)
+        vanished_at = await c.now()
+        c.cloud.vanish(victim, vanished_at)
+        detected = await c.wait_event("detected", victim, step=2)
+        assert detected.at - vanished_at <= timedelta(seconds=INTERVAL + SLACK)
+        await c.wait_event("accepted", victim, step=2)
+        cp = await wait_for(
+            c.env,
+            c.cp_status,
+            lambda s: s.ready and s.ready_replicas == 3 and victim not in {m.name for m in s.machines},
+            what="control plane restored",
+        )
+        during = c.cloud.samples[first_sample:]
+        assert during and all(s.etcd_members >= etcd_quorum(3) for s in during)
+        events = [s.event for s in during]
+        assert events.index(f"etcd remove {victim}") < next(
+            i for i, e in enumerate(events) if e.startswith("launch")
+        )
+        assert len(c.cloud.etcd_members) == 3 and c.cloud.calls["send_etcd_member_removal"] == 1
+        finished = await c.wait_event("finished", victim)
+        assert finished.check == "cp"
+
+
+async def test_settings_change_and_continue_as_new_keep_detections(time_skipping_env, task_queue):
+    """The health workflow continues-as-new every 3 intervals (90 s). A node that turns NotReady
+    without reporting a transition time is timed from the health check's first sighting, which must
+    survive every continue-as-new: with a 150 s timeout it is only ever detected if it does. The
+    timeout is lowered from 1 h to 150 s by `configure` mid-way; it applies at the next interval."""
+    c = Cluster(time_skipping_env, task_queue)
+    slow = HealthCheckSpec(
+        name="workers",
+        machine_deployments=("md-0",),
+        unhealthy_conditions=(UnhealthyCondition(type="Ready", status="False", timeout_seconds=3600),),
+    )
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_deployment("md-0", 2)
+        await c.start_health(slow, max_iterations=3)
+        before = await c.wait_md("md-0", settled(2), "2 ready")
+        victim = before.machines[0].name
+        broke_at = await c.now()
+        c.fakes.node_not_ready(victim, broke_at, report_transition_time=False)
+        await c.env.sleep(200)
+        status = await c.health_status()
+        assert status.runs >= 3, status.runs  # continued as new at least twice since
+        assert events_for(status, victim) == []  # 1 h timeout: not yet
+
+        # A rejected change never enters history; an accepted one waits for the next interval.
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await c.health().execute_update(HealthCheckWorkflow.configure, HealthSettings(interval_seconds=0))
+        assert "interval must be at least" in str(err.value.cause)
+        # The cluster workflow's way (a signal) is checked by the health workflow itself.
+        await c.health().signal(HealthCheckWorkflow.apply_settings, HealthSettings(interval_seconds=0))
+        fast = slow.model_copy(
+            update={
+                "unhealthy_conditions": (
+                    UnhealthyCondition(type="Ready", status="False", timeout_seconds=150),
+                )
+            }
+        )
+        configured_at = await c.now()
+        answer = await c.health().execute_update(
+            HealthCheckWorkflow.configure, HealthSettings(checks=(fast,))
+        )
+        assert answer.pending_settings
+        detected = await c.wait_event("detected", victim, step=2)
+        # First seen ≤ one interval after it broke (more than 150 s ago): detected at the very
+        # interval that applied the new settings.
+        assert detected.at - configured_at <= timedelta(seconds=INTERVAL + SLACK)
+        assert "for more than 150s" in detected.message
+        await c.wait_md("md-0", settled(2, without=(victim,)), "replaced")
+        await c.wait_event("finished", victim)
+        status = await c.health_status()
+        kinds = [e.kind for e in status.events]
+        assert (
+            kinds.index("settings")
+            < kinds.index("detected")
+            < kinds.index("accepted")
+            < kinds.index("finished")
+        )
+        assert status.runs >= 4 and status.iterations >= 3 * (status.runs - 1)

@@ -1,0 +1,315 @@
+"""MachineHealthCheck detection — pure, deterministic, table-tested.
+
+Given what one interval observed (the owners' machines, the cluster's EC2 instances from one
+DescribeInstances, the workload cluster's Nodes from one list) and what the health workflow
+remembers (when it first saw a machine or a node condition), decide for each machine whether it
+is healthy, unhealthy (and why), or neither (booting within its budget, being deleted). Then,
+per MachineHealthCheck, count as CAPI does and pick what to remediate. No I/O, no clocks: `now`
+is passed in (the workflow's `workflow.now()`).
+
+CAPI's rules (internal/controllers/machinehealthcheck/machinehealthcheck_targets.go,
+needsRemediation), as capt applies them:
+
+1. A machine that has failed (MachineWorkflow phase Failed: e.g. its instance died while
+   provisioning) is unhealthy.
+2. capt's own instance check (CAPA marks such machines failed): its instance is terminated,
+   shutting-down or stopped, or missing from the cluster's instances → unhealthy.
+3. Its node was known (the owner recorded a node name) and is gone from the workload cluster →
+   unhealthy (CAPI: NodeNotFound). Not judged when the API server was unreachable.
+4. A worker is not penalized further before the control plane is initialized.
+5. No Ready node yet (the machine never reached Running) for longer than nodeStartupTimeout,
+   counted from the latest of machine creation, its instance's launch (infrastructure ready) and
+   the control plane's initialization → unhealthy (NodeStartupTimeout). 0 disables it.
+6. A node condition listed in unhealthyConditions whose status has held longer than its timeout
+   (since the condition's lastTransitionTime, or since the health check first saw it when the
+   node reports none) → unhealthy. Holding exactly the timeout is not yet unhealthy.
+
+Healthy = not unhealthy, not being deleted, and has a node (seen in the node list, or reported
+by its owner when the API server could not be listed). Per check, `expected` is the number of
+machines the selector matches and `unhealthy = expected - healthy` (booting and deleting
+machines count, as in CAPI); `health_rules.max_unhealthy_allows` then decides whether
+remediation may proceed at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from activities.aws.instances import InstanceInfo
+from activities.health import WatchedMachine
+from activities.workload.objects import NodeCondition, NodeInfo
+from spec.models import HealthCheckSpec
+from workflows.health_rules import RemediationAllowance, limit_in_flight, max_unhealthy_allows
+
+GONE_STATES = ("terminated", "shutting-down", "stopped")
+
+# Reason codes (CAPI's where they exist).
+MACHINE_FAILED = "MachineFailed"
+INSTANCE_GONE = "InstanceGone"
+NODE_NOT_FOUND = "NodeNotFound"
+NODE_STARTUP_TIMEOUT = "NodeStartupTimeout"
+UNHEALTHY_CONDITION = "UnhealthyNodeCondition"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Observation(_Frozen):
+    """One interval's view of the cluster's machines' infrastructure."""
+
+    now: dt.datetime
+    # instance id -> instance; None when DescribeInstances could not be done this interval.
+    instances: dict[str, InstanceInfo] | None
+    # Nodes by instance id (from the providerID) and by name; None when the API was unreachable.
+    nodes: tuple[NodeInfo, ...] | None
+    control_plane_initialized: bool = True
+    # When the health workflow saw the control plane become initialized (None: before it looked).
+    control_plane_initialized_at: dt.datetime | None = None
+
+    def node_of(self, m: WatchedMachine) -> NodeInfo | None:
+        if self.nodes is None:
+            return None
+        for n in self.nodes:
+            if m.instance_id and n.instance_id == m.instance_id:
+                return n
+        for n in self.nodes:
+            if m.node_name and n.name == m.node_name:
+                return n
+        return None
+
+
+class Verdict(_Frozen):
+    machine: str
+    owner: str  # "control-plane/<name>" or "machine-deployment/<name>"
+    state: str  # "healthy", "unhealthy", "deleting", "starting" (no node yet, within budget)
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def unhealthy(self) -> bool:
+        return self.state == "unhealthy"
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "healthy"
+
+
+def owner_key(m: WatchedMachine) -> str:
+    return f"{m.owner}/{m.owner_name}"
+
+
+def condition_key(machine: str, type_: str, status: str) -> str:
+    return f"{machine}|{type_}|{status}"
+
+
+def node_conditions(node: NodeInfo) -> tuple[NodeCondition, ...]:
+    """The node's conditions; a NodeInfo built without them still has its Ready condition."""
+    if node.conditions:
+        return node.conditions
+    return (NodeCondition(type="Ready", status=node.ready_status, since=node.ready_since),)
+
+
+def observed_conditions(
+    machines: Iterable[WatchedMachine],
+    obs: Observation,
+    checks: Sequence[HealthCheckSpec],
+    previous: Mapping[str, float],
+) -> dict[str, float]:
+    """When each (machine, condition type, status) named by some check's unhealthyConditions was
+    first seen holding — kept across intervals (and continue-as-new) for nodes that report no
+    lastTransitionTime. A condition no longer holding is forgotten. Unreachable API: kept as is."""
+    if obs.nodes is None:
+        return dict(previous)
+    wanted = {(c.type, c.status) for check in checks for c in check.unhealthy_conditions}
+    now = obs.now.timestamp()
+    seen: dict[str, float] = {}
+    for m in machines:
+        node = obs.node_of(m)
+        if node is None:
+            continue
+        for c in node_conditions(node):
+            if (c.type, c.status) in wanted:
+                key = condition_key(m.name, c.type, c.status)
+                seen[key] = previous.get(key, now)
+    return seen
+
+
+def _seconds(delta: dt.timedelta) -> float:
+    return delta.total_seconds()
+
+
+def startup_began(m: WatchedMachine, obs: Observation, first_seen: float | None) -> dt.datetime:
+    """The latest of machine creation (its own record, else when the health check first saw it),
+    its instance's launch, and — for a worker — the control plane's initialization."""
+    candidates: list[dt.datetime] = []
+    if m.created_at is not None:
+        candidates.append(m.created_at)
+    elif first_seen is not None:
+        candidates.append(dt.datetime.fromtimestamp(first_seen, dt.UTC))
+    inst = obs.instances.get(m.instance_id) if obs.instances is not None and m.instance_id else None
+    if inst is not None and inst.launch_time is not None:
+        candidates.append(inst.launch_time)
+    if m.role == "worker" and obs.control_plane_initialized_at is not None:
+        candidates.append(obs.control_plane_initialized_at)
+    return max(candidates, default=obs.now)
+
+
+def assess(
+    m: WatchedMachine,
+    check: HealthCheckSpec,
+    obs: Observation,
+    *,
+    first_seen: float | None = None,
+    condition_first_seen: Mapping[str, float] | None = None,
+) -> Verdict:
+    """One machine against one check (rules 1–6 of the module docstring)."""
+    owner = owner_key(m)
+    if m.deleting:
+        return Verdict(machine=m.name, owner=owner, state="deleting")
+    reasons: list[str] = []
+    if m.phase == "Failed":
+        reasons.append(f"{MACHINE_FAILED}: {m.message or 'the machine failed'}")
+    if obs.instances is not None and m.instance_id:
+        inst = obs.instances.get(m.instance_id)
+        if inst is None:
+            reasons.append(f"{INSTANCE_GONE}: instance {m.instance_id} not found")
+        elif inst.state in GONE_STATES:
+            reasons.append(f"{INSTANCE_GONE}: instance {m.instance_id} is {inst.state}")
+    node = obs.node_of(m)
+    if obs.nodes is not None and m.node_name and node is None:
+        reasons.append(f"{NODE_NOT_FOUND}: node {m.node_name} is gone")
+    if reasons:
+        return Verdict(machine=m.name, owner=owner, state="unhealthy", reasons=tuple(reasons))
+
+    if m.role == "worker" and not obs.control_plane_initialized:
+        return Verdict(machine=m.name, owner=owner, state="starting")
+
+    if m.booting and not (node is not None and node.ready):
+        timeout = check.node_startup_timeout_seconds
+        began = startup_began(m, obs, first_seen)
+        waited = _seconds(obs.now - began)
+        if timeout > 0 and waited > timeout:
+            what = "no node" if node is None else f"node {node.name} not Ready"
+            reasons.append(
+                f"{NODE_STARTUP_TIMEOUT}: {what} {int(waited)}s after {began.isoformat()} "
+                f"(nodeStartupTimeout {timeout}s)"
+            )
+
+    if node is not None:
+        held = condition_first_seen or {}
+        for uc in check.unhealthy_conditions:
+            c = next((c for c in node_conditions(node) if c.type == uc.type), None)
+            if c is None or c.status != uc.status:
+                continue
+            since = c.since
+            if since is None and (t := held.get(condition_key(m.name, c.type, c.status))) is not None:
+                since = dt.datetime.fromtimestamp(t, dt.UTC)
+            if since is None:
+                continue  # first sighting without a transition time: the clock starts now
+            if _seconds(obs.now - since) > uc.timeout_seconds:
+                reasons.append(
+                    f"{UNHEALTHY_CONDITION}: node {node.name} reports {uc.type}={uc.status} "
+                    f"for more than {uc.timeout_seconds}s (since {since.isoformat()})"
+                )
+    if reasons:
+        return Verdict(machine=m.name, owner=owner, state="unhealthy", reasons=tuple(reasons))
+    has_node = node is not None if obs.nodes is not None else bool(m.node_name)
+    return Verdict(machine=m.name, owner=owner, state="healthy" if has_node else "starting")
+
+
+def covered(check: HealthCheckSpec, m: WatchedMachine) -> bool:
+    """Does the check's (resolved) selector match the machine's owner?"""
+    if m.owner == "control-plane":
+        return check.control_plane
+    return m.owner_name in check.machine_deployments
+
+
+class CheckEvaluation(_Frozen):
+    check: str
+    expected: int
+    healthy: int
+    verdicts: tuple[Verdict, ...]
+    allowance: tuple[bool, int, str]  # RemediationAllowance as plain data
+    # Unhealthy machines to ask owners about now (maxInFlight applied), in priority order.
+    remediate: tuple[str, ...] = ()
+    # Unhealthy machines waiting for a free maxInFlight slot, and why.
+    deferred: tuple[str, ...] = ()
+    in_flight: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.allowance[0]
+
+    @property
+    def reason(self) -> str:
+        return self.allowance[2]
+
+    @property
+    def unhealthy(self) -> tuple[Verdict, ...]:
+        return tuple(v for v in self.verdicts if v.unhealthy)
+
+
+def evaluate_check(
+    check: HealthCheckSpec,
+    machines: Sequence[WatchedMachine],
+    obs: Observation,
+    *,
+    first_seen: Mapping[str, float],
+    condition_first_seen: Mapping[str, float],
+    unhealthy_since: Mapping[str, float],
+    in_flight: Iterable[str],
+) -> CheckEvaluation:
+    """Assess the check's machines, apply maxUnhealthy / unhealthyRange, then maxInFlight.
+
+    `in_flight`: machines whose remediation an owner accepted and which still exist; they are
+    not asked about again and they take maxInFlight slots. Candidates go oldest detection first
+    (then by name), so a machine waiting longest is remediated first.
+    """
+    targets = [m for m in machines if covered(check, m)]
+    verdicts = tuple(
+        assess(
+            m,
+            check,
+            obs,
+            first_seen=first_seen.get(m.name),
+            condition_first_seen=condition_first_seen,
+        )
+        for m in targets
+    )
+    expected = len(targets)
+    healthy = sum(1 for v in verdicts if v.healthy)
+    allowance: RemediationAllowance = max_unhealthy_allows(
+        check.max_unhealthy, check.unhealthy_range, expected, expected - healthy
+    )
+    names = {m.name for m in targets}
+    flying = tuple(sorted(n for n in set(in_flight) if n in names))
+    if not allowance.allowed or not check.remediation_enabled:
+        return CheckEvaluation(
+            check=check.name,
+            expected=expected,
+            healthy=healthy,
+            verdicts=verdicts,
+            allowance=tuple(allowance),  # type: ignore[arg-type]
+            in_flight=flying,
+            note="" if check.remediation_enabled else "remediation disabled for this check",
+        )
+    candidates = sorted(
+        (v.machine for v in verdicts if v.unhealthy and v.machine not in flying),
+        key=lambda n: (unhealthy_since.get(n, obs.now.timestamp()), n),
+    )
+    limited = limit_in_flight(candidates, check.max_in_flight, expected, len(flying))
+    return CheckEvaluation(
+        check=check.name,
+        expected=expected,
+        healthy=healthy,
+        verdicts=verdicts,
+        allowance=tuple(allowance),  # type: ignore[arg-type]
+        remediate=limited.start,
+        deferred=limited.deferred,
+        in_flight=flying,
+        note=limited.reason,
+    )
