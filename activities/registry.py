@@ -38,6 +38,11 @@ ACTIVITIES += [
     _instances.deregister_from_load_balancer,
 ]
 
+# Network, security groups, API load balancer, bastion and the ownership sweep (issue 3).
+from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES as _infrastructure  # noqa: E402
+
+ACTIVITIES += _infrastructure
+
 # Health checks: the owners' machines and remediation Updates, through the Temporal client (issue 9).
 from activities.health import HEALTH_ACTIVITIES as _health  # noqa: E402
 

@@ -8,6 +8,11 @@ from workflows.machine import MachineWorkflow  # noqa: E402
 
 WORKFLOWS += [MachineWorkflow, ControlPlaneWorkflow]
 
+# Network, security groups and API load balancer: create and delete (issue 3).
+from workflows.infrastructure import InfrastructureWorkflow  # noqa: E402
+
+WORKFLOWS.append(InfrastructureWorkflow)
+
 # MachineHealthCheck: detection and remediation requests to the owners (issue 9).
 from workflows.health import HealthCheckWorkflow  # noqa: E402
 

@@ -7,12 +7,16 @@ parameter, a missing permission, an exhausted quota) fails the activity at once 
 message; everything else -- throttling (`RequestLimitExceeded`, `Throttling`), 5xx, dropped
 connections, eventual-consistency "not found" right after a create, `DependencyViolation`
 while something is still being deleted -- is retried by Temporal with backoff (botocore's
-standard retry mode already absorbs short bursts inside one attempt).
+standard retry mode already absorbs short bursts inside one attempt). An exception that is
+neither an AWS error, a connection problem nor one of capt's own errors is a bug: it fails
+the activity without retries, so it surfaces instead of spinning forever.
 """
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
+from http.client import HTTPException
+
+from botocore.exceptions import BotoCoreError, ClientError
 from temporalio.exceptions import ApplicationError
 
 NON_RETRYABLE_CODES: frozenset[str] = frozenset(
@@ -115,5 +119,9 @@ def to_application_error(exc: BaseException) -> ApplicationError:
         )
     if isinstance(exc, CaptAwsError):
         return ApplicationError(str(exc), type=type(exc).__name__, non_retryable=exc.non_retryable)
-    # Connection drops, read timeouts, endpoint errors: worth another attempt.
-    return ApplicationError(f"{type(exc).__name__}: {exc}", type=type(exc).__name__, non_retryable=False)
+    if isinstance(exc, BotoCoreError | OSError | HTTPException):
+        # Connection drops, read timeouts, endpoint errors (AWS or a workload API): worth another attempt.
+        return ApplicationError(f"{type(exc).__name__}: {exc}", type=type(exc).__name__, non_retryable=False)
+    # Anything else (TypeError, KeyError, a pydantic ValidationError, ...) is a bug that no
+    # retry will fix: fail the activity so the workflow reports it instead of retrying forever.
+    return ApplicationError(f"{type(exc).__name__}: {exc}", type=type(exc).__name__, non_retryable=True)
