@@ -1,0 +1,582 @@
+"""The Kubernetes API subset capt's workload client uses, served from the simulated cluster.
+
+`handle` answers one request (method, path, query, body) for one cluster as kube-apiserver would:
+JSON objects and lists (`limit`/`continue` pagination, label selectors, the field selectors the
+API server supports for nodes and pods), `Status` objects for errors with the usual reasons, JSON
+merge patches on Nodes, the policy/v1 Eviction subresource, Secrets with create/replace/delete
+semantics (409 AlreadyExists, 404 NotFound). Authorization is kube-apiserver's simplest: members
+of system:masters may do everything, anybody else is Forbidden.
+
+Pure except for the `World` it reads and changes (under the world's lock).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from simulator.world import Cluster, Node, Pod, World, rfc3339
+
+NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+COMPUTED_TAINTS = (
+    "node.kubernetes.io/unschedulable",
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+)
+NODE_FIELDS = ("metadata.name", "spec.unschedulable")
+POD_FIELDS = ("metadata.name", "metadata.namespace", "spec.nodeName", "status.phase")
+SECRET_FIELDS = ("metadata.name", "metadata.namespace", "type")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any  # dict (JSON) or str (text/plain)
+
+    @property
+    def content_type(self) -> str:
+        return "application/json" if isinstance(self.body, dict) else "text/plain; charset=utf-8"
+
+    def encode(self) -> bytes:
+        if isinstance(self.body, dict):
+            return json.dumps(self.body, separators=(",", ":")).encode()
+        return str(self.body).encode()
+
+
+def status(code: int, reason: str, message: str, details: dict | None = None) -> Reply:
+    body: dict = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success" if code < 400 else "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details:
+        body["details"] = details
+    return Reply(code, body)
+
+
+def not_found(kind: str, name: str) -> Reply:
+    return status(404, "NotFound", f'{kind} "{name}" not found', {"name": name, "kind": kind})
+
+
+class BadRequest(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# selectors
+
+
+def _split_top(text: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_label_selector(text: str | None) -> list[tuple[str, str, tuple[str, ...]]]:
+    """→ [(key, op, values)], op one of exists, !exists, =, !=, in, notin."""
+    reqs = []
+    for part in _split_top(text or ""):
+        m = re.match(r"^([\w./-]+)\s+(in|notin)\s+\((.*)\)$", part)
+        if m:
+            values = tuple(v.strip() for v in m.group(3).split(",") if v.strip())
+            reqs.append((m.group(1), m.group(2), values))
+            continue
+        m = re.match(r"^([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)$", part)
+        if m:
+            reqs.append((m.group(1), "!=" if m.group(2) == "!=" else "=", (m.group(3),)))
+            continue
+        m = re.match(r"^(!?)([\w./-]+)$", part)
+        if m:
+            reqs.append((m.group(2), "!exists" if m.group(1) else "exists", ()))
+            continue
+        raise BadRequest(f"unable to parse requirement: {part!r}")
+    return reqs
+
+
+def labels_match(labels: dict[str, str], reqs: list[tuple[str, str, tuple[str, ...]]]) -> bool:
+    for key, op, values in reqs:
+        has = key in labels
+        value = labels.get(key)
+        if op == "exists":
+            ok = has
+        elif op == "!exists":
+            ok = not has
+        elif op == "=":
+            ok = has and value == values[0]
+        elif op == "!=":
+            ok = not has or value != values[0]
+        elif op == "in":
+            ok = has and value in values
+        else:  # notin
+            ok = not has or value not in values
+        if not ok:
+            return False
+    return True
+
+
+def parse_field_selector(text: str | None, supported: tuple[str, ...]) -> list[tuple[str, bool, str]]:
+    """→ [(field, equal, value)]; an unsupported field is a 400, as kube-apiserver answers."""
+    reqs = []
+    for part in _split_top(text or ""):
+        m = re.match(r"^([\w.]+)\s*(==|=|!=)\s*(.*)$", part)
+        if not m:
+            raise BadRequest(f"invalid field selector: {part!r}")
+        if m.group(1) not in supported:
+            raise BadRequest(f"field label not supported: {m.group(1)}")
+        reqs.append((m.group(1), m.group(2) != "!=", m.group(3)))
+    return reqs
+
+
+def fields_match(values: dict[str, str], reqs: list[tuple[str, bool, str]]) -> bool:
+    return all((values.get(f, "") == v) == eq for f, eq, v in reqs)
+
+
+def _paginate(items: list[dict], query: dict[str, str], kind: str, rv: int) -> dict:
+    try:
+        offset = (
+            int(json.loads(base64.urlsafe_b64decode(query["continue"]))["o"]) if query.get("continue") else 0
+        )
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest("invalid continue token") from None
+    limit = int(query["limit"]) if query.get("limit", "").isdigit() and int(query["limit"]) > 0 else 0
+    page = items[offset : offset + limit] if limit else items[offset:]
+    meta: dict = {"resourceVersion": str(rv)}
+    if limit and offset + limit < len(items):
+        meta["continue"] = base64.urlsafe_b64encode(json.dumps({"o": offset + limit}).encode()).decode()
+        meta["remainingItemCount"] = len(items) - offset - limit
+    return {"kind": kind, "apiVersion": "v1", "metadata": meta, "items": page}
+
+
+# --------------------------------------------------------------------------------------------
+# objects
+
+
+def node_json(node: Node) -> dict:
+    taints = [dict(t) for t in node.taints]
+    if node.unschedulable:
+        taints.append(
+            {
+                "key": "node.kubernetes.io/unschedulable",
+                "effect": "NoSchedule",
+                "timeAdded": rfc3339(node.ready_since),
+            }
+        )
+    if node.ready_status == "False":
+        taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
+    elif node.ready_status == "Unknown":
+        taints.append({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"})
+    spec: dict = {"providerID": node.provider_id}
+    if node.unschedulable:
+        spec["unschedulable"] = True
+    if taints:
+        spec["taints"] = taints
+    since = rfc3339(node.ready_since)
+    ok = {"lastHeartbeatTime": since, "lastTransitionTime": rfc3339(node.created), "status": "False"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node.name,
+            "uid": node.uid,
+            "resourceVersion": str(node.resource_version),
+            "creationTimestamp": rfc3339(node.created),
+            "labels": dict(node.labels),
+            "annotations": {
+                "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///var/run/containerd/containerd.sock",
+                "node.alpha.kubernetes.io/ttl": "0",
+                **node.annotations,
+            },
+        },
+        "spec": spec,
+        "status": {
+            "conditions": [
+                {
+                    **ok,
+                    "type": "MemoryPressure",
+                    "reason": "KubeletHasSufficientMemory",
+                    "message": "kubelet has sufficient memory available",
+                },
+                {
+                    **ok,
+                    "type": "DiskPressure",
+                    "reason": "KubeletHasNoDiskPressure",
+                    "message": "kubelet has no disk pressure",
+                },
+                {
+                    **ok,
+                    "type": "PIDPressure",
+                    "reason": "KubeletHasSufficientPID",
+                    "message": "kubelet has sufficient PID available",
+                },
+                {
+                    "type": "Ready",
+                    "status": node.ready_status,
+                    "reason": node.ready_reason,
+                    "message": node.ready_message,
+                    "lastHeartbeatTime": since,
+                    "lastTransitionTime": since,
+                },
+            ],
+            "addresses": [dict(a) for a in node.addresses],
+            "nodeInfo": {
+                "kubeletVersion": node.kubelet_version,
+                "kubeProxyVersion": node.kubelet_version,
+                "architecture": node.architecture,
+                "operatingSystem": "linux",
+                "osImage": "Ubuntu 24.04 LTS",
+                "containerRuntimeVersion": "containerd://1.7.22",
+                "kernelVersion": "6.8.0-1015-aws",
+                "machineID": node.uid.replace("-", ""),
+                "systemUUID": node.instance_id,
+                "bootID": node.uid,
+            },
+        },
+    }
+
+
+def pod_json(pod: Pod) -> dict:
+    meta: dict = {
+        "name": pod.name,
+        "namespace": pod.namespace,
+        "uid": pod.uid,
+        "resourceVersion": str(pod.resource_version),
+        "creationTimestamp": rfc3339(pod.created),
+        "labels": dict(pod.labels),
+    }
+    if pod.mirror:
+        meta["annotations"] = {"kubernetes.io/config.mirror": pod.uid, "kubernetes.io/config.source": "file"}
+    if pod.owner_kind:
+        api = "v1" if pod.owner_kind == "Node" else "apps/v1"
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": api,
+                "kind": pod.owner_kind,
+                "name": pod.owner_name,
+                "uid": pod.uid,
+                "controller": True,
+            }
+        ]
+    if pod.deletion is not None:
+        meta["deletionTimestamp"] = rfc3339(pod.deletion)
+        meta["deletionGracePeriodSeconds"] = 30
+    spec: dict = {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}
+    if pod.node_name:
+        spec["nodeName"] = pod.node_name
+    if pod.tolerations:
+        spec["tolerations"] = [dict(t) for t in pod.tolerations]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": spec,
+        "status": {"phase": _phase(pod)},
+    }
+
+
+def _phase(pod: Pod) -> str:
+    return "Running" if pod.node_name else "Pending"
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# requests
+
+
+def handle(
+    world: World,
+    cluster: Cluster,
+    method: str,
+    target: str,
+    body: bytes,
+    content_type: str,
+    groups: tuple[str, ...],
+) -> Reply:
+    """Answer one request to `cluster`'s API server."""
+    url = urlsplit(target)
+    query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+    parts = [unquote(p) for p in url.path.split("/") if p]
+    with world.lock:
+        if world.api_fault(cluster):
+            if parts and parts[0] in ("readyz", "livez", "healthz"):
+                return Reply(
+                    500, "[-]etcd failed: reason withheld\n[-]simulated-fault failed\nreadyz check failed"
+                )
+            return status(
+                503, "ServiceUnavailable", "simulated fault: the API server is unavailable (api-5xx)"
+            )
+        if parts and parts[0] in ("readyz", "livez", "healthz") and len(parts) == 1:
+            if method != "GET":
+                return status(
+                    405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+                )
+            if parts[0] != "livez" and not world.etcd_quorum(cluster):
+                return Reply(500, "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed")
+            return Reply(200, "ok")
+        if "system:masters" not in groups:
+            return status(
+                403,
+                "Forbidden",
+                f'User cannot {method.lower()} resource at "{url.path}": only system:masters is allowed',
+            )
+        if parts == ["version"]:
+            major, minor = cluster.version.lstrip("v").split(".")[:2]
+            return Reply(
+                200,
+                {"major": major, "minor": minor, "gitVersion": cluster.version, "platform": "linux/amd64"},
+            )
+        if not world.etcd_quorum(cluster):
+            return status(500, "InternalError", "etcdserver: request timed out")
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            return status(400, "BadRequest", "the request body is not valid JSON")
+        try:
+            return _route(world, cluster, method, parts, query, payload, content_type)
+        except BadRequest as err:
+            return status(400, "BadRequest", str(err))
+
+
+def _route(
+    world: World, cluster: Cluster, method: str, parts: list[str], query: dict, payload: Any, ctype: str
+) -> Reply:
+    if parts[:2] != ["api", "v1"]:
+        return status(404, "NotFound", "the server could not find the requested resource")
+    rest = parts[2:]
+    if rest == ["nodes"]:
+        return _allow(method, ("GET",)) or _list_nodes(cluster, query)
+    if len(rest) == 2 and rest[0] == "nodes":
+        return _node(world, cluster, method, rest[1], payload, ctype)
+    if rest == ["pods"]:
+        return _allow(method, ("GET",)) or _list_pods(cluster, query, None)
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        ns, kind, tail = rest[1], rest[2], rest[3:]
+        if ns not in NAMESPACES:
+            return not_found("namespaces", ns)
+        if kind == "pods":
+            if not tail:
+                return _allow(method, ("GET",)) or _list_pods(cluster, query, ns)
+            if len(tail) == 1:
+                return _pod(world, cluster, method, ns, tail[0])
+            if len(tail) == 2 and tail[1] == "eviction":
+                return _allow(method, ("POST",)) or _evict(world, cluster, ns, tail[0], payload)
+        if kind == "secrets":
+            if not tail:
+                return _secrets(world, cluster, method, ns, query, payload)
+            if len(tail) == 1:
+                return _secret(world, cluster, method, ns, tail[0], payload)
+    return status(404, "NotFound", "the server could not find the requested resource")
+
+
+def _allow(method: str, allowed: tuple[str, ...]) -> Reply | None:
+    if method in allowed:
+        return None
+    return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+
+def _list_nodes(cluster: Cluster, query: dict) -> Reply:
+    labels = parse_label_selector(query.get("labelSelector"))
+    fields = parse_field_selector(query.get("fieldSelector"), NODE_FIELDS)
+    items = [
+        node_json(n)
+        for n in sorted(cluster.nodes.values(), key=lambda n: n.name)
+        if labels_match(n.labels, labels)
+        and fields_match(
+            {"metadata.name": n.name, "spec.unschedulable": str(n.unschedulable).lower()}, fields
+        )
+    ]
+    return Reply(200, _paginate(items, query, "NodeList", cluster.resource_version))
+
+
+def _node(world: World, cluster: Cluster, method: str, name: str, payload: Any, ctype: str) -> Reply:
+    node = cluster.nodes.get(name)
+    if method == "GET":
+        return Reply(200, node_json(node)) if node else not_found("nodes", name)
+    if method == "DELETE":
+        if node is None:
+            return not_found("nodes", name)
+        world.delete_node(cluster, name)
+        return status(200, "", f'node "{name}" deleted', {"name": name, "kind": "nodes", "uid": node.uid})
+    if method == "PATCH":
+        if ctype.split(";")[0].strip() not in MERGE_PATCH_TYPES:
+            return status(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: {', '.join(MERGE_PATCH_TYPES)}",
+            )
+        if node is None:
+            return not_found("nodes", name)
+        if not isinstance(payload, dict):
+            raise BadRequest("a merge patch must be a JSON object")
+        patched = merge_patch(node_json(node), payload)
+        meta, spec = patched.get("metadata") or {}, patched.get("spec") or {}
+        if meta.get("name", name) != name:
+            raise BadRequest("the name of the object does not match the name on the URL")
+        node.labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+        node.annotations = {
+            str(k): str(v)
+            for k, v in (meta.get("annotations") or {}).items()
+            if k not in ("kubeadm.alpha.kubernetes.io/cri-socket", "node.alpha.kubernetes.io/ttl")
+        }
+        node.unschedulable = bool(spec.get("unschedulable"))
+        node.taints = [dict(t) for t in spec.get("taints") or [] if t.get("key") not in COMPUTED_TAINTS]
+        node.resource_version = cluster.next_rv()
+        return Reply(200, node_json(node))
+    return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+
+def _list_pods(cluster: Cluster, query: dict, namespace: str | None) -> Reply:
+    labels = parse_label_selector(query.get("labelSelector"))
+    fields = parse_field_selector(query.get("fieldSelector"), POD_FIELDS)
+    items = [
+        pod_json(p)
+        for (ns, _), p in sorted(cluster.pods.items())
+        if (namespace is None or ns == namespace)
+        and labels_match(p.labels, labels)
+        and fields_match(
+            {
+                "metadata.name": p.name,
+                "metadata.namespace": ns,
+                "spec.nodeName": p.node_name or "",
+                "status.phase": _phase(p),
+            },
+            fields,
+        )
+    ]
+    return Reply(200, _paginate(items, query, "PodList", cluster.resource_version))
+
+
+def _pod(world: World, cluster: Cluster, method: str, ns: str, name: str) -> Reply:
+    pod = cluster.pods.get((ns, name))
+    if pod is None:
+        return not_found("pods", name)
+    if method == "GET":
+        return Reply(200, pod_json(pod))
+    if method == "DELETE":
+        world.evict(cluster, pod)
+        return Reply(200, pod_json(pod))
+    return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+
+def _evict(world: World, cluster: Cluster, ns: str, name: str, payload: Any) -> Reply:
+    if not isinstance(payload, dict) or payload.get("kind") != "Eviction":
+        raise BadRequest("the body must be an Eviction (policy/v1)")
+    if (payload.get("metadata") or {}).get("name", name) != name:
+        raise BadRequest("name in URL does not match name in Eviction object")
+    pod = cluster.pods.get((ns, name))
+    if pod is None:
+        return not_found("pods", name)
+    world.evict(cluster, pod)
+    return status(201, "", "", None)
+
+
+def _secret_json(secret: dict) -> dict:
+    out = copy.deepcopy(secret)
+    out.setdefault("apiVersion", "v1")
+    out.setdefault("kind", "Secret")
+    return out
+
+
+def _normalize_secret(ns: str, payload: Any) -> dict:
+    if not isinstance(payload, dict) or payload.get("kind", "Secret") != "Secret":
+        raise BadRequest("the body must be a Secret")
+    meta = dict(payload.get("metadata") or {})
+    if not meta.get("name"):
+        raise BadRequest("metadata.name: Required value: name is required")
+    if meta.get("namespace", ns) != ns:
+        raise BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+    meta["namespace"] = ns
+    data = dict(payload.get("data") or {})
+    for k, v in (payload.get("stringData") or {}).items():
+        data[k] = base64.b64encode(str(v).encode()).decode()
+    for k, v in data.items():
+        try:
+            base64.b64decode(str(v), validate=True)
+        except ValueError:
+            raise BadRequest(f"data[{k}]: illegal base64 data") from None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": payload.get("type") or "Opaque",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta},
+        "data": data,
+    }
+
+
+def _secrets(world: World, cluster: Cluster, method: str, ns: str, query: dict, payload: Any) -> Reply:
+    if method == "GET":
+        labels = parse_label_selector(query.get("labelSelector"))
+        fields = parse_field_selector(query.get("fieldSelector"), SECRET_FIELDS)
+        items = [
+            _secret_json(s)
+            for (sns, name), s in sorted(cluster.secrets.items())
+            if sns == ns
+            and labels_match((s.get("metadata") or {}).get("labels") or {}, labels)
+            and fields_match(
+                {"metadata.name": name, "metadata.namespace": sns, "type": s.get("type", "")}, fields
+            )
+        ]
+        return Reply(200, _paginate(items, query, "SecretList", cluster.resource_version))
+    if method == "POST":
+        secret = _normalize_secret(ns, payload)
+        name = secret["metadata"]["name"]
+        if (ns, name) in cluster.secrets:
+            return status(
+                409, "AlreadyExists", f'secrets "{name}" already exists', {"name": name, "kind": "secrets"}
+            )
+        return Reply(201, _secret_json(world.store_secret(cluster, secret)))
+    return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+
+def _secret(world: World, cluster: Cluster, method: str, ns: str, name: str, payload: Any) -> Reply:
+    existing = cluster.secrets.get((ns, name))
+    if method == "GET":
+        return Reply(200, _secret_json(existing)) if existing else not_found("secrets", name)
+    if method == "DELETE":
+        if existing is None:
+            return not_found("secrets", name)
+        del cluster.secrets[(ns, name)]
+        return status(200, "", f'secret "{name}" deleted', {"name": name, "kind": "secrets"})
+    if method == "PUT":
+        secret = _normalize_secret(ns, payload)
+        if secret["metadata"]["name"] != name:
+            raise BadRequest("the name of the object does not match the name on the URL")
+        if existing is None:
+            return not_found("secrets", name)
+        secret["metadata"]["uid"] = existing["metadata"].get("uid")
+        secret["metadata"]["creationTimestamp"] = existing["metadata"].get("creationTimestamp")
+        return Reply(200, _secret_json(world.store_secret(cluster, secret)))
+    return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
