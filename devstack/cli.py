@@ -32,7 +32,8 @@ def _config(state_dir: Path, **overrides: object):
 
 @click.group("dev")
 def dev() -> None:
-    """Local stack: Temporal dev server + Web UI, emulated AWS endpoint (moto), capt worker."""
+    """Local stack: Temporal dev server + Web UI, emulated AWS endpoint (moto), workload simulator,
+    capt worker."""
 
 
 @dev.command()
@@ -40,6 +41,15 @@ def dev() -> None:
 @click.option("--temporal-port", type=int, envvar="CAPT_TEMPORAL_PORT", help="Temporal gRPC port [7233].")
 @click.option("--ui-port", type=int, envvar="CAPT_UI_PORT", help="Temporal Web UI port [8233].")
 @click.option("--moto-port", type=int, envvar="CAPT_MOTO_PORT", help="Emulated AWS endpoint port [5000].")
+@click.option(
+    "--sim-api-port",
+    type=int,
+    envvar="CAPT_SIM_API_PORT",
+    help="Workload simulator's Kubernetes API port [16443].",
+)
+@click.option(
+    "--sim-port", type=int, envvar="CAPT_SIM_PORT", help="Workload simulator's admin + SSM port [5100]."
+)
 @click.option(
     "--region", envvar="CAPT_DEV_REGION", help="AWS region the stack's clients use [ap-northeast-2]."
 )
@@ -49,6 +59,8 @@ def up(
     temporal_port: int | None,
     ui_port: int | None,
     moto_port: int | None,
+    sim_api_port: int | None,
+    sim_port: int | None,
     region: str | None,
     task_queue: str | None,
 ) -> None:
@@ -62,6 +74,8 @@ def up(
         temporal_port=temporal_port,
         ui_port=ui_port,
         moto_port=moto_port,
+        sim_api_port=sim_api_port,
+        sim_port=sim_port,
         region=region,
         task_queue=task_queue,
     )
@@ -128,3 +142,9 @@ def down(state_dir: Path, timeout: float | None) -> None:
     outcomes = stack.down(cfg, grace=timeout, echo=click.echo)
     if not outcomes:
         click.echo("nothing to stop")
+
+
+# `capt dev sim …`: the workload simulator's state and fault knobs (simulator/cli.py).
+from simulator.cli import sim  # noqa: E402
+
+dev.add_command(sim)

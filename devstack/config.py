@@ -19,6 +19,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TEMPORAL_PORT = 7233
 DEFAULT_UI_PORT = 8233
 DEFAULT_MOTO_PORT = 5000
+# The workload simulator (issue 5): every workload cluster's API (HTTPS, cluster picked by SNI)
+# and its admin endpoint, which also serves SSM Run Command.
+DEFAULT_SIM_API_PORT = 16443
+DEFAULT_SIM_PORT = 5100
 DEFAULT_REGION = "ap-northeast-2"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TASK_QUEUE = "capt"
@@ -41,6 +45,8 @@ class DevConfig:
     temporal_port: int = DEFAULT_TEMPORAL_PORT
     ui_port: int = DEFAULT_UI_PORT
     moto_port: int = DEFAULT_MOTO_PORT
+    sim_api_port: int = DEFAULT_SIM_API_PORT
+    sim_port: int = DEFAULT_SIM_PORT
     region: str = DEFAULT_REGION
     namespace: str = DEFAULT_NAMESPACE
     task_queue: str = DEFAULT_TASK_QUEUE
@@ -57,16 +63,33 @@ class DevConfig:
     def aws_endpoint_url(self) -> str:
         return f"http://{self.host}:{self.moto_port}"
 
+    @property
+    def sim_url(self) -> str:
+        """The simulator's admin endpoint, which is also the emulated SSM endpoint."""
+        return f"http://{self.host}:{self.sim_port}"
+
+    @property
+    def sim_api_address(self) -> str:
+        return f"{self.host}:{self.sim_api_port}"
+
     def client_env(self) -> dict[str, str]:
-        """The variables a client of this stack needs (printed by `capt dev env`)."""
+        """The variables a client of this stack needs (printed by `capt dev env`).
+
+        Besides Temporal and the emulated AWS: SSM goes to the workload simulator (it runs the
+        etcd membership commands), and every workload cluster's API endpoint (a load balancer
+        DNS name known only at run time: any host, any port) connects to the simulator, which
+        picks the cluster by TLS server name (CAPT_RESOLVE, see activities/workload/client.py).
+        """
         return {
             "TEMPORAL_ADDRESS": self.temporal_address,
             "TEMPORAL_NAMESPACE": self.namespace,
             "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+            "AWS_ENDPOINT_URL_SSM": self.sim_url,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "AWS_ACCESS_KEY_ID": FAKE_AWS_CREDENTIAL,
             "AWS_SECRET_ACCESS_KEY": FAKE_AWS_CREDENTIAL,
+            "CAPT_RESOLVE": f"*:*={self.sim_api_address}",
         }
 
     def to_json(self) -> str:

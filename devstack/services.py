@@ -134,14 +134,59 @@ def temporal_service(cfg: DevConfig) -> Service:
 
 
 def moto_service(cfg: DevConfig) -> Service:
+    # moto's server, with CAPA-style machine images for every Kubernetes version a manifest may
+    # ask for (simulator/amis.py writes them to MOTO_AMIS_PATH before moto starts).
     return Service(
         name="moto",
-        argv=[sys.executable, "-m", "moto.server", "-H", cfg.host, "-p", str(cfg.moto_port)],
+        argv=[
+            sys.executable,
+            "-m",
+            "simulator.motoserver",
+            "--amis",
+            str(cfg.state_dir / "amis.json"),
+            "--region",
+            cfg.region,
+            "-H",
+            cfg.host,
+            "-p",
+            str(cfg.moto_port),
+        ],
         env=service_env(os.environ, {"PYTHONUNBUFFERED": "1"}),
         address=cfg.aws_endpoint_url,
         ports=[Port(cfg.moto_port, "emulated AWS endpoint (moto)", "--moto-port")],
         probe=_ignore_pid(probes.http_probe(f"{cfg.aws_endpoint_url}/moto-api/")),
         post_start=list(AFTER_AWS_READY),
+        startup_timeout=30.0,
+        stop_grace=5.0,
+    )
+
+
+def simulator_service(cfg: DevConfig) -> Service:
+    """The workload simulator (issue 5): boots moto's instances as kubeadm nodes and serves their
+    clusters' API (the worker reaches it through CAPT_RESOLVE) and SSM (AWS_ENDPOINT_URL_SSM)."""
+    return Service(
+        name="simulator",
+        argv=[
+            sys.executable,
+            "-m",
+            "simulator",
+            "--host",
+            cfg.host,
+            "--api-port",
+            str(cfg.sim_api_port),
+            "--port",
+            str(cfg.sim_port),
+            "--region",
+            cfg.region,
+        ],
+        env=service_env(os.environ, {**cfg.client_env(), "PYTHONUNBUFFERED": "1"}),
+        address=f"https://{cfg.sim_api_address}",
+        ports=[
+            Port(cfg.sim_api_port, "workload API (simulator)", "--sim-api-port"),
+            Port(cfg.sim_port, "simulator admin + SSM", "--sim-port"),
+        ],
+        probe=_ignore_pid(probes.http_probe(f"{cfg.sim_url}/healthz")),
+        links={"admin": f"{cfg.sim_url}/sim/state"},
         startup_timeout=30.0,
         stop_grace=5.0,
     )
@@ -173,5 +218,5 @@ def worker_service(cfg: DevConfig) -> Service:
 
 
 def build_services(cfg: DevConfig) -> list[Service]:
-    """The stack, in start order. (Issue 5: the workload simulator goes before the worker.)"""
-    return [temporal_service(cfg), moto_service(cfg), worker_service(cfg)]
+    """The stack, in start order."""
+    return [temporal_service(cfg), moto_service(cfg), simulator_service(cfg), worker_service(cfg)]

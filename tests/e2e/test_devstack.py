@@ -76,25 +76,39 @@ def state_dir(tmp_path: Path):
 
 
 def test_dev_stack_lifecycle(state_dir: Path) -> None:
-    grpc, ui, moto = free_ports(3)
+    grpc, ui, moto, sim_api, sim = free_ports(5)
     t0 = time.monotonic()
-    up = dev(state_dir, "up", "--temporal-port", str(grpc), "--ui-port", str(ui), "--moto-port", str(moto))
+    up = dev(
+        state_dir,
+        "up",
+        "--temporal-port",
+        str(grpc),
+        "--ui-port",
+        str(ui),
+        "--moto-port",
+        str(moto),
+        "--sim-api-port",
+        str(sim_api),
+        "--sim-port",
+        str(sim),
+    )
     assert up.returncode == 0, up.stdout + up.stderr
     assert time.monotonic() - t0 < 30
-    for name in ("temporal", "moto", "worker"):
+    for name in ("temporal", "moto", "simulator", "worker"):
         assert f"{name}" in up.stdout and "started" in up.stdout
 
     # status: every service healthy, detached (its own session), at the ports asked for.
     status = status_json(state_dir)
     assert status["healthy"] is True
     services = {s["name"]: s for s in status["services"]}
-    assert set(services) == {"temporal", "moto", "worker"}
+    assert set(services) == {"temporal", "moto", "simulator", "worker"}
     assert all(s["state"] == "healthy" for s in services.values())
     pids = {name: s["pid"] for name, s in services.items()}
     for pid in pids.values():
         assert alive(pid) and os.getsid(pid) == pid
     assert services["temporal"]["address"] == f"127.0.0.1:{grpc}"
     assert services["moto"]["address"] == f"http://127.0.0.1:{moto}"
+    assert services["simulator"]["address"] == f"https://127.0.0.1:{sim_api}"
 
     # The services do their jobs: search attributes registered, the worker polls the
     # `capt` task queue, the Web UI answers, moto serves AWS APIs.
@@ -118,7 +132,7 @@ def test_dev_stack_lifecycle(state_dir: Path) -> None:
     # up again: harmless, same processes (ports are remembered, no flags needed).
     again = dev(state_dir, "up")
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("already running") == 3
+    assert again.stdout.count("already running") == 4
     assert {s["name"]: s["pid"] for s in status_json(state_dir)["services"]} == pids
 
     # env: the exports a shell needs, which really point at this stack.
@@ -128,10 +142,12 @@ def test_dev_stack_lifecycle(state_dir: Path) -> None:
         f"export TEMPORAL_ADDRESS=127.0.0.1:{grpc}",
         "export TEMPORAL_NAMESPACE=default",
         f"export AWS_ENDPOINT_URL=http://127.0.0.1:{moto}",
+        f"export AWS_ENDPOINT_URL_SSM=http://127.0.0.1:{sim}",
         "export AWS_DEFAULT_REGION=ap-northeast-2",
         "export AWS_REGION=ap-northeast-2",
         "export AWS_ACCESS_KEY_ID=testing",
         "export AWS_SECRET_ACCESS_KEY=testing",
+        f"export CAPT_RESOLVE='*:*=127.0.0.1:{sim_api}'",
     ]
     shell = subprocess.run(
         ["bash", "-c", env.stdout + f"{BIN / 'temporal'} operator cluster health"],
@@ -157,12 +173,23 @@ def test_dev_stack_lifecycle(state_dir: Path) -> None:
 
 
 def test_taken_port_is_a_clear_one_line_error(state_dir: Path) -> None:
-    grpc, ui, moto = free_ports(3)
+    grpc, ui, moto, sim_api, sim = free_ports(5)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", moto))
         squatter.listen()
         up = dev(
-            state_dir, "up", "--temporal-port", str(grpc), "--ui-port", str(ui), "--moto-port", str(moto)
+            state_dir,
+            "up",
+            "--temporal-port",
+            str(grpc),
+            "--ui-port",
+            str(ui),
+            "--moto-port",
+            str(moto),
+            "--sim-api-port",
+            str(sim_api),
+            "--sim-port",
+            str(sim),
         )
     assert up.returncode == 1
     assert up.stderr.strip().splitlines() == [
