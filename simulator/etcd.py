@@ -62,11 +62,15 @@ class EtcdCluster:
     members: dict[str, Member] = field(default_factory=dict)
     _salt: int = 0
 
+    def by_peer(self, ip: str) -> Member | None:
+        url = f"https://{ip}:2380"
+        return next((m for m in self.members.values() if url in m.peer_urls), None)
+
     def add(self, name: str, ip: str) -> Member:
-        """kubeadm's member for a control-plane node (an existing one of that name is reused)."""
-        for m in self.members.values():
-            if m.name == name:
-                return m
+        """`etcdctl member add` for a new control-plane node. Like etcd, it refuses a peer URL that
+        is already a member's (the caller checks `by_peer` first and reports it)."""
+        if self.by_peer(ip) is not None:
+            raise ValueError(f"etcdserver: Peer URLs already exists (https://{ip}:2380)")
         self._salt += 1
         digest = hashlib.sha256(f"{name}/{ip}/{self._salt}".encode()).hexdigest()[:16]
         member = Member(

@@ -327,7 +327,10 @@ class ClusterFacts:
     ca_cert: str
     version: str  # kubeadm-config's kubernetesVersion
     tokens: dict[str, TokenFacts]
-    node_owner: Callable[[str], str | None] = lambda _name: None  # node name -> providerID
+    # node name -> (providerID, Ready) of an existing Node of that name
+    node_owner: Callable[[str], tuple[str, bool] | None] = lambda _name: None
+    # peer host -> name of an etcd member that already has https://<host>:2380
+    etcd_peer: Callable[[str], str | None] = lambda _host: None
 
 
 @dataclass(frozen=True)
@@ -346,6 +349,7 @@ def plan_join(
     *,
     hostname: str,
     provider_id: str,
+    peer_host: str = "",
     image_version: str | None,
     find_cluster: Callable[[str, int], ClusterFacts | None],
     now: dt.datetime,
@@ -456,11 +460,19 @@ def plan_join(
             raise Refused("control-plane join: /etc/kubernetes/pki/ca.key does not match ca.crt")
     node = node_registration(join, hostname)
     owner = cluster.node_owner(node.name)
-    if owner is not None and owner != provider_id:
+    if owner is not None and owner[0] != provider_id and owner[1]:
+        # kubeadm refuses only a Ready namesake; a NotReady one is taken over by the new kubelet.
         raise Refused(
-            f"a Node with name {node.name!r} already exists in the cluster (providerID {owner}): "
-            "delete it or change the name of the joining node"
+            f"a Node with name {node.name!r} and status Ready already exists in the cluster "
+            f"(providerID {owner[0]}): delete it or change the name of the joining node"
         )
+    if control_plane and peer_host:
+        stale = cluster.etcd_peer(peer_host)
+        if stale is not None:
+            raise Refused(
+                f"etcd member add failed: etcdserver: Peer URLs already exists (https://{peer_host}:2380 "
+                f"belongs to member {stale!r}, which was never removed)"
+            )
     return JoinPlan(
         cluster=cluster,
         control_plane=control_plane,

@@ -491,6 +491,7 @@ class World:
                     m.task,
                     hostname=m.hostname,
                     provider_id=m.provider_id,
+                    peer_host=m.view.private_ip,
                     image_version=image_version,
                     find_cluster=self._cluster_facts,
                     now=self.now(),
@@ -617,6 +618,9 @@ class World:
         m.phase, m.reason = "joined", ""
         m.cluster_key, m.node_name, m.control_plane = cluster.key, reg.name, control_plane
         m.task = None  # the kubeadm config (token, keys) is no longer needed
+        if reg.name in cluster.nodes:
+            # A NotReady namesake (its instance gone, its IP reused): the new kubelet takes it over.
+            self._delete_node(cluster, reg.name, f"taken over by {m.instance_id}")
         if control_plane:
             cluster.control_plane_instances.add(m.instance_id)
             member = cluster.etcd.add(reg.name, m.view.private_ip or m.view.instance_id)
@@ -704,9 +708,13 @@ class World:
                 if token is not None:
                     tokens[token.id] = token
 
-        def owner(name: str) -> str | None:
+        def owner(name: str) -> tuple[str, bool] | None:
             node = cluster.nodes.get(name)
-            return node.provider_id if node is not None else None
+            return (node.provider_id, node.ready_status == "True") if node is not None else None
+
+        def etcd_peer(host: str) -> str | None:
+            member = cluster.etcd.by_peer(host)
+            return member.name if member is not None else None
 
         return kubeadm.ClusterFacts(
             name=cluster.name,
@@ -716,6 +724,7 @@ class World:
             version=cluster.version,
             tokens=tokens,
             node_owner=owner,
+            etcd_peer=etcd_peer,
         )
 
     # -- the passing of time ----------------------------------------------------------------------

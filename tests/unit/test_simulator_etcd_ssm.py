@@ -30,7 +30,9 @@ def test_member_lines_parse_with_the_workers_parser() -> None:
     assert {p.name for p in parsed} == {m.name for m in members}
     assert {p.id for p in parsed} == {m.id for m in members}
     assert all(p.started and p.peer_urls[0].endswith(":2380") for p in parsed)
-    assert etcd.add(members[0].name, "10.9.9.9") is members[0]  # a rejoin under the same name
+    with pytest.raises(ValueError, match="Peer URLs already exists"):
+        etcd.add("another-name", "10.0.0.4")  # the peer URL of members[0]
+    assert etcd.add(members[0].name, "10.9.9.9") is not members[0]  # etcd does not key on names
 
 
 def test_scripts_are_recognised() -> None:

@@ -43,8 +43,9 @@ def facts(
     *,
     version: str = VERSION,
     token: sk.TokenFacts | None = None,
-    owner: str | None = None,
+    owner: tuple[str, bool] | None = None,
     ca: str | None = None,
+    peer: str | None = None,
 ) -> sk.ClusterFacts:
     t = token or sk.TokenFacts(
         id="abcdef", secret="0123456789abcdef", expiration=TOKEN.expiration, authentication=True, signing=True
@@ -57,6 +58,7 @@ def facts(
         version=version,
         tokens={t.id: t},
         node_owner=lambda name: owner if name == ref.HOSTNAME else None,
+        etcd_peer=lambda host: peer if host == "10.0.71.23" else None,
     )
 
 
@@ -72,6 +74,7 @@ def join(
         t,
         hostname=HOST,
         provider_id=PROVIDER,
+        peer_host="10.0.71.23",
         image_version=image,
         find_cluster=lambda host, port: c if (host, port) == (c.endpoint_host, c.endpoint_port) else None,
         now=now,
@@ -311,10 +314,20 @@ def test_control_plane_join_needs_the_clusters_key_material() -> None:
         join(ci.KubeadmTask(t.action, t.config_path, t.documents, other_ca))
 
 
-def test_a_node_name_taken_by_another_instance_is_refused() -> None:
-    with pytest.raises(sk.Refused, match="already exists"):
-        join(task("join-worker"), facts(owner="aws:///ap-northeast-2b/i-0fedcba9876543210"))
-    assert join(task("join-worker"), facts(owner=PROVIDER)).node.name == ref.HOSTNAME  # its own: a rejoin
+def test_a_node_name_taken_by_another_ready_instance_is_refused() -> None:
+    other = "aws:///ap-northeast-2b/i-0fedcba9876543210"
+    with pytest.raises(sk.Refused, match="status Ready already exists"):
+        join(task("join-worker"), facts(owner=(other, True)))
+    # A NotReady namesake (instance gone, IP reused) is taken over; its own Node is a rejoin.
+    assert join(task("join-worker"), facts(owner=(other, False))).node.name == ref.HOSTNAME
+    assert join(task("join-worker"), facts(owner=(PROVIDER, True))).node.name == ref.HOSTNAME
+
+
+def test_a_control_plane_join_on_a_stale_members_peer_url_is_refused() -> None:
+    with pytest.raises(sk.Refused, match="Peer URLs already exists") as err:
+        join(task("join-control-plane"), facts(peer="old-member"))
+    assert err.value.permanent and "old-member" in err.value.reason
+    assert not join(task("join-worker"), facts(peer="old-member")).control_plane  # workers add no member
 
 
 def test_an_unrendered_node_name_is_refused() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 import pytest
 
@@ -287,3 +288,31 @@ def test_snapshot_names_machines_nodes_and_members() -> None:
     text = json.dumps(sim.world.snapshot())
     assert "PRIVATE KEY" not in text and "BEGIN CERTIFICATE" not in text and token.secret not in text
     assert f"bootstrap-token-{token.id}" in text
+
+
+def test_a_reused_ip_takes_over_a_notready_namesake_but_not_a_stale_etcd_member() -> None:
+    sim = Sim(**DEFAULTS)
+    cp = init_cluster(sim)
+    token = sim.new_token()
+    sim.token_secret(token)
+    cp1 = sim.launch(2, "cp-1", "join-control-plane", token=token)
+    w = sim.launch(3, "md-0", "join-worker", token=token)
+    sim.run(8)
+    # Both instances terminate; new ones get the same private IPs (and so the same node names).
+    sim.set_state(cp1, "terminated")
+    sim.set_state(w, "terminated")
+    sim.step(1)
+    w2 = replace(w, instance_id="i-00000000000000013", machine="md-1")
+    cp2 = replace(cp1, instance_id="i-00000000000000012", machine="cp-2")
+    for new, kind in ((w2, "join-worker"), (cp2, "join-control-plane")):
+        sim.bootstrap(new, kind, token=token)
+        sim.views[new.instance_id] = new
+    sim.run(5)
+    assert sim.machine(w2).phase == "joined"
+    node = sim.cluster.nodes[w2.private_dns]
+    assert node.instance_id == w2.instance_id and node.provider_id.endswith(w2.instance_id)
+    # cp-1's etcd member was never removed: etcd refuses a member on its peer URL.
+    m = sim.machine(cp2)
+    assert m.phase == "failed" and "Peer URLs already exists" in m.reason
+    assert sim.machine(cp1).view.state == "terminated" and sim.machine(w).view.state == "terminated"
+    assert cp.private_dns in sim.cluster.nodes
