@@ -75,7 +75,7 @@ def status(state_dir: Path, output: str) -> None:
 
 
 def render_status(state: dict) -> str:
-    lines = []
+    lines = [] if state.get("clusters") else ["clusters: none yet (no kubeadm init has run)"]
     for c in state.get("clusters", []):
         up = "up" if c["api_up"] else "DOWN"
         quorum = "quorum" if c["etcd_quorum"] else "NO QUORUM"
