@@ -585,9 +585,14 @@ class InfrastructureWorkflow:
                 )
 
         async def delete_nat(r: sweep.OwnedResource) -> None:
-            result = await self._call(
-                gateways.delete_nat_gateway, gateways.NatGatewayIdInput(cluster=cluster, nat_gateway_id=r.id)
-            )
+            if r.state == "deleting":
+                # An earlier deletion (e.g. a previous run) is under way: only wait for it.
+                result = gateways.NatGatewayResult(nat_gateway_id=r.id, state="deleting")
+            else:
+                result = await self._call(
+                    gateways.delete_nat_gateway,
+                    gateways.NatGatewayIdInput(cluster=cluster, nat_gateway_id=r.id),
+                )
             if result.state != "deleted":
                 # The deletion is under way; an immediate read usually still says "deleting".
                 now = await self._call(

@@ -168,24 +168,37 @@ def counts(inv: dict[str, list]) -> dict[str, int]:
     return {k: len(v) for k, v in inv.items()}
 
 
+def owned_inventory(cluster: str = NAME) -> dict[str, list]:
+    """`inventory()` restricted to what carries the cluster's owned tag (ELB tags asked for)."""
+    key = tags.cluster_key(cluster)
+    inv = inventory()
+    out = {kind: [x for x in items if tagmap(x).get(key) == "owned"] for kind, items in inv.items()}
+    out["load-balancer"] = [
+        lb
+        for lb in inv["load-balancer"]
+        if tagmap(elb().describe_tags(LoadBalancerNames=[lb["LoadBalancerName"]])["TagDescriptions"][0]).get(
+            key
+        )
+        == "owned"
+    ]
+    for kind, arn in (("network-load-balancer", "LoadBalancerArn"), ("target-group", "TargetGroupArn")):
+        out[kind] = [
+            x
+            for x in inv[kind]
+            if tagmap(elbv2().describe_tags(ResourceArns=[x[arn]])["TagDescriptions"][0]).get(key) == "owned"
+        ]
+    return out
+
+
 def owned_left(cluster: str = NAME) -> list[str]:
     """Resources still tagged owned by the cluster, by plain boto3 (independent of capt's sweep)."""
-    key = tags.cluster_key(cluster)
-    left = []
-    for kind, items in inventory().items():
-        for item in items:
-            if tagmap(item).get(key) == "owned":
-                left.append(f"{kind} {item.get('VpcId', '')}")
-    c = elb()
-    for lb in c.describe_load_balancers()["LoadBalancerDescriptions"]:
-        described = c.describe_tags(LoadBalancerNames=[lb["LoadBalancerName"]])["TagDescriptions"]
-        if tagmap(described[0]).get(key) == "owned":
-            left.append(f"load-balancer {lb['LoadBalancerName']}")
-    return left
+    return [f"{kind} {item}" for kind, items in owned_inventory(cluster).items() for item in items]
 
 
-def assert_exactly_reference(result: InfraResult) -> None:
-    inv = inventory()
+def assert_exactly_reference(result: InfraResult, cluster: str = NAME) -> None:
+    """Exactly one of each of the reference network's resources is owned by the cluster, and
+    the untaggable parts (routes, associations, NAT addresses) are not duplicated either."""
+    inv = owned_inventory(cluster)
     assert counts(inv) == REFERENCE_COUNTS
     assert inv["vpc"][0]["VpcId"] == result.vpc_id
     assert sorted(s["SubnetId"] for s in inv["subnet"]) == sorted(s.id for s in result.subnets)
@@ -220,6 +233,8 @@ async def test_create_builds_the_reference_network(time_skipping_env, task_queue
         result, status = await run_infra(time_skipping_env, task_queue, reference_spec())
 
     assert_exactly_reference(result)
+    # Nothing untagged was made either.
+    assert counts(inventory()) == REFERENCE_COUNTS
     c = ec2()
     vpc = c.describe_vpcs(VpcIds=[result.vpc_id])["Vpcs"][0]
     assert vpc["CidrBlock"] == "10.0.0.0/16"
@@ -353,7 +368,10 @@ async def test_create_builds_the_reference_network(time_skipping_env, task_queue
 
 async def test_create_again_changes_nothing(time_skipping_env, task_queue, moto, executor):
     async with infra_worker(time_skipping_env, task_queue, executor):
-        first, _ = await run_infra(time_skipping_env, task_queue, reference_spec())
+        # The first run asks EC2 for the zones (moto's ap-northeast-2 has a-d; the usage limit
+        # of 3 takes a-c), the second is given them: same plan, same resources.
+        first, _ = await run_infra(time_skipping_env, task_queue, reference_spec(), azs=())
+        assert first.aws_calls["ec2:DescribeAvailabilityZones"] == 1
         before = inventory()
         second, _ = await run_infra(time_skipping_env, task_queue, reference_spec())
 
@@ -390,7 +408,6 @@ class LoseResponse:
     def __init__(self, operations: set[str]) -> None:
         self.operations = operations
         self.lost: Counter[str] = Counter()
-        self.tokens: dict[str, list[str]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, http_response, model, **kwargs) -> None:
@@ -431,15 +448,21 @@ REFERENCE_MUTATIONS = [
 ]
 
 
-async def test_lost_response_matrix_converges_to_exactly_one_of_each(time_skipping_env, task_queue, executor):
-    """For each create-side operation in turn: AWS does the work, the answer is lost once."""
+async def test_lost_response_matrix_converges_to_exactly_one_of_each(
+    time_skipping_env, task_queue, moto, executor
+):
+    """For each create-side operation in turn: AWS does the work, the answer is lost once.
+
+    One moto region serves the whole matrix; each case is its own cluster (same CIDRs), so a
+    duplicate anywhere shows up in that cluster's owned inventory."""
     async with infra_worker(time_skipping_env, task_queue, executor):
-        for op in REFERENCE_MUTATIONS:
-            with mock_aws(), injected("after-call", LoseResponse({op})) as lose:
-                result, status = await run_infra(time_skipping_env, task_queue, reference_spec())
-                assert lose.lost[op] == 1, op
-                assert_exactly_reference(result)
-                assert status.phase == "ready"
+        for i, op in enumerate(REFERENCE_MUTATIONS):
+            spec = reference_spec(f"lost-{i:02d}")
+            with injected("after-call", LoseResponse({op})) as lose:
+                result, status = await run_infra(time_skipping_env, task_queue, spec)
+            assert lose.lost[op] == 1, op
+            assert_exactly_reference(result, spec.name)
+            assert status.phase == "ready"
 
 
 NLB_BASTION_MUTATIONS = [
@@ -565,6 +588,36 @@ async def test_bad_request_fails_fast_with_aws_message(time_skipping_env, task_q
     assert app.type == "InvalidVpc.Range"
     assert "The CIDR '10.0.0.0/8' is invalid." in app.message
     assert counts(inventory())["vpc"] == 0
+
+
+class Refuse:
+    """`before-call` hook: one operation is always refused with a non-retryable error."""
+
+    def __init__(self, operation: str, code: str) -> None:
+        self.operation, self.code = operation, code
+
+    def __call__(self, model, **kwargs):
+        if model.name != self.operation:
+            return None
+        parsed = {
+            "Error": {"Code": self.code, "Message": f"injected {self.code}"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return AWSResponse("https://injected.invalid", 400, {}, None), parsed
+
+
+async def test_delete_cleans_up_after_a_failed_create(time_skipping_env, task_queue, moto, executor):
+    """Deletion works from what the sweep finds, not from a finished create."""
+    async with infra_worker(time_skipping_env, task_queue, executor):
+        with (
+            injected("before-call", Refuse("CreateLoadBalancer", "InvalidConfigurationRequest")),
+            pytest.raises(WorkflowFailureError) as failure,
+        ):
+            await run_infra(time_skipping_env, task_queue, reference_spec())
+        assert failure.value.cause.cause.type == "InvalidConfigurationRequest"
+        assert counts(owned_inventory())["subnet"] == 6 and counts(owned_inventory())["load-balancer"] == 0
+        _, status = await run_infra(time_skipping_env, task_queue, reference_spec(), operation="delete")
+    assert status.phase == "deleted" and owned_left() == []
 
 
 async def test_a_vpc_with_our_name_but_not_our_tag_is_never_adopted(
