@@ -39,7 +39,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.aws import (
@@ -202,7 +202,10 @@ class InfrastructureWorkflow:
             self._phase, self._error = "failed", str(exc)
             raise ApplicationError(str(exc), type="PlanError", non_retryable=True) from exc
         except BaseException as exc:
-            self._phase, self._error = "failed", str(exc)
+            # An activity's failure arrives wrapped in ActivityError; the status shows its cause
+            # (for AWS errors: the operation, code and AWS's message).
+            cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
+            self._phase, self._error = "failed", str(cause)
             raise
 
     # --- create ----------------------------------------------------------------------------

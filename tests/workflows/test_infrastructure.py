@@ -609,12 +609,22 @@ class Refuse:
 async def test_delete_cleans_up_after_a_failed_create(time_skipping_env, task_queue, moto, executor):
     """Deletion works from what the sweep finds, not from a finished create."""
     async with infra_worker(time_skipping_env, task_queue, executor):
-        with (
-            injected("before-call", Refuse("CreateLoadBalancer", "InvalidConfigurationRequest")),
-            pytest.raises(WorkflowFailureError) as failure,
-        ):
-            await run_infra(time_skipping_env, task_queue, reference_spec())
+        with injected("before-call", Refuse("CreateLoadBalancer", "InvalidConfigurationRequest")):
+            handle = await time_skipping_env.client.start_workflow(
+                InfrastructureWorkflow.run,
+                InfraInput(spec=reference_spec(), availability_zones=AZS),
+                id=f"infra/default/{NAME}/fails",
+                task_queue=task_queue,
+            )
+            with pytest.raises(WorkflowFailureError) as failure:
+                await handle.result()
         assert failure.value.cause.cause.type == "InvalidConfigurationRequest"
+        failed = await handle.query(InfrastructureWorkflow.status)
+        assert failed.phase == "failed" and "CreateLoadBalancer: InvalidConfigurationRequest" in (
+            failed.error or ""
+        )
+        assert {r.state for r in failed.resources if r.kind == "subnet"} == {"ready"}
+        assert [r.state for r in failed.resources if r.kind == "load-balancer"] == ["creating"]
         assert counts(owned_inventory())["subnet"] == 6 and counts(owned_inventory())["load-balancer"] == 0
         _, status = await run_infra(time_skipping_env, task_queue, reference_spec(), operation="delete")
     assert status.phase == "deleted" and owned_left() == []
