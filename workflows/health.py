@@ -169,6 +169,7 @@ class HealthCarry(BaseModel):
     reports: list[CheckReport] = []
     observation: str = "not observed yet"
     last_check_at: datetime | None = None
+    next_check_at: datetime | None = None
     aws_calls: dict[str, int] = {}
     aws_calls_since: datetime | None = None
     pending: HealthSettings | None = None
@@ -330,9 +331,14 @@ class HealthCheckWorkflow:
         workflow.upsert_search_attributes([sa.CLUSTER_NAME.value_set(inp.cluster.name)])
         self._publish()
         while True:
-            # The interval's durable timer; a stop request ends it early.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await workflow.wait_condition(lambda: self._stop, timeout=timedelta(seconds=self._interval))
+            # The interval's durable timer, on a fixed schedule: the time the checks take is not
+            # added to the interval. Behind schedule (a worker outage): check at once, no burst.
+            now = workflow.now()
+            due = max(self._carry.next_check_at or now + timedelta(seconds=self._interval), now)
+            if due > now:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await workflow.wait_condition(lambda: self._stop, timeout=due - now)
+            self._carry.next_check_at = due + timedelta(seconds=self._interval)
             if self._stop:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._publish()

@@ -1,0 +1,78 @@
+"""AWS calls per cluster per hour made by the health check in steady state, for a 3+3 and a 3+50 cluster.
+
+    .venv/bin/python bench/health_aws_calls.py [--hours 1]
+
+Runs the HealthCheckWorkflow on the time-skipping test server for an hour of workflow time (a
+few seconds of wall time) with the real `describe_cluster_instances` activity against in-process
+moto holding the cluster's instances; owners and nodes are fakes that report every machine
+healthy. The numbers are the activities' own botocore counts, totalled by the workflow.
+
+Not counted here: `list_workload_nodes` reads the workload cluster's CA and admin credentials
+from Secrets Manager when its TLS context cache (activities/workload/client.py,
+CONTEXT_TTL_SECONDS) misses: at most 2 GetSecretValue per 300 s per worker process, i.e. <= 24
+per hour, shared by everything that talks to that cluster's API from that worker. Also
+independent of the cluster's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+for var in [v for v in os.environ if v.startswith("AWS_ENDPOINT_URL")]:
+    del os.environ[var]
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="ap-northeast-2",
+    AWS_REGION="ap-northeast-2",
+)
+
+
+async def main(hours: float) -> None:
+    from moto import mock_aws
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from tests.conftest import find_binary
+    from tests.fakes.health import measure_steady_state
+    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    # The workflow upserts capt's search attributes: the server must know them.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL_SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    rows = []
+    try:
+        for cp, workers in ((3, 3), (3, 50)):
+            with mock_aws():
+                status = await measure_steady_state(env, f"bench-{cp}-{workers}", cp, workers, hours=hours)
+            calls = sum(status.aws_calls.values())
+            rows.append((f"{cp}+{workers}", status.iterations, status.aws_calls, calls / hours))
+    finally:
+        await env.shutdown()
+    print(f"health check, interval 30 s, {hours:g} h of workflow time")
+    print(f"{'cluster':<8} {'checks':>6} {'AWS calls per hour':>19}  by operation")
+    for name, iterations, by_op, per_hour in rows:
+        print(f"{name:<8} {iterations:>6} {per_hour:>19.0f}  {by_op}")
+
+
+if __name__ == "__main__":
+    hours = float(sys.argv[sys.argv.index("--hours") + 1]) if "--hours" in sys.argv else 1.0
+    asyncio.run(main(hours))
