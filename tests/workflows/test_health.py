@@ -13,7 +13,9 @@ from datetime import datetime, timedelta
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from activities.health import HEALTH_ACTIVITIES
 from spec.models import (
@@ -58,9 +60,9 @@ NOT_READY_120S = (
 class Cluster:
     """One fake cluster: its owners, its health workflow, and shortcuts to their status."""
 
-    def __init__(self, env: WorkflowEnvironment, task_queue: str) -> None:
+    def __init__(self, env: WorkflowEnvironment, task_queue: str, terminate_seconds: float = 5) -> None:
         self.env, self.task_queue = env, task_queue
-        self.cloud = FakeCloud(boot_seconds=20, join_seconds=10, terminate_seconds=5)
+        self.cloud = FakeCloud(boot_seconds=20, join_seconds=10, terminate_seconds=terminate_seconds)
         self.fakes = HealthFakes(self.cloud)
         self.ctx = cluster_context(unique("c"))
 
@@ -99,8 +101,8 @@ class Cluster:
             task_queue=self.task_queue,
         )
 
-    async def start_health(self, *checks: HealthCheckSpec, max_iterations: int = 100) -> None:
-        await self.env.client.start_workflow(
+    async def start_health(self, *checks: HealthCheckSpec, max_iterations: int = 100):
+        return await self.env.client.start_workflow(
             HealthCheckWorkflow.run,
             HealthCheckInput(
                 cluster=self.ctx, checks=checks, interval_seconds=INTERVAL, max_iterations=max_iterations
@@ -221,6 +223,10 @@ async def test_terminated_instance_and_not_ready_node_are_replaced(time_skipping
             "list_workload_nodes",
             "request_remediation",
         }
+        # A worker restart replays this history: the workflow code must make the same decisions.
+        await Replayer(
+            workflows=[HealthCheckWorkflow], data_converter=pydantic_data_converter
+        ).replay_workflow(history)
 
 
 async def test_node_startup_timeout_replaces_a_machine_that_never_gets_ready(time_skipping_env, task_queue):
@@ -408,3 +414,46 @@ async def test_settings_change_and_continue_as_new_keep_detections(time_skipping
             < kinds.index("finished")
         )
         assert status.runs >= 4 and status.iterations >= 3 * (status.runs - 1)
+
+
+async def test_max_in_flight_holds_across_continue_as_new(time_skipping_env, task_queue):
+    """Two instances vanish together with maxInFlight 1: one replacement at a time. The first
+    machine takes ~200 s to go (its instance shuts down slowly) while the workflow continues-as-new
+    every 2 intervals; the remediation in flight is carried, so the second is asked for exactly
+    once, after the first machine is gone."""
+    c = Cluster(time_skipping_env, task_queue, terminate_seconds=200)
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_deployment("md-0", 3)
+        first_run = await c.start_health(
+            HealthCheckSpec(name="workers", machine_deployments=("md-0",), max_in_flight=1), max_iterations=2
+        )
+        before = await c.wait_md("md-0", settled(3), "3 ready")
+        a, b = before.machines[0].name, before.machines[1].name
+        vanished_at = await c.now()
+        c.cloud.vanish(a, vanished_at)
+        c.cloud.vanish(b, vanished_at)
+        await c.wait_md("md-0", settled(3, without=(a, b)), "both replaced")
+        status = await c.wait_event("finished", b)
+        status = await c.health_status()
+        by_kind = {(e.kind, e.machine): e.at for e in status.events}
+        first, second = sorted((a, b), key=lambda n: by_kind[("accepted", n)])
+        assert by_kind[("detected", first)] - vanished_at <= timedelta(seconds=INTERVAL + SLACK)
+        assert ("deferred", second) in by_kind  # waited for the slot
+        assert by_kind[("finished", first)] <= by_kind[("accepted", second)]
+        assert by_kind[("finished", first)] - by_kind[("accepted", first)] >= timedelta(seconds=150)
+
+        # Across every run of the workflow: exactly two remediation requests, one per machine.
+        requests, runs, run_id = [], 0, first_run.first_execution_run_id
+        while run_id:
+            history = await c.env.client.get_workflow_handle(first_run.id, run_id=run_id).fetch_history()
+            runs += 1
+            run_id = None
+            for e in history.events:
+                if e.HasField("activity_task_scheduled_event_attributes"):
+                    attrs = e.activity_task_scheduled_event_attributes
+                    if attrs.activity_type.name == "request_remediation":
+                        requests.append(attrs.activity_id)
+                if e.HasField("workflow_execution_continued_as_new_event_attributes"):
+                    run_id = e.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+        assert len(requests) == 2, requests
+        assert runs >= 4  # ≥ 3 continue-as-new while the first was in flight (~200 s, one every 60 s)
