@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from activities.health import HEALTH_ACTIVITIES
+from activities.health import HEALTH_ACTIVITIES, RemediationCall, request_remediation
 from spec.models import (
     ControlPlaneSpec,
     HealthCheckSpec,
@@ -457,3 +457,43 @@ async def test_max_in_flight_holds_across_continue_as_new(time_skipping_env, tas
                     run_id = e.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
         assert len(requests) == 2, requests
         assert runs >= 4  # ≥ 3 continue-as-new while the first was in flight (~200 s, one every 60 s)
+
+
+async def test_remediation_request_is_idempotent_and_refusals_are_answers(time_skipping_env, task_queue):
+    """`request_remediation` against a real deployment: a retried attempt (same update id) gets the
+    first answer back instead of a second remediation; an unknown machine or a missing owner is a
+    refusal, not an error."""
+    c = Cluster(time_skipping_env, task_queue)
+    act = ActivityEnvironment(client=c.env.client)
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_deployment("md-0", 2)
+        before = await c.wait_md("md-0", settled(2), "2 ready")
+        target = before.machines[0].name
+        call = RemediationCall(
+            owner="machine-deployment",
+            owner_workflow_id=c.deployment("md-0").id,
+            machines=(target,),
+            reason="test",
+            update_id="health-test-1",
+        )
+        first = await act.run(request_remediation, call)
+        again = await act.run(request_remediation, call)
+        assert first.accepted and first.remediated == (target,)
+        assert again == first
+        history = await c.deployment("md-0").fetch_history()
+        accepted = [
+            e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")
+        ]
+        assert len(accepted) == 1
+
+        unknown = await act.run(
+            request_remediation, call.model_copy(update={"machines": ("nope",), "update_id": "u2"})
+        )
+        assert unknown.rejected and not unknown.accepted and "nope" in unknown.reason
+        missing = await act.run(
+            request_remediation,
+            call.model_copy(update={"owner_workflow_id": "md/default/none/md-0", "update_id": "u3"}),
+        )
+        assert missing.rejected and "not running" in missing.reason
+        await c.wait_md("md-0", settled(2, without=(target,)), "replaced once")
+        assert sum(1 for s in c.cloud.samples if s.event.startswith("launch")) == 3
