@@ -630,6 +630,54 @@ async def test_delete_cleans_up_after_a_failed_create(time_skipping_env, task_qu
     assert status.phase == "deleted" and owned_left() == []
 
 
+class SlowNat:
+    """`after-call` hook: NAT gateways report "pending" / "deleting" for their first reads, as
+    real ones do for a minute or two (moto's are available, and deleted, at once)."""
+
+    def __init__(self, reads: int) -> None:
+        self.reads = reads
+        self.seen: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, http_response, parsed, model, **kwargs) -> None:
+        if model.name == "CreateNatGateway":
+            parsed["NatGateway"]["State"] = "pending"
+        if model.name == "DescribeNatGateways":
+            for nat in parsed.get("NatGateways", []):
+                with self._lock:
+                    self.seen[nat["NatGatewayId"], nat["State"]] += 1
+                    early = self.seen[nat["NatGatewayId"], nat["State"]] <= self.reads
+                if early and nat["State"] in ("available", "deleted"):
+                    nat["State"] = "pending" if nat["State"] == "available" else "deleting"
+
+
+async def test_nat_gateways_are_waited_for_with_durable_timers(time_skipping_env, task_queue, moto, executor):
+    async with infra_worker(time_skipping_env, task_queue, executor):
+        with injected("after-call", SlowNat(reads=3)):
+            handles = []
+            for operation in ("create", "delete"):
+                handle = await time_skipping_env.client.start_workflow(
+                    InfrastructureWorkflow.run,
+                    InfraInput(spec=reference_spec(), operation=operation, availability_zones=AZS),
+                    id=f"infra/default/{NAME}/slow-{operation}",
+                    task_queue=task_queue,
+                )
+                result = await handle.result()
+                handles.append((handle, result))
+    (create, created), (delete, deleted) = handles
+    # Create: one lookup per NAT before it exists, then reads until the 4th says "available"
+    # (a durable timer before each). Delete: the two sweeps, then per NAT one read right after
+    # DeleteNatGateway and three more behind timers until "deleted".
+    assert created.aws_calls["ec2:DescribeNatGateways"] == 3 + 3 * 4
+    assert deleted.aws_calls["ec2:DescribeNatGateways"] == 2 + 3 * 4
+    for handle, timers_expected in ((create, 3 * 4), (delete, 3 * 3)):
+        timers = [
+            e async for e in handle.fetch_history_events() if e.HasField("timer_started_event_attributes")
+        ]
+        assert len(timers) == timers_expected
+    assert owned_left() == []
+
+
 async def test_a_vpc_with_our_name_but_not_our_tag_is_never_adopted(
     time_skipping_env, task_queue, moto, executor
 ):
