@@ -258,6 +258,10 @@ WORKER_ACTIONS: tuple[str, ...] = (
     "elasticloadbalancing:ModifyLoadBalancerAttributes",
     "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
     "elasticloadbalancing:RegisterTargets",
+    "events:DeleteRule",
+    "events:PutRule",
+    "events:PutTargets",
+    "events:RemoveTargets",
     "iam:PassRole",
     "secretsmanager:CreateSecret",
     "secretsmanager:DeleteSecret",
@@ -266,6 +270,13 @@ WORKER_ACTIONS: tuple[str, ...] = (
     "secretsmanager:ListSecrets",
     "secretsmanager:PutSecretValue",
     "secretsmanager:TagResource",
+    "sqs:CreateQueue",
+    "sqs:DeleteMessage",
+    "sqs:DeleteQueue",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+    "sqs:SetQueueAttributes",
     "ssm:GetCommandInvocation",
     "ssm:SendCommand",
     "tag:GetResources",
@@ -307,6 +318,7 @@ def worker_policy(actions: Iterable[str] = WORKER_ACTIONS) -> dict:
     other_star: list[str] = []
     pass_role: list[str] = []
     send_command: list[str] = []
+    instance_events: list[str] = []
     for action in sorted(set(actions)):
         service = action.split(":", 1)[0]
         if action in _UNSCOPABLE:
@@ -319,6 +331,8 @@ def worker_policy(actions: Iterable[str] = WORKER_ACTIONS) -> dict:
             pass_role.append(action)
         elif action == "ssm:SendCommand":
             send_command.append(action)
+        elif service in ("sqs", "events"):
+            instance_events.append(action)
         else:
             other_star.append(action)
     statements = []
@@ -341,6 +355,15 @@ def worker_policy(actions: Iterable[str] = WORKER_ACTIONS) -> dict:
                 "RunCommandOnMachines",
                 send_command,
                 ["arn:*:ssm:*::document/AWS-RunShellScript", "arn:*:ec2:*:*:instance/*"],
+            )
+        )
+    if instance_events:
+        # The health check's optional EventBridge rule and SQS queue, both named capt-* .
+        statements.append(
+            _statement(
+                "InstanceStateEvents",
+                instance_events,
+                ["arn:*:sqs:*:*:capt-*", "arn:*:events:*:*:rule/capt-*"],
             )
         )
     if other_star:
