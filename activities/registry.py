@@ -47,3 +47,8 @@ ACTIVITIES += _infrastructure
 from activities.health import HEALTH_ACTIVITIES as _health  # noqa: E402
 
 ACTIVITIES += _health
+
+# Optional EventBridge -> SQS instance state events for the health check (issue 9).
+from activities.aws.instance_events import INSTANCE_EVENT_ACTIVITIES as _instance_events  # noqa: E402
+
+ACTIVITIES += _instance_events

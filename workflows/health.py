@@ -37,7 +37,12 @@ the ClusterWorkflow's apply, which cannot send Updates, with the `apply_settings
 settings take effect at the next interval, never in the middle of one. The `stop` signal ends the
 workflow (cluster deletion).
 
-Not done: the optional EventBridge → SQS instance-state events (off by default in the issue).
+Event-driven detection (optional, off by default): with `instance_events_queue_url` set (the
+queue of the cluster's EventBridge rule for EC2 state changes, created by
+`activities/aws/instance_events.ensure_instance_events`), the wait between checks long-polls the
+queue (one ReceiveMessage per ≤ 20 s) and an event saying one of the cluster's instances is
+shutting down, terminated, stopping or stopped triggers a check at once. The scheduled checks
+still run: events only make detection faster.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    import activities.aws.instance_events as instance_events
     import workflows.health_detection as detect
     import workflows.search_attributes as sa
     from activities.aws.instances import (
@@ -170,6 +176,8 @@ class HealthCarry(BaseModel):
     observation: str = "not observed yet"
     last_check_at: datetime | None = None
     next_check_at: datetime | None = None
+    # instance id -> machine, from the last observation (to pick the instance events that matter).
+    watched_instances: dict[str, str] = {}
     aws_calls: dict[str, int] = {}
     aws_calls_since: datetime | None = None
     pending: HealthSettings | None = None
@@ -184,6 +192,10 @@ class HealthCheckInput(BaseModel):
     # Continue-as-new after this many intervals (~20 history events each) unless Temporal says so first.
     max_iterations: int = 100
     max_events: int = 100
+    # Optional event-driven detection (off by default): the SQS queue that the cluster's
+    # EventBridge rule fills with EC2 instance state changes (activities/aws/instance_events.py).
+    # Between checks the workflow long-polls it and checks at once when one of its instances ends.
+    instance_events_queue_url: str | None = None
     carry: HealthCarry | None = None
 
 
@@ -335,10 +347,10 @@ class HealthCheckWorkflow:
             # added to the interval. Behind schedule (a worker outage): check at once, no burst.
             now = workflow.now()
             due = max(self._carry.next_check_at or now + timedelta(seconds=self._interval), now)
-            if due > now:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await workflow.wait_condition(lambda: self._stop, timeout=due - now)
-            self._carry.next_check_at = due + timedelta(seconds=self._interval)
+            if await self._wait_until(due):
+                self._carry.next_check_at = due  # an extra check now; the scheduled one still runs
+            else:
+                self._carry.next_check_at = due + timedelta(seconds=self._interval)
             if self._stop:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._publish()
@@ -365,6 +377,54 @@ class HealthCheckWorkflow:
                         }
                     )
                 )
+
+    # --- waiting -----------------------------------------------------------------------------------
+    async def _wait_until(self, due: datetime) -> bool:
+        """Wait for the next check (or a stop). With instance events on, long-poll the queue
+        meanwhile; True when an event about one of the cluster's instances cut the wait short."""
+        assert self._inp is not None
+        queue = self._inp.instance_events_queue_url
+        while not self._stop:
+            now = workflow.now()
+            if now >= due:
+                return False
+            if not queue:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await workflow.wait_condition(lambda: self._stop, timeout=due - now)
+                continue
+            poll = max(1, min(instance_events.MAX_WAIT_SECONDS, int((due - now).total_seconds())))
+            try:
+                got = await workflow.execute_activity(
+                    instance_events.receive_instance_events,
+                    instance_events.ReceiveInstanceEventsRequest(
+                        region=self._inp.cluster.region, queue_url=queue, wait_seconds=poll
+                    ),
+                    start_to_close_timeout=timedelta(seconds=poll + 30),
+                    retry_policy=RetryPolicy(maximum_attempts=2),
+                )
+            except ActivityError as err:
+                # Events only accelerate: without them, wait for the interval as usual.
+                self._note_once("events", "events-failed", f"instance events not read: {_cause(err)}")
+                queue = None
+                continue
+            self._carry.last_decision.pop("events", None)
+            self._count_calls(got.aws_calls)
+            hits = [e for e in got.events if e.instance_id in self._carry.watched_instances]
+            for e in hits:
+                machine = self._carry.watched_instances[e.instance_id]
+                self._event(
+                    "instance-event", machine=machine, message=f"instance {e.instance_id} is {e.state}"
+                )
+            if hits:
+                return True
+            if not got.received:
+                # A long poll that came back empty early (a fake, a time-skipping test): wait out
+                # the rest of it, so polls never spin. Real long polls have already waited.
+                rest = now + timedelta(seconds=poll) - workflow.now()
+                if rest > timedelta(0):
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await workflow.wait_condition(lambda: self._stop, timeout=rest)
+        return False
 
     # --- one interval ----------------------------------------------------------------------------
     def _apply_pending(self) -> None:
@@ -431,6 +491,7 @@ class HealthCheckWorkflow:
         machines = [m for o in owners.owners if o.found for m in o.machines]
         owner_ids = {f"{o.kind}/{o.name}": o.workflow_id for o in owners.owners if o.found}
         self._remember_machines(machines, owners, now)
+        carry.watched_instances = {m.instance_id: m.name for m in machines if m.instance_id}
         self._track_control_plane(owners, now)
         obs = detect.Observation(
             now=now,

@@ -8,7 +8,11 @@
   joined, or NotReady since `node_not_ready(machine, at)` — optionally without a transition
   time, as a node that reports none, to exercise the health workflow's own first-seen clock.
 
-`activities()` is FakeCloud's list with `list_workload_nodes` replaced and the describe added.
+- `receive_instance_events` — the optional EventBridge queue: events a test puts there with
+  `instance_event(machine, state)` (moto emits none).
+
+`activities()` is FakeCloud's list with `list_workload_nodes` replaced, the describe and the
+queue added.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from datetime import datetime
 from temporalio import activity
 
 from activities import health
+from activities.aws import instance_events
 from activities.aws import instances as ec2
 from activities.workload import activities as workload
 from activities.workload.objects import NodeCondition, NodeInfo
@@ -28,6 +33,8 @@ class HealthFakes:
     def __init__(self, cloud: FakeCloud) -> None:
         self.cloud = cloud
         self.not_ready_since: dict[str, datetime | None] = {}  # machine -> NotReady since (None: unreported)
+        self.queued_events: list[instance_events.InstanceEvent] = []  # the EventBridge queue
+        self.polls = 0
 
     def node_not_ready(self, machine: str, at: datetime, *, report_transition_time: bool = True) -> None:
         """The machine's node turns NotReady at `at` (workflow time)."""
@@ -39,6 +46,14 @@ class HealthFakes:
         with self.cloud.lock:
             self.cloud.not_ready.discard(machine)
             self.not_ready_since.pop(machine, None)
+
+    def instance_event(self, machine: str, state: str = "terminated") -> None:
+        """EventBridge delivers an EC2 state change of the machine's instance to the queue."""
+        inst = self.cloud.instance_of(machine) or next(
+            i for i in reversed(self.cloud.instances.values()) if i.machine == machine
+        )
+        with self.cloud.lock:
+            self.queued_events.append(instance_events.InstanceEvent(instance_id=inst.id, state=state))
 
     def machine_of_instance(self, instance_id: str | None) -> str | None:
         inst = self.cloud.instances.get(instance_id or "")
@@ -99,9 +114,20 @@ class HealthFakes:
                     )
             return result.model_copy(update={"nodes": tuple(nodes)})
 
+        @activity.defn(name="receive_instance_events")
+        def receive_instance_events(
+            req: instance_events.ReceiveInstanceEventsRequest,
+        ) -> instance_events.InstanceEvents:
+            # No long poll: the workflow waits out the rest of an empty poll itself.
+            with cloud.lock:
+                fakes.polls += 1
+                taken, fakes.queued_events = tuple(fakes.queued_events), []
+            return instance_events.InstanceEvents(events=taken, received=len(taken))
+
         return [a for a in base if a.__name__ != "list_workload_nodes"] + [
             describe_cluster_instances,
             list_workload_nodes,
+            receive_instance_events,
         ]
 
 

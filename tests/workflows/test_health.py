@@ -17,6 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from activities.aws import instance_events
 from activities.health import HEALTH_ACTIVITIES, RemediationCall, request_remediation
 from spec.models import (
     ControlPlaneSpec,
@@ -101,11 +102,17 @@ class Cluster:
             task_queue=self.task_queue,
         )
 
-    async def start_health(self, *checks: HealthCheckSpec, max_iterations: int = 100):
+    async def start_health(
+        self, *checks: HealthCheckSpec, max_iterations: int = 100, interval: float = INTERVAL, **inputs
+    ):
         return await self.env.client.start_workflow(
             HealthCheckWorkflow.run,
             HealthCheckInput(
-                cluster=self.ctx, checks=checks, interval_seconds=INTERVAL, max_iterations=max_iterations
+                cluster=self.ctx,
+                checks=checks,
+                interval_seconds=interval,
+                max_iterations=max_iterations,
+                **inputs,
             ),
             id=health_workflow_id("default", self.ctx.name),
             task_queue=self.task_queue,
@@ -497,3 +504,43 @@ async def test_remediation_request_is_idempotent_and_refusals_are_answers(time_s
         assert missing.rejected and "not running" in missing.reason
         await c.wait_md("md-0", settled(2, without=(target,)), "replaced once")
         assert sum(1 for s in c.cloud.samples if s.event.startswith("launch")) == 3
+
+
+async def test_instance_event_triggers_a_check_within_seconds(time_skipping_env, task_queue):
+    """Event-driven detection on (an EventBridge queue): with a 10-minute interval, a terminated
+    worker instance is seen within one long poll (≤ 20 s) of its event; an event about an instance
+    that is not the cluster's triggers nothing; the queue is polled about once per 20 s."""
+    c = Cluster(time_skipping_env, task_queue)
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_deployment("md-0", 2)
+        await c.start_health(
+            HealthCheckSpec(name="workers", machine_deployments=("md-0",)),
+            interval=600,
+            instance_events_queue_url="https://sqs.example/123456789012/capt-default-demo-instance-events",
+        )
+        before = await c.wait_md("md-0", settled(2), "2 ready")
+        status = await c.wait_health(
+            lambda s: s.check("workers") and s.check("workers").healthy == 2, "healthy"
+        )
+        checks, polls, started = status.iterations, c.fakes.polls, await c.now()
+
+        # Someone else's instance: nothing happens.
+        with c.cloud.lock:
+            c.fakes.queued_events.append(
+                instance_events.InstanceEvent(instance_id="i-0fffffffffffffff0", state="terminated")
+            )
+        await c.env.sleep(60)
+        assert (await c.health_status()).iterations == checks
+
+        victim = before.machines[0].name
+        vanished_at = await c.now()
+        c.cloud.vanish(victim, vanished_at)
+        c.fakes.instance_event(victim, "shutting-down")
+        detected = await c.wait_event("detected", victim, step=1)
+        assert detected.at - vanished_at <= timedelta(seconds=instance_events.MAX_WAIT_SECONDS + SLACK)
+        status = await c.health_status()
+        kinds = [e.kind for e in status.events if e.machine == victim]
+        assert kinds[:2] == ["instance-event", "detected"]
+        await c.wait_md("md-0", settled(2, without=(victim,)), "replaced")
+        elapsed = (await c.now() - started).total_seconds()
+        assert c.fakes.polls - polls <= elapsed / instance_events.MAX_WAIT_SECONDS + 3
