@@ -28,7 +28,8 @@ validator rejects a machine that is no longer the owner's) is an answer, not an 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+import importlib
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
@@ -37,8 +38,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from spec.intstr import IntOrPercent
 from workflows import control_plane as cp
-from workflows import machine_deployment as md
 from workflows.machine_models import MachineStatus, machine_workflow_id
+
+if TYPE_CHECKING:
+    from workflows import machine_deployment as md
+
+
+def _md():
+    """workflows.machine_deployment, imported when first needed, so this module (and the
+    worker's registry) imports even where only the control plane exists."""
+    return importlib.import_module("workflows.machine_deployment")
+
 
 OwnerKind = Literal["control-plane", "machine-deployment"]
 # Phases in which a machine has not had a Ready node yet (nodeStartupTimeout applies).
@@ -191,6 +201,7 @@ def _remediation_update(call: RemediationCall):
                 unhealthy_machines=call.unhealthy_machines,
             ),
         )
+    md = _md()
     return (
         md.MachineDeploymentWorkflow.remediate,
         md.RemediationRequest(machines=call.machines, reason=call.reason, max_in_flight=call.max_in_flight),
@@ -200,7 +211,7 @@ def _remediation_update(call: RemediationCall):
 def _outcome(
     call: RemediationCall, answer: cp.RemediationAnswer | md.RemediationAnswer
 ) -> RemediationOutcome:
-    if isinstance(answer, md.RemediationAnswer):
+    if not isinstance(answer, cp.RemediationAnswer):
         return RemediationOutcome(
             accepted=answer.accepted,
             remediated=answer.remediated,
@@ -242,6 +253,7 @@ async def query_machine_owners(req: OwnersRequest) -> OwnersResult:
                 raise
             owners.append(OwnerSnapshot(kind="control-plane", name="", workflow_id=wf_id, found=False))
     for name in req.deployments:
+        md = _md()
         wf_id = md.MachineDeploymentWorkflow.workflow_id(req.namespace, req.cluster, name)
         try:
             status = await client.get_workflow_handle(wf_id).query(
