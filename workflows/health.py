@@ -461,8 +461,9 @@ class HealthCheckWorkflow:
                 **OBSERVE,
             )
         except ActivityError as err:
-            self._note_once("observe", "observe-failed", f"machine owners not queried: {err.cause or err}")
+            self._note_once("observe", "observe-failed", f"machine owners not queried: {_cause(err)}")
             return
+        carry.last_decision.pop("observe", None)
         instances_task = workflow.execute_activity(
             describe_cluster_instances,
             ClusterInstancesRequest(

@@ -35,6 +35,7 @@ class HealthFakes:
         self.not_ready_since: dict[str, datetime | None] = {}  # machine -> NotReady since (None: unreported)
         self.queued_events: list[instance_events.InstanceEvent] = []  # the EventBridge queue
         self.polls = 0
+        self.api_down = False  # the workload API server does not answer (list = reachable False)
 
     def node_not_ready(self, machine: str, at: datetime, *, report_transition_time: bool = True) -> None:
         """The machine's node turns NotReady at `at` (workflow time)."""
@@ -88,6 +89,8 @@ class HealthFakes:
 
         @activity.defn(name="list_workload_nodes")
         def list_workload_nodes(req: workload.ListNodesRequest) -> workload.WorkloadNodes:
+            if fakes.api_down:
+                return workload.WorkloadNodes(reachable=False, detail="connection refused (fake)")
             result = listed(req)
             with cloud.lock:
                 nodes = []

@@ -544,3 +544,35 @@ async def test_instance_event_triggers_a_check_within_seconds(time_skipping_env,
         await c.wait_md("md-0", settled(2, without=(victim,)), "replaced")
         elapsed = (await c.now() - started).total_seconds()
         assert c.fakes.polls - polls <= elapsed / instance_events.MAX_WAIT_SECONDS + 3
+
+
+async def test_unreachable_api_server_judges_no_node_but_still_sees_instances(time_skipping_env, task_queue):
+    """With the workload API down, no node looks "gone" (no mass remediation from an outage of
+    the API server): node checks are skipped and said so, once; instance checks go on."""
+    c = Cluster(time_skipping_env, task_queue)
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_deployment("md-0", 3)
+        await c.start_health(
+            HealthCheckSpec(
+                name="workers", machine_deployments=("md-0",), unhealthy_conditions=NOT_READY_120S
+            )
+        )
+        before = await c.wait_md("md-0", settled(3), "3 ready")
+        await c.wait_health(lambda s: s.check("workers").healthy == 3, "3 healthy")
+        c.fakes.api_down = True
+        down_at = await c.now()
+        await c.env.sleep(5 * INTERVAL)
+        status = await c.health_status()
+        assert [e.kind for e in status.events if e.at > down_at] == ["api-unreachable"]
+        assert "nodes not listed" in status.observation
+        assert status.check("workers").healthy == 3  # their owners still report their nodes
+
+        victim = before.machines[2].name
+        vanished_at = await c.now()
+        c.cloud.vanish(victim, vanished_at)
+        detected = await c.wait_event("detected", victim, step=2)
+        assert detected.message.startswith("InstanceGone") and "NodeNotFound" not in detected.message
+        assert detected.at - vanished_at <= timedelta(seconds=INTERVAL + SLACK)
+        await c.wait_event("accepted", victim, step=2)
+        status = await c.health_status()
+        assert [e.machine for e in status.events if e.kind == "detected"] == [victim]
