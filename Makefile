@@ -15,7 +15,7 @@ EXAMPLE ?= examples/capi-quickstart.yaml
 
 help:
 	@echo "make test   create .venv if missing, install, run ruff and pytest"
-	@echo "make demo   start the local stack (capt dev up) and validate $(EXAMPLE)"
+	@echo "make demo   start the local stack (capt dev up) and create the cluster in $(EXAMPLE)"
 	@echo "make down   stop the local stack (capt dev down)"
 
 $(BIN)/python:
@@ -46,9 +46,15 @@ lint: $(STAMP)
 test: install lint
 	$(BIN)/pytest
 
+# The local stack, then the example cluster created through the CLI as a user would.
 demo: install
 	$(BIN)/capt dev up
 	$(BIN)/capt validate -f $(EXAMPLE)
+	@eval "$$($(BIN)/capt dev env)" && \
+	  $(BIN)/capt bootstrap iam >/dev/null && \
+	  time $(BIN)/capt apply -f $(EXAMPLE) --wait --timeout 20m && \
+	  $(BIN)/capt describe cluster capi-quickstart -n capi-quickstart && \
+	  echo "Web UI: $$CAPT_WEB_UI/namespaces/default/workflows/cluster%2Fcapi-quickstart%2Fcapi-quickstart"
 
 down: $(STAMP)
 	$(BIN)/capt dev down

@@ -6,6 +6,8 @@ render the result. Every command exits non-zero with one clear line on failure.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import sys
 
@@ -71,6 +73,330 @@ def validate(file: str, var: tuple[str, ...], output: str) -> None:
         )
     else:
         click.echo(summarize(result.spec, result.warnings))
+
+
+@main.command("plan")
+@file_option
+@var_option
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def plan_command(file: str, var: tuple[str, ...], output: str) -> None:
+    """What capt would build in AWS, without calling AWS: VPC, subnets per AZ, gateways,
+    route tables, security groups with every rule, load balancer, bastion, machines."""
+    from plan.network import PlanError
+    from plan.render import render_plan
+
+    result = _load(file, var)
+    try:
+        click.echo(render_plan(result.spec, fmt=output), nl=False)
+    except PlanError as exc:
+        click.echo(f"cannot plan: {exc}", err=True)
+        sys.exit(1)
+
+
+# --- talking to the workflows ----------------------------------------------------------
+
+
+def _exit(code: int) -> None:
+    """Leave without interpreter finalization: the Temporal client's native runtime threads can
+    abort a finalizing interpreter ("PyGILState_Release … finalizing"), turning a finished
+    command into a crash. Output is flushed first."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run(coro_fn):
+    """Run an async command body; Temporal down, a rejected request or a missing cluster is one
+    line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(coro_fn)
+    def wrapper(*args, **kwargs):
+        from client.clusters import NotFound, Rejected
+
+        try:
+            asyncio.run(coro_fn(*args, **kwargs))
+            _exit(0)
+        except Rejected as exc:
+            click.echo(f"rejected: {exc}", err=True)
+            _exit(2)
+        except NotFound as exc:
+            click.echo(str(exc), err=True)
+            _exit(3)
+        except ConnectionError as exc:
+            click.echo(
+                f"{exc} (is it running? `capt dev up` starts a local one; TEMPORAL_ADDRESS points elsewhere)",
+                err=True,
+            )
+            _exit(4)
+        except TimeoutError as exc:
+            click.echo(str(exc), err=True)
+            _exit(5)
+
+    return wrapper
+
+
+namespace_option = click.option(
+    "-n", "--namespace", default="default", show_default=True, help="Cluster namespace."
+)
+wait_option = click.option("--wait/--no-wait", default=False, help="Wait for the result, showing progress.")
+timeout_option = click.option(
+    "--timeout",
+    default="30m",
+    show_default=True,
+    help="With --wait: give up after this long (e.g. 90s, 20m, 1h).",
+)
+
+
+def _seconds(text: str) -> float:
+    from spec.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--timeout") from exc
+
+
+def _progress_printer():
+    last: list[str] = []
+
+    def show(status) -> None:
+        line = f"{status.phase}: {status.ready_machines}/{status.desired_machines} machines ready — {status.message}"
+        if not last or last[-1] != line:
+            click.echo(line, err=True)
+            last.append(line)
+
+    return show
+
+
+async def _wait_ready(client, namespace: str, name: str, timeout: str, until=None):
+    from client import clusters
+
+    status = await clusters.wait(
+        client,
+        namespace,
+        name,
+        until or (lambda s: s.phase == "Ready"),
+        _seconds(timeout),
+        on_progress=_progress_printer(),
+    )
+    if status.phase == "Failed":
+        click.echo(f"failed: {status.message}", err=True)
+        _exit(1)
+    return status
+
+
+def _web_ui_link(namespace: str, name: str) -> str:
+    import os
+    import urllib.parse
+
+    ui = os.environ.get("CAPT_WEB_UI", "http://localhost:8233")
+    wf_id = urllib.parse.quote(f"cluster/{namespace}/{name}", safe="")
+    return f"{ui}/namespaces/{os.environ.get('TEMPORAL_NAMESPACE', 'default')}/workflows/{wf_id}"
+
+
+@main.command()
+@file_option
+@var_option
+@wait_option
+@timeout_option
+@_run
+async def apply(file: str, var: tuple[str, ...], wait: bool, timeout: str) -> None:
+    """Create the cluster a manifest describes, or apply its changes to the running one."""
+    from client import clusters
+
+    result = _load(file, var)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    spec = result.spec
+    client = await clusters.connect()
+    created, answer = await clusters.apply(client, spec)
+    verb = "created" if created else ("configured" if answer.changed else "unchanged")
+    click.echo(f"cluster {spec.namespace}/{spec.name} {verb}" + ("" if created else f": {answer.summary}"))
+    click.echo(f"workflow: {_web_ui_link(spec.namespace, spec.name)}")
+    if wait:
+        status = await _wait_ready(client, spec.namespace, spec.name, timeout)
+        click.echo(f"cluster {spec.namespace}/{spec.name} is {status.phase}")
+
+
+@main.group()
+def get() -> None:
+    """List resources."""
+
+
+@get.command("clusters")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_run
+async def get_clusters(output: str) -> None:
+    """Every running cluster, from the workflow list."""
+    from client import clusters, describe
+
+    client = await clusters.connect()
+    found = await clusters.list_clusters(client)
+    if output == "json":
+        click.echo(json.dumps([describe.as_json(s) for s in found], indent=2))
+    else:
+        click.echo(describe.table(found))
+
+
+@main.group("describe")
+def describe_group() -> None:
+    """Show details of a resource."""
+
+
+@describe_group.command("cluster")
+@click.argument("name")
+@namespace_option
+@click.option("-o", "--output", type=click.Choice(["tree", "json"]), default="tree", show_default=True)
+@_run
+async def describe_cluster(name: str, namespace: str, output: str) -> None:
+    """The cluster as a tree (like `clusterctl describe cluster`), or JSON."""
+    from client import clusters, describe
+
+    client = await clusters.connect()
+    status = await clusters.status(client, namespace, name)
+    if output == "json":
+        click.echo(json.dumps(describe.as_json(status), indent=2))
+    else:
+        click.echo(describe.tree(status))
+
+
+@main.group()
+def scale() -> None:
+    """Change a replica count."""
+
+
+@scale.command("controlplane")
+@click.argument("cluster")
+@click.option("--replicas", type=int, required=True)
+@namespace_option
+@wait_option
+@timeout_option
+@_run
+async def scale_controlplane(cluster: str, replicas: int, namespace: str, wait: bool, timeout: str) -> None:
+    """Scale the control plane (odd numbers: 1, 3, 5, 7)."""
+    from client import clusters
+
+    client = await clusters.connect()
+    await clusters.update(
+        client, namespace, cluster, "scale_control_plane", clusters.scale_control_plane(replicas)
+    )
+    click.echo(f"control plane of {namespace}/{cluster}: scaling to {replicas}")
+    if wait:
+        await _wait_ready(client, namespace, cluster, timeout)
+
+
+@scale.command("machinedeployment")
+@click.argument("cluster")
+@click.argument("deployment")
+@click.option("--replicas", type=int, required=True)
+@namespace_option
+@wait_option
+@timeout_option
+@_run
+async def scale_machinedeployment(
+    cluster: str, deployment: str, replicas: int, namespace: str, wait: bool, timeout: str
+) -> None:
+    """Scale a machine deployment."""
+    from client import clusters
+
+    client = await clusters.connect()
+    await clusters.update(
+        client, namespace, cluster, "scale_deployment", clusters.scale_deployment(deployment, replicas)
+    )
+    click.echo(f"machine deployment {deployment} of {namespace}/{cluster}: scaling to {replicas}")
+    if wait:
+        await _wait_ready(client, namespace, cluster, timeout)
+
+
+@main.command()
+@click.argument("cluster")
+@click.option(
+    "--version", "version", required=True, help="Kubernetes version, e.g. v1.21.2 (one minor at a time)."
+)
+@namespace_option
+@wait_option
+@timeout_option
+@_run
+async def upgrade(cluster: str, version: str, namespace: str, wait: bool, timeout: str) -> None:
+    """Upgrade the control plane, then every machine deployment, to a Kubernetes version."""
+    from client import clusters
+
+    client = await clusters.connect()
+    await clusters.update(client, namespace, cluster, "upgrade", clusters.upgrade(version))
+    click.echo(f"{namespace}/{cluster}: upgrading to {version} (control plane first)")
+    if wait:
+        await _wait_ready(
+            client, namespace, cluster, timeout, until=lambda s: s.phase == "Ready" and s.version == version
+        )
+
+
+@main.command()
+@click.argument("cluster")
+@namespace_option
+@_run
+async def pause(cluster: str, namespace: str) -> None:
+    """Stop applying changes (no machine is created or deleted) until `capt resume`."""
+    from client import clusters
+
+    client = await clusters.connect()
+    await clusters.update(client, namespace, cluster, "pause")
+    click.echo(f"{namespace}/{cluster} paused")
+
+
+@main.command()
+@click.argument("cluster")
+@namespace_option
+@_run
+async def resume(cluster: str, namespace: str) -> None:
+    """Resume a paused cluster."""
+    from client import clusters
+
+    client = await clusters.connect()
+    await clusters.update(client, namespace, cluster, "resume")
+    click.echo(f"{namespace}/{cluster} resumed")
+
+
+@main.group()
+def delete() -> None:
+    """Delete resources."""
+
+
+@delete.command("cluster")
+@click.argument("name")
+@namespace_option
+@wait_option
+@timeout_option
+@_run
+async def delete_cluster(name: str, namespace: str, wait: bool, timeout: str) -> None:
+    """Delete a cluster: workers, control plane, then network; ends when AWS holds nothing of it."""
+    from client import clusters
+
+    client = await clusters.connect()
+    await clusters.update(client, namespace, name, "delete")
+    click.echo(f"cluster {namespace}/{name}: deleting")
+    if wait:
+        await _wait_ready(client, namespace, name, timeout, until=lambda s: s.phase == "Deleted")
+        click.echo(f"cluster {namespace}/{name} deleted")
+
+
+@main.command()
+@click.argument("cluster")
+@namespace_option
+@_run
+async def kubeconfig(cluster: str, namespace: str) -> None:
+    """Print the cluster's admin kubeconfig (from AWS Secrets Manager)."""
+    from activities.aws import secrets as sm
+    from client import clusters
+
+    client = await clusters.connect()
+    status = await clusters.status(client, namespace, cluster)
+    text = sm.get_string(sm.client(status.region), sm.pki_secret_name(namespace, cluster, "admin-kubeconfig"))
+    if text is None:
+        click.echo(f"no kubeconfig stored for {namespace}/{cluster} yet", err=True)
+        _exit(3)
+    click.echo(text, nl=False)
 
 
 main.add_command(dev)

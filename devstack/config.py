@@ -90,6 +90,8 @@ class DevConfig:
             "AWS_ACCESS_KEY_ID": FAKE_AWS_CREDENTIAL,
             "AWS_SECRET_ACCESS_KEY": FAKE_AWS_CREDENTIAL,
             "CAPT_RESOLVE": f"*:*={self.sim_api_address}",
+            # Where `capt apply` points people to see the cluster's workflow.
+            "CAPT_WEB_UI": self.ui_url,
         }
 
     def to_json(self) -> str:

@@ -17,3 +17,9 @@ WORKFLOWS.append(InfrastructureWorkflow)
 from workflows.health import HealthCheckWorkflow  # noqa: E402
 
 WORKFLOWS.append(HealthCheckWorkflow)
+
+# The cluster entity and the MachineDeployments it owns (issues 7 and 8).
+from workflows.cluster import ClusterWorkflow  # noqa: E402
+from workflows.machine_deployment import MachineDeploymentWorkflow  # noqa: E402
+
+WORKFLOWS += [MachineDeploymentWorkflow, ClusterWorkflow]

@@ -148,6 +148,7 @@ def test_dev_stack_lifecycle(state_dir: Path) -> None:
         "export AWS_ACCESS_KEY_ID=testing",
         "export AWS_SECRET_ACCESS_KEY=testing",
         f"export CAPT_RESOLVE='*:*=127.0.0.1:{sim_api}'",
+        f"export CAPT_WEB_UI=http://127.0.0.1:{ui}",
     ]
     shell = subprocess.run(
         ["bash", "-c", env.stdout + f"{BIN / 'temporal'} operator cluster health"],

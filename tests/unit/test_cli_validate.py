@@ -64,3 +64,20 @@ def test_validate_missing_file_is_one_line():
     result = CliRunner().invoke(main, ["validate", "-f", "/nonexistent.yaml"])
     assert result.exit_code != 0
     assert "Traceback" not in result.output
+
+
+def test_plan_prints_the_reference_layout_without_aws(monkeypatch):
+    # No endpoint and no credentials are needed: nothing calls AWS.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    result = CliRunner().invoke(main, ["plan", "-f", str(QUICKSTART)])
+    assert result.exit_code == 0, result.output
+    for az, public, private in [
+        ("ap-northeast-2a", "10.0.0.0/20", "10.0.64.0/18"),
+        ("ap-northeast-2b", "10.0.16.0/20", "10.0.128.0/18"),
+        ("ap-northeast-2c", "10.0.32.0/20", "10.0.192.0/18"),
+    ]:
+        assert f"public   {az}    {public}" in result.output
+        assert f"private  {az}    {private}" in result.output
+    assert "capi-quickstart-apiserver  classic ELB" in result.output
+    as_json = CliRunner().invoke(main, ["plan", "-f", str(QUICKSTART), "-o", "json"])
+    assert as_json.exit_code == 0 and json.loads(as_json.output)

@@ -1,0 +1,1 @@
+"""What the `capt` CLI asks of the workflows: connect, start/update/query clusters, render."""

@@ -1,0 +1,637 @@
+"""ClusterWorkflow — the cluster as one durable entity (`cluster/<namespace>/<name>`).
+
+It runs: infrastructure (child, `infra/…`) → cluster PKI → the control plane (child,
+`controlplane/…`) → machine deployments (children, `md/…`, once the control plane is
+initialized) → the health check (child, `health/…`); then it stays alive, serving Updates
+and the `status` query, until it is deleted.
+
+Requests arrive as Temporal Updates whose validators use the same pure rules as the owners'
+(`workflows/cluster_changes.py`), so a bad request is rejected before it enters history.
+An accepted request changes the cluster's desired spec; the workflow forwards each owner its
+new spec as a signal (a workflow cannot send Updates or queries to another workflow) and the
+owners report their status back with signals — which is also what `describe` reads.
+
+CAPI's upgrade order: a new Kubernetes version goes to the control plane first; deployments
+get it only once every control-plane machine runs it and is Ready.
+
+Children are started with ParentClosePolicy.ABANDON because this workflow continues-as-new
+(carrying `ClusterCarry`) to keep its history bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.aws import secrets as sm
+    from spec.models import ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
+    from workflows import activity_options as opts
+    from workflows import search_attributes as sa
+    from workflows.cluster_changes import ChangeRejected, ClusterChanges, plan_changes
+    from workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
+    from workflows.control_plane_rules import parse_kubernetes_version
+    from workflows.health import HealthCheckInput, HealthCheckWorkflow, HealthSettings, health_workflow_id
+    from workflows.infrastructure import InfraInput, InfraResult, InfrastructureWorkflow
+    from workflows.machine_deployment import (
+        ControlPlaneInfo,
+        DeploymentStatus,
+        MachineDeploymentInput,
+        MachineDeploymentWorkflow,
+    )
+    from workflows.machine_models import ClusterContext, LoadBalancerRef
+
+Phase = Literal[
+    "Pending", "Provisioning", "Provisioned", "Ready", "Updating", "Paused", "Deleting", "Deleted", "Failed"
+]
+RECHECK = timedelta(minutes=10)
+
+
+def cluster_workflow_id(namespace: str, name: str) -> str:
+    return f"cluster/{namespace}/{name}"
+
+
+def control_plane_workflow_id(namespace: str, name: str) -> str:
+    return f"controlplane/{namespace}/{name}"
+
+
+def deployment_workflow_id(namespace: str, cluster: str, deployment: str) -> str:
+    return f"md/{namespace}/{cluster}/{deployment}"
+
+
+class ClusterCarry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phase: Phase = "Pending"
+    message: str = ""
+    infra: InfraResult | None = None
+    context: ClusterContext | None = None
+    control_plane_started: bool = False
+    control_plane: ControlPlaneStatus | None = None
+    deployments: dict[str, DeploymentStatus] = {}
+    # What each deployment was last told (its version may lag the desired one: CAPI's order).
+    forwarded: dict[str, MachineDeploymentSpec] = {}
+    removing: list[str] = []  # deployments being deleted because the manifest dropped them
+    health_started: bool = False
+    sent_health_checks: tuple[HealthCheckSpec, ...] = ()
+    forwarded_cp_info: ControlPlaneInfo | None = None
+    # What the control plane was last told.
+    sent_control_plane: ControlPlaneSpec | None = None
+    sent_paused: bool = False
+    paused: bool = False
+    deleting: bool = False
+    events: list[str] = []  # recent notable events, newest last (bounded)
+    iterations: int = 0
+
+
+class ClusterInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    spec: ClusterSpec
+    carry: ClusterCarry | None = None
+    max_iterations: int = 1000
+
+
+class ApplyRequest(BaseModel):
+    spec: ClusterSpec
+
+
+class ApplyAnswer(BaseModel):
+    changed: bool
+    summary: str
+
+
+class ScaleControlPlaneRequest(BaseModel):
+    replicas: int
+
+
+class ScaleDeploymentRequest(BaseModel):
+    deployment: str
+    replicas: int
+
+
+class UpgradeRequest(BaseModel):
+    version: str
+
+
+class InfrastructureSummary(BaseModel):
+    vpc_id: str | None = None
+    availability_zones: tuple[str, ...] = ()
+    load_balancer: str | None = None
+    endpoint: str | None = None
+    aws_calls: int = 0
+
+
+class ClusterStatus(BaseModel):
+    name: str
+    namespace: str
+    region: str
+    phase: Phase
+    message: str
+    paused: bool
+    version: str
+    endpoint: str | None
+    infrastructure: InfrastructureSummary
+    control_plane: ControlPlaneStatus | None
+    deployments: list[DeploymentStatus]
+    ready_machines: int
+    desired_machines: int
+    events: list[str]
+
+
+@workflow.defn(name="ClusterWorkflow")
+class ClusterWorkflow:
+    def __init__(self) -> None:
+        self._spec: ClusterSpec | None = None
+        self._carry = ClusterCarry()
+        self._wake = False
+
+    # --- query ----------------------------------------------------------------------------
+    @workflow.query
+    def status(self) -> ClusterStatus:
+        spec, c = self._spec, self._carry
+        assert spec is not None
+        infra = c.infra
+        cp = c.control_plane
+        deployments = [c.deployments[md.name] for md in spec.machine_deployments if md.name in c.deployments]
+        ready = (cp.ready_replicas if cp else 0) + sum(d.ready_replicas for d in deployments)
+        desired = spec.control_plane.replicas + sum(md.replicas for md in spec.machine_deployments)
+        return ClusterStatus(
+            name=spec.name,
+            namespace=spec.namespace,
+            region=spec.region,
+            phase=c.phase,
+            message=c.message,
+            paused=c.paused,
+            version=spec.control_plane.version,
+            endpoint=(
+                f"{c.context.endpoint_host}:{c.context.endpoint_port}" if c.context is not None else None
+            ),
+            infrastructure=InfrastructureSummary(
+                vpc_id=infra.vpc_id if infra else None,
+                availability_zones=infra.failure_domains if infra else (),
+                load_balancer=infra.load_balancer.name if infra and infra.load_balancer else None,
+                endpoint=infra.control_plane_endpoint_host if infra else None,
+                aws_calls=sum(infra.aws_calls.values()) if infra else 0,
+            ),
+            control_plane=cp,
+            deployments=deployments,
+            ready_machines=ready,
+            desired_machines=desired,
+            events=list(c.events),
+        )
+
+    # --- signals from the owners ------------------------------------------------------------
+    @workflow.signal
+    def control_plane_changed(self, status: ControlPlaneStatus) -> None:
+        self._carry.control_plane = status
+        self._wake = True
+
+    @workflow.signal
+    def deployment_changed(self, status: DeploymentStatus) -> None:
+        self._carry.deployments[status.name] = status
+        self._wake = True
+
+    # --- updates ----------------------------------------------------------------------------
+    @workflow.update
+    def apply(self, req: ApplyRequest) -> ApplyAnswer:
+        changes = self._changes(req.spec)
+        self._spec = req.spec
+        if changes.paused is not None:
+            self._carry.paused = changes.paused
+        if not changes.empty and self._carry.phase in ("Ready", "Updating"):
+            # Visible at once: a client waiting for Ready must not see the state before the change.
+            self._set_phase("Updating", f"applying: {changes.summary()}")
+        self._event(f"applied: {changes.summary()}")
+        self._wake = True
+        return ApplyAnswer(changed=not changes.empty, summary=changes.summary())
+
+    @apply.validator
+    def _validate_apply(self, req: ApplyRequest) -> None:
+        self._reject_if_deleting()
+        self._changes(req.spec)
+
+    @workflow.update
+    def scale_control_plane(self, req: ScaleControlPlaneRequest) -> ApplyAnswer:
+        return self.apply(ApplyRequest(spec=self._with_control_plane(replicas=req.replicas)))
+
+    @scale_control_plane.validator
+    def _validate_scale_control_plane(self, req: ScaleControlPlaneRequest) -> None:
+        self._validate_apply(ApplyRequest(spec=self._with_control_plane(replicas=req.replicas)))
+
+    @workflow.update
+    def scale_deployment(self, req: ScaleDeploymentRequest) -> ApplyAnswer:
+        return self.apply(ApplyRequest(spec=self._with_deployment(req.deployment, replicas=req.replicas)))
+
+    @scale_deployment.validator
+    def _validate_scale_deployment(self, req: ScaleDeploymentRequest) -> None:
+        self._reject_if_deleting()
+        assert self._spec is not None
+        if req.deployment not in {md.name for md in self._spec.machine_deployments}:
+            raise ValueError(f"cluster {self._spec.name} has no machine deployment {req.deployment!r}")
+        self._validate_apply(ApplyRequest(spec=self._with_deployment(req.deployment, replicas=req.replicas)))
+
+    @workflow.update
+    def upgrade(self, req: UpgradeRequest) -> ApplyAnswer:
+        return self.apply(ApplyRequest(spec=self._with_version(req.version)))
+
+    @upgrade.validator
+    def _validate_upgrade(self, req: UpgradeRequest) -> None:
+        self._validate_apply(ApplyRequest(spec=self._with_version(req.version)))
+
+    @workflow.update
+    def pause(self) -> ApplyAnswer:
+        return self.apply(ApplyRequest(spec=self._spec.model_copy(update={"paused": True})))  # type: ignore[union-attr]
+
+    @pause.validator
+    def _validate_pause(self) -> None:
+        self._reject_if_deleting()
+
+    @workflow.update
+    def resume(self) -> ApplyAnswer:
+        return self.apply(ApplyRequest(spec=self._spec.model_copy(update={"paused": False})))  # type: ignore[union-attr]
+
+    @resume.validator
+    def _validate_resume(self) -> None:
+        self._reject_if_deleting()
+
+    @workflow.update
+    def delete(self) -> ApplyAnswer:
+        """Start deleting the cluster. Returns at once; the workflow ends when nothing is left."""
+        if not self._carry.deleting:
+            self._carry.deleting = True
+            self._event("delete requested")
+            self._wake = True
+        return ApplyAnswer(changed=True, summary="deleting")
+
+    def _reject_if_deleting(self) -> None:
+        if self._carry.deleting:
+            raise ValueError("the cluster is being deleted")
+
+    def _changes(self, desired: ClusterSpec) -> ClusterChanges:
+        assert self._spec is not None
+        cp = self._carry.control_plane
+        running_versions = tuple(sorted({m.version for m in cp.machines})) if cp else ()
+        try:
+            return plan_changes(self._spec, desired, running_versions)
+        except ChangeRejected as exc:
+            raise ValueError(str(exc)) from None
+
+    def _with_control_plane(self, **changes) -> ClusterSpec:
+        assert self._spec is not None
+        return self._spec.model_copy(
+            update={"control_plane": self._spec.control_plane.model_copy(update=changes)}
+        )
+
+    def _with_deployment(self, name: str, **changes) -> ClusterSpec:
+        assert self._spec is not None
+        mds = tuple(
+            md.model_copy(update=changes) if md.name == name else md for md in self._spec.machine_deployments
+        )
+        return self._spec.model_copy(update={"machine_deployments": mds})
+
+    def _with_version(self, version: str) -> ClusterSpec:
+        """`capt upgrade`: the control plane and every deployment (deployments follow later)."""
+        spec = self._with_control_plane(version=version)
+        mds = tuple(md.model_copy(update={"version": version}) for md in spec.machine_deployments)
+        return spec.model_copy(update={"machine_deployments": mds})
+
+    # --- run ------------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: ClusterInput) -> ClusterStatus:
+        self._spec = inp.spec
+        if inp.carry is not None:
+            self._carry = inp.carry
+        else:
+            self._carry.paused = inp.spec.paused
+        self._publish()
+        if self._carry.context is None and not self._carry.deleting:
+            await self._provision()
+        while True:
+            self._wake = False
+            if self._carry.deleting:
+                await self._teardown()
+                return self.status()
+            if self._carry.context is not None:
+                await self._reconcile()
+            self._publish()
+            self._carry.iterations += 1
+            if workflow.info().is_continue_as_new_suggested() or self._carry.iterations >= inp.max_iterations:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._carry.iterations = 0
+                workflow.continue_as_new(
+                    ClusterInput(spec=self._spec, carry=self._carry, max_iterations=inp.max_iterations)
+                )
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self._wake, timeout=RECHECK)
+
+    async def _provision(self) -> None:
+        spec = self._spec
+        assert spec is not None
+        self._set_phase("Provisioning", "creating network, security groups and the API load balancer")
+        try:
+            infra = await workflow.execute_child_workflow(
+                InfrastructureWorkflow.run,
+                InfraInput(spec=spec, operation="create"),
+                id=f"infra/{spec.namespace}/{spec.name}",
+                static_summary=f"network and API load balancer of {spec.name}",
+            )
+        except ChildWorkflowError as err:
+            self._set_phase("Failed", f"infrastructure: {_cause(err)}")
+            return
+        self._carry.infra = infra
+        self._event(f"infrastructure ready: {infra.vpc_id}, endpoint {infra.control_plane_endpoint_host}")
+        self._set_phase("Provisioning", "cluster PKI")
+        try:
+            pki = await workflow.execute_activity(
+                sm.ensure_cluster_pki,
+                sm.ClusterPKIRequest(
+                    cluster_name=spec.name,
+                    namespace=spec.namespace,
+                    region=spec.region,
+                    endpoint_host=infra.control_plane_endpoint_host,
+                    endpoint_port=infra.control_plane_endpoint_port,
+                    additional_tags=spec.additional_tags,
+                ),
+                **opts.BOOTSTRAP_CALL,
+            )
+        except ActivityError as err:
+            self._set_phase("Failed", f"cluster PKI: {_cause(err)}")
+            return
+        lb = infra.load_balancer
+        self._carry.context = ClusterContext(
+            name=spec.name,
+            namespace=spec.namespace,
+            region=spec.region,
+            endpoint_host=infra.control_plane_endpoint_host or "",
+            endpoint_port=infra.control_plane_endpoint_port,
+            pki=pki,
+            pod_cidrs=spec.network.pod_cidrs,
+            service_cidrs=spec.network.service_cidrs,
+            service_domain=spec.network.service_domain,
+            private_subnets=tuple((s.availability_zone, s.id) for s in infra.subnets if not s.is_public),
+            security_groups=tuple(sorted(infra.security_groups.items())),
+            load_balancer=LoadBalancerRef(
+                type=lb.type, name=lb.name, dns_name=lb.dns_name, target_group_arn=lb.target_group_arn
+            )
+            if lb
+            else None,
+            additional_tags=spec.additional_tags,
+            ssh_key_name=spec.ssh_key_name,
+        )
+        self._set_phase("Provisioning", "control plane")
+
+    # --- reconcile --------------------------------------------------------------------------
+    async def _reconcile(self) -> None:
+        spec, c = self._spec, self._carry
+        assert spec is not None and c.context is not None
+        if not c.control_plane_started:
+            await workflow.start_child_workflow(
+                ControlPlaneWorkflow.run,
+                ControlPlaneInput(
+                    cluster=c.context,
+                    spec=spec.control_plane,
+                    owner_workflow_id=workflow.info().workflow_id,
+                ),
+                id=control_plane_workflow_id(spec.namespace, spec.name),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"KubeadmControlPlane {spec.control_plane.name}",
+            )
+            c.control_plane_started = True
+            c.sent_control_plane, c.sent_paused = spec.control_plane, c.paused
+            self._event("control plane started")
+        cp_handle = workflow.get_external_workflow_handle(
+            control_plane_workflow_id(spec.namespace, spec.name)
+        )
+        if c.sent_control_plane != spec.control_plane:
+            await cp_handle.signal(ControlPlaneWorkflow.apply_spec, spec.control_plane)
+            c.sent_control_plane = spec.control_plane
+        if c.sent_paused != c.paused:
+            await cp_handle.signal(ControlPlaneWorkflow.set_paused, c.paused)
+            for name in c.forwarded:
+                handle = workflow.get_external_workflow_handle(
+                    deployment_workflow_id(spec.namespace, spec.name, name)
+                )
+                await handle.signal(MachineDeploymentWorkflow.set_paused, c.paused)
+            c.sent_paused = c.paused
+
+        cp = c.control_plane
+        if cp is None or not cp.initialized:
+            return
+        cp_done = cp.ready and cp.version == spec.control_plane.version and not cp.paused
+        info = ControlPlaneInfo(initialized=True, version=_settled_version(cp, spec.control_plane.version))
+        for md in spec.machine_deployments:
+            forwarded = c.forwarded.get(md.name)
+            effective = md
+            if forwarded is not None and md.version != forwarded.version and not cp_done:
+                # CAPI's order: workers take a new version after the control plane runs it.
+                effective = md.model_copy(update={"version": forwarded.version})
+            wf_id = deployment_workflow_id(spec.namespace, spec.name, md.name)
+            if forwarded is None:
+                await workflow.start_child_workflow(
+                    MachineDeploymentWorkflow.run,
+                    MachineDeploymentInput(
+                        cluster=c.context,
+                        spec=effective,
+                        control_plane_version=info.version,
+                        control_plane_initialized=True,
+                        node_startup_timeout_seconds=_node_startup_timeout(spec, md.name),
+                        owner_workflow_id=workflow.info().workflow_id,
+                        paused=c.paused,
+                    ),
+                    id=wf_id,
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                    static_summary=f"MachineDeployment {md.name}",
+                )
+                self._event(f"deployment {md.name} started")
+            elif forwarded != effective:
+                await workflow.get_external_workflow_handle(wf_id).signal(
+                    MachineDeploymentWorkflow.apply_spec, effective
+                )
+            c.forwarded[md.name] = effective
+        if c.forwarded_cp_info != info:
+            for name in c.forwarded:
+                await workflow.get_external_workflow_handle(
+                    deployment_workflow_id(spec.namespace, spec.name, name)
+                ).signal(MachineDeploymentWorkflow.control_plane_changed, info)
+            c.forwarded_cp_info = info
+        # Deployments the manifest no longer has: delete their machines, then forget them.
+        for name in [n for n in c.forwarded if n not in {md.name for md in spec.machine_deployments}]:
+            if name not in c.removing:
+                await workflow.get_external_workflow_handle(
+                    deployment_workflow_id(spec.namespace, spec.name, name)
+                ).signal(MachineDeploymentWorkflow.delete_all)
+                c.removing.append(name)
+                self._event(f"deployment {name} removed from the manifest: deleting its machines")
+            status = c.deployments.get(name)
+            if status is not None and status.phase == "Deleted":
+                del c.forwarded[name]
+                c.deployments.pop(name, None)
+                c.removing.remove(name)
+        await self._reconcile_health()
+        self._update_phase()
+
+    async def _reconcile_health(self) -> None:
+        """One HealthCheckWorkflow per cluster, once its machines exist; settings follow apply."""
+        spec, c = self._spec, self._carry
+        assert spec is not None and c.context is not None
+        wf_id = health_workflow_id(spec.namespace, spec.name)
+        if not c.health_started:
+            if not spec.health_checks:
+                return
+            await workflow.start_child_workflow(
+                HealthCheckWorkflow.run,
+                HealthCheckInput(cluster=c.context, checks=spec.health_checks),
+                id=wf_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"MachineHealthChecks of {spec.name}",
+            )
+            c.health_started, c.sent_health_checks = True, spec.health_checks
+            self._event(f"health check started ({len(spec.health_checks)} check(s))")
+        elif c.sent_health_checks != spec.health_checks:
+            await workflow.get_external_workflow_handle(wf_id).signal(
+                HealthCheckWorkflow.apply_settings, HealthSettings(checks=spec.health_checks)
+            )
+            c.sent_health_checks = spec.health_checks
+
+    def _update_phase(self) -> None:
+        spec, c = self._spec, self._carry
+        assert spec is not None
+        if c.phase == "Failed":
+            return
+        if c.paused:
+            self._set_phase("Paused", "paused: no change is applied until resume")
+            return
+        cp = c.control_plane
+        if cp is None or not cp.initialized:
+            self._set_phase("Provisioning", cp.operation if cp else "control plane starting")
+            return
+        deployments = [c.deployments.get(md.name) for md in spec.machine_deployments]
+        settled = (
+            cp.ready
+            and cp.version == spec.control_plane.version
+            and all(
+                d is not None
+                and d.desired_replicas == md.replicas
+                and d.ready_replicas == d.replicas == d.up_to_date_replicas == md.replicas
+                and d.version == md.version
+                for d, md in zip(deployments, spec.machine_deployments, strict=True)
+            )
+        )
+        ever_ready = any(e.startswith("cluster Ready") for e in c.events) or c.phase in ("Ready", "Updating")
+        if settled:
+            if c.phase != "Ready":
+                self._event("cluster Ready")
+            self._set_phase("Ready", "every machine is up to date and Ready")
+        elif ever_ready:
+            self._set_phase("Updating", _progress(cp, deployments))
+        else:
+            self._set_phase("Provisioned" if cp.ready else "Provisioning", _progress(cp, deployments))
+
+    # --- delete -----------------------------------------------------------------------------
+    async def _teardown(self) -> None:
+        spec, c = self._spec, self._carry
+        assert spec is not None
+        self._set_phase("Deleting", "deleting worker machines")
+        self._publish()
+        if c.health_started:
+            # First: a machine going away on purpose must not look like one to remediate.
+            await workflow.get_external_workflow_handle(health_workflow_id(spec.namespace, spec.name)).signal(
+                HealthCheckWorkflow.stop
+            )
+        for name in list(c.forwarded):
+            await workflow.get_external_workflow_handle(
+                deployment_workflow_id(spec.namespace, spec.name, name)
+            ).signal(MachineDeploymentWorkflow.delete_all)
+        await workflow.wait_condition(
+            lambda: all(
+                c.deployments.get(n) is not None and c.deployments[n].phase == "Deleted" for n in c.forwarded
+            )
+        )
+        if c.control_plane_started:
+            self._set_phase("Deleting", "deleting control plane machines")
+            self._publish()
+            await workflow.get_external_workflow_handle(
+                control_plane_workflow_id(spec.namespace, spec.name)
+            ).signal(ControlPlaneWorkflow.delete_all)
+            await workflow.wait_condition(
+                lambda: c.control_plane is not None and c.control_plane.operation == "deleted"
+            )
+        # Secrets first: the infrastructure's final sweep checks everything the cluster owns.
+        await workflow.execute_activity(
+            sm.delete_cluster_secrets,
+            sm.DeleteClusterSecretsRequest(
+                cluster_name=spec.name, namespace=spec.namespace, region=spec.region
+            ),
+            **opts.AWS_CALL,
+        )
+        self._set_phase("Deleting", "deleting network, security groups and load balancer")
+        self._publish()
+        await workflow.execute_child_workflow(
+            InfrastructureWorkflow.run,
+            InfraInput(spec=spec, operation="delete"),
+            id=f"infra/{spec.namespace}/{spec.name}",
+            static_summary=f"delete the network of {spec.name}",
+        )
+        self._event("cluster deleted: nothing owned by it is left")
+        self._set_phase("Deleted", "deleted")
+        self._publish()
+
+    # --- presentation -------------------------------------------------------------------------
+    def _set_phase(self, phase: Phase, message: str) -> None:
+        self._carry.phase, self._carry.message = phase, message
+
+    def _event(self, text: str) -> None:
+        stamp = workflow.now().strftime("%H:%M:%S")
+        self._carry.events = (self._carry.events + [f"{stamp} {text}"])[-30:]
+
+    def _publish(self) -> None:
+        """Search attributes for the Web UI's list (filter by cluster, phase, version) and a
+        markdown summary on the workflow's page."""
+        s = self.status()
+        workflow.upsert_search_attributes(
+            [
+                sa.CLUSTER_NAME.value_set(s.name),
+                sa.PHASE.value_set(s.phase),
+                sa.KUBERNETES_VERSION.value_set(s.version),
+                sa.READY_MACHINES.value_set(s.ready_machines),
+            ]
+        )
+        lines = [
+            f"**{s.namespace}/{s.name}** — {s.phase}: {s.message}",
+            f"{s.ready_machines}/{s.desired_machines} machines ready · {s.version} · {s.region}",
+        ]
+        if s.endpoint:
+            lines.append(f"endpoint `{s.endpoint}`")
+        workflow.set_current_details("\n\n".join(lines))
+
+
+def _cause(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return str(err)
+
+
+def _settled_version(cp: ControlPlaneStatus, desired: str) -> str:
+    """The version every control-plane machine runs (the oldest while a rollout is on)."""
+    versions = {m.version for m in cp.machines} or {desired}
+    return min(versions, key=parse_kubernetes_version)
+
+
+def _node_startup_timeout(spec: ClusterSpec, deployment: str) -> int:
+    for hc in spec.health_checks:
+        if deployment in hc.machine_deployments:
+            return hc.node_startup_timeout_seconds
+    return 600
+
+
+def _progress(cp: ControlPlaneStatus, deployments: list[DeploymentStatus | None]) -> str:
+    parts = [f"control plane {cp.ready_replicas}/{cp.desired_replicas} ({cp.operation})"]
+    parts += [f"{d.name} {d.ready_replicas}/{d.desired_replicas}" for d in deployments if d is not None]
+    return "; ".join(parts)
