@@ -52,3 +52,8 @@ ACTIVITIES += _health
 from activities.aws.instance_events import INSTANCE_EVENT_ACTIVITIES as _instance_events  # noqa: E402
 
 ACTIVITIES += _instance_events
+
+# ClusterResourceSets: server-side apply of the addons' ConfigMap documents (issue 8).
+from activities.workload.addons import ADDON_ACTIVITIES as _addons  # noqa: E402
+
+ACTIVITIES += _addons

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import yaml
+
+from simulator import resources
 from simulator.world import Cluster, Node, Pod, World, rfc3339
 
 NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -359,9 +362,12 @@ def handle(
         if not world.etcd_quorum(cluster):
             return status(500, "InternalError", "etcdserver: request timed out")
         try:
-            payload = json.loads(body) if body else None
-        except ValueError:
-            return status(400, "BadRequest", "the request body is not valid JSON")
+            if content_type.split(";")[0].strip() == resources.APPLY_PATCH:
+                payload = yaml.safe_load(body) if body else None  # YAML (JSON is YAML too)
+            else:
+                payload = json.loads(body) if body else None
+        except (ValueError, yaml.YAMLError):
+            return status(400, "BadRequest", "the request body is not valid JSON (or YAML for apply)")
         try:
             return _route(world, cluster, method, parts, query, payload, content_type)
         except BadRequest as err:
@@ -371,6 +377,9 @@ def handle(
 def _route(
     world: World, cluster: Cluster, method: str, parts: list[str], query: dict, payload: Any, ctype: str
 ) -> Reply:
+    generic = resources.handle(world, cluster, method, parts, query, payload, ctype)
+    if generic is not None:  # discovery, or an object of a kind without its own handler
+        return Reply(*generic)
     if parts[:2] != ["api", "v1"]:
         return status(404, "NotFound", "the server could not find the requested resource")
     rest = parts[2:]
@@ -395,7 +404,7 @@ def _route(
             if not tail:
                 return _secrets(world, cluster, method, ns, query, payload)
             if len(tail) == 1:
-                return _secret(world, cluster, method, ns, tail[0], payload)
+                return _secret(world, cluster, method, ns, tail[0], payload, query, ctype)
     return status(404, "NotFound", "the server could not find the requested resource")
 
 
@@ -561,8 +570,28 @@ def _secrets(world: World, cluster: Cluster, method: str, ns: str, query: dict, 
     return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
 
-def _secret(world: World, cluster: Cluster, method: str, ns: str, name: str, payload: Any) -> Reply:
+def _secret(
+    world: World,
+    cluster: Cluster,
+    method: str,
+    ns: str,
+    name: str,
+    payload: Any,
+    query: dict | None = None,
+    ctype: str = "",
+) -> Reply:
     existing = cluster.secrets.get((ns, name))
+    if method == "PATCH" and ctype.split(";")[0].strip() == resources.APPLY_PATCH:
+        # Server-side apply (a ClusterResourceSet's Secret): create or replace.
+        if not (query or {}).get("fieldManager"):
+            return status(422, "Invalid", "fieldManager: Required value: is required for apply patch")
+        secret = _normalize_secret(ns, payload)
+        if secret["metadata"]["name"] != name:
+            raise BadRequest("the name of the object does not match the name on the URL")
+        if existing is not None:
+            secret["metadata"]["uid"] = existing["metadata"].get("uid")
+            secret["metadata"]["creationTimestamp"] = existing["metadata"].get("creationTimestamp")
+        return Reply(201 if existing is None else 200, _secret_json(world.store_secret(cluster, secret)))
     if method == "GET":
         return Reply(200, _secret_json(existing)) if existing else not_found("secrets", name)
     if method == "DELETE":

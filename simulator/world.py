@@ -238,6 +238,8 @@ class Cluster:
     nodes: dict[str, Node] = field(default_factory=dict)
     pods: dict[tuple[str, str], Pod] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict] = field(default_factory=dict)
+    # Applied objects (simulator.resources): (apiVersion, plural, namespace or "", name) -> object.
+    objects: dict[tuple[str, str, str, str], dict] = field(default_factory=dict)
     etcd: EtcdCluster = field(default_factory=EtcdCluster)
     member_instances: dict[str, str] = field(default_factory=dict)  # member id -> instance id
     control_plane_instances: set[str] = field(default_factory=set)
