@@ -21,17 +21,21 @@ Children are started with ParentClosePolicy.ABANDON because this workflow contin
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.aws import secrets as sm
-    from spec.models import ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
+    from activities.workload.activities import WorkloadAccess
+    from activities.workload.addons import ApplyAddonsRequest, apply_addons
+    from spec.models import AddonSpec, ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
     from workflows import activity_options as opts
     from workflows import search_attributes as sa
     from workflows.cluster_changes import ChangeRejected, ClusterChanges, plan_changes
@@ -51,6 +55,14 @@ Phase = Literal[
     "Pending", "Provisioning", "Provisioned", "Ready", "Updating", "Paused", "Deleting", "Deleted", "Failed"
 ]
 RECHECK = timedelta(minutes=10)
+# Applying an addon: a few attempts (the API server may still be settling), then the failure is
+# recorded and the next reconcile (at the latest RECHECK later) tries again.
+ADDON_CALL = dict(
+    start_to_close_timeout=timedelta(seconds=120),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=4
+    ),
+)
 
 
 def cluster_workflow_id(namespace: str, name: str) -> str:
@@ -84,6 +96,10 @@ class ClusterCarry(BaseModel):
     # What the control plane was last told.
     sent_control_plane: ControlPlaneSpec | None = None
     sent_paused: bool = False
+    # ClusterResourceSets: addon name -> digest of the content last applied (ApplyOnce addons are
+    # never applied again; Reconcile ones again when the digest changes) or refused for good.
+    addons_applied: dict[str, str] = {}
+    addons_refused: dict[str, str] = {}
     paused: bool = False
     deleting: bool = False
     events: list[str] = []  # recent notable events, newest last (bounded)
@@ -476,6 +492,7 @@ class ClusterWorkflow:
                 c.removing.remove(name)
         await self._reconcile_health()
         self._update_phase()
+        await self._reconcile_addons()
 
     async def _reconcile_health(self) -> None:
         """One HealthCheckWorkflow per cluster, once its machines exist; settings follow apply."""
@@ -499,6 +516,61 @@ class ClusterWorkflow:
                 HealthCheckWorkflow.apply_settings, HealthSettings(checks=spec.health_checks)
             )
             c.sent_health_checks = spec.health_checks
+
+    async def _reconcile_addons(self) -> None:
+        """ClusterResourceSets, applied to the workload cluster once its control plane is
+        initialized (and the cluster not paused). What was applied is in the carry, so neither
+        a continue-as-new nor a later reconcile applies an ApplyOnce addon again; a Reconcile
+        addon is applied again when its content changes. A failure never fails the cluster: it
+        is recorded (event + status message) and retried on a later reconcile, unless the
+        activity called it permanent (a bad document), then only once the content changes."""
+        spec, c = self._spec, self._carry
+        assert spec is not None and c.context is not None
+        if c.paused:
+            return
+        for addon in spec.addons:
+            digest = _addon_digest(addon)
+            applied = c.addons_applied.get(addon.name)
+            if c.addons_refused.get(addon.name) == digest:
+                continue
+            if applied is not None and (addon.strategy == "ApplyOnce" or applied == digest):
+                continue
+            access = WorkloadAccess(
+                region=c.context.region,
+                endpoint_host=c.context.endpoint_host,
+                endpoint_port=c.context.endpoint_port,
+                pki=c.context.pki,
+            )
+            try:
+                result = await workflow.execute_activity(
+                    apply_addons,
+                    ApplyAddonsRequest(access=access, addons=(addon,)),
+                    summary=f"apply addon {addon.name}",
+                    **ADDON_CALL,
+                )
+            except ActivityError as err:
+                if isinstance(err.cause, ApplicationError) and err.cause.non_retryable:
+                    c.addons_refused[addon.name] = digest
+                self._addon_failed(addon.name, _cause(err))
+                continue
+            if result.failures:
+                first = result.failures[0]
+                self._addon_failed(
+                    addon.name,
+                    f"{len(result.failures)} object(s) not applied, e.g. {first.kind} {first.name}: {first.reason}",
+                )
+                continue
+            c.addons_applied[addon.name] = digest
+            c.addons_refused.pop(addon.name, None)
+            created = sum(o.action == "created" for o in result.applied)
+            self._event(
+                f"addon {addon.name} applied: {len(result.applied)} object(s), {created} created, "
+                f"{len(result.applied) - created} configured"
+            )
+
+    def _addon_failed(self, name: str, reason: str) -> None:
+        self._event(f"addon {name} not applied (retried later): {reason}")
+        self._carry.message = f"{self._carry.message}; addon {name} not applied: {reason}"[:500]
 
     def _update_phase(self) -> None:
         spec, c = self._spec, self._carry
@@ -616,6 +688,11 @@ def _cause(err: BaseException) -> str:
     while err.__cause__ is not None:
         err = err.__cause__
     return str(err)
+
+
+def _addon_digest(addon: AddonSpec) -> str:
+    """A deterministic digest of an addon's content (pure: safe in workflow code)."""
+    return hashlib.sha256(addon.model_dump_json().encode()).hexdigest()[:16]
 
 
 def _settled_version(cp: ControlPlaneStatus, desired: str) -> str:

@@ -14,13 +14,16 @@ from collections import Counter
 import boto3
 import pytest
 from moto import mock_aws
+from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 
 from activities import health as health_activities
 from activities.aws import secrets as sm
 from activities.aws import tags
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+from activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsRequest, ApplyAddonsResult
 from spec.loader import load_file
+from spec.models import AddonSpec
 from tests.fakes.cloud import FakeCloud
 from tests.fakes.context import running_worker, wait_for
 from tests.fakes.health import HealthFakes
@@ -161,3 +164,71 @@ async def test_immutable_change_is_rejected_and_nothing_moves(time_skipping_env,
         launches = cloud.calls["ensure_instance"]
         await env.sleep(600)
         assert cloud.calls["ensure_instance"] == launches
+
+
+async def test_addons_are_applied_once_across_continue_as_new(time_skipping_env, task_queue, moto):
+    """A ClusterResourceSet (ApplyOnce) is applied exactly once, after the control plane is
+    initialized, however many reconciles and continue-as-new runs follow; an addon whose objects
+    fail is retried on a later reconcile without failing the cluster."""
+    env, cloud = time_skipping_env, FakeCloud(boot_seconds=20, join_seconds=20)
+    doc = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: ccm\n  namespace: kube-system\n"
+    ccm = AddonSpec(name="crs-ccm", config_maps=(("ccm-addon", (("ccm.yaml", doc),)),))
+    flaky = AddonSpec(name="crs-flaky", config_maps=(("flaky-addon", (("f.yaml", doc),)),))
+    spec = load_file(QUICKSTART, env={}).spec.model_copy(update={"addons": (ccm, flaky)})
+    calls: list[tuple[str, int]] = []  # (addon, control-plane instances launched by then)
+
+    @activity.defn(name="apply_addons")
+    async def fake_apply_addons(req: ApplyAddonsRequest) -> ApplyAddonsResult:
+        [addon] = req.addons
+        calls.append((addon.name, sum(i.role == "control-plane" for i in cloud.instances.values())))
+        obj = AppliedObject(
+            addon=addon.name,
+            api_version="v1",
+            kind="ServiceAccount",
+            namespace="kube-system",
+            name="ccm",
+            action="created",
+        )
+        if addon.name == "crs-flaky" and len([c for c in calls if c[0] == "crs-flaky"]) == 1:
+            failure = AddonFailure(
+                addon=addon.name,
+                config_map="flaky-addon",
+                key="f.yaml",
+                api_version="v1",
+                kind="ServiceAccount",
+                name="ccm",
+                reason="500 etcd timeout",
+            )
+            return ApplyAddonsResult(failures=(failure,))
+        return ApplyAddonsResult(applied=(obj,))
+
+    async with running_worker(env, task_queue, WORKFLOWS, [*activities(cloud), fake_apply_addons]):
+        handle = await env.client.start_workflow(
+            ClusterWorkflow.run,
+            ClusterInput(spec=spec, max_iterations=3),
+            id=cluster_workflow_id(spec.namespace, spec.name),
+            task_queue=task_queue,
+        )
+        first_run = (await handle.describe()).run_id
+        status = await wait_for(
+            env, lambda: handle.query(ClusterWorkflow.status), ready, what="cluster Ready"
+        )
+        assert status.control_plane.initialized
+        # More reconciles (owners' signals, a scale, RECHECK timers) and continue-as-new runs.
+        await handle.execute_update(
+            ClusterWorkflow.scale_deployment,
+            ScaleDeploymentRequest(deployment=spec.machine_deployments[0].name, replicas=4),
+        )
+        await wait_for(
+            env,
+            lambda: handle.query(ClusterWorkflow.status),
+            lambda s: ready(s) and s.deployments[0].ready_replicas == 4,
+            what="4 workers",
+        )
+        await env.sleep(3 * 600)
+        status = await handle.query(ClusterWorkflow.status)
+        assert (await handle.describe()).run_id != first_run  # continued as new at least once
+        assert status.phase == "Ready"
+    assert [name for name, _ in calls].count("crs-ccm") == 1
+    assert [name for name, _ in calls].count("crs-flaky") == 2  # failed once, retried later, then done
+    assert all(launched >= 1 for _, launched in calls)  # only once a control plane exists
