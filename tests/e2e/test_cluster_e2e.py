@@ -142,6 +142,24 @@ def test_quickstart_lifecycle(stack):
     )
     assert "cluster/capi-quickstart/capi-quickstart" in listed.stdout
 
+    # Self-healing: a worker's instance terminated out of band is detected by the health check
+    # (one DescribeInstances per interval) and the deployment replaces the machine.
+    ec2 = boto3.client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="ap-northeast-2")
+    victim = next(m for m in machines if m["role"] == "worker")
+    t0 = time.monotonic()
+    ec2.terminate_instances(InstanceIds=[victim["instanceId"]])
+    detected = replaced = None
+    while time.monotonic() - t0 < 240 and replaced is None:
+        workers = [m for m in describe(env)["machines"] if m["role"] == "worker"]
+        mine = [m for m in workers if m["name"] == victim["name"]]
+        if detected is None and (not mine or mine[0]["phase"] != "Running"):
+            detected = time.monotonic() - t0
+        if not mine and len(workers) == 3 and all(m["nodeReady"] for m in workers):
+            replaced = time.monotonic() - t0
+        time.sleep(1)
+    assert detected is not None and replaced is not None, describe(env)
+    print(f"terminated worker: detected after {detected:.0f}s, replacement Ready after {replaced:.0f}s")
+
     md = state["deployments"][0]["name"]
     for replicas in (5, 2):
         done = capt(
