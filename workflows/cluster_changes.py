@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from spec.models import ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
 from workflows import control_plane_rules as cp_rules
+from workflows.machine_deployment import worker_version_error
 
 
 class ClusterChanges(BaseModel):
@@ -111,19 +112,12 @@ def control_plane_errors(
 
 
 def deployment_errors(desired: MachineDeploymentSpec, control_plane_version: str) -> list[str]:
+    """The deployment's own version rule (`worker_version_error`), plus non-negative replicas."""
     errors = []
     if desired.replicas < 0:
         errors.append(f"deployment {desired.name}: replicas must not be negative")
-    try:
-        worker = cp_rules.parse_kubernetes_version(desired.version)
-        cp = cp_rules.parse_kubernetes_version(control_plane_version)
-    except ValueError as exc:
-        return errors + [f"deployment {desired.name}: {exc}"]
-    if worker[:2] > cp[:2]:
-        errors.append(
-            f"deployment {desired.name}: {desired.version} is newer than the control plane's "
-            f"{control_plane_version} (kubelets must not be newer than the API server)"
-        )
+    if err := worker_version_error(desired.version, control_plane_version):
+        errors.append(f"deployment {desired.name}: {err}")
     return errors
 
 

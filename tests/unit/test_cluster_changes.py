@@ -68,6 +68,8 @@ def test_added_and_removed_deployments(running):
         (lambda s: with_cp(s, version="v1.19.9"), "cannot downgrade"),
         (lambda s: with_md(s, version="v1.21.0"), "newer than the control plane"),
         (lambda s: with_md(s, replicas=-1), "must not be negative"),
+        (lambda s: with_md(s, version="v1.16.0"), "more than 3 minor versions older"),
+        (lambda s: with_md(s, version="v1.20.6"), "newer than the control plane"),
         (lambda s: with_cp(s, replicas=1, max_surge=0), "at least 3"),
     ],
 )
