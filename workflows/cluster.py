@@ -163,9 +163,12 @@ class ClusterStatus(BaseModel):
 
 @workflow.defn(name="ClusterWorkflow")
 class ClusterWorkflow:
-    def __init__(self) -> None:
-        self._spec: ClusterSpec | None = None
-        self._carry = ClusterCarry()
+    @workflow.init
+    def __init__(self, inp: ClusterInput) -> None:
+        # From the input here, not in run(): signals/Updates that come with a continued-as-new
+        # run's first task are handled before run() starts and must not be overwritten.
+        self._spec: ClusterSpec | None = inp.spec
+        self._carry = inp.carry if inp.carry is not None else ClusterCarry(paused=inp.spec.paused)
         self._wake = False
 
     # --- query ----------------------------------------------------------------------------
@@ -321,11 +324,6 @@ class ClusterWorkflow:
     # --- run ------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: ClusterInput) -> ClusterStatus:
-        self._spec = inp.spec
-        if inp.carry is not None:
-            self._carry = inp.carry
-        else:
-            self._carry.paused = inp.spec.paused
         self._publish()
         if self._carry.context is None and not self._carry.deleting:
             await self._provision()

@@ -134,14 +134,20 @@ class ControlPlaneStatus(BaseModel):
 
 @workflow.defn(name="ControlPlaneWorkflow")
 class ControlPlaneWorkflow:
-    def __init__(self) -> None:
-        self._cluster: ClusterContext | None = None
-        self._spec: ControlPlaneSpec | None = None
-        self._carry = ControlPlaneCarry()
+    @workflow.init
+    def __init__(self, inp: ControlPlaneInput) -> None:
+        # State comes from the input here, not in run(): a signal or Update that arrives with the
+        # first task of a continued-as-new run is handled before run() starts, and must land on
+        # the carried state rather than be overwritten by it.
+        self._cluster: ClusterContext | None = inp.cluster
+        self._spec: ControlPlaneSpec | None = inp.spec
+        self._carry = inp.carry if inp.carry is not None else ControlPlaneCarry()
         self._wake = False
+        # True while an etcd member is being removed (scale-down or remediation): one at a time.
+        self._etcd_busy = False
         self._operation = "starting"
         self._last_reported: ControlPlaneStatus | None = None
-        self._owner: str | None = None
+        self._owner: str | None = inp.owner_workflow_id
 
     # --- queries ------------------------------------------------------------------------
     @workflow.query
@@ -274,6 +280,10 @@ class ControlPlaneWorkflow:
         for name, owned in sorted(self._carry.book.machines.items()):
             owned.unhealthy = name in unhealthy
         decision = self._remediation_decision(req.machine)
+        if self._etcd_busy:
+            decision = decision.model_copy(
+                update={"allowed": False, "reason": "another etcd member removal is in progress"}
+            )
         if self._carry.paused:
             decision = decision.model_copy(update={"allowed": False, "reason": "the cluster is paused"})
         if not decision.allowed:
@@ -309,9 +319,6 @@ class ControlPlaneWorkflow:
     # --- run ------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: ControlPlaneInput) -> ControlPlaneStatus:
-        self._cluster, self._spec, self._owner = inp.cluster, inp.spec, inp.owner_workflow_id
-        if inp.carry is not None:
-            self._carry = inp.carry
         workflow.upsert_search_attributes(
             [sa.CLUSTER_NAME.value_set(inp.cluster.name), sa.KUBERNETES_VERSION.value_set(inp.spec.version)]
         )
@@ -337,6 +344,7 @@ class ControlPlaneWorkflow:
                         cluster=inp.cluster,
                         spec=self._spec,
                         carry=self._carry,
+                        owner_workflow_id=inp.owner_workflow_id,
                         max_iterations=inp.max_iterations,
                     )
                 )
@@ -364,6 +372,9 @@ class ControlPlaneWorkflow:
 
     async def _step(self) -> None:
         book = self._carry.book
+        if self._etcd_busy:
+            # A remediation is removing an etcd member right now: plan again once it is done.
+            return
         if not self._carry.initialized and any(
             m.status.phase == "Running" and m.status.node_ready for m in book.live()
         ):
@@ -430,6 +441,16 @@ class ControlPlaneWorkflow:
         in last_refusal) when no sibling could confirm the removal; the loop tries again."""
         book = self._carry.book
         departing = book.machines[name].status
+        assert not self._etcd_busy, "callers check _etcd_busy first"
+        self._etcd_busy = True
+        try:
+            return await self._remove_member_and_delete(book, name, departing, via)
+        finally:
+            self._etcd_busy = False
+
+    async def _remove_member_and_delete(
+        self, book: MachineBook, name: str, departing: MachineStatus, via: str | None
+    ) -> bool:
         if departing.node_name and departing.instance_id:
             siblings = [
                 m.status

@@ -262,13 +262,20 @@ def settings_error(settings: HealthSettings) -> str | None:
 
 @workflow.defn(name="HealthCheckWorkflow")
 class HealthCheckWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: HealthCheckInput) -> None:
         self._inp: HealthCheckInput | None = None
         self._carry = HealthCarry()
         self._checks: tuple[HealthCheckSpec, ...] = ()
         self._interval = DEFAULT_INTERVAL_SECONDS
         self._stop = False
         self._run_iterations = 0
+        # From the input here, not in run(): signals/Updates that come with a continued-as-new
+        # run's first task are handled before run() starts and must not be overwritten.
+        self._inp = inp
+        self._checks, self._interval = inp.checks, inp.interval_seconds
+        if inp.carry is not None:
+            self._carry = inp.carry
 
     # --- query ---------------------------------------------------------------------------------
     @workflow.query
@@ -334,10 +341,6 @@ class HealthCheckWorkflow:
     # --- run -------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: HealthCheckInput) -> HealthStatus:
-        self._inp = inp
-        self._checks, self._interval = inp.checks, inp.interval_seconds
-        if inp.carry is not None:
-            self._carry = inp.carry
         if self._carry.aws_calls_since is None:
             self._carry.aws_calls_since = workflow.now()
         workflow.upsert_search_attributes([sa.CLUSTER_NAME.value_set(inp.cluster.name)])
@@ -367,6 +370,10 @@ class HealthCheckWorkflow:
                 # Let a running `configure` finish so its caller gets an answer; anything that
                 # arrives later is delivered to the next run (it addresses the workflow id).
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._stop:
+                    # A stop that arrived during this interval must not be forgotten by the next run.
+                    self._publish()
+                    return self.status()
                 self._carry.runs += 1
                 workflow.continue_as_new(
                     inp.model_copy(

@@ -328,7 +328,8 @@ def progress_key(state: rollout.DeploymentState) -> tuple[str, int, int, int]:
 
 @workflow.defn(name="MachineDeploymentWorkflow")
 class MachineDeploymentWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: MachineDeploymentInput) -> None:
         self._input: MachineDeploymentInput | None = None
         self._spec: MachineDeploymentSpec | None = None
         self._cp_version: str | None = None
@@ -337,6 +338,14 @@ class MachineDeploymentWorkflow:
         self._wake = False
         self._operation = "starting"
         self._last_reported: DeploymentStatus | None = None
+        # From the input here, not in run(): signals/Updates that come with a continued-as-new
+        # run's first task are handled before run() starts and must not be overwritten.
+        self._input, self._spec = inp, inp.spec
+        self._cp_version, self._cp_initialized = inp.control_plane_version, inp.control_plane_initialized
+        if inp.carry is not None:
+            self._carry = inp.carry
+        else:
+            self._carry.cluster_paused = inp.paused
 
     # --- ids ----------------------------------------------------------------------------------
     @staticmethod
@@ -655,12 +664,6 @@ class MachineDeploymentWorkflow:
     # --- run ------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: MachineDeploymentInput) -> DeploymentStatus:
-        self._input, self._spec = inp, inp.spec
-        self._cp_version, self._cp_initialized = inp.control_plane_version, inp.control_plane_initialized
-        if inp.carry is not None:
-            self._carry = inp.carry
-        else:
-            self._carry.cluster_paused = inp.paused
         self._upsert_search_attributes()
         while True:
             self._wake = False

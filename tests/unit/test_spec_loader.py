@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
+import pydantic
 import pytest
 import yaml
 
@@ -322,7 +323,7 @@ def test_unknown_kind_is_a_warning_not_an_error():
 
 def test_spec_is_immutable():
     spec = load_manifest(render(base_docs()), env={}).spec
-    with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError on frozen models
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         spec.control_plane.replicas = 5  # type: ignore[misc]
 
 

@@ -107,8 +107,9 @@ async def test_create_scale_upgrade_delete(time_skipping_env, task_queue, moto):
         assert status.ready_machines == 5
 
         # A request the control plane's rules refuse never gets in.
-        with pytest.raises(WorkflowUpdateFailedError, match="Workflow update failed"):
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(ClusterWorkflow.upgrade, UpgradeRequest(version="v1.22.0"))
+        assert "one minor version at a time" in str(refused.value.cause)
 
         # Upgrade: control plane first, workers only after every control-plane machine runs it.
         before = len(cloud.samples)

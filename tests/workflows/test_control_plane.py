@@ -80,9 +80,12 @@ async def test_init_then_scale_3_to_5_to_3_spreads_over_azs(time_skipping_env, t
         )
         assert status.initialized
         assert spread(status) == Counter(AZS)  # one per AZ
-        # The first machine ran kubeadm init; the other two joined, one at a time.
-        launches = [s for s in cloud.samples if s.event.startswith("launch")]
+        # One machine at a time: each launch comes after the previous machine's node was Ready.
+        events = [s.event for s in cloud.samples if s.event.startswith(("launch", "ready"))]
+        launches = [i for i, e in enumerate(events) if e.startswith("launch")]
         assert len(launches) == 3
+        for earlier, later in zip(launches, launches[1:], strict=False):
+            assert any(e.startswith("ready") for e in events[earlier:later]), events
 
         await handle.execute_update(ControlPlaneWorkflow.scale, ScaleRequest(replicas=5))
         status = await wait_for(

@@ -328,16 +328,19 @@ async def test_waits_for_the_control_plane_spreads_over_azs_and_deletes(time_ski
         assert st.condition("Progressing").reason == "WaitingForControlPlane"
 
         # Validators: refused requests change nothing and never reach the history.
-        with pytest.raises(WorkflowUpdateFailedError):
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(
                 MachineDeploymentWorkflow.change_template, TemplateRequest(version="v1.31.0")
             )
-        with pytest.raises(WorkflowUpdateFailedError):
+        assert "newer than the control plane" in str(refused.value.cause)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(MachineDeploymentWorkflow.scale, ScaleRequest(replicas=-1))
-        with pytest.raises(WorkflowUpdateFailedError):
+        assert "negative" in str(refused.value.cause)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(
                 MachineDeploymentWorkflow.change_template, TemplateRequest(failure_domain="us-east-1a")
             )
+        assert "is not one of the cluster's" in str(refused.value.cause)
         assert update_events(await handle.fetch_history()) == []
 
         # The control plane comes up (a signal, as the cluster workflow sends it).
@@ -603,10 +606,11 @@ async def test_remediation_current_revision_newest_first_within_max_in_flight(ti
         (newest,) = [m.name for m in st.machines if m.name not in first]
         a_first = sorted(first)[0]
 
-        with pytest.raises(WorkflowUpdateFailedError):
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(
                 MachineDeploymentWorkflow.remediate, RemediationRequest(machine="nope-12345")
             )
+        assert "nope-12345" in str(refused.value.cause)
 
         answer = await handle.execute_update(
             MachineDeploymentWorkflow.remediate,
