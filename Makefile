@@ -11,10 +11,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.capt-installed
 EXAMPLE ?= examples/capi-quickstart.yaml
 
-.PHONY: help install system-deps test lint demo down clean
+.PHONY: help install system-deps test e2e check lint demo down clean
 
 help:
-	@echo "make test   create .venv if missing, install, run ruff and pytest"
+	@echo "make test   create .venv if missing, install, lint, then the unit and time-skipping workflow tests (parallel)"
+	@echo "make e2e    the end-to-end tests on the local stack (marker e2e)"
+	@echo "make check  both"
 	@echo "make demo   start the local stack (capt dev up) and create the cluster in $(EXAMPLE)"
 	@echo "make down   stop the local stack (capt dev down)"
 
@@ -42,9 +44,20 @@ install: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
+# Unit + time-skipping workflow tests, spread over the cores (pytest-xdist; `loadfile` keeps a
+# module's tests on one worker, so its module-scoped fixtures start once).
+PYTEST_WORKERS ?= auto
 test: install lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+# End-to-end tests: real processes on the local stack (dev server, moto server, simulator,
+# workers), one at a time.
+e2e: install
+	$(BIN)/pytest -m e2e --timeout 900
+
+check: test e2e
 
 # The local stack, then the example cluster created through the CLI as a user would.
 demo: install

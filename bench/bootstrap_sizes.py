@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "unit")]
+sys.path[:0] = [str(ROOT)]
 
 for var in [v for v in os.environ if v.startswith("AWS_ENDPOINT_URL")]:
     del os.environ[var]
@@ -25,12 +25,12 @@ os.environ.update(
 
 
 def main() -> None:
-    from bootstrap_reference import ENDPOINT, reference_cluster
     from moto import mock_aws
     from temporalio.testing import ActivityEnvironment
 
     from activities.aws import secrets as sm
     from activities.kubeadm import bootstrap as kb
+    from testkit.bootstrap_reference import ENDPOINT, reference_cluster
 
     cluster = reference_cluster()
     env = ActivityEnvironment()

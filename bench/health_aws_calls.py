@@ -40,9 +40,9 @@ async def main(hours: float) -> None:
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
+    from testkit.binaries import find_binary
 
-    from tests.conftest import find_binary
-    from tests.fakes.health import measure_steady_state
+    from testkit.steady_cluster import measure_steady_state
     from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
     env = await WorkflowEnvironment.start_time_skipping(

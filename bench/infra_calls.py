@@ -32,7 +32,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES  # noqa: E402
-from tests.infra_reference import AZS, reference_spec  # noqa: E402
+from testkit.reference import AZS, reference_spec  # noqa: E402
 from workflows.infrastructure import InfraInput, InfrastructureWorkflow  # noqa: E402
 
 PHASES = ("create", "create again", "delete")

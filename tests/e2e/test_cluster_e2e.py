@@ -25,7 +25,7 @@ import boto3
 import pytest
 
 from tests.e2e.test_devstack import dev, free_ports
-from tests.paths import QUICKSTART
+from tests.support.paths import QUICKSTART
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent

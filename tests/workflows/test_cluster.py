@@ -24,10 +24,10 @@ from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsRequest, ApplyAddonsResult
 from spec.loader import load_file
 from spec.models import AddonSpec
-from tests.fakes.cloud import FakeCloud
-from tests.fakes.context import running_worker, wait_for
-from tests.fakes.health import HealthFakes
-from tests.paths import QUICKSTART
+from tests.support.cloud import FakeCloud
+from tests.support.context import query, running_worker, wait_for
+from tests.support.health import HealthFakes
+from tests.support.paths import QUICKSTART
 from workflows.cluster import (
     ClusterInput,
     ClusterWorkflow,
@@ -83,7 +83,7 @@ async def test_create_scale_upgrade_delete(time_skipping_env, task_queue, moto):
             task_queue=task_queue,
         )
         status = await wait_for(
-            env, lambda: handle.query(ClusterWorkflow.status), ready, what="cluster Ready"
+            env, lambda: query(handle, ClusterWorkflow.status), ready, what="cluster Ready"
         )
         assert status.ready_machines == status.desired_machines == 6
         assert status.endpoint and status.endpoint.endswith(":6443")
@@ -100,7 +100,7 @@ async def test_create_scale_upgrade_delete(time_skipping_env, task_queue, moto):
             )
             status = await wait_for(
                 env,
-                lambda: handle.query(ClusterWorkflow.status),
+                lambda: query(handle, ClusterWorkflow.status),
                 lambda s, r=replicas: ready(s) and s.deployments[0].ready_replicas == r,
                 what=f"{replicas} workers",
             )
@@ -116,7 +116,7 @@ async def test_create_scale_upgrade_delete(time_skipping_env, task_queue, moto):
         await handle.execute_update(ClusterWorkflow.upgrade, UpgradeRequest(version="v1.21.2"))
         status = await wait_for(
             env,
-            lambda: handle.query(ClusterWorkflow.status),
+            lambda: query(handle, ClusterWorkflow.status),
             lambda s: ready(s) and s.deployments[0].version == "v1.21.2",
             what="upgraded",
         )
@@ -155,7 +155,7 @@ async def test_immutable_change_is_rejected_and_nothing_moves(time_skipping_env,
             id=cluster_workflow_id(spec.namespace, spec.name),
             task_queue=task_queue,
         )
-        await wait_for(env, lambda: handle.query(ClusterWorkflow.status), ready, what="cluster Ready")
+        await wait_for(env, lambda: query(handle, ClusterWorkflow.status), ready, what="cluster Ready")
         from workflows.cluster import ApplyRequest
 
         moved = spec.model_copy(update={"region": "us-east-1"})
@@ -212,7 +212,7 @@ async def test_addons_are_applied_once_across_continue_as_new(time_skipping_env,
         )
         first_run = (await handle.describe()).run_id
         status = await wait_for(
-            env, lambda: handle.query(ClusterWorkflow.status), ready, what="cluster Ready"
+            env, lambda: query(handle, ClusterWorkflow.status), ready, what="cluster Ready"
         )
         assert status.control_plane.initialized
         # More reconciles (owners' signals, a scale, RECHECK timers) and continue-as-new runs.
@@ -222,13 +222,13 @@ async def test_addons_are_applied_once_across_continue_as_new(time_skipping_env,
         )
         await wait_for(
             env,
-            lambda: handle.query(ClusterWorkflow.status),
+            lambda: query(handle, ClusterWorkflow.status),
             lambda s: ready(s) and s.deployments[0].ready_replicas == 4,
             what="4 workers",
         )
         await env.sleep(3 * 600)
         # Through wait_for: it rides over a query that lands on a run continuing as new.
-        status = await wait_for(env, lambda: handle.query(ClusterWorkflow.status), lambda s: True)
+        status = await wait_for(env, lambda: query(handle, ClusterWorkflow.status), lambda s: True)
         assert (await handle.describe()).run_id != first_run  # continued as new at least once
         assert status.phase == "Ready"
     assert [name for name, _ in calls].count("crs-ccm") == 1

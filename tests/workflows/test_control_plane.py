@@ -11,12 +11,13 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from spec.models import ControlPlaneSpec
-from tests.fakes.cloud import FakeCloud
-from tests.fakes.context import (
+from tests.support.cloud import FakeCloud
+from tests.support.context import (
     AZS,
     cluster_context,
     kubeadm,
     machine_template,
+    query,
     running_worker,
     unique,
     wait_for,
@@ -76,7 +77,7 @@ async def test_init_then_scale_3_to_5_to_3_spreads_over_azs(time_skipping_env, t
     async with running_worker(env, task_queue, WORKFLOWS, cloud.activities()):
         handle = await start(env, task_queue, cp_spec(3))
         status = await wait_for(
-            env, lambda: handle.query(ControlPlaneWorkflow.status), settled(3), what="3 ready"
+            env, lambda: query(handle, ControlPlaneWorkflow.status), settled(3), what="3 ready"
         )
         assert status.initialized
         assert spread(status) == Counter(AZS)  # one per AZ
@@ -89,13 +90,13 @@ async def test_init_then_scale_3_to_5_to_3_spreads_over_azs(time_skipping_env, t
 
         await handle.execute_update(ControlPlaneWorkflow.scale, ScaleRequest(replicas=5))
         status = await wait_for(
-            env, lambda: handle.query(ControlPlaneWorkflow.status), settled(5), what="5 ready"
+            env, lambda: query(handle, ControlPlaneWorkflow.status), settled(5), what="5 ready"
         )
         assert sorted(spread(status).values()) == [1, 2, 2]
 
         await handle.execute_update(ControlPlaneWorkflow.scale, ScaleRequest(replicas=3))
         status = await wait_for(
-            env, lambda: handle.query(ControlPlaneWorkflow.status), settled(3), what="back to 3"
+            env, lambda: query(handle, ControlPlaneWorkflow.status), settled(3), what="back to 3"
         )
         assert spread(status) == Counter(AZS)
         # Scaling adds and removes one machine at a time.
@@ -111,11 +112,11 @@ async def test_rolling_upgrade_keeps_bounds_at_every_step(
     env, cloud = time_skipping_env, FakeCloud()
     async with running_worker(env, task_queue, WORKFLOWS, cloud.activities()):
         handle = await start(env, task_queue, cp_spec(3, max_surge=max_surge))
-        await wait_for(env, lambda: handle.query(ControlPlaneWorkflow.status), settled(3), what="3 ready")
+        await wait_for(env, lambda: query(handle, ControlPlaneWorkflow.status), settled(3), what="3 ready")
         before = len(cloud.samples)
         await handle.execute_update(ControlPlaneWorkflow.upgrade, UpgradeRequest(version="v1.21.2"))
         status = await wait_for(
-            env, lambda: handle.query(ControlPlaneWorkflow.status), settled(3, "v1.21.2"), what="upgraded"
+            env, lambda: query(handle, ControlPlaneWorkflow.status), settled(3, "v1.21.2"), what="upgraded"
         )
         during = cloud.samples[before:]
         assert during, "the upgrade produced no samples"
@@ -131,7 +132,7 @@ async def test_remediation_allowed_for_one_of_three_and_refused_for_two(time_ski
     env, cloud = time_skipping_env, FakeCloud()
     async with running_worker(env, task_queue, WORKFLOWS, cloud.activities()):
         handle = await start(env, task_queue, cp_spec(3))
-        status = await wait_for(env, lambda: handle.query(ControlPlaneWorkflow.status), settled(3))
+        status = await wait_for(env, lambda: query(handle, ControlPlaneWorkflow.status), settled(3))
         first, second, _ = (m.name for m in status.machines)
 
         # One of three unhealthy: quorum survives its removal — delete, then recreate.
@@ -143,7 +144,7 @@ async def test_remediation_allowed_for_one_of_three_and_refused_for_two(time_ski
         assert answer.accepted, answer.reason
         status = await wait_for(
             env,
-            lambda: handle.query(ControlPlaneWorkflow.status),
+            lambda: query(handle, ControlPlaneWorkflow.status),
             lambda s: settled(3)(s) and first not in {m.name for m in s.machines},
             what="replacement ready",
         )
@@ -163,7 +164,7 @@ async def test_remediation_allowed_for_one_of_three_and_refused_for_two(time_ski
         )
         assert not answer.accepted
         assert "quorum" in answer.reason or "etcd" in answer.reason
-        status = await handle.query(ControlPlaneWorkflow.status)
+        status = await query(handle, ControlPlaneWorkflow.status)
         assert status.last_refusal == answer.reason
         assert status.replicas == 3 and cloud.calls["send_etcd_member_removal"] == 1
 
@@ -172,7 +173,7 @@ async def test_validators_reject_even_replicas_and_minor_skip(time_skipping_env,
     env, cloud = time_skipping_env, FakeCloud()
     async with running_worker(env, task_queue, WORKFLOWS, cloud.activities()):
         handle = await start(env, task_queue, cp_spec(1))
-        await wait_for(env, lambda: handle.query(ControlPlaneWorkflow.status), settled(1))
+        await wait_for(env, lambda: query(handle, ControlPlaneWorkflow.status), settled(1))
         with pytest.raises(WorkflowUpdateFailedError) as info:
             await handle.execute_update(ControlPlaneWorkflow.scale, ScaleRequest(replicas=4))
         assert "even" in str(info.value.cause)
@@ -186,7 +187,7 @@ async def test_validators_reject_even_replicas_and_minor_skip(time_skipping_env,
             e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")
         ]
         assert accepted == []
-        status = await handle.query(ControlPlaneWorkflow.status)
+        status = await query(handle, ControlPlaneWorkflow.status)
         assert status.desired_replicas == 1 and status.version == "v1.20.5"
 
 
@@ -195,17 +196,17 @@ async def test_worker_restart_mid_upgrade_resumes_without_extra_machine(time_ski
     # No workflow cache: every task replays the whole history (no sticky queue to a dead worker).
     async with running_worker(env, task_queue, WORKFLOWS, cloud.activities(), max_cached_workflows=0):
         handle = await start(env, task_queue, cp_spec(3))
-        await wait_for(env, lambda: handle.query(ControlPlaneWorkflow.status), settled(3))
+        await wait_for(env, lambda: query(handle, ControlPlaneWorkflow.status), settled(3))
         await handle.execute_update(ControlPlaneWorkflow.upgrade, UpgradeRequest(version="v1.21.2"))
         await wait_for(
             env,
-            lambda: handle.query(ControlPlaneWorkflow.status),
+            lambda: query(handle, ControlPlaneWorkflow.status),
             lambda s: any(m.version == "v1.21.2" for m in s.machines),
             what="the upgrade to start",
         )
     # The worker is gone mid-upgrade. A new one replays the histories and carries on.
     async with running_worker(env, task_queue, WORKFLOWS, cloud.activities(), max_cached_workflows=0):
-        await wait_for(env, lambda: handle.query(ControlPlaneWorkflow.status), settled(3, "v1.21.2"))
+        await wait_for(env, lambda: query(handle, ControlPlaneWorkflow.status), settled(3, "v1.21.2"))
     launches = [s for s in cloud.samples if s.event.startswith("launch")]
     assert len(launches) == 6  # 3 initial + 3 replacements, none twice
     assert cloud.calls["ensure_instance"] == 6
@@ -215,9 +216,9 @@ async def test_continue_as_new_keeps_machines_and_pending_updates(time_skipping_
     env, cloud = time_skipping_env, FakeCloud()
     async with running_worker(env, task_queue, WORKFLOWS, cloud.activities()):
         handle = await start(env, task_queue, cp_spec(1), max_iterations=3)
-        await wait_for(env, lambda: handle.query(ControlPlaneWorkflow.status), settled(1))
+        await wait_for(env, lambda: query(handle, ControlPlaneWorkflow.status), settled(1))
         await handle.execute_update(ControlPlaneWorkflow.scale, ScaleRequest(replicas=3))
-        await wait_for(env, lambda: handle.query(ControlPlaneWorkflow.status), settled(3))
+        await wait_for(env, lambda: query(handle, ControlPlaneWorkflow.status), settled(3))
         desc = await env.client.get_workflow_handle(handle.id).describe()
         assert desc.run_id != handle.result_run_id  # it continued as new at least once
         assert cloud.calls["ensure_instance"] == 3

@@ -26,9 +26,9 @@ from spec.models import (
     MachineDeploymentSpec,
     UnhealthyCondition,
 )
-from tests.fakes.cloud import FakeCloud
-from tests.fakes.context import cluster_context, machine_template, running_worker, unique, wait_for
-from tests.fakes.health import HealthFakes
+from tests.support.cloud import FakeCloud
+from tests.support.context import cluster_context, machine_template, query, running_worker, unique, wait_for
+from tests.support.health import HealthFakes
 from workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
 from workflows.control_plane_rules import etcd_quorum
 from workflows.health import (
@@ -123,7 +123,7 @@ class Cluster:
         return self.env.client.get_workflow_handle(health_workflow_id("default", self.ctx.name))
 
     async def health_status(self) -> HealthStatus:
-        return await self.health().query(HealthCheckWorkflow.status)
+        return await query(self.health(), HealthCheckWorkflow.status)
 
     def deployment(self, name: str):
         return self.env.client.get_workflow_handle(
@@ -131,12 +131,11 @@ class Cluster:
         )
 
     async def md_status(self, name: str) -> DeploymentStatus:
-        return await self.deployment(name).query(MachineDeploymentWorkflow.status)
+        return await query(self.deployment(name), MachineDeploymentWorkflow.status)
 
     async def cp_status(self) -> ControlPlaneStatus:
-        return await self.env.client.get_workflow_handle(f"controlplane/default/{self.ctx.name}").query(
-            ControlPlaneWorkflow.status
-        )
+        handle = self.env.client.get_workflow_handle(f"controlplane/default/{self.ctx.name}")
+        return await query(handle, ControlPlaneWorkflow.status)
 
     async def wait_md(self, name: str, predicate, what: str, limit: float = 1800) -> DeploymentStatus:
         return await wait_for(self.env, lambda: self.md_status(name), predicate, what=what, limit=limit)

@@ -37,7 +37,8 @@ from activities.aws import session, tags
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from plan.network import split_cidr
 from spec.models import BastionSpec, LoadBalancerSpec, NetworkSpec
-from tests.infra_reference import AZS, NAME, REGION, existing_vpc_spec, reference_spec
+from testkit.reference import AZS, NAME, REGION, existing_vpc_spec, reference_spec
+from tests.support.context import query
 from workflows.infrastructure import InfraInput, InfraResult, InfraStatus, InfrastructureWorkflow
 
 OWNED = tags.cluster_key(NAME)
@@ -82,7 +83,7 @@ async def run_infra(
         task_queue=task_queue,
     )
     result = await handle.result()
-    return result, await handle.query(InfrastructureWorkflow.status)
+    return result, await query(handle, InfrastructureWorkflow.status)
 
 
 # Plain boto3 clients, created once (moto's in-process stub serves every mock_aws() session).
@@ -619,7 +620,7 @@ async def test_delete_cleans_up_after_a_failed_create(time_skipping_env, task_qu
             with pytest.raises(WorkflowFailureError) as failure:
                 await handle.result()
         assert failure.value.cause.cause.type == "InvalidConfigurationRequest"
-        failed = await handle.query(InfrastructureWorkflow.status)
+        failed = await query(handle, InfrastructureWorkflow.status)
         assert failed.phase == "failed" and "CreateLoadBalancer: InvalidConfigurationRequest" in (
             failed.error or ""
         )

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.fakes.cloud import FakeCloud
-from tests.fakes.context import cluster_context, kubeadm, machine_template, running_worker, unique, wait_for
+from tests.support.cloud import FakeCloud
+from tests.support.context import (
+    cluster_context,
+    kubeadm,
+    machine_template,
+    query,
+    running_worker,
+    unique,
+    wait_for,
+)
 from workflows.machine import MachineWorkflow
 from workflows.machine_models import MachineInput, machine_workflow_id
 
@@ -42,7 +50,7 @@ async def test_happy_path_then_delete(time_skipping_env, task_queue):
     env, cloud = time_skipping_env, FakeCloud(boot_seconds=40, join_seconds=20)
     async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities()):
         handle = await start(env, task_queue, machine_input("m1", role="control-plane", kind="init"))
-        status = await wait_for(env, lambda: handle.query(MachineWorkflow.status), phase("Running"), step=10)
+        status = await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Running"), step=10)
         assert status.node_ready and status.instance_id and status.node_name == f"ip-{status.instance_id}"
         assert status.failure_domain == "ap-northeast-2b"
         assert (status.running_at - status.created_at) >= timedelta(seconds=60)  # boot + join, workflow time
@@ -64,7 +72,7 @@ async def test_join_uses_a_token(time_skipping_env, task_queue):
     env, cloud = time_skipping_env, FakeCloud()
     async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities()):
         handle = await start(env, task_queue, machine_input("w1"))
-        await wait_for(env, lambda: handle.query(MachineWorkflow.status), phase("Running"), step=10)
+        await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Running"), step=10)
         assert cloud.calls["ensure_bootstrap_token"] == 1
         assert cloud.calls["create_bootstrap_token_secret"] >= 1
         assert "register_with_load_balancer" not in cloud.calls  # workers are not behind the API LB
@@ -75,7 +83,7 @@ async def test_node_never_ready_fails_after_node_startup_timeout(time_skipping_e
     cloud.never_ready.add("w2")
     async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities()):
         handle = await start(env, task_queue, machine_input("w2", startup=900))
-        status = await wait_for(env, lambda: handle.query(MachineWorkflow.status), phase("Failed"), step=30)
+        status = await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Failed"), step=30)
         assert "never registered within nodeStartupTimeout (900s)" in (status.failure_reason or "")
         # Failed keeps the instance for inspection until the owner deletes the machine.
         assert cloud.instances[status.instance_id].terminated_at is None
@@ -91,10 +99,10 @@ async def test_instance_gone_while_provisioning_fails(time_skipping_env, task_qu
     async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities()):
         handle = await start(env, task_queue, machine_input("w3"))
         status = await wait_for(
-            env, lambda: handle.query(MachineWorkflow.status), lambda s: s.instance_id, step=2
+            env, lambda: query(handle, MachineWorkflow.status), lambda s: s.instance_id, step=2
         )
         cloud.vanish("w3", at=status.created_at)
-        status = await wait_for(env, lambda: handle.query(MachineWorkflow.status), phase("Failed"), step=10)
+        status = await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Failed"), step=10)
         assert "while provisioning" in status.failure_reason
 
 
@@ -102,7 +110,7 @@ async def test_delete_during_provisioning(time_skipping_env, task_queue):
     env, cloud = time_skipping_env, FakeCloud(boot_seconds=300)
     async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities()):
         handle = await start(env, task_queue, machine_input("w4"))
-        await wait_for(env, lambda: handle.query(MachineWorkflow.status), phase("Provisioning"), step=2)
+        await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Provisioning"), step=2)
         await handle.signal(MachineWorkflow.request_delete)
         final = await handle.result()
         assert final.phase == "Deleted" and final.node_name is None
@@ -115,8 +123,8 @@ async def test_worker_restart_does_not_run_instances_twice(time_skipping_env, ta
     inp = machine_input("w5")
     async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities(), max_cached_workflows=0):
         handle = await start(env, task_queue, inp)
-        await wait_for(env, lambda: handle.query(MachineWorkflow.status), phase("Provisioned"), step=10)
+        await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Provisioned"), step=10)
     async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities(), max_cached_workflows=0):
-        await wait_for(env, lambda: handle.query(MachineWorkflow.status), phase("Running"), step=10)
+        await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Running"), step=10)
     assert cloud.calls["ensure_instance"] == 1
     assert len(cloud.instances) == 1

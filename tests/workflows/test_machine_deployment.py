@@ -24,13 +24,12 @@ from datetime import timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner
 
 from spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
-from tests.fakes.cloud import FakeCloud
-from tests.fakes.context import AZS, cluster_context, running_worker, unique
+from tests.support.cloud import FakeCloud
+from tests.support.context import AZS, cluster_context, query, running_worker, unique
 from workflows import rollout
 from workflows.machine import MachineWorkflow
 from workflows.machine_deployment import (
@@ -247,17 +246,7 @@ async def start(
 
 
 async def status(env: WorkflowEnvironment, handle: WorkflowHandle) -> DeploymentStatus:
-    # By workflow id only, so the query follows the workflow across continue-as-new. The test
-    # server sometimes leaves a query unanswered when it lands on a run that is just continuing
-    # as new; a short RPC timeout and a retry reach the new run.
-    latest = env.client.get_workflow_handle(handle.id)
-    for attempt in range(5):
-        try:
-            return await latest.query(MachineDeploymentWorkflow.status, rpc_timeout=timedelta(seconds=1))
-        except RPCError:
-            if attempt == 4:
-                raise
-    raise AssertionError("unreachable")
+    return await query(handle, MachineDeploymentWorkflow.status)
 
 
 async def wait_for(

@@ -1,0 +1,107 @@
+"""Builders and waits shared by the time-skipping workflow tests.
+
+The builders live in `testkit.context` (the benchmarks use them too); this module adds the two
+things every orchestration test needs and that must be right once, here, not test by test:
+
+- `query(handle, q, *args)`: a query by workflow id (so it follows continue-as-new) that rides
+  over the test server's lost queries. The time-skipping server sometimes never answers a query
+  that lands on a run while it continues as new, or while no worker polls the queue (a test
+  restarting its worker), and a loaded 2-core machine (two xdist workers, each with its own
+  Java test server) answers slowly. So each attempt has its own short RPC deadline that grows
+  (2, 4, 8, ... s) and a lost answer is asked again, within a generous real-time budget.
+  Fixed single deadlines were the common cause of the suite's flaky failures
+  ("query deadline exceeded", "Timeout expired").
+- `wait_for(env, probe, predicate)`: polls, skipping workflow time between polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+
+from testkit.context import AZS, cluster_context, kubeadm, machine_template, running_worker, unique
+
+__all__ = [
+    "AZS",
+    "cluster_context",
+    "kubeadm",
+    "machine_template",
+    "query",
+    "running_worker",
+    "unique",
+    "wait_for",
+]
+
+T = TypeVar("T")
+
+# Real seconds a query may keep failing with a lost answer before the test fails.
+QUERY_BUDGET = 120.0
+_FIRST_ATTEMPT = 2.0
+_LONGEST_ATTEMPT = 20.0
+_LOST_ANSWER = {RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED, RPCStatusCode.UNAVAILABLE}
+
+
+def lost_answer(err: BaseException) -> bool:
+    """A query the server did not answer in time (never a rejected or failed one)."""
+    if isinstance(err, asyncio.TimeoutError | TimeoutError):
+        return True
+    if not isinstance(err, RPCError):
+        return False
+    text = str(err).lower()
+    return err.status in _LOST_ANSWER or "deadline" in text or "timeout expired" in text
+
+
+async def query(handle: WorkflowHandle, q: Any, *args: Any, budget: float = QUERY_BUDGET) -> Any:
+    """Query the latest run of `handle`'s workflow, asking again when an answer is lost."""
+    latest = handle._client.get_workflow_handle(handle.id)  # by id: follows continue-as-new
+    started = time.monotonic()
+    attempt = _FIRST_ATTEMPT
+    while True:
+        try:
+            return await asyncio.wait_for(
+                latest.query(q, *args, rpc_timeout=timedelta(seconds=attempt)), timeout=attempt + 5
+            )
+        except (TimeoutError, RPCError) as err:
+            if not lost_answer(err) or time.monotonic() - started > budget:
+                raise
+        attempt = min(attempt * 2, _LONGEST_ATTEMPT)
+
+
+async def wait_for(
+    env: WorkflowEnvironment,
+    probe: Callable[[], Awaitable[T]],
+    predicate: Callable[[T], bool],
+    *,
+    step: float = 30,
+    limit: float = 3 * 3600,
+    what: str = "condition",
+) -> T:
+    """Poll `probe` (e.g. a status query), skipping `step` seconds of workflow time between
+    polls, until `predicate` holds; fail after `limit` seconds of workflow time.
+
+    A probe whose answer is lost (see `query`) counts as one unanswered poll, not a failure,
+    as long as answers keep coming within `QUERY_BUDGET` real seconds."""
+    waited = 0.0
+    last: T | None = None
+    last_answer = time.monotonic()
+    while waited <= limit:
+        try:
+            last = await probe()
+        except (TimeoutError, RPCError) as err:
+            if not lost_answer(err) or time.monotonic() - last_answer > QUERY_BUDGET:
+                raise
+        else:
+            last_answer = time.monotonic()
+            if predicate(last):
+                return last
+        await env.sleep(step)
+        waited += step
+        await asyncio.sleep(0)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
