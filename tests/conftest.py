@@ -6,6 +6,7 @@ are found next to the interpreter; the SDK is never allowed to download one.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Iterator
 
@@ -17,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from testkit.binaries import MissingBinary
 from testkit.binaries import find_binary as testkit_find_binary
+from tests.support.context import skip_time
 from tests.support.paths import CAPA_TEMPLATE, QUICKSTART, ROOT  # noqa: F401 - re-exported for tests
 
 
@@ -78,6 +80,9 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
             },
         )
     )
+    # A sleep with a generous deadline that asks again when an answer is lost (see
+    # tests/support/context.py): every test's `env.sleep` goes through it.
+    env.sleep = functools.partial(skip_time, env)  # type: ignore[method-assign]
     try:
         yield env
     finally:

@@ -11,6 +11,11 @@ things every orchestration test needs and that must be right once, here, not tes
   (2, 4, 8, ... s) and a lost answer is asked again, within a generous real-time budget.
   Fixed single deadlines were the common cause of the suite's flaky failures
   ("query deadline exceeded", "Timeout expired").
+- `skip_time(env, duration)`: the test server's sleep with an explicit, generous RPC deadline.
+  `env.sleep` sends `UnlockTimeSkippingWithSleep` with the client's default deadline; while the
+  server cannot skip (an activity running, or timers of children whose parent continued as new,
+  temporalio/sdk-java#1540) that sleep lasts real seconds and the RPC failed with "Timeout
+  expired" -- the other common cause. The `time_skipping_env` fixture installs it as `env.sleep`.
 - `wait_for(env, probe, predicate)`: polls, skipping workflow time between polls.
 """
 
@@ -22,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -35,6 +41,7 @@ __all__ = [
     "machine_template",
     "query",
     "running_worker",
+    "skip_time",
     "unique",
     "wait_for",
 ]
@@ -72,6 +79,29 @@ async def query(handle: WorkflowHandle, q: Any, *args: Any, budget: float = QUER
             if not lost_answer(err) or time.monotonic() - started > budget:
                 raise
         attempt = min(attempt * 2, _LONGEST_ATTEMPT)
+
+
+async def skip_time(env: WorkflowEnvironment, duration: timedelta | float) -> None:
+    """Skip `duration` of workflow time on the time-skipping test server (see the module doc)."""
+    span = duration if isinstance(duration, timedelta) else timedelta(seconds=duration)
+    target = await env.get_current_time() + span
+    started = time.monotonic()
+    while True:
+        remaining = target - await env.get_current_time()
+        if remaining <= timedelta(0):
+            return
+        req = SleepRequest()
+        req.duration.FromTimedelta(remaining)
+        # Real time the server may need if it cannot skip at all, plus slack for a loaded machine.
+        deadline = remaining.total_seconds() + 60
+        try:
+            await env.client.test_service.unlock_time_skipping_with_sleep(
+                req, timeout=timedelta(seconds=deadline)
+            )
+            return
+        except RPCError as err:
+            if not lost_answer(err) or time.monotonic() - started > deadline + QUERY_BUDGET:
+                raise
 
 
 async def wait_for(
