@@ -6,8 +6,10 @@ are found next to the interpreter; the SDK is never allowed to download one.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -28,6 +30,12 @@ def find_binary(name: str) -> str:
         return testkit_find_binary(name)
     except MissingBinary as err:
         pytest.fail(str(err))
+
+
+def _print_task_stacks() -> None:
+    print("\n--- asyncio tasks of a test about to time out ---", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
 
 
 @pytest.fixture(autouse=True)
@@ -83,9 +91,15 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     # A sleep with a generous deadline that asks again when an answer is lost (see
     # tests/support/context.py): every test's `env.sleep` goes through it.
     env.sleep = functools.partial(skip_time, env)  # type: ignore[method-assign]
+    # Shortly before pytest-timeout would stop a hung test, print where each asyncio task waits
+    # (pytest-timeout shows threads only, and a hung orchestration test waits in a coroutine).
+    watchdog = asyncio.get_running_loop().call_later(
+        float(os.environ.get("CAPT_TEST_WATCHDOG", 170)), _print_task_stacks
+    )
     try:
         yield env
     finally:
+        watchdog.cancel()
         await env.shutdown()
 
 
