@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from testkit.binaries import MissingBinary
 from testkit.binaries import find_binary as testkit_find_binary
+from tests.support import test_server
 from tests.support.context import skip_time
 from tests.support.paths import CAPA_TEMPLATE, QUICKSTART, ROOT  # noqa: F401 - re-exported for tests
 
@@ -30,6 +31,10 @@ def find_binary(name: str) -> str:
         return testkit_find_binary(name)
     except MissingBinary as err:
         pytest.fail(str(err))
+
+
+# Before any client exists: sdk-core's logs go to Python logging, where the stranding is seen.
+test_server.install()
 
 
 def _print_task_stacks() -> None:
@@ -62,7 +67,7 @@ def aws() -> Iterator[None]:
 
 
 @pytest_asyncio.fixture
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def time_skipping_env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironment]:
     """A fresh Java test server per test (about a second to start).
 
     Not shared: workflows a finished test leaves behind (machines are started with
@@ -96,9 +101,13 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     watchdog = asyncio.get_running_loop().call_later(
         float(os.environ.get("CAPT_TEST_WATCHDOG", 170)), _print_task_stacks
     )
+    # The test server's one known stranding (tests/support/test_server.py) fails the test at once,
+    # by name, so that --only-rerun reruns it instead of it waiting for the timeout.
+    monitor = asyncio.create_task(test_server.cancel_test_when_stranded(request.node.originalname))
     try:
         yield env
     finally:
+        monitor.cancel()
         watchdog.cancel()
         await env.shutdown()
 
