@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
@@ -161,7 +161,7 @@ class ClusterStatus(BaseModel):
     events: list[str]
 
 
-@workflow.defn(name="ClusterWorkflow")
+@workflow.defn(name="ClusterWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class ClusterWorkflow:
     @workflow.init
     def __init__(self, inp: ClusterInput) -> None:
