@@ -1,0 +1,94 @@
+"""Every committed workflow history replays on this checkout's workflow code (docs/versioning.md).
+
+The histories under tests/histories/<WorkflowType>/<path>.json were recorded from real runs on the
+local stack (`make histories`, testkit/histories.py). Long-running workflows (ClusterWorkflow,
+ControlPlaneWorkflow, MachineDeploymentWorkflow, HealthCheckWorkflow, MachineWorkflow) move to new
+code at their next workflow task, so a change that makes one of these histories fail to replay
+would break running clusters: guard it with `workflow.patched` (or, for a PINNED workflow, let it
+be a new build), never by re-recording the history.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+from temporalio.common import VersioningBehavior
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+import worker
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+FILES = sorted(p for p in HISTORIES.glob("*/*.json") if p.parent.name != "manifests")
+
+
+def _workflows() -> list[type]:
+    workflows, _ = worker.registered()
+    return workflows
+
+
+def _load(path: Path) -> WorkflowHistory:
+    data = json.loads(path.read_text())
+    started = data["events"][0]["workflowExecutionStartedEventAttributes"]
+    return WorkflowHistory.from_json(started.get("workflowId", path.stem), data)
+
+
+def _workflow_type(history: WorkflowHistory) -> str:
+    return history.events[0].workflow_execution_started_event_attributes.workflow_type.name
+
+
+def _event(history: WorkflowHistory, event_id: int) -> str:
+    for e in history.events:
+        if e.event_id == event_id:
+            return f"event {event_id} {EventType.Name(e.event_type).removeprefix('EVENT_TYPE_')}"
+    return f"event {event_id}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.relative_to(HISTORIES).as_posix() for p in FILES])
+async def test_history_replays(path: Path) -> None:
+    history = _load(path)
+    result = await Replayer(workflows=_workflows(), data_converter=pydantic_data_converter).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
+    if result.replay_failure is not None:
+        import re
+
+        failure = str(result.replay_failure)
+        # Core names the event it could not match ("... for event 42 ..." / "event_id: 42"); show its type too.
+        ids = sorted({int(n) for n in re.findall(r"event(?:[ _]id)?[: ]+(\d+)", failure, flags=re.I)})
+        named = "; ".join(_event(history, i) for i in ids) or "no event id in the failure"
+        pytest.fail(
+            f"{path.relative_to(HISTORIES)} ({_workflow_type(history)} {history.workflow_id}, "
+            f"{len(history.events)} events) does not replay on this code — {named}:\n"
+            f"{type(result.replay_failure).__name__}: {failure}\n"
+            "A change to workflow code must keep every committed history replaying: guard a new "
+            "command order with workflow.patched() (docs/versioning.md).",
+            pytrace=False,
+        )
+
+
+def test_histories_cover_every_registered_workflow() -> None:
+    assert FILES, f"no histories under {HISTORIES}: run `make histories`"
+    recorded = {_workflow_type(_load(p)) for p in FILES}
+    registered = {w.__temporal_workflow_definition.name for w in _workflows()}  # type: ignore[attr-defined]
+    assert registered <= recorded, f"no committed history for {sorted(registered - recorded)}"
+    # Files sit under the directory of their workflow type.
+    misplaced = [p.relative_to(HISTORIES).as_posix() for p in FILES if _workflow_type(_load(p)) != p.parent.name]
+    assert not misplaced, misplaced
+
+
+def test_every_workflow_declares_its_versioning_behavior() -> None:
+    """docs/versioning.md: the only PINNED workflow is InfrastructureWorkflow (minutes long, ends);
+    every other one is a long-lived entity that moves to new builds (AUTO_UPGRADE)."""
+    behaviors = {
+        w.__temporal_workflow_definition.name: w.__temporal_workflow_definition.versioning_behavior  # type: ignore[attr-defined]
+        for w in _workflows()
+    }
+    assert behaviors == {
+        name: VersioningBehavior.PINNED if name == "InfrastructureWorkflow" else VersioningBehavior.AUTO_UPGRADE
+        for name in behaviors
+    }
