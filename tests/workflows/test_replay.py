@@ -11,6 +11,7 @@ be a new build), never by re-recording the history.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,25 @@ def _workflow_type(history: WorkflowHistory) -> str:
 
 
 def _event(history: WorkflowHistory, event_id: int) -> str:
+    """`event 536 SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED (delete_all -> md/hist/hist/hist-md-0)`."""
     for e in history.events:
-        if e.event_id == event_id:
-            return f"event {event_id} {EventType.Name(e.event_type).removeprefix('EVENT_TYPE_')}"
+        if e.event_id != event_id:
+            continue
+        kind = EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
+        detail = ""
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            detail = e.activity_task_scheduled_event_attributes.activity_type.name
+        elif e.HasField("signal_external_workflow_execution_initiated_event_attributes"):
+            a = e.signal_external_workflow_execution_initiated_event_attributes
+            detail = f"{a.signal_name} -> {a.workflow_execution.workflow_id}"
+        elif e.HasField("start_child_workflow_execution_initiated_event_attributes"):
+            a = e.start_child_workflow_execution_initiated_event_attributes
+            detail = f"{a.workflow_type.name} {a.workflow_id}"
+        elif e.HasField("timer_started_event_attributes"):
+            detail = f"timer {e.timer_started_event_attributes.timer_id}"
+        elif e.HasField("marker_recorded_event_attributes"):
+            detail = e.marker_recorded_event_attributes.marker_name
+        return f"event {event_id} {kind}" + (f" ({detail})" if detail else "")
     return f"event {event_id}"
 
 
@@ -55,11 +72,15 @@ async def test_history_replays(path: Path) -> None:
         history, raise_on_replay_failure=False
     )
     if result.replay_failure is not None:
-        import re
-
         failure = str(result.replay_failure)
-        # Core names the event it could not match ("... for event 42 ..." / "event_id: 42"); show its type too.
-        ids = sorted({int(n) for n in re.findall(r"event(?:[ _]id)?[: ]+(\d+)", failure, flags=re.I)})
+        # Core names the event it could not match ("HistoryEvent(id: 42, ...)", "event_id: 42"); show
+        # what that event is.
+        ids = sorted(
+            {
+                int(n)
+                for n in re.findall(r"(?:HistoryEvent\(id|event(?:[ _]id)?)[: ]+(\d+)", failure, flags=re.I)
+            }
+        )
         named = "; ".join(_event(history, i) for i in ids) or "no event id in the failure"
         pytest.fail(
             f"{path.relative_to(HISTORIES)} ({_workflow_type(history)} {history.workflow_id}, "
@@ -77,7 +98,9 @@ def test_histories_cover_every_registered_workflow() -> None:
     registered = {w.__temporal_workflow_definition.name for w in _workflows()}  # type: ignore[attr-defined]
     assert registered <= recorded, f"no committed history for {sorted(registered - recorded)}"
     # Files sit under the directory of their workflow type.
-    misplaced = [p.relative_to(HISTORIES).as_posix() for p in FILES if _workflow_type(_load(p)) != p.parent.name]
+    misplaced = [
+        p.relative_to(HISTORIES).as_posix() for p in FILES if _workflow_type(_load(p)) != p.parent.name
+    ]
     assert not misplaced, misplaced
 
 
@@ -89,6 +112,8 @@ def test_every_workflow_declares_its_versioning_behavior() -> None:
         for w in _workflows()
     }
     assert behaviors == {
-        name: VersioningBehavior.PINNED if name == "InfrastructureWorkflow" else VersioningBehavior.AUTO_UPGRADE
+        name: VersioningBehavior.PINNED
+        if name == "InfrastructureWorkflow"
+        else VersioningBehavior.AUTO_UPGRADE
         for name in behaviors
     }
