@@ -586,6 +586,8 @@ class ClusterWorkflow:
         settled = (
             cp.ready
             and cp.version == spec.control_plane.version
+            # The control plane's last report may predate a scale just forwarded to it.
+            and cp.desired_replicas == cp.replicas == cp.ready_replicas == spec.control_plane.replicas
             and all(
                 d is not None
                 and d.desired_replicas == md.replicas
