@@ -117,3 +117,36 @@ def test_every_workflow_declares_its_versioning_behavior() -> None:
         else VersioningBehavior.AUTO_UPGRADE
         for name in behaviors
     }
+
+
+def test_worker_versioning_options() -> None:
+    """capt-worker is unversioned unless given a deployment name; then its version is that
+    deployment's, with the given build id or the default one (docs/versioning.md)."""
+    import click
+
+    from workflows.versioning import default_build_id
+
+    assert worker.versioning_options(None) == {} and worker.versioning_options("") == {}
+    with pytest.raises(click.UsageError, match="--deployment-name"):
+        worker.versioning_options(None, "b1")
+    config = worker.versioning_options("capt", "b1")["deployment_config"]
+    assert config.use_worker_versioning and config.version.to_canonical_string() == "capt.b1"
+    assert (
+        config.default_versioning_behavior == VersioningBehavior.UNSPECIFIED
+    )  # each workflow declares its own
+    default = worker.versioning_options("capt")["deployment_config"].version.build_id
+    assert default == default_build_id() and re.fullmatch(r".+-[0-9a-f]{12}", default)
+
+
+def test_build_id_follows_the_workflow_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workflows.versioning import workflow_sources_digest
+
+    package = tmp_path / "captwfprobe"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "flow.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = workflow_sources_digest(("captwfprobe",))
+    assert workflow_sources_digest(("captwfprobe",)) == before
+    (package / "flow.py").write_text("X = 2\n")
+    assert workflow_sources_digest(("captwfprobe",)) != before
