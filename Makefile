@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.capt-installed
 EXAMPLE ?= examples/capi-quickstart.yaml
 
-.PHONY: help install system-deps test e2e check lint demo down clean
+.PHONY: help install system-deps test e2e check lint demo down clean histories
 
 help:
 	@echo "make test   create .venv if missing, install, lint, then the unit and time-skipping workflow tests (parallel)"
@@ -19,6 +19,7 @@ help:
 	@echo "make check  both"
 	@echo "make demo   start the local stack (capt dev up) and create the cluster in $(EXAMPLE)"
 	@echo "make down   stop the local stack (capt dev down)"
+	@echo "make histories  re-record tests/histories/ from real runs on a local stack of its own (docs/versioning.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +69,11 @@ demo: install
 	  time $(BIN)/capt apply -f $(EXAMPLE) --wait --timeout 20m && \
 	  $(BIN)/capt describe cluster capi-quickstart -n capi-quickstart && \
 	  echo "Web UI: $$CAPT_WEB_UI/namespaces/default/workflows/cluster%2Fcapi-quickstart%2Fcapi-quickstart"
+
+# Workflow histories for the replay test (tests/workflows/test_replay.py): one small cluster driven
+# through every path on a local stack of its own (fresh state dir, free ports), stopped at the end.
+histories: install
+	$(BIN)/python -m testkit.histories
 
 down: $(STAMP)
 	$(BIN)/capt dev down

@@ -102,6 +102,18 @@ def build_worker(
     )
 
 
+def versioning_options(deployment_name: str | None, build_id: str | None = None) -> dict[str, Any]:
+    """build_worker's Worker Versioning arguments: none without a deployment name (an unversioned
+    worker, as the tests build), else the deployment version (workflows/versioning.py)."""
+    if not deployment_name:
+        if build_id:
+            raise click.UsageError("--build-id needs --deployment-name (Worker Versioning)")
+        return {}
+    from workflows.versioning import deployment_config
+
+    return {"deployment_config": deployment_config(deployment_name, build_id)}
+
+
 def connect_config(address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
     """Client.connect arguments: the Temporal env/profile configuration, explicit values on
     top, then the defaults (localhost:7233, namespace "default")."""
@@ -157,7 +169,15 @@ async def run_worker(worker: Worker, stop: asyncio.Event, ready_file: Path | Non
     if ready_file is not None:
         ready_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = ready_file.with_name(f".{ready_file.name}.tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "detail": f"polling task queue {worker.task_queue}"}))
+        ready: dict[str, Any] = {"pid": os.getpid(), "detail": f"polling task queue {worker.task_queue}"}
+        deployment = worker.config().get("deployment_config")
+        if deployment is not None:
+            # For whoever makes this version current (the local stack: devstack/services.py).
+            ready["deployment"] = {
+                "name": deployment.version.deployment_name,
+                "build_id": deployment.version.build_id,
+            }
+        tmp.write_text(json.dumps(ready))
         os.replace(tmp, ready_file)
     log.info("worker polling task queue %r", worker.task_queue)
     stop_task = asyncio.create_task(stop.wait())
@@ -200,11 +220,14 @@ async def _amain(
     graceful_shutdown: float,
     max_concurrent_activities: int,
     connect_timeout: float,
+    deployment_name: str | None = None,
+    build_id: str | None = None,
 ) -> None:
     workflows, activities = registered()
     if not workflows and not activities:
         # Fail before connecting: a worker with nothing registered is a packaging bug.
         raise NothingToRunError(NOTHING_TO_RUN)
+    versioning = versioning_options(deployment_name, build_id)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     runtime = metrics_runtime(*metrics) if metrics else None
@@ -221,7 +244,10 @@ async def _amain(
             activity_executor=executor,
             max_concurrent_activities=max_concurrent_activities,
             graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown),
+            **versioning,
         )
+        if versioning:
+            log.info("Worker Versioning: deployment version %s", versioning["deployment_config"].version)
         log.info(
             "connected to %s namespace %s; %d workflows, %d activities",
             client.service_client.config.target_host,
@@ -265,6 +291,17 @@ async def _amain(
     show_default=True,
 )
 @click.option("--connect-timeout", type=float, default=30.0, show_default=True)
+@click.option(
+    "--deployment-name",
+    envvar="CAPT_DEPLOYMENT_NAME",
+    help="Worker Versioning: join this Worker Deployment (e.g. capt); unset = unversioned worker. "
+    "The version gets tasks once it is made current (docs/versioning.md).",
+)
+@click.option(
+    "--build-id",
+    envvar="CAPT_BUILD_ID",
+    help="Build id of this worker's version [package version + digest of the workflow sources].",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="CAPT_LOG_LEVEL")
 def main(
     address: str | None,
@@ -276,6 +313,8 @@ def main(
     graceful_shutdown: float,
     max_concurrent_activities: int,
     connect_timeout: float,
+    deployment_name: str | None,
+    build_id: str | None,
     log_level: str,
 ) -> None:
     """Run the capt Temporal worker until SIGTERM/SIGINT."""
@@ -291,6 +330,8 @@ def main(
                 graceful_shutdown,
                 max_concurrent_activities,
                 connect_timeout,
+                deployment_name,
+                build_id,
             )
         )
     except (NothingToRunError, ConnectionError) as err:

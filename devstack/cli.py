@@ -54,6 +54,11 @@ def dev() -> None:
     "--region", envvar="CAPT_DEV_REGION", help="AWS region the stack's clients use [ap-northeast-2]."
 )
 @click.option("--task-queue", envvar="CAPT_TASK_QUEUE", help="Task queue the worker polls [capt].")
+@click.option(
+    "--deployment-name",
+    envvar="CAPT_DEV_DEPLOYMENT_NAME",
+    help='Worker Deployment of the worker, made current once it polls ("" = unversioned worker) [capt].',
+)
 def up(
     state_dir: Path,
     temporal_port: int | None,
@@ -63,6 +68,7 @@ def up(
     sim_port: int | None,
     region: str | None,
     task_queue: str | None,
+    deployment_name: str | None,
 ) -> None:
     """Start the stack in the background and return once every service is ready.
 
@@ -78,6 +84,7 @@ def up(
         sim_port=sim_port,
         region=region,
         task_queue=task_queue,
+        deployment_name=deployment_name,
     )
     try:
         stack.up(cfg, echo=click.echo)

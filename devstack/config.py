@@ -26,6 +26,9 @@ DEFAULT_SIM_PORT = 5100
 DEFAULT_REGION = "ap-northeast-2"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TASK_QUEUE = "capt"
+# Worker Versioning (docs/versioning.md): the stack's worker joins this Worker Deployment and
+# `up` makes its version current; "" runs an unversioned worker.
+DEFAULT_DEPLOYMENT_NAME = "capt"
 # moto accepts any credentials; these are the conventional fake ones.
 FAKE_AWS_CREDENTIAL = "testing"
 
@@ -50,6 +53,7 @@ class DevConfig:
     region: str = DEFAULT_REGION
     namespace: str = DEFAULT_NAMESPACE
     task_queue: str = DEFAULT_TASK_QUEUE
+    deployment_name: str = DEFAULT_DEPLOYMENT_NAME
 
     @property
     def temporal_address(self) -> str:

@@ -192,6 +192,35 @@ def simulator_service(cfg: DevConfig) -> Service:
     )
 
 
+def make_worker_version_current(ready_file: Path) -> Step:
+    """Worker Versioning: a deployment version gets workflow tasks only once it is the
+    deployment's current version. The worker's ready file names its version; make it current
+    (idempotent, so also on an `up` that finds the worker running). Unversioned: nothing to do."""
+
+    def make_current(cfg: DevConfig) -> None:
+        import asyncio
+        import json
+
+        from temporalio.client import Client
+
+        from workflows.versioning import set_current_version
+
+        deployment = json.loads(ready_file.read_text()).get("deployment")
+        if not deployment:
+            return
+
+        async def promote() -> None:
+            client = await Client.connect(cfg.temporal_address, namespace=cfg.namespace)
+            await set_current_version(
+                client, deployment["name"], deployment["build_id"], identity="capt dev up"
+            )
+
+        asyncio.run(promote())
+
+    make_current.__name__ = "make_worker_version_current"
+    return make_current
+
+
 def worker_service(cfg: DevConfig) -> Service:
     ready_file = cfg.state_dir / "worker.ready"
     return Service(
@@ -204,12 +233,15 @@ def worker_service(cfg: DevConfig) -> Service:
                 "CAPT_TASK_QUEUE": cfg.task_queue,
                 "CAPT_WORKER_READY_FILE": str(ready_file),
                 "PYTHONUNBUFFERED": "1",
+                # "" = unversioned (also when the caller's shell sets the variable).
+                "CAPT_DEPLOYMENT_NAME": cfg.deployment_name,
             },
         ),
         address=f"task queue {cfg.task_queue}",
         ports=[],
         # The worker writes {"pid": ...} to the ready file once its pollers run (worker.py).
         probe=lambda pid: probes.ready_file_probe(ready_file, lambda: pid)(),
+        post_start=[make_worker_version_current(ready_file)],
         ready_file=ready_file,
         startup_timeout=60.0,
         # Longer than the worker's own graceful shutdown so in-flight activities can finish.

@@ -20,6 +20,7 @@ Children are started with ParentClosePolicy.ABANDON because this workflow contin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from datetime import timedelta
@@ -27,7 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
@@ -55,6 +56,11 @@ Phase = Literal[
     "Pending", "Provisioning", "Provisioned", "Ready", "Updating", "Paused", "Deleting", "Deleted", "Failed"
 ]
 RECHECK = timedelta(minutes=10)
+# workflow.patched ids; docs/versioning.md lists each with when it can be retired.
+# One recheck timer every RECHECK, kept across wakes: the loop used to start a timer at every wait
+# and cancel it at the next wake (a signal from an owner, an Update), two events per wake, a fifth
+# of a cluster's history. Histories recorded before it wait with a fresh timer each time.
+PATCH_ONE_RECHECK_TIMER = "cluster-one-recheck-timer"
 # Applying an addon: a few attempts (the API server may still be settling), then the failure is
 # recorded and the next reconcile (at the latest RECHECK later) tries again.
 ADDON_CALL = dict(
@@ -161,7 +167,7 @@ class ClusterStatus(BaseModel):
     events: list[str]
 
 
-@workflow.defn(name="ClusterWorkflow")
+@workflow.defn(name="ClusterWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class ClusterWorkflow:
     @workflow.init
     def __init__(self, inp: ClusterInput) -> None:
@@ -170,6 +176,7 @@ class ClusterWorkflow:
         self._spec: ClusterSpec | None = inp.spec
         self._carry = inp.carry if inp.carry is not None else ClusterCarry(paused=inp.spec.paused)
         self._wake = False
+        self._recheck: asyncio.Task | None = None  # the running RECHECK timer (patched runs)
 
     # --- query ----------------------------------------------------------------------------
     @workflow.query
@@ -342,8 +349,18 @@ class ClusterWorkflow:
                 workflow.continue_as_new(
                     ClusterInput(spec=self._spec, carry=self._carry, max_iterations=inp.max_iterations)
                 )
+            await self._wait_for_change()
+
+    async def _wait_for_change(self) -> None:
+        """Until something happened (`_wake`) or RECHECK passed."""
+        if not workflow.patched(PATCH_ONE_RECHECK_TIMER):
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._wake, timeout=RECHECK)
+            return
+        if self._recheck is None or self._recheck.done():
+            self._recheck = asyncio.create_task(workflow.sleep(RECHECK))
+        recheck = self._recheck
+        await workflow.wait_condition(lambda: self._wake or recheck.done())
 
     async def _provision(self) -> None:
         spec = self._spec
@@ -586,6 +603,8 @@ class ClusterWorkflow:
         settled = (
             cp.ready
             and cp.version == spec.control_plane.version
+            # The control plane's last report may predate a scale just forwarded to it.
+            and cp.desired_replicas == cp.replicas == cp.ready_replicas == spec.control_plane.replicas
             and all(
                 d is not None
                 and d.desired_replicas == md.replicas

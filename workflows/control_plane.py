@@ -26,6 +26,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
     from activities.workload import etcd
@@ -132,7 +133,7 @@ class ControlPlaneStatus(BaseModel):
     machines: list[ControlPlaneMachine]
 
 
-@workflow.defn(name="ControlPlaneWorkflow")
+@workflow.defn(name="ControlPlaneWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class ControlPlaneWorkflow:
     @workflow.init
     def __init__(self, inp: ControlPlaneInput) -> None:

@@ -53,7 +53,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -260,7 +260,7 @@ def settings_error(settings: HealthSettings) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
-@workflow.defn(name="HealthCheckWorkflow")
+@workflow.defn(name="HealthCheckWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class HealthCheckWorkflow:
     @workflow.init
     def __init__(self, inp: HealthCheckInput) -> None:

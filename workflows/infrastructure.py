@@ -39,6 +39,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -146,7 +147,7 @@ async def _all(*aws: Awaitable[Any]) -> list[Any]:
         raise
 
 
-@workflow.defn(name="InfrastructureWorkflow")
+@workflow.defn(name="InfrastructureWorkflow", versioning_behavior=VersioningBehavior.PINNED)
 class InfrastructureWorkflow:
     def __init__(self) -> None:
         self._operation = "create"

@@ -31,6 +31,7 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -54,7 +55,7 @@ class MachineFailed(Exception):
     """The machine cannot become what it was asked to be; the reason goes to its status."""
 
 
-@workflow.defn(name="MachineWorkflow")
+@workflow.defn(name="MachineWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class MachineWorkflow:
     def __init__(self) -> None:
         self._input: MachineInput | None = None

@@ -46,6 +46,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 
 # Note: `import workflows.rollout as rollout`, not `from workflows import rollout`: written the
 # second way, this module got a sandbox copy of `rollout` (re-imported on every workflow task), whose
@@ -326,7 +327,7 @@ def progress_key(state: rollout.DeploymentState) -> tuple[str, int, int, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-@workflow.defn(name="MachineDeploymentWorkflow")
+@workflow.defn(name="MachineDeploymentWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class MachineDeploymentWorkflow:
     @workflow.init
     def __init__(self, inp: MachineDeploymentInput) -> None:
