@@ -116,7 +116,10 @@ def test_dev_stack_lifecycle(state_dir: Path) -> None:
     listed = json.dumps(temporal_json("operator", "search-attribute", "list", "--address", address))
     for key in ALL_SEARCH_ATTRIBUTES:
         assert key.name in listed
-    queue = temporal_json("task-queue", "describe", "--task-queue", "capt", "--address", address)
+    # --legacy-mode: the versioned worker (deployment `capt`) is listed with the queue's pollers.
+    queue = temporal_json(
+        "task-queue", "describe", "--task-queue", "capt", "--legacy-mode", "--address", address
+    )
     identities = {p["identity"] for p in queue["pollers"]}
     assert any(i.startswith(f"{pids['worker']}@") for i in identities), identities
     import urllib.request
