@@ -73,6 +73,8 @@ def test_fault_knobs_reach_the_simulator(running) -> None:
         "slow-boot": {},
         "etcd-unhealthy": [],
         "api-5xx": {},
+        "ccm-down": [],
+        "csi-down": [],
     }
     assert invoke(state_dir, "set", "boot_delay=7", "ready-delay=2").exit_code == 0
     assert (sim.world.settings.boot_delay, sim.world.settings.ready_delay) == (7.0, 2.0)
