@@ -93,6 +93,17 @@ def render_status(state: dict) -> str:
             )
         for m in c["etcd_members"]:
             lines.append(f"  etcd {m['id']} {m['name']} {'healthy' if m['healthy'] else 'UNHEALTHY'}")
+        cloud = c.get("cloud") or {}
+        if cloud:
+            error = f" ({cloud['error']})" if cloud.get("error") else ""
+            lines.append(
+                f"  cloud id {cloud.get('cluster_id') or '-'} vpc {cloud.get('vpc_id') or '-'}: "
+                f"ccm {cloud.get('ccm')}{error}, csi {cloud.get('csi')}"
+            )
+            for svc, lb in sorted((cloud.get("load_balancers") or {}).items()):
+                lines.append(f"  service {svc} -> ELB {lb}")
+            for pv, volume in sorted((cloud.get("volumes") or {}).items()):
+                lines.append(f"  {pv} -> {volume}")
     lines.append("instances:")
     for m in state.get("machines", []):
         why = f": {m['reason']}" if m["reason"] else ""
