@@ -11,17 +11,22 @@ role, `capt/machine`).
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 
 from activities.aws import tags as capt_tags
+from activities.kubeadm import pki
+from activities.workload import client as wc
 from simulator import kubeapi
 from simulator.aws import Aws
 from simulator.cloud_controllers import CloudControllers, CloudOptions
-from simulator.world import InstanceView
+from simulator.server import KubeServer, serve_in_thread
+from simulator.world import InstanceView, _issue_serving_cert
 from testkit import bootstrap_reference as ref
 from tests.support.sim_helpers import REGION, Sim
 
@@ -172,6 +177,35 @@ class CloudSim:
     def get(self, path: str) -> dict | None:
         reply = self.call("GET", path)
         return reply.body if reply.status == 200 else None
+
+    # -- over mutual TLS, as the worker reaches it ---------------------------------------------
+
+    @contextlib.contextmanager
+    def served(self) -> Iterator[int]:
+        """The cluster's API on a local port (TLS by SNI, client certificates from its CA)."""
+        cluster = self.cluster
+        cluster.serving = _issue_serving_cert(cluster.ca_cert, cluster.ca_key, cluster.key)
+        cluster.tls = None
+        server = KubeServer(("127.0.0.1", 0), self.sim.world)
+        serve_in_thread(server, "kube-cloud-test")
+        try:
+            yield server.server_address[1]
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    @staticmethod
+    def client(port: int) -> wc.WorkloadClient:
+        """capt's workload client with an admin certificate from the reference cluster's CA."""
+        ca = ref.cluster_pki().ca
+        admin = pki.issue_admin_cert(ca)
+        return wc.WorkloadClient.for_endpoint(
+            ref.ENDPOINT,
+            6443,
+            wc.tls_context(ca.cert, admin.cert, admin.key),
+            resolve=f"*:*=127.0.0.1:{port}",
+            timeout=5,
+        )
 
 
 # --------------------------------------------------------------------------------------------
