@@ -428,3 +428,19 @@ def test_two_services_and_three_pvcs_come_and_go_to_nothing(aws: None) -> None:
     node = group(cs, cs.net.groups["node"])
     assert not any(p.get("UserIdGroupPairs") for p in node["IpPermissions"])
     assert cs.cluster.cloud["load_balancers"] == {} and cs.cluster.cloud["volumes"] == {}
+
+
+def test_the_simulator_loop_runs_the_cloud_controllers_every_cloud_interval(aws: None) -> None:
+    from simulator.app import Runner
+
+    cs = CloudSim(workers=1)
+    cs.apply(lb_service("web"))
+    runner = Runner(cs.sim.world, cs.aws)
+    runner.step()  # polls moto, ticks, and (first round) reconciles
+    assert len(load_balancers(cs)) == 1
+    cs.apply(lb_service("api"))
+    runner.step()  # within cloud_interval: not yet
+    assert len(load_balancers(cs)) == 1
+    runner._last_cloud -= cs.sim.world.settings.cloud_interval
+    runner.step()
+    assert len(load_balancers(cs)) == 2
