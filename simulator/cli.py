@@ -172,7 +172,7 @@ def clear(state_dir: Path) -> None:
 @click.argument("settings", nargs=-1, required=True, metavar="KEY=SECONDS...")
 def set_settings(state_dir: Path, settings: tuple[str, ...]) -> None:
     """Change timings: boot_delay, ready_delay, node_gone_delay, join_timeout, pod_grace,
-    ssm_delay, poll_interval, reregister_delay (seconds)."""
+    ssm_delay, poll_interval, reregister_delay, cloud_interval (seconds)."""
     changes = {}
     for item in settings:
         key, sep, value = item.partition("=")

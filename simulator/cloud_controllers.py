@@ -1126,9 +1126,21 @@ class CloudControllers:
         except ClientError as err:
             if _code(err).startswith("InvalidVolume.NotFound"):
                 return
-            if _code(err) == "VolumeInUse":
-                raise Pending(f"{item.volume_id} is still attached (VolumeInUse)") from None
-            raise
+            if _code(err) != "VolumeInUse":
+                raise
+            # Still attached though no pod uses it (e.g. the simulator restarted and forgot the
+            # attachment): the external-attacher detaches it; deleting is retried next round.
+            for volume in self._ec2(ctx).describe_volumes(VolumeIds=[item.volume_id])["Volumes"]:
+                for attachment in volume.get("Attachments") or []:
+                    self._ec2(ctx).detach_volume(VolumeId=item.volume_id, InstanceId=attachment["InstanceId"])
+                    log.info(
+                        "cluster %s: EBS CSI: detached %s from %s",
+                        ctx.cluster_name,
+                        item.volume_id,
+                        attachment["InstanceId"],
+                    )
+            self._attached.pop((ctx.cluster_key, item.volume_id), None)
+            raise Pending(f"{item.volume_id} was still attached (VolumeInUse)") from None
         log.info("cluster %s: EBS CSI: deleted %s (%s)", ctx.cluster_name, item.volume_id, item.pv)
         self._attached.pop((ctx.cluster_key, item.volume_id), None)
 

@@ -444,3 +444,21 @@ def test_the_simulator_loop_runs_the_cloud_controllers_every_cloud_interval(aws:
     runner._last_cloud -= cs.sim.world.settings.cloud_interval
     runner.step()
     assert len(load_balancers(cs)) == 2
+
+
+def test_a_volume_still_attached_after_a_restart_is_detached_before_it_is_deleted(aws: None) -> None:
+    cs = CloudSim(workers=1)
+    cs.apply(storage_class("gp3", default=True))
+    cs.apply(pvc("data"))
+    cs.apply(pod_with_claim("user", "data"))
+    cs.run(2)
+    pv_name = cs.get(f"{PVCS}/data")["spec"]["volumeName"]
+    assert csi_volumes(cs)[pv_name]["State"] == "in-use"
+    # A restarted simulator: its controllers remember no attachment, and the pod went meanwhile.
+    cs.controllers = cc.CloudControllers(cs.sim.world, cs.aws)
+    del cs.cluster.pods[("default", "user")]
+    cs.call("DELETE", f"{PVCS}/data")
+    cs.run(1)
+    assert csi_volumes(cs)[pv_name]["State"] == "available"  # VolumeInUse: detached, retried later
+    cs.run(6)  # the retry's backoff
+    assert pv_name not in csi_volumes(cs) and cs.get(f"/api/v1/persistentvolumes/{pv_name}") is None
