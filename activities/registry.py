@@ -57,3 +57,9 @@ ACTIVITIES += _instance_events
 from activities.workload.addons import ADDON_ACTIVITIES as _addons  # noqa: E402
 
 ACTIVITIES += _addons
+
+# Workload teardown: delete LoadBalancer Services and EBS-backed claims (and the pods that hold
+# them) so that the cloud controllers release their ELBs and volumes (issue 15, WP5).
+from activities.workload.teardown import TEARDOWN_ACTIVITIES as _teardown  # noqa: E402
+
+ACTIVITIES += _teardown

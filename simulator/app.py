@@ -2,10 +2,12 @@
 
     python -m simulator --host 127.0.0.1 --api-port 16443 --port 5100 [--region R ...]
                         [--boot-delay S] [--ready-delay S] [--node-gone-delay S] [--poll-interval S]
+                        [--cloud-interval S] [--csi-tag-cluster-id] [--no-csi-extra-create-metadata]
 
 It polls the emulated EC2 (AWS_ENDPOINT_URL) for capt's machine instances, boots them as
-cloud-init + kubeadm would, and serves the workload clusters' API and SSM Run Command
-(simulator.server). Logs go to stdout (`capt dev` keeps them in <state dir>/simulator.log):
+cloud-init + kubeadm would, serves the workload clusters' API and SSM Run Command
+(simulator.server), and plays each cluster's AWS cloud-controller-manager and EBS CSI driver
+against the emulated AWS (simulator.cloud_controllers). Logs go to stdout (`capt dev` keeps them in <state dir>/simulator.log):
 every join refusal is logged with its reason. SIGTERM/SIGINT stop it cleanly.
 """
 
@@ -21,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from simulator.aws import Aws
+from simulator.cloud_controllers import CloudControllers, CloudOptions
 from simulator.server import AdminServer, KubeServer, serve_in_thread
 from simulator.world import Machine, Settings, World
 
@@ -32,9 +35,11 @@ BOOT_WORKERS = 4
 class Runner:
     """The poll/boot/tick loop around a World."""
 
-    def __init__(self, world: World, aws: Aws) -> None:
+    def __init__(self, world: World, aws: Aws, cloud: CloudOptions | None = None) -> None:
         self.world = world
         self.aws = aws
+        self.cloud = CloudControllers(world, aws, cloud)
+        self._last_cloud = 0.0
         self.stop = threading.Event()
         self._booting: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=BOOT_WORKERS, thread_name_prefix="boot")
@@ -70,6 +75,12 @@ class Runner:
                 self._booting.add(m.instance_id)
             self._pool.submit(self._boot, m)
         self.world.tick()
+        if now - self._last_cloud >= self.world.settings.cloud_interval:
+            self._last_cloud = now
+            try:
+                self.cloud.reconcile()
+            except Exception:  # noqa: BLE001 - moto restarting, a simulator bug: next round
+                log.exception("cloud controllers failed")
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -101,8 +112,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "pod_grace",
         "ssm_delay",
         "poll_interval",
+        "cloud_interval",
     ):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    p.add_argument(
+        "--csi-tag-cluster-id",
+        action="store_true",
+        help="EBS CSI: tag volumes with the cluster id learned from the instances, as the driver does "
+        "with --k8s-tag-cluster-id (a cluster's applied ebs-csi-controller Deployment decides for itself)",
+    )
+    p.add_argument(
+        "--no-csi-extra-create-metadata",
+        dest="csi_extra_create_metadata",
+        action="store_false",
+        help="EBS CSI: no kubernetes.io/created-for/* tags (as the provisioner without --extra-create-metadata)",
+    )
     p.add_argument("--log-level", default=os.environ.get("CAPT_SIM_LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
 
@@ -127,13 +151,21 @@ def main(argv: list[str] | None = None) -> int:
                 "pod_grace",
                 "ssm_delay",
                 "poll_interval",
+                "cloud_interval",
             )
         }
     )
     world = World(settings)
     kube = KubeServer((args.host, args.api_port), world)
     admin = AdminServer((args.host, args.port), world)
-    runner = Runner(world, Aws(regions))
+    runner = Runner(
+        world,
+        Aws(regions),
+        CloudOptions(
+            csi_tag_cluster_id=args.csi_tag_cluster_id,
+            csi_extra_create_metadata=args.csi_extra_create_metadata,
+        ),
+    )
 
     def stop(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping", signum)

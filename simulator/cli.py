@@ -6,11 +6,16 @@
     capt dev sim slow-boot TARGET --seconds N    the instance boots N seconds after it runs
     capt dev sim etcd-unhealthy TARGET [--off]   its etcd member stops answering
     capt dev sim api-5xx CLUSTER [--count N]     the API server answers 503 (N times, or until --off)
+    capt dev sim ccm-down CLUSTER [--off]        its cloud-controller-manager stops: Service load
+                                                 balancers are neither made nor removed
+    capt dev sim csi-down CLUSTER [--off]        its EBS CSI controller stops: volumes are neither
+                                                 provisioned, attached, detached nor deleted
     capt dev sim clear                           every fault off
     capt dev sim set KEY=VALUE ...               boot_delay, ready_delay, node_gone_delay, ...
 
 A TARGET is a machine name (the capt/machine tag), a node name or an instance id; a knob may be
-set before the machine exists. A CLUSTER is the cluster's name or its endpoint host. The commands
+set before the machine exists. A CLUSTER is the cluster's name, its endpoint host or (ccm-down,
+csi-down) its cloud cluster id. The commands
 talk to the simulator's admin endpoint, found from the stack's settings in the state dir.
 """
 
@@ -88,6 +93,17 @@ def render_status(state: dict) -> str:
             )
         for m in c["etcd_members"]:
             lines.append(f"  etcd {m['id']} {m['name']} {'healthy' if m['healthy'] else 'UNHEALTHY'}")
+        cloud = c.get("cloud") or {}
+        if cloud:
+            error = f" ({cloud['error']})" if cloud.get("error") else ""
+            lines.append(
+                f"  cloud id {cloud.get('cluster_id') or '-'} vpc {cloud.get('vpc_id') or '-'}: "
+                f"ccm {cloud.get('ccm')}{error}, csi {cloud.get('csi')}"
+            )
+            for svc, lb in sorted((cloud.get("load_balancers") or {}).items()):
+                lines.append(f"  service {svc} -> ELB {lb}")
+            for pv, volume in sorted((cloud.get("volumes") or {}).items()):
+                lines.append(f"  {pv} -> {volume}")
     lines.append("instances:")
     for m in state.get("machines", []):
         why = f": {m['reason']}" if m["reason"] else ""
@@ -132,6 +148,15 @@ _fault_command(
 )
 _fault_command("etcd-unhealthy", "The etcd member of a control-plane machine stops answering.")
 _fault_command("api-5xx", "A cluster's API server (name or endpoint host) answers 503.", count=True)
+_fault_command(
+    "ccm-down",
+    "A cluster's cloud-controller-manager stops: no load balancer is made or removed, and a deleted "
+    "LoadBalancer Service keeps its finalizer.",
+)
+_fault_command(
+    "csi-down",
+    "A cluster's EBS CSI controller stops: no volume is provisioned, attached, detached or deleted.",
+)
 
 
 @sim.command()
@@ -147,7 +172,7 @@ def clear(state_dir: Path) -> None:
 @click.argument("settings", nargs=-1, required=True, metavar="KEY=SECONDS...")
 def set_settings(state_dir: Path, settings: tuple[str, ...]) -> None:
     """Change timings: boot_delay, ready_delay, node_gone_delay, join_timeout, pod_grace,
-    ssm_delay, poll_interval, reregister_delay (seconds)."""
+    ssm_delay, poll_interval, reregister_delay, cloud_interval (seconds)."""
     changes = {}
     for item in settings:
         key, sep, value = item.partition("=")

@@ -156,18 +156,9 @@ def fields_match(values: dict[str, str], reqs: list[tuple[str, bool, str]]) -> b
 
 def _paginate(items: list[dict], query: dict[str, str], kind: str, rv: int) -> dict:
     try:
-        offset = (
-            int(json.loads(base64.urlsafe_b64decode(query["continue"]))["o"]) if query.get("continue") else 0
-        )
-    except (ValueError, KeyError, TypeError):
-        raise BadRequest("invalid continue token") from None
-    limit = int(query["limit"]) if query.get("limit", "").isdigit() and int(query["limit"]) > 0 else 0
-    page = items[offset : offset + limit] if limit else items[offset:]
-    meta: dict = {"resourceVersion": str(rv)}
-    if limit and offset + limit < len(items):
-        meta["continue"] = base64.urlsafe_b64encode(json.dumps({"o": offset + limit}).encode()).decode()
-        meta["remainingItemCount"] = len(items) - offset - limit
-    return {"kind": kind, "apiVersion": "v1", "metadata": meta, "items": page}
+        return resources.paginate(items, query, kind, rv)
+    except ValueError as err:
+        raise BadRequest(str(err)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,7 +273,12 @@ def pod_json(pod: Pod) -> dict:
     if pod.deletion is not None:
         meta["deletionTimestamp"] = rfc3339(pod.deletion)
         meta["deletionGracePeriodSeconds"] = 30
-    spec: dict = {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}
+    spec: dict = {
+        "containers": [dict(c) for c in pod.containers]
+        or [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]
+    }
+    if pod.volumes:
+        spec["volumes"] = [copy.deepcopy(v) for v in pod.volumes]
     if pod.node_name:
         spec["nodeName"] = pod.node_name
     if pod.tolerations:
@@ -391,12 +387,20 @@ def _route(
         return _allow(method, ("GET",)) or _list_pods(cluster, query, None)
     if len(rest) >= 3 and rest[0] == "namespaces":
         ns, kind, tail = rest[1], rest[2], rest[3:]
-        if ns not in NAMESPACES:
+        if not resources.namespace_exists(cluster, ns):
             return not_found("namespaces", ns)
         if kind == "pods":
             if not tail:
+                if method == "POST":
+                    return _create_pod(world, cluster, ns, None, payload)
                 return _allow(method, ("GET",)) or _list_pods(cluster, query, ns)
             if len(tail) == 1:
+                if method == "PATCH" and ctype.split(";")[0].strip() == resources.APPLY_PATCH:
+                    if not query.get("fieldManager"):
+                        return status(
+                            422, "Invalid", "fieldManager: Required value: is required for apply patch"
+                        )
+                    return _create_pod(world, cluster, ns, tail[0], payload)
                 return _pod(world, cluster, method, ns, tail[0])
             if len(tail) == 2 and tail[1] == "eviction":
                 return _allow(method, ("POST",)) or _evict(world, cluster, ns, tail[0], payload)
@@ -496,6 +500,50 @@ def _pod(world: World, cluster: Cluster, method: str, ns: str, name: str) -> Rep
         world.evict(cluster, pod)
         return Reply(200, pod_json(pod))
     return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+
+def _create_pod(world: World, cluster: Cluster, ns: str, name: str | None, payload: Any) -> Reply:
+    """POST (create, 409 if it exists) or server-side apply (create, or 200 with the pod unchanged:
+    a pod's spec is immutable) of a bare pod. Its spec.volumes are kept: a pod that mounts a PVC
+    holds it (pvc-protection) and the CSI driver attaches the volume to its node."""
+    if not isinstance(payload, dict) or payload.get("kind", "Pod") != "Pod":
+        raise BadRequest("the body must be a Pod")
+    meta = payload.get("metadata") or {}
+    pod_name = meta.get("name")
+    if not pod_name:
+        raise BadRequest("metadata.name: Required value: name is required")
+    if name is not None and pod_name != name:
+        raise BadRequest("the name of the object does not match the name on the URL")
+    if meta.get("namespace", ns) != ns:
+        raise BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+    existing = cluster.pods.get((ns, pod_name))
+    if existing is not None:
+        if name is None:
+            return status(
+                409, "AlreadyExists", f'pods "{pod_name}" already exists', {"name": pod_name, "kind": "pods"}
+            )
+        return Reply(200, pod_json(existing))
+    spec = payload.get("spec") or {}
+    containers = spec.get("containers") or []
+    if not containers:
+        raise BadRequest("spec.containers: Required value")
+    owner = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+    pod = Pod(
+        namespace=ns,
+        name=pod_name,
+        node_name=spec.get("nodeName") or None,
+        created=world.now(),
+        owner_kind=owner.get("kind") if owner else None,
+        owner_name=owner.get("name") if owner else None,
+        tolerations=tuple(dict(t) for t in spec.get("tolerations") or []),
+        labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+        volumes=tuple(copy.deepcopy(v) for v in spec.get("volumes") or []),
+        containers=tuple(copy.deepcopy(c) for c in containers),
+    )
+    world.add_pod(cluster, pod)
+    return Reply(201, pod_json(pod))
 
 
 def _evict(world: World, cluster: Cluster, ns: str, name: str, payload: Any) -> Reply:

@@ -7,19 +7,26 @@
   other group/version is 404, as for a CRD that is not installed.
 - Objects: server-side apply (`PATCH …?fieldManager=…` with `application/apply-patch+yaml`)
   creates (201) or replaces (200) the object by apiVersion/kind/namespace/name; GET returns it,
-  GET on the collection lists, DELETE removes. No field ownership or merging: the applied object
-  is the whole object, which is what capt's ApplyOnce/Reconcile needs. Namespaces are the
-  built-in ones plus applied Namespace objects.
+  GET on the collection lists (also across namespaces, `GET /api/v1/services`; `limit`/`continue`
+  pagination), DELETE removes — or, for an object with finalizers, sets `deletionTimestamp` and
+  leaves it to the controllers that own the finalizers (simulator.storage). No field ownership or
+  merging: the applied object is the whole object, which is what capt's ApplyOnce/Reconcile
+  needs, except for what the API server and controllers own (status, their finalizers, allocated
+  node ports, volume binding: simulator.storage.admit). Namespaces are the built-in ones plus
+  applied Namespace objects.
 
 Nodes, pods and Secrets keep their own handlers in simulator.kubeapi.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import uuid
 from typing import Any
 
+from simulator import storage
 from simulator.world import Cluster, World, rfc3339
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -124,6 +131,23 @@ def discovery(cluster: Cluster, group_version: str) -> dict | None:
     }
 
 
+def paginate(items: list[dict], query: dict[str, str], kind: str, rv: int, api_version: str = "v1") -> dict:
+    """A list answer with `limit`/`continue` pagination (ValueError: a bad continue token)."""
+    try:
+        offset = (
+            int(json.loads(base64.urlsafe_b64decode(query["continue"]))["o"]) if query.get("continue") else 0
+        )
+    except (ValueError, KeyError, TypeError):
+        raise ValueError("invalid continue token") from None
+    limit = int(query["limit"]) if query.get("limit", "").isdigit() and int(query["limit"]) > 0 else 0
+    page = items[offset : offset + limit] if limit else items[offset:]
+    meta: dict = {"resourceVersion": str(rv)}
+    if limit and offset + limit < len(items):
+        meta["continue"] = base64.urlsafe_b64encode(json.dumps({"o": offset + limit}).encode()).decode()
+        meta["remainingItemCount"] = len(items) - offset - limit
+    return {"kind": kind, "apiVersion": api_version, "metadata": meta, "items": page}
+
+
 def namespace_exists(cluster: Cluster, ns: str) -> bool:
     return ns in BUILTIN_NAMESPACES or ("v1", "namespaces", "", ns) in cluster.objects
 
@@ -158,7 +182,8 @@ def handle(
     if plural not in kinds:
         return _status(404, "NotFound", "the server could not find the requested resource")
     kind, namespaced = kinds[plural]
-    if namespaced != bool(namespace):
+    all_namespaces = name is None and namespaced and not namespace  # GET /api/v1/services
+    if namespaced != bool(namespace) and not all_namespaces:
         return _status(404, "NotFound", "the server could not find the requested resource")
     if namespace and not namespace_exists(cluster, namespace):
         return _status(404, "NotFound", f'namespaces "{namespace}" not found')
@@ -166,9 +191,15 @@ def handle(
     if name is None:
         if method != "GET":
             return _status(405, "MethodNotAllowed", "the server does not allow this method")
-        items = [copy.deepcopy(o) for k, o in sorted(cluster.objects.items()) if k[:3] == key[:3]]
-        meta = {"resourceVersion": str(cluster.resource_version)}
-        return 200, {"kind": f"{kind}List", "apiVersion": gv, "metadata": meta, "items": items}
+        items = [
+            copy.deepcopy(o)
+            for k, o in sorted(cluster.objects.items())
+            if k[:2] == key[:2] and (all_namespaces or k[2] == namespace)
+        ]
+        try:
+            return 200, paginate(items, query, f"{kind}List", cluster.resource_version, gv)
+        except ValueError as err:
+            return _status(400, "BadRequest", str(err))
     existing = cluster.objects.get(key)
     if method == "GET":
         if existing is None:
@@ -177,7 +208,9 @@ def handle(
     if method == "DELETE":
         if existing is None:
             return _status(404, "NotFound", f'{plural} "{name}" not found')
-        del cluster.objects[key]
+        staying = storage.request_delete(cluster, key, rfc3339(world.now()) or "")
+        if staying is not None:  # finalizers hold it: 200 with the object, as kube-apiserver answers
+            return 200, copy.deepcopy(staying)
         return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name}}
     if method == "PATCH":
         return _apply(world, cluster, key, kind, payload, query, ctype, existing)
@@ -233,6 +266,10 @@ def _apply(
     old = (existing or {}).get("metadata") or {}
     obj["metadata"]["uid"] = old.get("uid") or str(uuid.uuid4())
     obj["metadata"]["creationTimestamp"] = old.get("creationTimestamp") or rfc3339(world.now())
+    try:
+        storage.admit(cluster, (gv, plural), obj, existing)
+    except ValueError as err:
+        return _status(422, "Invalid", str(err))
     changed = existing is None or _content(existing) != _content(obj)
     obj["metadata"]["generation"] = old.get("generation", 0) + (1 if changed else 0)
     obj["metadata"]["resourceVersion"] = str(cluster.next_rv()) if changed else old["resourceVersion"]

@@ -33,13 +33,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from simulator import cloudinit, kubeadm
+from simulator import cloudinit, kubeadm, storage
 from simulator.etcd import EtcdCluster, Member, ScriptResult, run_script
 from simulator.ssm import SsmService
 
 log = logging.getLogger("capt.simulator")
 
 CLUSTER_TAG_PREFIX = "sigs.k8s.io/cluster-api-provider-aws/cluster/"
+# The in-cluster AWS cloud provider's tags: its cluster id is the <id> of the instance's one
+# `kubernetes.io/cluster/<id>` tag (or, legacy, the value of `KubernetesCluster`).
+CLOUD_CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
+LEGACY_CLOUD_CLUSTER_TAG = "KubernetesCluster"
 ROLE_TAG = "sigs.k8s.io/cluster-api-provider-aws/role"
 MACHINE_TAG = "capt/machine"
 WATCHED_ROLES = ("control-plane", "node")
@@ -51,7 +55,7 @@ NOT_READY_CNI = (
     "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
     "message:Network plugin returns error: cni plugin not initialized"
 )
-FAULT_KINDS = ("never-ready", "not-ready", "slow-boot", "etcd-unhealthy", "api-5xx")
+FAULT_KINDS = ("never-ready", "not-ready", "slow-boot", "etcd-unhealthy", "api-5xx", "ccm-down", "csi-down")
 JOIN_RETRY_SECONDS = 5.0
 
 
@@ -72,6 +76,7 @@ class Settings:
     pod_grace: float = 1.0  # an evicted/deleted pod's termination
     ssm_delay: float = 1.0  # SSM command delivery
     poll_interval: float = 2.0  # DescribeInstances period
+    cloud_interval: float = 2.0  # the cloud controllers' (CCM, EBS CSI) reconcile period
     reregister_delay: float = 10.0  # a deleted Node whose kubelet still runs comes back
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -103,6 +108,13 @@ class InstanceView:
     image_id: str
     instance_type: str
     region: str
+    # For the cloud controllers (simulator.cloud_controllers): the in-cluster cloud provider's
+    # cluster ids from the instance's tags, and where the instance lives.
+    cloud_cluster_ids: tuple[str, ...] = ()
+    legacy_cloud_cluster_id: str = ""
+    vpc_id: str = ""
+    subnet_id: str = ""
+    security_groups: tuple[str, ...] = ()  # group ids
 
     @staticmethod
     def from_ec2(instance: dict, region: str) -> InstanceView | None:
@@ -127,6 +139,17 @@ class InstanceView:
             image_id=instance.get("ImageId") or "",
             instance_type=instance.get("InstanceType") or "",
             region=region,
+            cloud_cluster_ids=tuple(
+                sorted(
+                    k[len(CLOUD_CLUSTER_TAG_PREFIX) :] for k in tags if k.startswith(CLOUD_CLUSTER_TAG_PREFIX)
+                )
+            ),
+            legacy_cloud_cluster_id=tags.get(LEGACY_CLOUD_CLUSTER_TAG, ""),
+            vpc_id=instance.get("VpcId") or "",
+            subnet_id=instance.get("SubnetId") or "",
+            security_groups=tuple(
+                g["GroupId"] for g in instance.get("SecurityGroups") or [] if g.get("GroupId")
+            ),
         )
 
 
@@ -220,6 +243,8 @@ class Pod:
     tolerations: tuple[dict, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    volumes: tuple[dict, ...] = ()  # spec.volumes (PVC-backed ones are what the CSI driver attaches)
+    containers: tuple[dict, ...] = ()  # spec.containers of a pod created through the API
     deletion: dt.datetime | None = None
     delete_due: float | None = None
     resource_version: int = 0
@@ -246,6 +271,9 @@ class Cluster:
     serving: tuple[str, str] | None = None  # (cert, key) for the endpoint name
     tls: Any = None  # the server's SSLContext, built by simulator.server
     resource_version: int = 0
+    # What the cloud controllers learned and made (simulator.cloud_controllers): cluster id, VPC,
+    # load balancers by Service, volumes by PV; shown by `capt dev sim status`.
+    cloud: dict[str, Any] = field(default_factory=dict)
 
     def next_rv(self) -> int:
         self.resource_version += 1
@@ -259,6 +287,8 @@ class Faults:
     slow_boot: dict[str, float] = field(default_factory=dict)
     etcd_unhealthy: set[str] = field(default_factory=set)
     api_5xx: dict[str, int] = field(default_factory=dict)  # target -> remaining answers (-1: until cleared)
+    ccm_down: set[str] = field(default_factory=set)  # clusters whose cloud-controller-manager is down
+    csi_down: set[str] = field(default_factory=set)  # clusters whose EBS CSI controller is down
 
     def to_dict(self) -> dict:
         return {
@@ -267,6 +297,8 @@ class Faults:
             "slow-boot": dict(sorted(self.slow_boot.items())),
             "etcd-unhealthy": sorted(self.etcd_unhealthy),
             "api-5xx": dict(sorted(self.api_5xx.items())),
+            "ccm-down": sorted(self.ccm_down),
+            "csi-down": sorted(self.csi_down),
         }
 
 
@@ -742,6 +774,7 @@ class World:
             for cluster in self.clusters.values():
                 self._tick_nodes(cluster, now)
                 self._tick_pods(cluster, now)
+                storage.tick(cluster)
                 self._clean_tokens(cluster)
             for m in self.machines.values():
                 if (
@@ -819,8 +852,16 @@ class World:
                     pod.resource_version = cluster.next_rv()
 
     def _schedule(self, cluster: Cluster, pod: Pod) -> str | None:
+        # Volume binding: every claim must exist and not be deleting; a bound volume's zone limits
+        # the nodes (an EBS volume attaches only in its availability zone).
+        ok, zones = storage.schedulable_claims(cluster, pod.namespace, storage.claims_of(pod.volumes))
+        if not ok:
+            return None
+
         def fits(node: Node) -> bool:
             if node.ready_status != "True" or node.unschedulable:
+                return False
+            if zones and node.labels.get("topology.kubernetes.io/zone") not in zones:
                 return False
             tolerated = {(t.get("key"), t.get("effect")) for t in pod.tolerations}
             return all(
@@ -859,6 +900,8 @@ class World:
                 owner_name=gone.owner_name,
                 tolerations=gone.tolerations,
                 labels=dict(gone.labels),
+                volumes=gone.volumes,
+                containers=gone.containers,
             ),
         )
 
@@ -909,6 +952,17 @@ class World:
                     self.faults.api_5xx[target] = remaining - 1
             return True
         return False
+
+    def controller_down(self, cluster: Cluster, kind: str, cloud_id: str | None = None) -> bool:
+        """Is the cluster's `ccm` or `csi` controller stopped by a knob (target: the cluster's
+        name, its instances' cluster tag, its endpoint host or its cloud cluster id)?"""
+        bucket = self.faults.ccm_down if kind == "ccm" else self.faults.csi_down
+        return bool({cluster.name, cluster.tag_cluster, cluster.key, cloud_id or cluster.name} & bucket)
+
+    def add_pod(self, cluster: Cluster, pod: Pod) -> None:
+        """A pod created through the API (the scheduler places it at the next tick)."""
+        with self.lock:
+            self._add_pod(cluster, pod)
 
     def _store_secret(self, cluster: Cluster, secret: dict) -> dict:
         meta = secret.setdefault("metadata", {})
@@ -983,7 +1037,10 @@ class World:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r} (one of {', '.join(FAULT_KINDS)})")
         if not target:
-            raise ValueError("a fault needs a target (machine, node, instance id or, for api-5xx, cluster)")
+            raise ValueError(
+                "a fault needs a target (machine, node, instance id or, for api-5xx, ccm-down and "
+                "csi-down, cluster)"
+            )
         with self.lock:
             f = self.faults
             if kind == "slow-boot":
@@ -1003,6 +1060,8 @@ class World:
                     "never-ready": f.never_ready,
                     "not-ready": f.not_ready,
                     "etcd-unhealthy": f.etcd_unhealthy,
+                    "ccm-down": f.ccm_down,
+                    "csi-down": f.csi_down,
                 }[kind]
                 (bucket.add if enabled else bucket.discard)(target)
             log.info("fault %s %s %s", kind, target, "on" if enabled else "off")
@@ -1059,6 +1118,7 @@ class World:
                             for mem in sorted(c.etcd.members.values(), key=lambda mem: mem.name)
                         ],
                         "pods": len(c.pods),
+                        "cloud": dict(c.cloud),
                         "bootstrap_tokens": sorted(
                             name
                             for (ns, name) in c.secrets

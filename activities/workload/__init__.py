@@ -9,4 +9,7 @@
 - `activities`: the Temporal activities on top (readyz, nodes, cordon, drain, delete, the
   bootstrap-token Secret). Arguments and results carry names and ARNs, never key material.
 - `etcd`: etcd membership through SSM Run Command on a healthy control-plane instance.
+- `teardown`: before a cluster's AWS resources go, delete the LoadBalancer Services and EBS-backed
+  claims (and the pods holding them) so the cloud controllers release their ELBs and volumes;
+  report the load balancer names and volume ids learned.
 """

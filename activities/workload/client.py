@@ -368,6 +368,12 @@ class Response:
         return text[:MESSAGE_LIMIT]
 
 
+def api_path(group_version: str) -> tuple[str, ...]:
+    """`v1` → ("api", "v1"); `storage.k8s.io/v1` → ("apis", "storage.k8s.io", "v1")."""
+    group, sep, version = group_version.rpartition("/")
+    return ("apis", group, version) if sep else ("api", version)
+
+
 def _path(*segments: str, query: Mapping[str, str] | None = None) -> str:
     path = "/" + "/".join(quote(s, safe="") for s in segments)
     if query:
@@ -631,6 +637,31 @@ class WorkloadClient:
             "metadata": {"name": name, "namespace": namespace},
         }
         return self.request("POST", path, body=body, ok=(429, 500))
+
+    # -- any kind: lists across namespaces, deletes -------------------------------------------
+
+    def list_all(self, group_version: str, plural: str, *, field_selector: str | None = None) -> list[dict]:
+        """Every object of a kind, across namespaces for namespaced kinds (`GET /api/v1/services`,
+        `GET /apis/storage.k8s.io/v1/storageclasses`), paginated."""
+        query = {"fieldSelector": field_selector} if field_selector else None
+        return self._list(*api_path(group_version), plural, query=query)
+
+    def delete_object(
+        self, group_version: str, plural: str, name: str, namespace: str | None = None
+    ) -> dict | None:
+        """DELETE one object. Returns the API server's answer (the object, now carrying
+        `deletionTimestamp` while finalizers hold it, or a Status), or None if it was already gone
+        (404): deleting is idempotent."""
+        segments = api_path(group_version)
+        if namespace:
+            segments += ("namespaces", namespace)
+        path = _path(*segments, plural, name)
+        resp = self.request("DELETE", path)
+        if resp.status == 404:
+            return None
+        if resp.status not in (200, 202):
+            raise self._unexpected("DELETE", path, resp)
+        return resp.json() or {}
 
     def create_or_replace_secret(self, secret: dict) -> str:
         """Create the Secret, or replace it if it exists (409). Returns "created" or "replaced"."""

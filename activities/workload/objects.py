@@ -165,3 +165,63 @@ def pod_action(
             return None
         return "terminating"
     return "evict"
+
+
+# --------------------------------------------------------------------------------------------
+# cloud-backed objects, for the workload teardown (activities/workload/teardown.py)
+
+EBS_CSI_DRIVER = "ebs.csi.aws.com"
+IN_TREE_EBS_PROVISIONER = "kubernetes.io/aws-ebs"
+
+
+def default_load_balancer_name(service_uid: str) -> str:
+    """The AWS cloud provider's name for a Service's load balancer (classic ELB or NLB):
+    cloudprovider.DefaultLoadBalancerName, "a" + the UID without dashes, cut to 32 characters."""
+    return ("a" + service_uid.replace("-", ""))[:32]
+
+
+def ebs_volume_id(pv: dict) -> str | None:
+    """The EBS volume id behind a PersistentVolume: `spec.csi.volumeHandle` for the EBS CSI driver,
+    or the in-tree `spec.awsElasticBlockStore.volumeID` (`aws://<az>/vol-…` or `vol-…`); None for
+    any other kind of volume."""
+    spec = pv.get("spec") or {}
+    csi = spec.get("csi") or {}
+    if csi.get("driver") == EBS_CSI_DRIVER:
+        handle = str(csi.get("volumeHandle") or "")
+        return handle or None
+    legacy = str((spec.get("awsElasticBlockStore") or {}).get("volumeID") or "")
+    if legacy:
+        return legacy.rstrip("/").rsplit("/", 1)[-1] or None
+    return None
+
+
+def ebs_volume_zone(pv: dict) -> str | None:
+    """The availability zone of an EBS-backed PV: from `aws://<az>/vol-…`, else its node affinity."""
+    spec = pv.get("spec") or {}
+    legacy = str((spec.get("awsElasticBlockStore") or {}).get("volumeID") or "")
+    if legacy.startswith("aws://"):
+        parts = [p for p in legacy[len("aws://") :].split("/") if p]
+        if len(parts) == 2:
+            return parts[0]
+    terms = (((spec.get("nodeAffinity") or {}).get("required") or {}).get("nodeSelectorTerms")) or []
+    for term in terms:
+        for expr in term.get("matchExpressions") or []:
+            if expr.get("key") in ("topology.kubernetes.io/zone", "topology.ebs.csi.aws.com/zone"):
+                values = expr.get("values") or []
+                if len(values) == 1:
+                    return str(values[0])
+    return None
+
+
+def pod_claims(pod: dict) -> tuple[str, ...]:
+    """The PVC names a pod mounts: `persistentVolumeClaim.claimName`, and `<pod>-<volume>` for a
+    generic ephemeral volume."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    out = []
+    for volume in spec.get("volumes") or []:
+        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+        if claim:
+            out.append(str(claim))
+        elif volume.get("ephemeral") is not None and volume.get("name"):
+            out.append(f"{meta.get('name', '')}-{volume['name']}")
+    return tuple(out)

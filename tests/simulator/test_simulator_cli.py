@@ -73,10 +73,35 @@ def test_fault_knobs_reach_the_simulator(running) -> None:
         "slow-boot": {},
         "etcd-unhealthy": [],
         "api-5xx": {},
+        "ccm-down": [],
+        "csi-down": [],
     }
     assert invoke(state_dir, "set", "boot_delay=7", "ready-delay=2").exit_code == 0
     assert (sim.world.settings.boot_delay, sim.world.settings.ready_delay) == (7.0, 2.0)
     assert invoke(state_dir, "set", "nonsense=1").exit_code != 0
+
+
+def test_cloud_controller_knobs_and_status(running) -> None:
+    from simulator.cli import render_status
+
+    sim, state_dir = running
+    assert invoke(state_dir, "ccm-down", "capi-quickstart").exit_code == 0
+    assert invoke(state_dir, "csi-down", "team-a.prod").exit_code == 0
+    assert (sim.world.faults.ccm_down, sim.world.faults.csi_down) == ({"capi-quickstart"}, {"team-a.prod"})
+    assert invoke(state_dir, "ccm-down", "capi-quickstart", "--off").exit_code == 0
+    assert sim.world.faults.ccm_down == set()
+    sim.cluster.cloud = {
+        "cluster_id": "team-a.prod",
+        "vpc_id": "vpc-1",
+        "ccm": "up",
+        "csi": "down",
+        "error": "",
+        "load_balancers": {"default/web": "a123"},
+        "volumes": {"pvc-1": "vol-1"},
+    }
+    text = render_status(sim.world.snapshot())
+    assert "cloud id team-a.prod vpc vpc-1: ccm up, csi down" in text
+    assert "service default/web -> ELB a123" in text and "pvc-1 -> vol-1" in text
 
 
 def test_a_stopped_simulator_is_one_clear_line(tmp_path: Path) -> None:

@@ -190,7 +190,8 @@ def test_only_system_masters_may_act_and_readyz_is_open() -> None:
     sim, _, _ = cluster_with_worker()
     assert call(sim, "GET", "/api/v1/nodes", groups=("system:nodes",)).status == 403
     assert call(sim, "GET", "/readyz", groups=()).status == 200
-    assert call(sim, "GET", "/apis/apps/v1/deployments").status == 404
+    assert call(sim, "GET", "/apis/apps/v1/widgets").status == 404
+    assert call(sim, "GET", "/apis/apps/v1/deployments").status == 200  # across namespaces
     assert call(sim, "PUT", "/api/v1/nodes").status == 405
 
 

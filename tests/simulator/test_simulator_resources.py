@@ -140,3 +140,101 @@ def test_capt_applies_the_capa_templates_addons_over_mtls(served) -> None:  # no
     assert {(o.api_version, o.namespace or "", o.name) for o in first.applied} == stored
     csi = next(o for o in first.applied if o.kind == "CSIDriver")
     assert csi.namespace is None
+
+
+def test_delete_honours_finalizers_and_a_reapply_keeps_what_the_server_owns() -> None:
+    sim, _, _ = cluster_with_worker()
+    url = "/api/v1/namespaces/default/configmaps/held"
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "held", "finalizers": ["example.com/x"]},
+    }
+    assert call(sim, "PATCH", url + "?fieldManager=capt", cm, APPLY).status == 201
+    first = call(sim, "DELETE", url)
+    assert first.status == 200 and first.body["metadata"]["deletionTimestamp"]
+    again = call(sim, "DELETE", url)  # idempotent: the same deletionTimestamp
+    assert again.body["metadata"]["deletionTimestamp"] == first.body["metadata"]["deletionTimestamp"]
+    kept = call(sim, "PATCH", url + "?fieldManager=capt", {**cm, "metadata": {"name": "held"}}, APPLY)
+    assert kept.body["metadata"]["deletionTimestamp"] and kept.body["metadata"]["finalizers"] == [
+        "example.com/x"
+    ]
+    from simulator import storage
+
+    key = ("v1", "configmaps", "default", "held")
+    assert storage.remove_finalizer(sim.cluster, key, "example.com/x")
+    assert call(sim, "GET", url).status == 404
+
+
+def test_services_get_node_ports_and_keep_them_and_their_status_across_applies() -> None:
+    sim, _, _ = cluster_with_worker()
+    url = "/api/v1/namespaces/default/services/web?fieldManager=capt"
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}, {"port": 443}]},
+    }
+    created = call(sim, "PATCH", url, svc, APPLY).body
+    ports = [p["nodePort"] for p in created["spec"]["ports"]]
+    assert len(set(ports)) == 2 and all(30000 <= p <= 32767 for p in ports)
+    assert created["spec"]["clusterIP"].startswith("10.") and created["status"] == {"loadBalancer": {}}
+    sim.cluster.objects[("v1", "services", "default", "web")]["status"] = {
+        "loadBalancer": {"ingress": [{"hostname": "a.elb"}]}
+    }
+    again = call(sim, "PATCH", url, svc, APPLY).body
+    assert [p["nodePort"] for p in again["spec"]["ports"]] == ports
+    assert again["status"]["loadBalancer"]["ingress"] == [{"hostname": "a.elb"}]
+    assert again["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]  # unchanged
+
+
+def test_namespaced_kinds_list_across_namespaces_with_pagination() -> None:
+    sim, _, _ = cluster_with_worker()
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}
+    call(sim, "PATCH", "/api/v1/namespaces/team?fieldManager=capt", ns, APPLY)
+    for namespace, name in (("default", "a"), ("team", "b"), ("team", "c")):
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}
+        url = f"/api/v1/namespaces/{namespace}/configmaps/{name}?fieldManager=capt"
+        assert call(sim, "PATCH", url, cm, APPLY).status == 201
+    everything = call(sim, "GET", "/api/v1/configmaps").body
+    assert [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in everything["items"]] == [
+        ("default", "a"),
+        ("team", "b"),
+        ("team", "c"),
+    ]
+    page = call(sim, "GET", "/api/v1/configmaps?limit=2").body
+    assert len(page["items"]) == 2 and page["metadata"]["remainingItemCount"] == 1
+    rest = call(sim, "GET", f"/api/v1/configmaps?limit=2&continue={page['metadata']['continue']}").body
+    assert [o["metadata"]["name"] for o in rest["items"]] == ["c"] and "continue" not in rest["metadata"]
+    assert call(sim, "GET", "/api/v1/configmaps?continue=junk").status == 400
+    assert [
+        o["metadata"]["name"] for o in call(sim, "GET", "/api/v1/namespaces/team/configmaps").body["items"]
+    ] == [
+        "b",
+        "c",
+    ]
+
+
+def test_pods_created_through_the_api_keep_their_volumes_in_an_applied_namespace() -> None:
+    sim, _, _ = cluster_with_worker()
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}
+    call(sim, "PATCH", "/api/v1/namespaces/apps?fieldManager=capt", ns, APPLY)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "db"},
+        "spec": {
+            "containers": [{"name": "db", "image": "postgres"}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+        },
+    }
+    created = call(sim, "POST", "/api/v1/namespaces/apps/pods", pod)
+    assert created.status == 201 and created.body["spec"]["volumes"] == pod["spec"]["volumes"]
+    assert call(sim, "POST", "/api/v1/namespaces/apps/pods", pod).status == 409
+    applied = call(sim, "PATCH", "/api/v1/namespaces/apps/pods/db?fieldManager=capt", pod, APPLY)
+    assert applied.status == 200
+    sim.run(1)
+    # Its claim does not exist: the scheduler leaves it Pending.
+    assert call(sim, "GET", "/api/v1/namespaces/apps/pods/db").body["status"]["phase"] == "Pending"
+    listed = call(sim, "GET", "/api/v1/pods").body["items"]
+    assert ("apps", "db") in {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in listed}
