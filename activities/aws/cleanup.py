@@ -147,18 +147,22 @@ def terminate_cluster_instances(inp: ClusterInput) -> InstancesResult:
 # --- security group references -------------------------------------------------------------------
 
 
-def _naming(perm: dict, group_ids: set[str]) -> dict | None:
-    """The part of one IpPermission whose group pairs name one of `group_ids` (None: none do)."""
-    pairs = [
-        {"GroupId": g["GroupId"]} for g in perm.get("UserIdGroupPairs", []) if g.get("GroupId") in group_ids
+def _naming(perm: dict, group_ids: set[str]) -> list[dict]:
+    """One IpPermission per group pair of `perm` that names one of `group_ids`.
+
+    One per call: EC2 refuses a whole revoke when one of its permissions does not match. Ports
+    of a protocol without ports are sent as -1, which AWS ignores and moto requires."""
+    return [
+        {
+            "IpProtocol": perm["IpProtocol"],
+            "FromPort": perm.get("FromPort", -1),
+            "ToPort": perm.get("ToPort", -1),
+            # The description as it is: AWS ignores it when matching, moto compares it.
+            "UserIdGroupPairs": [{k: v for k, v in pair.items() if k in ("GroupId", "Description")}],
+        }
+        for pair in perm.get("UserIdGroupPairs", [])
+        if pair.get("GroupId") in group_ids
     ]
-    if not pairs:
-        return None
-    out: dict = {"IpProtocol": perm["IpProtocol"], "UserIdGroupPairs": pairs}
-    for key in ("FromPort", "ToPort"):
-        if key in perm:
-            out[key] = perm[key]
-    return out
 
 
 @aws_activity
@@ -166,14 +170,13 @@ def revoke_security_group_references(inp: RevokeReferencesInput) -> RevokeResult
     ec2 = client("ec2", inp.cluster.region)
     doomed = set(inp.group_ids)
     groups: dict[str, dict] = {}
-    if inp.group_ids:
-        for gid in inp.group_ids:
-            try:
-                for g in ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"]:
-                    groups[g["GroupId"]] = g
-            except Exception as exc:
-                if not is_code(exc, "InvalidGroup.NotFound", "InvalidGroupId.NotFound"):
-                    raise
+    for gid in inp.group_ids:
+        try:
+            for g in ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"]:
+                groups[g["GroupId"]] = g
+        except Exception as exc:
+            if not is_code(exc, "InvalidGroup.NotFound", "InvalidGroupId.NotFound"):
+                raise
     if inp.vpc_ids:
         for g in _pages(
             ec2.get_paginator("describe_security_groups"),
@@ -189,18 +192,16 @@ def revoke_security_group_references(inp: RevokeReferencesInput) -> RevokeResult
             ("IpPermissions", ec2.revoke_security_group_ingress),
             ("IpPermissionsEgress", ec2.revoke_security_group_egress),
         ):
-            perms = [p for p in (_naming(p, doomed) for p in g.get(perms_key, [])) if p is not None]
-            if not perms:
-                continue
-            try:
-                revoke(GroupId=gid, IpPermissions=perms)
-            except Exception as exc:
-                if not is_code(exc, "InvalidPermission.NotFound", "InvalidGroup.NotFound"):
-                    raise
-                continue
-            revoked += sum(len(p["UserIdGroupPairs"]) for p in perms)
-            if gid not in changed:
-                changed.append(gid)
+            for perm in [one for p in g.get(perms_key, []) for one in _naming(p, doomed)]:
+                try:
+                    revoke(GroupId=gid, IpPermissions=[perm])
+                except Exception as exc:
+                    if not is_code(exc, "InvalidPermission.NotFound", "InvalidGroup.NotFound"):
+                        raise
+                    continue  # gone already (an earlier attempt whose answer was lost)
+                revoked += 1
+                if gid not in changed:
+                    changed.append(gid)
     return RevokeResult(revoked=revoked, groups_changed=tuple(changed))
 
 
@@ -256,7 +257,9 @@ def _eni_blockers(ec2, kind: str, rid: str, filters: list[dict], match) -> list[
         if not match(e):
             continue
         att = e.get("Attachment") or {}
-        if att.get("InstanceId") in gone and att.get("DeleteOnTermination", True):
+        if att.get("InstanceId") in gone and (
+            att.get("DeleteOnTermination", True) or att.get("DeviceIndex") == 0
+        ):
             continue  # AWS removes these with their instance
         kind_of = e.get("InterfaceType") or "interface"
         if e.get("RequesterManaged"):

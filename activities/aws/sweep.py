@@ -278,7 +278,10 @@ def _ghost(eni: dict, terminated: set[str]) -> bool:
     """An interface AWS removes with its instance (a terminated instance's own interfaces);
     emulators keep them around."""
     att = eni.get("Attachment") or {}
-    return att.get("InstanceId") in terminated and bool(att.get("DeleteOnTermination", True))
+    if att.get("InstanceId") not in terminated:
+        return False
+    # An instance's primary interface always goes with it (moto reports DeleteOnTermination=False).
+    return bool(att.get("DeleteOnTermination", True)) or att.get("DeviceIndex") == 0
 
 
 def _eni_detail(eni: dict) -> str:
