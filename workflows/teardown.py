@@ -406,7 +406,7 @@ class ClusterTeardownWorkflow:
     async def _sweep(self) -> None:
         s = self._inp.settings
         deadline = workflow.now() + timedelta(seconds=s.blocked_deadline_seconds)
-        rounds = 0
+        rounds = quiet = 0
         while True:
             inventory = await self._inventory()
             todo = [r for r in inventory.resources if r.kind in SWEPT_KINDS]
@@ -441,8 +441,11 @@ class ClusterTeardownWorkflow:
                 await self._report()
                 await workflow.sleep(s.blocked_retry_seconds)
             else:
-                # Deleted, but reads still show some of it (AWS lags), or only what others must remove.
-                await workflow.sleep(s.final_sweep_interval_seconds)
+                # Deleted, but reads still show some of it (AWS lags), or only what others must
+                # remove (an interface its load balancer still holds): soon, then less often.
+                quiet += 1
+                short = quiet <= s.final_sweep_attempts
+                await workflow.sleep(s.final_sweep_interval_seconds if short else s.blocked_retry_seconds)
 
     async def _inventory(self, *, with_secrets: bool = False) -> sweep.SweepResult:
         inp = self._inp

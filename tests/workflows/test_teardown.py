@@ -657,3 +657,18 @@ async def test_cluster_delete_fails_while_blocked_and_a_second_delete_finishes(
         if e.HasField("start_child_workflow_execution_initiated_event_attributes")
     ]
     assert children.count(f"teardown/{spec.namespace}/{spec.name}") == 2
+
+
+def test_names_from_the_workload_api() -> None:
+    from workflows.teardown_models import load_balancer_name_of, volume_id_of
+
+    assert load_balancer_name_of("a1b2c3-123456789.ap-northeast-2.elb.amazonaws.com") == "a1b2c3"
+    assert load_balancer_name_of("internal-a1b2c3-1234.ap-northeast-2.elb.amazonaws.com") == "a1b2c3"
+    assert (
+        load_balancer_name_of("k8s-default-web-0123abcd.elb.ap-northeast-2.amazonaws.com")
+        == "k8s-default-web"
+    )
+    assert load_balancer_name_of("web.example.com") is None and load_balancer_name_of(None) is None
+    assert volume_id_of("vol-0123456789abcdef0") == "vol-0123456789abcdef0"
+    assert volume_id_of("aws://ap-northeast-2a/vol-0123") == "vol-0123"
+    assert volume_id_of("pvc-1234") is None and volume_id_of(None) is None
