@@ -368,3 +368,44 @@ async def test_delete_without_a_workflow_needs_the_region_then_says_already_dele
         described = await capt(env, monkeypatch, "describe", "cluster", name, "-n", ns, "-o", "json")
         assert described.exit_code == 0 and '"clusterId": "ghost-id"' in described.output
     assert left not in {v["VolumeId"] for v in ec2().describe_volumes()["Volumes"]}
+
+
+def test_describe_shows_the_id_and_what_blocks_the_deletion() -> None:
+    from activities.aws.models import Blocker
+    from client import describe
+
+    blocker = Blocker(
+        resource_kind="security-group",
+        resource_id="sg-1",
+        resource_name="k8s-elb-a1b2",
+        blocker_kind="network-interface",
+        blocker_id="eni-9",
+        blocker_type="interface",
+        description="in-use, 'ELB a1b2'",
+    )
+    status = ClusterStatus(
+        name="prod",
+        namespace="team-a",
+        region=REGION,
+        phase="Failed",
+        message="deletion failed: blocked; run `capt delete` again",
+        paused=False,
+        version="v1.21.2",
+        endpoint=None,
+        infrastructure=InfrastructureSummary(),
+        control_plane=None,
+        deployments=[],
+        ready_machines=0,
+        desired_machines=0,
+        events=[],
+        cluster_id="team-a.prod",
+        blocked=[blocker],
+    )
+    text = describe.tree(status)
+    assert "└─Blocked/sg-1" in text
+    assert (
+        "security-group sg-1 (k8s-elb-a1b2) blocked by network-interface eni-9 (interface, in-use, 'ELB a1b2')"
+        in text
+    )
+    out = describe.as_json(status)
+    assert out["clusterId"] == "team-a.prod" and out["blocked"][0]["blocker_id"] == "eni-9"
