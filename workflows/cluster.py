@@ -329,9 +329,12 @@ class ClusterWorkflow:
     @workflow.signal
     def teardown_changed(self, status: ClusterStatus) -> None:
         """The ClusterTeardownWorkflow's progress (and what blocks it), shown as the cluster's."""
-        if self._carry.deleting and not self._carry.teardown_failed and status.phase == "Deleting":
-            self._carry.message = status.message
-            self._carry.blocked = list(status.blocked)
+        c = self._carry
+        if not c.deleting or c.teardown_failed:
+            return
+        c.blocked = list(status.blocked)
+        if status.phase == "Deleting":
+            c.message = status.message
 
     def _reject_if_deleting(self) -> None:
         if self._carry.deleting:
