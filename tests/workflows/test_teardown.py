@@ -433,9 +433,9 @@ async def test_ccm_load_balancer_volumes_and_abandoned_machines_leave_nothing(
     time_skipping_env, task_queue, strict
 ):
     """A cluster whose machine workflows are gone, with what the cloud provider and the CSI
-    driver made: the ELB, its group and the rule naming it on the node group, volumes (one
-    attached to a machine, one known only from the workload API). Nothing of it is left, and
-    nothing of another cluster goes."""
+    driver made: the ELB, its group and the rule naming it on the node group, volumes (attached
+    to a running machine, attached to a terminated one, loose, and one known only from the
+    workload API). Nothing of it is left, and nothing of another cluster goes."""
     env, name = time_skipping_env, "td"
     baseline = seed_other_cluster()
     workflows, activities = workers()
@@ -447,6 +447,10 @@ async def test_ccm_load_balancer_volumes_and_abandoned_machines_leave_nothing(
         attached = csi_volume(name, "pvc-attached")
         ec2().attach_volume(VolumeId=attached, InstanceId=machines[0], Device="/dev/xvdf")
         loose = csi_volume(name, "pvc-loose")
+        # A machine already terminated (its workflow gone with it) with a volume still attached.
+        stale = csi_volume(name, "pvc-stale")
+        ec2().attach_volume(VolumeId=stale, InstanceId=machines[1], Device="/dev/xvdf")
+        ec2().terminate_instances(InstanceIds=[machines[1]])
         untagged = csi_volume(None, "pvc-untagged")  # a CSI driver without --k8s-tag-cluster-id
         foreign_untagged = csi_volume(None, "pvc-someone-else")  # not named by the workload API
         seed_secrets(name, name)
@@ -474,7 +478,7 @@ async def test_ccm_load_balancer_volumes_and_abandoned_machines_leave_nothing(
     left = region_inventory() - baseline
     assert describe(left) == [f"volume {foreign_untagged}"]  # not ours: never named, never tagged
     assert baseline <= region_inventory()  # the other cluster is untouched
-    assert any("2 instance(s) terminated" in e for e in final.events)
+    assert any("1 instance(s) terminated" in e for e in final.events)
 
 
 async def test_a_half_created_cluster_is_deleted_with_only_its_id(time_skipping_env, task_queue, strict):
