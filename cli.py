@@ -113,7 +113,7 @@ def _run(coro_fn):
 
     @functools.wraps(coro_fn)
     def wrapper(*args, **kwargs):
-        from client.clusters import NotFound, Rejected
+        from client.clusters import Failed, NotFound, Rejected
 
         try:
             asyncio.run(coro_fn(*args, **kwargs))
@@ -124,6 +124,9 @@ def _run(coro_fn):
         except NotFound as exc:
             click.echo(str(exc), err=True)
             _exit(3)
+        except Failed as exc:
+            click.echo(f"failed: {exc}", err=True)
+            _exit(1)
         except ConnectionError as exc:
             click.echo(
                 f"{exc} (is it running? `capt dev up` starts a local one; TEMPORAL_ADDRESS points elsewhere)",
@@ -183,6 +186,8 @@ async def _wait_ready(client, namespace: str, name: str, timeout: str, until=Non
     )
     if status.phase == "Failed":
         click.echo(f"failed: {status.message}", err=True)
+        for blocker in status.blocked:
+            click.echo(f"  blocked: {blocker.text()}", err=True)
         _exit(1)
     return status
 
@@ -366,16 +371,32 @@ def delete() -> None:
 @delete.command("cluster")
 @click.argument("name")
 @namespace_option
+@click.option(
+    "--region",
+    help="Where the cluster's resources are; needed only when its workflow is gone and cannot tell.",
+)
+@click.option(
+    "--cluster-id",
+    help="The cluster's AWS id (its owned tags) when its workflow cannot tell; default: the name.",
+)
 @wait_option
 @timeout_option
 @_run
-async def delete_cluster(name: str, namespace: str, wait: bool, timeout: str) -> None:
-    """Delete a cluster: workers, control plane, then network; ends when AWS holds nothing of it."""
+async def delete_cluster(
+    name: str, namespace: str, region: str | None, cluster_id: str | None, wait: bool, timeout: str
+) -> None:
+    """Delete a cluster: its load balancer Services and volumes, machines, then everything tagged
+    for it in AWS; ends when AWS holds nothing of it. Safe to run again: a deletion under way is
+    joined, a failed one (something blocked it) runs again, and a cluster whose workflow failed
+    or was terminated is deleted from what AWS holds."""
     from client import clusters
 
     client = await clusters.connect()
-    await clusters.update(client, namespace, name, "delete")
-    click.echo(f"cluster {namespace}/{name}: deleting")
+    outcome = await clusters.delete(client, namespace, name, region=region, cluster_id=cluster_id)
+    click.echo(f"cluster {namespace}/{name}: {outcome.message}")
+    if outcome.action == "already-deleted":
+        return
+    click.echo(f"workflow: {_web_ui_link(namespace, name)}")
     if wait:
         await _wait_ready(client, namespace, name, timeout, until=lambda s: s.phase == "Deleted")
         click.echo(f"cluster {namespace}/{name} deleted")

@@ -63,3 +63,10 @@ ACTIVITIES += _addons
 from activities.workload.teardown import TEARDOWN_ACTIVITIES as _teardown  # noqa: E402
 
 ACTIVITIES += _teardown
+
+# Cluster deletion (issue 15): the wider sweep (what Kubernetes made in AWS too), what it needs
+# beyond the infrastructure's delete activities, and the cluster's workflow tree.
+from activities import cluster_tree as _cluster_tree  # noqa: E402
+from activities.aws import cleanup as _cleanup  # noqa: E402
+
+ACTIVITIES += _cleanup.CLEANUP_ACTIVITIES + _cluster_tree.CLUSTER_TREE_ACTIVITIES

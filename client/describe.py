@@ -80,6 +80,8 @@ def as_json(s: ClusterStatus) -> dict:
         "readyMachines": s.ready_machines,
         "desiredMachines": s.desired_machines,
         "events": s.events,
+        "clusterId": s.cluster_id or s.name,
+        "blocked": [b.model_dump(mode="json") for b in s.blocked],
     }
 
 
@@ -185,6 +187,15 @@ def tree(s: ClusterStatus, now: datetime | None = None) -> str:
                 f"{d.up_to_date_replicas} up to date, {d.version}",
             )
             _machine_rows(rows, "    " if last else "  │ ", d.machines, now)
+    for i, b in enumerate(s.blocked):
+        _row(
+            rows,
+            f"{'└─' if i == len(s.blocked) - 1 else '├─'}Blocked/{b.resource_id}",
+            False,
+            b.resource_kind,
+            "",
+            b.text(),
+        )
     widths = [
         max(len(r[i]) for r in rows + [("NAME", "READY", "REASON", "SINCE", "MESSAGE")]) for i in range(4)
     ]

@@ -55,6 +55,11 @@ CLUSTER_ID = f"cluster/{NS}/{NAME}"
 CONTROL_PLANE_ID = f"controlplane/{NS}/{NAME}"
 HEALTH_ID = f"health/{NS}/{NAME}"
 INFRA_ID = f"infra/{NS}/{NAME}"
+TEARDOWN_ID = f"teardown/{NS}/{NAME}"
+# A cluster that has no workflow (never created, or its workflow's history is gone): `capt delete
+# --region` runs the teardown on its own, as `cluster/<ns>/<name>`.
+GONE = f"{NAME}-gone"
+GONE_ID = f"cluster/{NS}/{GONE}"
 # A second health check over the same cluster that continues-as-new after two 1-second intervals
 # (the cluster's own does so after 100 intervals of 30 s).
 HEALTH_CAN_ID = f"health/{NS}/{NAME}-continue-as-new"
@@ -458,14 +463,34 @@ class Recorder:
         log("== delete")
         self.capt("delete", "cluster", NAME, "-n", NS, "--wait", "--timeout", "10m")
         await self.wait_closed(CLUSTER_ID)
-        infra_delete = (await self.runs(INFRA_ID))[-1]
+        await self.wait_closed(TEARDOWN_ID)
         await self.record("ClusterWorkflow/delete.json", CLUSTER_ID, "the whole life, ending with delete")
+        await self.record(
+            "ClusterTeardownWorkflow/child.json",
+            TEARDOWN_ID,
+            "the ClusterWorkflow's deletion: workload objects, owners, instances, the sweep, secrets, proof",
+        )
         await self.record("ControlPlaneWorkflow/delete.json", CONTROL_PLANE_ID, "the whole life, deleted")
         await self.record(
             "MachineDeploymentWorkflow/delete.json", md_id(MD_ROLLING), "the whole life of md-0, deleted"
         )
+        # Since teardown-v2 the InfrastructureWorkflow no longer deletes: its delete.json (recorded
+        # before) stays committed for deletions that began on older builds.
+        infra_runs = await self.runs(INFRA_ID)
+        if len(infra_runs) > 1:
+            await self.record(
+                "InfrastructureWorkflow/delete.json",
+                INFRA_ID,
+                "network + API LB deleted",
+                infra_runs[-1].run_id,
+            )
+        log("== delete a cluster that has no workflow (capt delete --region)")
+        self.capt("delete", "cluster", GONE, "-n", NS, "--region", self.stack.env["AWS_REGION"], "--wait")
+        await self.wait_closed(GONE_ID)
         await self.record(
-            "InfrastructureWorkflow/delete.json", INFRA_ID, "network + API LB deleted", infra_delete.run_id
+            "ClusterTeardownWorkflow/standalone.json",
+            GONE_ID,
+            "capt delete of a cluster without a workflow: the teardown on its own, from its id only",
         )
 
     # --- summary ----------------------------------------------------------------------------
@@ -543,7 +568,8 @@ async def amain(out: Path, keep_stack: bool) -> int:
             if not failed:
                 shutil.rmtree(state_dir, ignore_errors=True)
     index = write_index(out, recorder.written, build)
-    print(f"\nwrote {len(recorder.written)} histories under {out} (index: {index.relative_to(ROOT)}):")
+    shown = index.relative_to(ROOT) if index.is_relative_to(ROOT) else index
+    print(f"\nwrote {len(recorder.written)} histories under {out} (index: {shown}):")
     for w in sorted(recorder.written, key=lambda w: w.path):
         print(f"  {w.path:<48} {w.events:>5} events {w.bytes:>9,} bytes")
     total = sum(p.stat().st_size for p in out.rglob("*.json"))

@@ -29,11 +29,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 from temporalio.common import RetryPolicy, VersioningBehavior
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.aws import secrets as sm
+    from activities.aws.models import Blocker
     from activities.workload.activities import WorkloadAccess
     from activities.workload.addons import ApplyAddonsRequest, apply_addons
     from spec.models import AddonSpec, ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
@@ -51,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         MachineDeploymentWorkflow,
     )
     from workflows.machine_models import ClusterContext, LoadBalancerRef
+    from workflows.teardown_models import TeardownInput, teardown_workflow_id
 
 Phase = Literal[
     "Pending", "Provisioning", "Provisioned", "Ready", "Updating", "Paused", "Deleting", "Deleted", "Failed"
@@ -61,6 +63,12 @@ RECHECK = timedelta(minutes=10)
 # and cancel it at the next wake (a signal from an owner, an Update), two events per wake, a fifth
 # of a cluster's history. Histories recorded before it wait with a fresh timer each time.
 PATCH_ONE_RECHECK_TIMER = "cluster-one-recheck-timer"
+# Deletion by the child ClusterTeardownWorkflow (`teardown/<ns>/<name>`): workload objects first,
+# bounded waits for the owners, everything tagged for the cluster (Kubernetes' tag too), secrets
+# last; a failure leaves the cluster Failed and a later `delete` runs it again. Histories recorded
+# before it delete as they did: owners' delete_all with unbounded waits, secrets, then the
+# InfrastructureWorkflow's delete.
+PATCH_TEARDOWN_V2 = "teardown-v2"
 # Applying an addon: a few attempts (the API server may still be settling), then the failure is
 # recorded and the next reconcile (at the latest RECHECK later) tries again.
 ADDON_CALL = dict(
@@ -110,6 +118,16 @@ class ClusterCarry(BaseModel):
     deleting: bool = False
     events: list[str] = []  # recent notable events, newest last (bounded)
     iterations: int = 0
+    # The cluster's AWS identity (owned tags, names); None = the name (clusters created before
+    # ids were namespaced).
+    cluster_id: str | None = None
+    # Deletion by ClusterTeardownWorkflow (patch teardown-v2): runs started, whether the last
+    # one failed (the cluster then waits, Failed, for another `delete`), the health check told
+    # to stop, and what blocks the deletion as the teardown last reported.
+    delete_attempts: int = 0
+    teardown_failed: bool = False
+    health_stopped: bool = False
+    blocked: list[Blocker] = []
 
 
 class ClusterInput(BaseModel):
@@ -165,6 +183,9 @@ class ClusterStatus(BaseModel):
     ready_machines: int
     desired_machines: int
     events: list[str]
+    # The AWS identity (None = the name) and, while a deletion is blocked, what blocks it.
+    cluster_id: str | None = None
+    blocked: list[Blocker] = []
 
 
 @workflow.defn(name="ClusterWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
@@ -211,6 +232,8 @@ class ClusterWorkflow:
             ready_machines=ready,
             desired_machines=desired,
             events=list(c.events),
+            cluster_id=c.cluster_id,
+            blocked=list(c.blocked),
         )
 
     # --- signals from the owners ------------------------------------------------------------
@@ -289,12 +312,29 @@ class ClusterWorkflow:
 
     @workflow.update
     def delete(self) -> ApplyAnswer:
-        """Start deleting the cluster. Returns at once; the workflow ends when nothing is left."""
-        if not self._carry.deleting:
-            self._carry.deleting = True
+        """Start deleting the cluster. Returns at once; the workflow ends when nothing is left.
+        After a teardown that failed (phase Failed), the next `delete` runs it again."""
+        c = self._carry
+        if not c.deleting:
+            c.deleting = True
             self._event("delete requested")
             self._wake = True
+        elif c.teardown_failed:
+            c.teardown_failed = False
+            self._event("delete requested again")
+            self._set_phase("Deleting", "deleting again")
+            self._wake = True
         return ApplyAnswer(changed=True, summary="deleting")
+
+    @workflow.signal
+    def teardown_changed(self, status: ClusterStatus) -> None:
+        """The ClusterTeardownWorkflow's progress (and what blocks it), shown as the cluster's."""
+        c = self._carry
+        if not c.deleting or c.teardown_failed:
+            return
+        c.blocked = list(status.blocked)
+        if status.phase == "Deleting":
+            c.message = status.message
 
     def _reject_if_deleting(self) -> None:
         if self._carry.deleting:
@@ -337,6 +377,12 @@ class ClusterWorkflow:
         while True:
             self._wake = False
             if self._carry.deleting:
+                if workflow.patched(PATCH_TEARDOWN_V2):
+                    if await self._teardown_v2():
+                        return self.status()
+                    # Failed: wait, Failed, for another `delete` (capt delete) to run it again.
+                    await workflow.wait_condition(lambda: not self._carry.teardown_failed)
+                    continue
                 await self._teardown()
                 return self.status()
             if self._carry.context is not None:
@@ -624,6 +670,69 @@ class ClusterWorkflow:
             self._set_phase("Provisioned" if cp.ready else "Provisioning", _progress(cp, deployments))
 
     # --- delete -----------------------------------------------------------------------------
+    async def _teardown_v2(self) -> bool:
+        """Delete through the child ClusterTeardownWorkflow; True once nothing is left. A failed
+        teardown (something blocks, a timeout) makes the cluster Failed, with the reason and what
+        blocks; it returns False and the next `delete` Update runs it again."""
+        spec, c = self._spec, self._carry
+        assert spec is not None
+        c.delete_attempts += 1
+        c.blocked = []
+        self._set_phase(
+            "Deleting", "deleting load balancer Services and volumes, machines, then AWS resources"
+        )
+        self._publish()
+        if c.health_started and not c.health_stopped:
+            # First: a machine going away on purpose must not look like one to remediate.
+            with contextlib.suppress(FailureError):  # it may be gone already
+                await workflow.get_external_workflow_handle(
+                    health_workflow_id(spec.namespace, spec.name)
+                ).signal(HealthCheckWorkflow.stop)
+            c.health_stopped = True
+        ctx = c.context
+        owners = (
+            [control_plane_workflow_id(spec.namespace, spec.name)] if c.control_plane_started else []
+        ) + [deployment_workflow_id(spec.namespace, spec.name, name) for name in c.forwarded]
+        try:
+            await workflow.execute_child_workflow(
+                "ClusterTeardownWorkflow",
+                TeardownInput(
+                    namespace=spec.namespace,
+                    name=spec.name,
+                    region=spec.region,
+                    cluster_id=c.cluster_id or spec.name,
+                    workload=WorkloadAccess(
+                        region=ctx.region,
+                        endpoint_host=ctx.endpoint_host,
+                        endpoint_port=ctx.endpoint_port,
+                        pki=ctx.pki,
+                    )
+                    if ctx is not None
+                    else None,
+                    owner_workflow_id=workflow.info().workflow_id,
+                    owners=tuple(owners),
+                    version=spec.control_plane.version,
+                ),
+                id=teardown_workflow_id(spec.namespace, spec.name),
+                result_type=ClusterStatus,
+                static_summary=f"delete everything of {spec.namespace}/{spec.name} in AWS",
+            )
+        except ChildWorkflowError as err:
+            reason = _cause(err)
+            c.teardown_failed = True
+            self._event(f"deletion failed (attempt {c.delete_attempts}): {reason}")
+            self._set_phase(
+                "Failed",
+                f"deletion failed: {reason.removesuffix('; run `capt delete` again')}; run `capt delete` again",
+            )
+            self._publish()
+            return False
+        c.blocked = []
+        self._event("cluster deleted: nothing owned by it is left")
+        self._set_phase("Deleted", "deleted")
+        self._publish()
+        return True
+
     async def _teardown(self) -> None:
         spec, c = self._spec, self._carry
         assert spec is not None

@@ -23,3 +23,9 @@ from workflows.cluster import ClusterWorkflow  # noqa: E402
 from workflows.machine_deployment import MachineDeploymentWorkflow  # noqa: E402
 
 WORKFLOWS += [MachineDeploymentWorkflow, ClusterWorkflow]
+
+# Cluster deletion that always finishes: workload objects, machines, everything tagged for the
+# cluster (Kubernetes' tag too), secrets last (issue 15).
+from workflows.teardown import ClusterTeardownWorkflow  # noqa: E402
+
+WORKFLOWS.append(ClusterTeardownWorkflow)

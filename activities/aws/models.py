@@ -33,3 +33,27 @@ class DoneResult(AwsResult):
     """Result of a delete or other action: `changed` is False when there was nothing left to do."""
 
     changed: bool = True
+
+
+class Blocker(BaseModel):
+    """Why a resource could not be deleted: what still depends on it (an ENI, a security group
+    rule, a load balancer, an attachment), or, when AWS named nothing, the error itself
+    (`blocker_kind="error"`, `blocker_type` = the error code)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    resource_kind: str
+    resource_id: str
+    blocker_kind: str
+    blocker_id: str
+    blocker_type: str = ""
+    description: str = ""
+    resource_name: str = ""  # the blocked resource's Name tag or name, for people
+
+    def text(self) -> str:
+        resource = f"{self.resource_kind} {self.resource_id}"
+        if self.resource_name and self.resource_name != self.resource_id:
+            resource += f" ({self.resource_name})"
+        what = f"{self.blocker_kind} {self.blocker_id}" if self.blocker_id else self.blocker_kind
+        detail = ", ".join(p for p in (self.blocker_type, self.description) if p)
+        return f"{resource} blocked by {what}" + (f" ({detail})" if detail else "")

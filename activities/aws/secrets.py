@@ -637,11 +637,15 @@ class DeleteClusterSecretsRequest(BaseModel):
     cluster_name: str
     namespace: str = "default"
     region: str
+    # The cluster's AWS id, which its owned tag carries; None = the name (clusters created
+    # before ids were namespaced).
+    cluster_id: str | None = None
 
 
-def delete_all(sm, namespace: str, cluster_name: str) -> int:
+def delete_all(sm, namespace: str, cluster_name: str, cluster_id: str | None = None) -> int:
     prefix = cluster_prefix(namespace, cluster_name) + "/"
-    owned = [s for s in list_by_name_prefix(sm, prefix) if capt_tags.is_owned(_tag_map(s), cluster_name)]
+    owner = cluster_id or cluster_name
+    owned = [s for s in list_by_name_prefix(sm, prefix) if capt_tags.is_owned(_tag_map(s), owner)]
     for s in owned:
         force_delete(sm, s["ARN"])
     return len(owned)
@@ -651,4 +655,6 @@ def delete_all(sm, namespace: str, cluster_name: str) -> int:
 def delete_cluster_secrets(req: DeleteClusterSecretsRequest) -> DeleteSecretsResult:
     """Cluster deletion: every secret the cluster owns under its prefix (PKI, tokens, bootstrap
     data). Secrets without the owned tag are left alone, as everywhere in capt."""
-    return DeleteSecretsResult(deleted=delete_all(client(req.region), req.namespace, req.cluster_name))
+    return DeleteSecretsResult(
+        deleted=delete_all(client(req.region), req.namespace, req.cluster_name, req.cluster_id)
+    )

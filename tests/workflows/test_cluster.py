@@ -17,9 +17,10 @@ from moto import mock_aws
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 
+from activities import cluster_tree
 from activities import health as health_activities
+from activities.aws import cleanup, instance_events, tags
 from activities.aws import secrets as sm
-from activities.aws import tags
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsRequest, ApplyAddonsResult
 from spec.loader import load_file
@@ -40,9 +41,11 @@ from workflows.health import HealthCheckWorkflow
 from workflows.infrastructure import InfrastructureWorkflow
 from workflows.machine import MachineWorkflow
 from workflows.machine_deployment import MachineDeploymentWorkflow
+from workflows.teardown import ClusterTeardownWorkflow
 
 WORKFLOWS = [
     ClusterWorkflow,
+    ClusterTeardownWorkflow,
     InfrastructureWorkflow,
     ControlPlaneWorkflow,
     MachineDeploymentWorkflow,
@@ -63,6 +66,9 @@ def activities(cloud: FakeCloud) -> list:
         *INFRASTRUCTURE_ACTIVITIES,
         sm.ensure_cluster_pki,
         sm.delete_cluster_secrets,
+        *cleanup.CLEANUP_ACTIVITIES,
+        *cluster_tree.CLUSTER_TREE_ACTIVITIES,
+        instance_events.delete_instance_events,
         *health_activities.HEALTH_ACTIVITIES,
         *HealthFakes(cloud).activities(),
     ]
