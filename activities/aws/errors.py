@@ -1,24 +1,71 @@
 """The few errors capt's AWS activities raise, and how AWS errors become Temporal errors.
 
 Temporal retries a failed activity unless the error is an `ApplicationError` with
-`non_retryable=True`. So the rule lives here, once: an AWS error code listed in
-`NON_RETRYABLE_CODES` (a request AWS will refuse however often it is sent: a malformed
-parameter, a missing permission, an exhausted quota) fails the activity at once with AWS's own
-message; everything else -- throttling (`RequestLimitExceeded`, `Throttling`), 5xx, dropped
-connections, eventual-consistency "not found" right after a create, `DependencyViolation`
-while something is still being deleted -- is retried by Temporal with backoff (botocore's
-standard retry mode already absorbs short bursts inside one attempt). An exception that is
-neither an AWS error, a connection problem nor one of capt's own errors is a bug: it fails
-the activity without retries, so it surfaces instead of spinning forever.
+`non_retryable=True`. The rule lives here, once, as one ordered table (`classify`):
+
+| row | what | examples | disposition |
+|---|---|---|---|
+| 1 | throttling (botocore's standard-mode list) | `Throttling`, `RequestLimitExceeded` | retry forever |
+| 2 | the service or the connection failed | HTTP 5xx, `InternalError`, `ServiceUnavailable`, dropped connections | retry forever |
+| 3 | known permanent codes | `InvalidAMIID.NotFound`, `InvalidVpc.Range`, the quotas | fail now |
+| 4 | something still uses the resource | `DependencyViolation`, `VolumeInUse`, `*.InUse` | retry, give up after 12 attempts (~6 min) |
+| 5 | eventual consistency right after a create | `*.NotFound`, `*NotFound` | retry, give up after 8 attempts (~2 min) |
+| 6 | expired credentials (a refresh may fix it) | `ExpiredToken` | retry, give up after 3 attempts |
+| 7 | malformed, unauthorized or over quota | `ValidationException`, `InvalidParameter*`, `*.Malformed`, `AccessDenied*`, `Unsupported*`, `*LimitExceeded`, `TooMany*` | fail now |
+| 8 | any other client error | other 4xx | retry, give up after 5 attempts |
+
+"Fail now" is a non-retryable ApplicationError whose message names the operation, AWS's code
+and AWS's message, with the code as its type; "give up" is the same once the activity's attempt
+reaches the row's count (the message says how many attempts and what blocked). Row 1 comes
+before row 7, so `RequestLimitExceeded` retries while `VpcLimitExceeded` fails at once. botocore's
+standard retry mode already absorbs short bursts of rows 1-2 inside one attempt. An exception
+that is neither an AWS error, a connection problem nor one of capt's own errors is a bug: it
+fails the activity without retries, so it surfaces instead of spinning forever.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from http.client import HTTPException
+from typing import Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 from temporalio.exceptions import ApplicationError
 
+# Row 1: botocore/retries/standard.py's throttling codes.
+THROTTLING_CODES: frozenset[str] = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+    }
+)
+# Row 2 (besides any HTTP 5xx).
+TRANSIENT_CODES: frozenset[str] = frozenset(
+    {
+        "InternalError",
+        "InternalFailure",
+        "InternalServiceError",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "Unavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+# Row 3: codes that would otherwise fall in a retried row but that no wait will change.
 NON_RETRYABLE_CODES: frozenset[str] = frozenset(
     {
         # Malformed or impossible requests.
@@ -28,6 +75,7 @@ NON_RETRYABLE_CODES: frozenset[str] = frozenset(
         "MissingParameter",
         "UnknownParameter",
         "ValidationError",
+        "ValidationException",
         "InvalidInput",
         "InvalidRequest",
         "InvalidVpc.Range",
@@ -36,8 +84,11 @@ NON_RETRYABLE_CODES: frozenset[str] = frozenset(
         "InvalidScheme",
         "InvalidAMIID.Malformed",
         "InvalidAMIID.NotFound",
+        "InvalidAMIID.Unavailable",
         "InvalidKeyPair.NotFound",
         "InvalidGroup.Reserved",
+        "InvalidAvailabilityZone",
+        "InvalidInstanceType",
         "IdempotentParameterMismatch",
         "UnsupportedOperation",
         "Unsupported",
@@ -64,6 +115,65 @@ NON_RETRYABLE_CODES: frozenset[str] = frozenset(
         "VcpuLimitExceeded",
     }
 )
+# Row 4.
+IN_USE_CODES: frozenset[str] = frozenset(
+    {
+        "DependencyViolation",
+        "VolumeInUse",
+        "InvalidIPAddress.InUse",
+        "InvalidGroup.InUse",
+        "ResourceInUse",
+        "ResourceInUseException",
+        "InvalidNetworkInterface.InUse",
+        "IncorrectState",
+        "IncorrectInstanceState",
+    }
+)
+EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+PERMANENT_PREFIXES = ("InvalidParameter", "AccessDenied", "Unsupported", "TooMany", "Unauthorized")
+PERMANENT_SUFFIXES = (".Malformed", "LimitExceeded")
+
+IN_USE_ATTEMPTS = 12  # with AWS_RETRY (1 s doubling, capped at 60 s): about 6 minutes of waits
+NOT_FOUND_ATTEMPTS = 8  # about 2 minutes of read-after-write lag
+EXPIRED_ATTEMPTS = 3
+OTHER_CLIENT_ERROR_ATTEMPTS = 5
+
+Kind = Literal["retry", "bounded", "permanent"]
+
+
+@dataclass(frozen=True)
+class Disposition:
+    """What to do with an AWS error: retry forever, retry up to `attempts`, or fail now."""
+
+    kind: Kind
+    why: str
+    attempts: int | None = None
+
+    def retryable_at(self, attempt: int) -> bool:
+        if self.kind == "retry":
+            return True
+        if self.kind == "permanent":
+            return False
+        return attempt < (self.attempts or 1)
+
+
+def classify(code: str, status: int | None = None) -> Disposition:
+    """The table in the module doc, in order; pure, so it is table-tested row by row."""
+    if code in THROTTLING_CODES:
+        return Disposition("retry", "throttled")
+    if (status is not None and status >= 500) or code in TRANSIENT_CODES:
+        return Disposition("retry", "the service failed")
+    if code in NON_RETRYABLE_CODES:
+        return Disposition("permanent", "AWS refuses this request")
+    if code in IN_USE_CODES or code.endswith(".InUse"):
+        return Disposition("bounded", "still in use", IN_USE_ATTEMPTS)
+    if code.endswith("NotFound") or code.endswith("NotFoundException"):
+        return Disposition("bounded", "not found", NOT_FOUND_ATTEMPTS)
+    if code in EXPIRED_CREDENTIAL_CODES:
+        return Disposition("bounded", "expired credentials", EXPIRED_ATTEMPTS)
+    if code.startswith(PERMANENT_PREFIXES) or code.endswith(PERMANENT_SUFFIXES):
+        return Disposition("permanent", "AWS refuses this request")
+    return Disposition("bounded", "client error", OTHER_CLIENT_ERROR_ATTEMPTS)
 
 
 class CaptAwsError(Exception):
@@ -106,17 +216,21 @@ def is_code(exc: BaseException, *codes: str) -> bool:
     return error_code(exc) in codes
 
 
-def to_application_error(exc: BaseException) -> ApplicationError:
-    """The Temporal error for an exception raised inside an AWS activity."""
+def to_application_error(exc: BaseException, attempt: int = 1) -> ApplicationError:
+    """The Temporal error for an exception raised inside an AWS activity's `attempt`-th attempt."""
     if isinstance(exc, ApplicationError):
         return exc
     if isinstance(exc, ClientError):
         code = error_code(exc) or "Unknown"
         message = exc.response.get("Error", {}).get("Message") or str(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         op = getattr(exc, "operation_name", "")
-        return ApplicationError(
-            f"{op}: {code}: {message}", type=code, non_retryable=code in NON_RETRYABLE_CODES
-        )
+        verdict = classify(code, status)
+        retryable = verdict.retryable_at(attempt)
+        text = f"{op}: {code}: {message}"
+        if verdict.kind == "bounded" and not retryable:
+            text = f"{op}: gave up after {attempt} attempts ({verdict.why}): {code}: {message}"
+        return ApplicationError(text, type=code, non_retryable=not retryable)
     if isinstance(exc, CaptAwsError):
         return ApplicationError(str(exc), type=type(exc).__name__, non_retryable=exc.non_retryable)
     if isinstance(exc, BotoCoreError | OSError | HTTPException):

@@ -123,6 +123,14 @@ def counting_calls() -> Iterator[dict[str, int]]:
 R = TypeVar("R")
 
 
+def _attempt() -> int:
+    """This activity's attempt number (1 outside an activity, e.g. in a unit test)."""
+    try:
+        return activity.info().attempt
+    except RuntimeError:
+        return 1
+
+
 def aws_activity(fn: Callable[[Any], R]) -> Callable[[Any], R]:
     """Make `fn` a (sync) Temporal activity that counts its AWS calls and maps AWS errors.
 
@@ -137,7 +145,7 @@ def aws_activity(fn: Callable[[Any], R]) -> Callable[[Any], R]:
             try:
                 result = fn(arg)
             except Exception as exc:
-                raise to_application_error(exc) from exc
+                raise to_application_error(exc, _attempt()) from exc
         return result.model_copy(update={"aws_calls": dict(tally)})  # type: ignore[attr-defined]
 
     return activity.defn(run)

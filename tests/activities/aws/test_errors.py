@@ -1,0 +1,161 @@
+"""One table classifies every AWS error (activities/aws/errors.py): retry forever, retry a
+bounded number of attempts, or fail now with AWS's code and message."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.aws import session, vpc
+from activities.aws.errors import (
+    IN_USE_ATTEMPTS,
+    NOT_FOUND_ATTEMPTS,
+    OTHER_CLIENT_ERROR_ATTEMPTS,
+    classify,
+)
+from activities.aws.models import ClusterRef
+
+REGION = "ap-northeast-2"
+
+PERMANENT = [
+    "ValidationError",
+    "ValidationException",
+    "InvalidParameterValue",
+    "InvalidParameterCombination",
+    "InvalidParameterException",
+    "MissingParameter",
+    "UnknownParameter",
+    "InvalidAMIID.Malformed",
+    "InvalidVpcID.Malformed",
+    "InvalidAMIID.NotFound",
+    "InvalidKeyPair.NotFound",
+    "InvalidVpc.Range",
+    "IdempotentParameterMismatch",
+    "UnsupportedOperation",
+    "UnsupportedInstanceType",
+    "OptInRequired",
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthFailure",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "VpcLimitExceeded",
+    "AddressLimitExceeded",
+    "SecurityGroupLimitExceeded",
+    "TooManyLoadBalancers",
+    "TooManyTargetGroups",
+]
+RETRY = ["Throttling", "ThrottlingException", "RequestLimitExceeded", "LimitExceededException", "SlowDown"]
+IN_USE = [
+    "DependencyViolation",
+    "VolumeInUse",
+    "InvalidIPAddress.InUse",
+    "InvalidGroup.InUse",
+    "ResourceInUse",
+]
+NOT_FOUND = [
+    "InvalidVpcID.NotFound",
+    "InvalidInstanceID.NotFound",
+    "LoadBalancerNotFound",
+    "TargetGroupNotFound",
+]
+
+
+@pytest.mark.parametrize("code", PERMANENT)
+def test_permanent_codes_fail_at_once(code):
+    assert classify(code, 400).kind == "permanent"
+    assert not classify(code, 400).retryable_at(1)
+
+
+@pytest.mark.parametrize("code", RETRY)
+def test_throttling_retries_forever_even_where_a_quota_pattern_matches(code):
+    verdict = classify(code, 400)
+    assert verdict.kind == "retry" and verdict.retryable_at(1000)
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("InternalError", 500), ("ServiceUnavailable", 503), ("Odd", 502)]
+)
+def test_server_errors_retry_forever(code, status):
+    assert classify(code, status).retryable_at(1000)
+
+
+@pytest.mark.parametrize(
+    ("codes", "attempts"),
+    [
+        (IN_USE, IN_USE_ATTEMPTS),
+        (NOT_FOUND, NOT_FOUND_ATTEMPTS),
+        (["SomethingNew"], OTHER_CLIENT_ERROR_ATTEMPTS),
+    ],
+)
+def test_bounded_codes_stop_at_their_attempt(codes, attempts):
+    for code in codes:
+        verdict = classify(code, 400)
+        assert verdict.kind == "bounded", code
+        assert verdict.retryable_at(attempts - 1) and not verdict.retryable_at(attempts), code
+
+
+def test_order_requestlimit_retries_but_a_quota_fails():
+    assert classify("RequestLimitExceeded", 400).kind == "retry"
+    assert classify("VpcLimitExceeded", 400).kind == "permanent"
+    assert classify("SomeNewQuotaLimitExceeded", 400).kind == "permanent"
+
+
+class Refuse:
+    """`before-call` hook: AWS answers `operation` with `code` (the request is not applied)."""
+
+    def __init__(self, operation: str, code: str, status: int = 400) -> None:
+        self.operation, self.code, self.status, self.calls = operation, code, status, 0
+
+    def __call__(self, model, **kwargs):
+        if model.name != self.operation:
+            return None
+        self.calls += 1
+        parsed = {
+            "Error": {"Code": self.code, "Message": f"AWS says no ({self.code})"},
+            "ResponseMetadata": {"HTTPStatusCode": self.status},
+        }
+        return AWSResponse("https://ec2", self.status, {}, None), parsed
+
+
+def run_ensure_vpc(attempt: int):
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=attempt)
+    inp = vpc.EnsureVpcInput(
+        cluster=ClusterRef(name="errs", region=REGION), name="errs-vpc", cidr_block="10.0.0.0/16"
+    )
+    return env.run(vpc.ensure_vpc, inp)
+
+
+@pytest.mark.parametrize("code", ["InvalidParameterValue", "VpcLimitExceeded", "UnauthorizedOperation"])
+def test_the_real_activity_fails_permanently_on_the_first_attempt_with_awss_message(aws, code):
+    refuse = Refuse("CreateVpc", code)
+    with session.hooked("before-call.ec2.CreateVpc", refuse), pytest.raises(ApplicationError) as failed:
+        run_ensure_vpc(attempt=1)
+    assert failed.value.non_retryable and failed.value.type == code
+    assert failed.value.message == f"CreateVpc: {code}: AWS says no ({code})"
+    assert refuse.calls == 1  # short-circuited before botocore's own retries
+
+
+def test_the_real_activity_gives_up_on_a_bounded_code_only_at_its_last_attempt(aws):
+    refuse = Refuse("CreateVpc", "DependencyViolation")
+    with session.hooked("before-call.ec2.CreateVpc", refuse):
+        with pytest.raises(ApplicationError) as early:
+            run_ensure_vpc(attempt=IN_USE_ATTEMPTS - 1)
+        with pytest.raises(ApplicationError) as last:
+            run_ensure_vpc(attempt=IN_USE_ATTEMPTS)
+    assert not early.value.non_retryable
+    assert last.value.non_retryable and last.value.type == "DependencyViolation"
+    assert f"gave up after {IN_USE_ATTEMPTS} attempts (still in use)" in str(last.value)
+
+
+def test_the_real_activity_keeps_retrying_throttling(aws):
+    refuse = Refuse("CreateVpc", "RequestLimitExceeded")
+    with session.hooked("before-call.ec2.CreateVpc", refuse), pytest.raises(ApplicationError) as throttled:
+        run_ensure_vpc(attempt=50)
+    assert not throttled.value.non_retryable
