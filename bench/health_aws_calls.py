@@ -40,8 +40,8 @@ async def main(hours: float) -> None:
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
-    from testkit.binaries import find_binary
 
+    from testkit.binaries import find_binary
     from testkit.steady_cluster import measure_steady_state
     from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
