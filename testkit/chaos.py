@@ -52,6 +52,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -220,10 +221,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "scale",
-        "scale 1→2: after the new machine's RunInstances; 2→1: after TerminateInstances; "
-        "delete: before the first subnet is deleted",
+        "create: after the join token's Secret is created in the workload cluster; scale 1→2: after the "
+        "new machine's RunInstances; 2→1: after TerminateInstances; delete: before the first subnet is deleted",
         (
-            Phase("create"),
+            Phase("create", kill=K("create_bootstrap_token_secret", "after")),
             Phase("scale-md", 2, kill=K("ensure_instance", "after")),
             Phase("scale-md", 1, kill=K("terminate_instance", "after")),
             Phase("delete", kill=K("delete_subnet", "before")),
@@ -231,19 +232,32 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "cp-scale",
-        "control plane 1→3: before the second joining control plane's RunInstances; "
+        "create: after a Running machine's bootstrap data is deleted; control plane 1→3: before the second "
+        "joining control plane's RunInstances; 3→1: after the first etcd member removal is sent (SSM); "
         "delete: after a worker node is drained",
         (
-            Phase("create"),
+            Phase("create", kill=K("delete_bootstrap_data", "after")),
             Phase("scale-cp", 3, kill=K("ensure_instance", "before", 2)),
+            Phase("scale-cp", 1, kill=K("send_etcd_member_removal", "after")),
             Phase("delete", kill=K("drain_node", "after")),
         ),
     ),
     Scenario(
-        "md-surge",
-        "upgrade (MD 2): after the MD surge instance's RunInstances; delete: after a route table is deleted",
+        "cp-rollout",
+        "upgrade: control plane rollout, after the old member's etcd removal is confirmed; "
+        "delete: after the control plane instance is deregistered from the API load balancer",
         (
             Phase("create"),
+            Phase("upgrade", UPGRADE_VERSION, kill=K("check_etcd_member_removal", "after")),
+            Phase("delete", kill=K("deregister_from_load_balancer", "after")),
+        ),
+    ),
+    Scenario(
+        "md-surge",
+        "create (MD 2): after the control plane joins the API load balancer; upgrade: after the MD surge "
+        "instance's RunInstances; delete: after a route table is deleted",
+        (
+            Phase("create", kill=K("register_with_load_balancer", "after")),
             Phase("upgrade", UPGRADE_VERSION, kill=K("ensure_instance", "after", 2)),
             Phase("delete", kill=K("delete_route_table", "after")),
         ),
@@ -251,9 +265,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "md-retire",
-        "upgrade (MD 2): after an old worker's instance is terminated; delete: after the IGW is deleted",
+        "create (MD 2): after a worker's join token is stored; upgrade: after an old worker's instance is "
+        "terminated; delete: after the IGW is deleted",
         (
-            Phase("create"),
+            Phase("create", kill=K("ensure_bootstrap_token", "after")),
             Phase("upgrade", UPGRADE_VERSION, kill=K("terminate_instance", "after", 2)),
             Phase("delete", kill=K("delete_internet_gateway", "after")),
         ),
@@ -497,8 +512,10 @@ class Runner:
         seed: int,
         *,
         expedite: bool = True,
+        faults_spec: str | None = None,
         echo: Callable[[str], None] = print,
     ) -> None:
+        self.faults = faults_spec
         self.stack = chaos_stack
         self.seed = seed
         self.expedite = expedite
@@ -810,6 +827,8 @@ class Runner:
         spec = self.spec_for(sc)
         rows: list[Row] = []
         base_env = {k: v.format(seed=self.seed) for k, v in sc.worker_env.items()}
+        if self.faults and faults.ENV_VAR in base_env:
+            base_env[faults.ENV_VAR] = f"{self.faults},seed={self.seed}"
         self.stack.restart_worker(base_env)
         baseline = audit.take_inventory(spec.region)
         want = Want(cp=sc.cp, md=sc.md, version=VERSION)
@@ -857,8 +876,10 @@ class Runner:
             if ctx.unexpected_exits:
                 row.converged = False
             if base_env:
-                injected = len(re.findall(r"capt-fault: (\S+)", self._worker_logs_since(fault_offset)))
-                row.notes.append(f"{injected} AWS faults injected")
+                kinds = Counter(re.findall(r"capt-fault: (\S+)", self._worker_logs_since(fault_offset)))
+                row.notes.append(
+                    f"{sum(kinds.values())} AWS faults injected ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})"
+                )
             if row.converged:
                 report = self.audit(ctx, baseline, target)
                 row.duplicates += len(report.duplicates)
@@ -944,7 +965,7 @@ async def run(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     sizes: list[histories.HistorySize] = []
     failed_setup = None
-    runner = Runner(chaos, args.seed, expedite=not args.wait_timeouts)
+    runner = Runner(chaos, args.seed, expedite=not args.wait_timeouts, faults_spec=args.faults)
     try:
         chaos.up()
         chaos.sim_settings(SIM_SETTINGS)
@@ -1030,6 +1051,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="let a killed worker's activities time out (90 s) instead of failing them by id at once",
     )
+    parser.add_argument(
+        "--faults",
+        help="the AWS faults scenario's CAPT_AWS_FAULTS without the seed, e.g. 'lost=0.5,ops=all' "
+        "[lost=0.1,throttle=0.3,ops=mutating]",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -1042,6 +1068,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in args.scenario if s not in {x.id for x in SCENARIOS}]
     if unknown:
         parser.error(f"unknown scenario(s) {unknown}; see --list")
+    if args.faults:
+        faults.FaultSpec.parse(args.faults)  # fail fast on a typo
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 100_000)
     return asyncio.run(run(args))

@@ -23,7 +23,9 @@ def test_representative_chaos_scenarios(tmp_path):
     args = [sys.executable, "-m", "testkit.chaos", "--seed", "14", "--report", str(report)]
     for s in SCENARIOS:
         args += ["--scenario", s]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=850, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=850, stdin=subprocess.DEVNULL
+    )
     print(done.stdout[-6000:])
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     text = report.read_text()
