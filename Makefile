@@ -11,11 +11,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.capt-installed
 EXAMPLE ?= examples/capi-quickstart.yaml
 
-.PHONY: help install system-deps test e2e check lint demo down clean histories
+.PHONY: help install system-deps test e2e chaos check lint demo down clean histories
 
 help:
 	@echo "make test   create .venv if missing, install, lint, then the unit and time-skipping workflow tests (parallel)"
-	@echo "make e2e    the end-to-end tests on the local stack (marker e2e)"
+	@echo "make e2e    the end-to-end tests on the local stack (marker e2e), then make chaos"
+	@echo "make chaos  the chaos suite on its own local stack: worker/server kill -9, AWS faults, account audit (SEED=N, SCENARIO=id)"
 	@echo "make check  both"
 	@echo "make demo   start the local stack (capt dev up) and create the cluster in $(EXAMPLE)"
 	@echo "make down   stop the local stack (capt dev down)"
@@ -54,9 +55,17 @@ test: install lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # End-to-end tests: real processes on the local stack (dev server, moto server, simulator,
-# workers), one at a time.
+# workers), one at a time; then the chaos suite.
 e2e: install
-	$(BIN)/pytest -m e2e --timeout 900
+	$(BIN)/pytest -m "e2e and not chaos" --timeout 900
+	$(MAKE) chaos
+
+# The chaos suite (testkit/chaos.py): its own local stack on free ports, scenarios one after the
+# other, a table in .capt-chaos/report.md; non-zero exit (and the seed) if a scenario failed.
+SEED ?=
+SCENARIO ?=
+chaos: install
+	$(BIN)/python -m testkit.chaos $(if $(SEED),--seed $(SEED)) $(foreach s,$(SCENARIO),--scenario $(s))
 
 check: test e2e
 

@@ -211,6 +211,20 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, on_signal, sig)
 
 
+def _chaos_hooks() -> list:
+    """Test-only fault injection, each switched on by its own environment variable that the
+    production path never sets (both log loudly when on): CAPT_AWS_FAULTS (activities/aws/faults.py:
+    lost responses, throttling, 5xx on boto3 calls) and CAPT_CHAOS_KILL (activities/kill_points.py:
+    the worker kills itself -9 before/after the nth execution of an activity). Returns the
+    worker interceptors to add."""
+    from activities import kill_points
+    from activities.aws import faults
+
+    faults.install_from_env()
+    killer = kill_points.interceptor_from_env()
+    return [killer] if killer is not None else []
+
+
 async def _amain(
     address: str | None,
     namespace: str | None,
@@ -245,6 +259,7 @@ async def _amain(
             max_concurrent_activities=max_concurrent_activities,
             graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown),
             **versioning,
+            interceptors=_chaos_hooks(),
         )
         if versioning:
             log.info("Worker Versioning: deployment version %s", versioning["deployment_config"].version)

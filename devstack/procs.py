@@ -136,17 +136,30 @@ def spawn(
             start_new_session=True,
             close_fds=True,
         )
-    # Popen returns after exec succeeded, so /proc already shows the new program.
+    # Popen returns once exec got far enough to close the CLOEXEC pipe, which is before the
+    # kernel has set up the new program's arguments: for a moment /proc/<pid>/cmdline reads
+    # empty. Recording argv instead (what a script's shebang turns into "python script ...")
+    # made `is_ours` false for a live process, so `down` left it running; wait for the real one.
     stat = read_proc_stat(popen.pid)
     record = PidRecord(
         name=name,
         pid=popen.pid,
         start_time=stat.start_time if stat else None,
-        cmdline=read_cmdline(popen.pid) or list(argv),
+        cmdline=_settled_cmdline(popen) or list(argv),
         address=address,
         started_at=time.time(),
     )
     return record, popen
+
+
+def _settled_cmdline(popen: subprocess.Popen, timeout: float = 5.0) -> list[str] | None:
+    """The new program's command line, once /proc shows it (None if the process exited first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cmdline = read_cmdline(popen.pid)
+        if cmdline or popen.poll() is not None or time.monotonic() >= deadline:
+            return cmdline or None
+        time.sleep(0.005)
 
 
 def write_pid_file(path: Path, record: PidRecord) -> None:

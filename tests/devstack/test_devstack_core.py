@@ -150,6 +150,28 @@ def test_pid_ownership_needs_same_pid_start_time_and_cmdline(tmp_path: Path) -> 
     assert not procs.is_ours(record)
 
 
+def test_spawn_records_the_command_line_once_exec_set_it_up(tmp_path: Path, monkeypatch) -> None:
+    """Right after Popen returns, /proc/<pid>/cmdline may still read empty (the kernel is inside
+    exec). Recording the argv then (a script's argv differs from its "python script" cmdline)
+    left a live service that `is_ours` denied, and `down` never stopped it."""
+    real = procs.read_cmdline
+    reads: list[int] = []
+
+    def empty_at_first(pid: int, proc: Path = procs.PROC) -> list[str] | None:
+        reads.append(pid)
+        return [] if len(reads) < 3 else real(pid, proc)
+
+    monkeypatch.setattr(procs, "read_cmdline", empty_at_first)
+    record, popen = _spawn(tmp_path, "import time; time.sleep(30)")
+    monkeypatch.setattr(procs, "read_cmdline", real)
+    try:
+        assert len(reads) >= 3
+        assert record.cmdline == real(record.pid) and procs.is_ours(record)
+    finally:
+        popen.kill()
+        popen.wait()
+
+
 def test_terminate_refuses_a_pid_that_is_not_ours() -> None:
     stat = procs.read_proc_stat(os.getpid())
     assert stat is not None

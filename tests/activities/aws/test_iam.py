@@ -26,8 +26,9 @@ from activities.aws.errors import ConflictError
 from activities.aws.iam_cli import bootstrap_group
 from tests.support.paths import ROOT
 
-# Run by `capt bootstrap iam` with admin credentials, never by the worker.
-OPERATOR_ONLY = {"activities/aws/iam.py", "activities/aws/iam_cli.py"}
+# Run with an operator's (or a test's) credentials, never by the worker: bootstrap IAM, and the
+# account audit (activities/aws/audit.py) that the chaos suite and the deletion tests use.
+OPERATOR_ONLY = {"activities/aws/iam.py", "activities/aws/iam_cli.py", "activities/aws/audit.py"}
 # IAM action prefixes that differ from the service's signing name.
 IAM_PREFIX = {"tagging": "tag"}
 # Calls whose method name is also an AWS operation but whose receiver is not a boto3 client:
