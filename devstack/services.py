@@ -199,6 +199,7 @@ def make_worker_version_current(ready_file: Path) -> Step:
 
     def make_current(cfg: DevConfig) -> None:
         import asyncio
+        import concurrent.futures
         import json
 
         from temporalio.client import Client
@@ -215,7 +216,15 @@ def make_worker_version_current(ready_file: Path) -> Step:
                 client, deployment["name"], deployment["build_id"], identity="capt dev up"
             )
 
-        asyncio.run(promote())
+        # `up` is synchronous, but its caller may be inside an event loop (the chaos runner):
+        # then asyncio.run is refused, so the promotion runs on a thread of its own.
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(promote())
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, promote()).result()
 
     make_current.__name__ = "make_worker_version_current"
     return make_current

@@ -17,8 +17,8 @@ volumes, network interfaces and Secrets Manager secrets (not those scheduled for
   makes it unique in the desired state: the `capt/machine` tag for instances, the secret's name,
   otherwise the Name tag (load balancers and target groups: their own name);
 - untagged -> through what it belongs to: a VPC's main route table and `default` security group
-  to the VPC, a network interface or volume to the live instance it is attached to, a NAT
-  gateway's interface to that NAT gateway.
+  to the VPC; always (tagged or not) a volume or network interface to the live instance it is
+  attached to, a NAT gateway's interface to that NAT gateway, a load balancer's to it.
 
 Then, per desired cluster: a key with more than one resource is a **duplicate**; a resource of a
 cluster that is not desired (deleted), whose key the desired state does not have, or that
@@ -61,6 +61,8 @@ KINDS = (
 )
 
 DEAD_INSTANCE_STATES = ("terminated",)
+# Parts of another resource: attributed through their attachment, never by their own tags.
+ATTACHED_KINDS = ("volume", "network-interface")
 DEAD_NAT_STATES = ("deleted",)
 
 ClientFactory = Callable[[str, str | None], Any]
@@ -499,6 +501,22 @@ def compare(baseline: Inventory, current: Inventory, desired: Iterable[DesiredCl
     orphans: list[Finding] = []
     for r in new:
         cluster = r.cluster
+        if r.kind in ATTACHED_KINDS:
+            # Volumes and interfaces are parts of what they are attached to (capt tags an
+            # instance's volumes like the instance): attributed that way, tags or not.
+            if _attribution(r, owner_of, vpcs) is None:
+                what = f" ({r.native_name})" if r.native_name else ""
+                orphans.append(
+                    Finding(
+                        "orphan",
+                        r.kind,
+                        (r.id,),
+                        cluster,
+                        r.name,
+                        f"{what} not attached to anything live".strip(),
+                    )
+                )
+            continue
         if not cluster:
             attributed = _attribution(r, owner_of, vpcs)
             if attributed is None:

@@ -46,7 +46,9 @@ def small_cluster(ec2, cluster: str = C) -> dict[str, str]:
         MinCount=1,
         MaxCount=1,
         SubnetId=subnet,
-        TagSpecifications=spec("instance", "m-1", cluster, **{tags.MACHINE_TAG: "m-1"}),
+        # Tagged like capt's: the volumes carry the instance's tags.
+        TagSpecifications=spec("instance", "m-1", cluster, **{tags.MACHINE_TAG: "m-1"})
+        + spec("volume", "m-1", cluster, **{tags.MACHINE_TAG: "m-1"}),
     )["Instances"][0]["InstanceId"]
     secrets = boto3.client("secretsmanager", region_name=REGION)
     secret = sm.pki_secret_name("default", cluster, "ca")
