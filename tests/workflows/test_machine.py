@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import activity
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from activities.aws import images
 from spec.models import AMISelector
@@ -158,6 +160,12 @@ async def test_permanent_run_instances_error_fails_the_machine_after_one_attempt
         assert final.phase == "Deleted" and final.failure_reason == status.failure_reason
         assert "terminate_instance" not in cloud.calls  # there never was an instance
         assert cloud.calls["delete_bootstrap_data"] == 1
+        # The new branch (patched machine-permanent-failure) replays deterministically.
+        history = await handle.fetch_history()
+        assert any(e.HasField("marker_recorded_event_attributes") for e in history.events)
+        await Replayer(workflows=[MachineWorkflow], data_converter=pydantic_data_converter).replay_workflow(
+            history
+        )
 
 
 async def test_image_that_does_not_exist_fails_the_machine_with_aws_message(
@@ -212,3 +220,7 @@ async def test_delete_mode_finds_the_instance_by_its_tags(time_skipping_env, tas
     assert cloud.calls["lookup_machine_instance"] == 1
     assert cloud.instances[status.instance_id].terminated_at is not None
     assert "ensure_instance" in cloud.calls and cloud.calls["ensure_instance"] == 1  # nothing launched
+    history = await again.fetch_history()
+    await Replayer(workflows=[MachineWorkflow], data_converter=pydantic_data_converter).replay_workflow(
+        history
+    )

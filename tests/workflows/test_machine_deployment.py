@@ -24,8 +24,9 @@ from datetime import timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import UnsandboxedWorkflowRunner
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
 from tests.support.cloud import FakeCloud
@@ -838,6 +839,10 @@ async def test_a_machine_workflow_that_dies_while_deleting_is_deleted_again(time
     assert cloud.calls["terminate_instance"] == 2  # once by each run of the machine's workflow
     events = await event_kinds(handle)
     assert "ACTIVITY_TASK_SCHEDULED describe_machine_workflows" in events
+    # The new branch (patched owners-see-closed-machines) replays deterministically.
+    await Replayer(
+        workflows=[MachineDeploymentWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(await handle.fetch_history())
     assert (
         events.count(
             f"START_CHILD_WORKFLOW_EXECUTION_INITIATED {machine_handle(env, handle, machine.name).id}"
