@@ -158,7 +158,9 @@ async def request_cluster_deletion(inp: WorkflowIdsInput) -> WorkflowStates:
         state = await _describe(client, wf_id)
         if state.status == "running":
             try:
-                await client.get_workflow_handle(wf_id).signal("delete_all")
+                # DeleteOptions(skip_node_cleanup=True) as JSON: the cluster is going, so no
+                # cordon, drain or Node deletion (nothing is left to keep running).
+                await client.get_workflow_handle(wf_id).signal("delete_all", {"skip_node_cleanup": True})
             except RPCError as err:
                 if err.status != RPCStatusCode.NOT_FOUND:
                     raise

@@ -32,6 +32,7 @@ ACTIVITIES += [
     _images.lookup_image,
     _instances.ensure_instance,
     _instances.describe_instance,
+    _instances.lookup_machine_instance,
     _instances.terminate_instance,
     _instances.describe_cluster_instances,
     _instances.register_with_load_balancer,
@@ -70,3 +71,8 @@ from activities import cluster_tree as _cluster_tree  # noqa: E402
 from activities.aws import cleanup as _cleanup  # noqa: E402
 
 ACTIVITIES += _cleanup.CLEANUP_ACTIVITIES + _cluster_tree.CLUSTER_TREE_ACTIVITIES
+
+# Owners notice machine workflows that closed without telling them (issue 15, WP7).
+from activities.temporal_tree import TEMPORAL_TREE_ACTIVITIES as _temporal_tree  # noqa: E402
+
+ACTIVITIES += _temporal_tree

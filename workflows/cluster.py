@@ -500,6 +500,7 @@ class ClusterWorkflow:
 
         cp = c.control_plane
         if cp is None or not cp.initialized:
+            self._update_phase()  # state only: Failed if the first control-plane machine failed
             return
         cp_done = cp.ready and cp.version == spec.control_plane.version and not cp.paused
         info = ControlPlaneInfo(initialized=True, version=_settled_version(cp, spec.control_plane.version))
@@ -636,16 +637,23 @@ class ClusterWorkflow:
     def _update_phase(self) -> None:
         spec, c = self._spec, self._carry
         assert spec is not None
-        if c.phase == "Failed":
-            return
+        if c.phase == "Failed" and c.context is None:
+            return  # provisioning failed (infrastructure or PKI): nothing runs to change that
         if c.paused:
             self._set_phase("Paused", "paused: no change is applied until resume")
             return
         cp = c.control_plane
-        if cp is None or not cp.initialized:
-            self._set_phase("Provisioning", cp.operation if cp else "control plane starting")
-            return
         deployments = [c.deployments.get(md.name) for md in spec.machine_deployments]
+        failed_workers = _failed_workers(deployments)
+        if cp is None or not cp.initialized:
+            if (reason := _control_plane_failure(cp)) is not None:
+                # Not sticky: a replacement of the machine (remediation) starts over.
+                self._set_phase("Failed", reason + failed_workers)
+            else:
+                self._set_phase(
+                    "Provisioning", (cp.operation if cp else "control plane starting") + failed_workers
+                )
+            return
         settled = (
             cp.ready
             and cp.version == spec.control_plane.version
@@ -665,9 +673,11 @@ class ClusterWorkflow:
                 self._event("cluster Ready")
             self._set_phase("Ready", "every machine is up to date and Ready")
         elif ever_ready:
-            self._set_phase("Updating", _progress(cp, deployments))
+            self._set_phase("Updating", _progress(cp, deployments) + failed_workers)
         else:
-            self._set_phase("Provisioned" if cp.ready else "Provisioning", _progress(cp, deployments))
+            self._set_phase(
+                "Provisioned" if cp.ready else "Provisioning", _progress(cp, deployments) + failed_workers
+            )
 
     # --- delete -----------------------------------------------------------------------------
     async def _teardown_v2(self) -> bool:
@@ -832,6 +842,29 @@ def _node_startup_timeout(spec: ClusterSpec, deployment: str) -> int:
         if deployment in hc.machine_deployments:
             return hc.node_startup_timeout_seconds
     return 600
+
+
+def _control_plane_failure(cp: ControlPlaneStatus | None) -> str | None:
+    """Why an uninitialized control plane will not initialize: its first machine failed and
+    nothing replaces it yet (None otherwise)."""
+    if cp is None or cp.initialized:
+        return None
+    failed = [m for m in cp.machines if m.phase == "Failed"]
+    if not failed or any(m.phase not in ("Failed", "Deleting", "Deleted") for m in cp.machines):
+        return None
+    m = failed[0]
+    return f"control plane machine {m.name} failed: {m.message or 'no reason given'}"
+
+
+def _failed_workers(deployments: list[DeploymentStatus | None], shown: int = 3) -> str:
+    """The failed worker machines for a phase message, at most `shown` of them by name:
+    `; failed worker machines: md-0/md-0-abc12 (reason), …`, or "" when there are none."""
+    failed = [(d.name, m) for d in deployments if d is not None for m in d.machines if m.phase == "Failed"]
+    if not failed:
+        return ""
+    listed = ", ".join(f"{name}/{m.name} ({m.message or 'no reason given'})" for name, m in failed[:shown])
+    more = f" and {len(failed) - shown} more" if len(failed) > shown else ""
+    return f"; failed worker machines: {listed}{more}"
 
 
 def _progress(cp: ControlPlaneStatus, deployments: list[DeploymentStatus | None]) -> str:

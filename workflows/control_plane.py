@@ -34,13 +34,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_options as opts
     from workflows import control_plane_rules as rules
     from workflows import search_attributes as sa
-    from workflows.machine_models import ClusterContext, MachineInput, MachineStatus
+    from workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
     from workflows.machine_owner import (
+        DELETE_POLL,
+        PATCH_OWNERS_SEE_CLOSED,
         MachineBook,
+        RestartInputs,
         delete_machine,
         new_machine_name,
         revision_of,
         start_machine,
+        watch_machines,
     )
 
 # When nothing happens, look again this often (machines signal changes; this is a safety net
@@ -60,6 +64,8 @@ class ControlPlaneCarry(BaseModel):
     last_refusal: str = ""
     iterations: int = 0
     deleting: bool = False
+    # How delete_all asked the machines to go (skip_node_cleanup on cluster deletion).
+    delete_options: DeleteOptions | None = None
     paused: bool = False
 
 
@@ -191,7 +197,7 @@ class ControlPlaneWorkflow:
     # --- signals --------------------------------------------------------------------------
     @workflow.signal
     def machine_changed(self, status: MachineStatus) -> None:
-        if self._carry.book.apply(status):
+        if self._carry.book.apply(status, workflow.now().timestamp()):
             self._wake = True
 
     @workflow.signal
@@ -208,9 +214,13 @@ class ControlPlaneWorkflow:
         self._wake = True
 
     @workflow.signal
-    def delete_all(self) -> None:
-        """The cluster is being deleted: remove every machine, then end."""
+    def delete_all(self, options: DeleteOptions | None = None) -> None:
+        """The cluster is being deleted: remove every machine, then end. `options` go to every
+        machine (`skip_node_cleanup` when the whole cluster goes); signals without any (sent
+        before DeleteOptions existed) decode as None."""
         self._carry.deleting = True
+        if options is not None:
+            self._carry.delete_options = options
         self._wake = True
 
     # --- updates --------------------------------------------------------------------------
@@ -328,6 +338,8 @@ class ControlPlaneWorkflow:
             if self._carry.deleting:
                 await self._delete_everything()
                 return self.status()
+            if self._sees_closed_machines():
+                await watch_machines(self._carry.book, self._restart_inputs())
             if not self._carry.paused:
                 await self._step()
             else:
@@ -471,7 +483,7 @@ class ControlPlaneWorkflow:
                 self._carry.last_refusal = f"etcd member of {name} not removed: {outcome}"
                 self._operation = self._carry.last_refusal
                 return False
-        await delete_machine(book, name)
+        await delete_machine(book, name, restart=self._restart_inputs())
         return True
 
     async def _etcd_removal_via(self, via: MachineStatus, departing: MachineStatus) -> str:
@@ -516,14 +528,42 @@ class ControlPlaneWorkflow:
         self._operation = "deleting every control plane machine"
         self._publish()
         # Workers and the rest of the cluster go with it: no quorum to protect, delete all at once.
-        for name in list(self._carry.book.machines):
-            await delete_machine(self._carry.book, name)
-        await workflow.wait_condition(lambda: not self._carry.book.machines)
+        book, restart = self._carry.book, self._restart_inputs()
+        for name in list(book.machines):
+            await delete_machine(book, name, self._carry.delete_options, restart=restart)
+        if not self._sees_closed_machines():
+            await workflow.wait_condition(lambda: not book.machines)
+        else:
+            # Bounded polls: a machine whose workflow closed meanwhile is restarted to delete.
+            while book.machines:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await workflow.wait_condition(lambda: not book.machines, timeout=DELETE_POLL)
+                if book.machines:
+                    await watch_machines(book, restart, everything=True)
+                    self._publish()
         self._operation = "deleted"
         await self._report(self._owner)
 
+    def _sees_closed_machines(self) -> bool:
+        return workflow.patched(PATCH_OWNERS_SEE_CLOSED)
+
+    def _restart_inputs(self) -> RestartInputs:
+        spec = self._spec
+        assert spec is not None and self._cluster is not None
+        return RestartInputs(
+            cluster=self._cluster,
+            template=spec.machine_template,
+            kubeadm=spec.kubeadm,
+            node_drain_timeout_seconds=spec.node_drain_timeout_seconds or 300,
+        )
+
     def _recheck_after(self) -> timedelta:
-        return IDLE_RECHECK
+        if not self._sees_closed_machines():
+            return IDLE_RECHECK
+        due = self._carry.book.next_check()
+        if due is None:
+            return IDLE_RECHECK
+        return min(IDLE_RECHECK, timedelta(seconds=max(due - workflow.now().timestamp(), 1.0)))
 
     async def _report(self, owner: str | None) -> None:
         """Tell the ClusterWorkflow when something it shows changed (a workflow cannot query

@@ -12,6 +12,17 @@ deregister a control-plane machine from the API load balancer, terminate the ins
 wait until it is gone, delete the Node and any secret left over. A control-plane machine's
 etcd member is removed by the ControlPlaneWorkflow *before* it asks the machine to go (as
 CAPI's KCP does): the removal runs on a healthy sibling, which only the owner knows.
+`request_delete(DeleteOptions(skip_node_cleanup=True))` (the cluster is being deleted) skips
+the cordon, the drain and the Node's deletion.
+
+Failure: anything AWS (or capt) says will never succeed — a non-retryable activity error such
+as RunInstances' `InvalidAMIID.NotFound` or an image lookup that finds nothing — makes the
+machine `Failed` with that reason; like every failed machine it keeps what it made until its
+owner deletes it. The workflow itself does not fail, so its owner is never left waiting.
+
+Delete mode (`MachineInput.mode="delete"`): the owner restarts a machine workflow that closed
+without deleting its machine (failed, terminated, timed out) under the same id in this mode.
+It only deletes: the instance the owner knew of, else the one its tags name.
 
 Temporal semantics worth knowing when reading this file:
 - Every `execute_activity` result is recorded in history. When a worker restarts, the new
@@ -41,7 +52,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.kubeadm import bootstrap as kb
     from activities.workload import activities as workload
     from workflows import activity_options as opts
-    from workflows.machine_models import MachineInput, MachinePhase, MachineStatus
+    from workflows.machine_models import DeleteOptions, MachineInput, MachinePhase, MachineStatus
+
+# workflow.patched ids; docs/versioning.md lists each with when it can be retired.
+# A non-retryable activity error while creating makes the machine Failed (it used to fail the
+# workflow, which left the owner waiting for a machine that would never report again).
+PATCH_PERMANENT_FAILURE = "machine-permanent-failure"
+# MachineInput.mode="delete": only delete (the owner restarts a closed machine workflow so).
+PATCH_DELETE_MODE = "machine-delete-mode"
 
 # Poll the workload node this often (a durable timer); EC2 state polls back off from 2 s to 15 s.
 NODE_POLL_SECONDS = 10.0
@@ -55,12 +73,24 @@ class MachineFailed(Exception):
     """The machine cannot become what it was asked to be; the reason goes to its status."""
 
 
+def permanent_failure(err: BaseException) -> str | None:
+    """The reason, if `err` says that trying again cannot help: a non-retryable activity
+    failure (AWS's code and message, e.g. "RunInstances: InvalidAMIID.NotFound: ..."), or a
+    non-retryable ApplicationError raised by this workflow's own code. Cancellation, timeouts
+    and retryable errors are not permanent."""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError) and cause.non_retryable:
+        return cause.message or cause.type or "non-retryable error"
+    return None
+
+
 @workflow.defn(name="MachineWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class MachineWorkflow:
     def __init__(self) -> None:
         self._input: MachineInput | None = None
         self._status: MachineStatus | None = None
         self._delete_requested = False
+        self._skip_node_cleanup = False
         self._bootstrap: kb.BootstrapRefs | None = None
 
     # --- interface ----------------------------------------------------------------------
@@ -70,8 +100,12 @@ class MachineWorkflow:
         return self._status
 
     @workflow.signal
-    def request_delete(self) -> None:
-        """Ask the machine to go. Safe to send twice; honoured at the next step boundary."""
+    def request_delete(self, options: DeleteOptions | None = None) -> None:
+        """Ask the machine to go. Safe to send twice; honoured at the next step boundary.
+        Signals sent without options (all of them, before DeleteOptions) decode as None.
+        `skip_node_cleanup` sticks once asked for, even during a delete already under way."""
+        if options is not None and options.skip_node_cleanup:
+            self._skip_node_cleanup = True
         if not self._delete_requested:
             self._delete_requested = True
             self._update(deletion_requested_at=workflow.now())
@@ -88,7 +122,13 @@ class MachineWorkflow:
             deployment=inp.deployment,
             failure_domain=inp.failure_domain,
             created_at=workflow.now(),
+            instance_id=inp.instance_id,
+            node_name=inp.node_name,
         )
+        if inp.delete_options is not None and inp.delete_options.skip_node_cleanup:
+            self._skip_node_cleanup = True
+        if inp.mode == "delete" and workflow.patched(PATCH_DELETE_MODE):
+            return await self._delete_only()
         workflow.set_current_details(f"{inp.role} machine {inp.name} in {inp.failure_domain or 'any AZ'}")
         await self._notify_owner()
         try:
@@ -97,9 +137,12 @@ class MachineWorkflow:
                 # Running: nothing to do until someone asks the machine to go.
                 await workflow.wait_condition(lambda: self._delete_requested)
         except MachineFailed as failure:
-            await self._set_phase("Failed", failure_reason=str(failure), message=str(failure))
-            # A failed machine keeps its instance (for inspection) until its owner deletes it.
-            await workflow.wait_condition(lambda: self._delete_requested)
+            await self._fail(str(failure))
+        except (ActivityError, ApplicationError) as err:
+            reason = permanent_failure(err)
+            if reason is None or not workflow.patched(PATCH_PERMANENT_FAILURE):
+                raise
+            await self._fail(reason)
         except asyncio.CancelledError:
             # Cancelling the workflow is the other way to delete: clean up, then re-raise so
             # the workflow ends as cancelled. Activities scheduled after the cancellation run.
@@ -108,6 +151,30 @@ class MachineWorkflow:
             raise
         await self._delete()
         return self._status
+
+    async def _fail(self, reason: str) -> None:
+        await self._set_phase("Failed", failure_reason=reason, message=reason)
+        # A failed machine keeps its instance (for inspection) until its owner deletes it.
+        await workflow.wait_condition(lambda: self._delete_requested)
+
+    async def _delete_only(self) -> MachineStatus:
+        """Delete mode: delete what an earlier, closed workflow of this machine left behind."""
+        inp = self._input
+        assert inp is not None and self._status is not None
+        self._delete_requested = True
+        self._update(deletion_requested_at=workflow.now())
+        if not self._status.instance_id:
+            found = await workflow.execute_activity(
+                ec2.lookup_machine_instance,
+                ec2.MachineInstanceLookup(
+                    region=inp.cluster.region, cluster_name=inp.cluster.name, machine_name=inp.name
+                ),
+                **opts.AWS_CALL,
+            )
+            if found.instance is not None:
+                self._update(instance_id=found.instance.instance_id, instance_state=found.instance.state)
+        await self._delete()
+        return self._status  # type: ignore[return-value]
 
     # --- create ---------------------------------------------------------------------------
     async def _create(self) -> None:
@@ -252,7 +319,7 @@ class MachineWorkflow:
         assert inp is not None and self._status is not None
         await self._set_phase("Deleting", message="deleting")
         node = self._status.node_name
-        if node:
+        if node and not self._skip_node_cleanup:
             await self._best_effort(
                 "cordon", workload.cordon_node, workload.CordonRequest(access=self._access(), node_name=node)
             )
@@ -276,7 +343,7 @@ class MachineWorkflow:
                 if found.state in ("terminated", "gone"):
                     break
                 await workflow.sleep(delay)
-        if node:
+        if node and not self._skip_node_cleanup:
             await self._best_effort(
                 "delete node",
                 workload.delete_node,
@@ -320,6 +387,8 @@ class MachineWorkflow:
         assert inp is not None
         deadline = workflow.now() + timedelta(seconds=inp.node_drain_timeout_seconds)
         while True:
+            if self._skip_node_cleanup:  # the cluster is being deleted meanwhile: stop draining
+                return
             left = (deadline - workflow.now()).total_seconds()
             chunk = max(5.0, min(60.0, left))
             result = await self._best_effort(

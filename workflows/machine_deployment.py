@@ -57,13 +57,17 @@ with workflow.unsafe.imports_passed_through():
     from spec.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
     from spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
     from workflows.control_plane_rules import parse_kubernetes_version
-    from workflows.machine_models import ClusterContext, MachineInput, MachineStatus
+    from workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
     from workflows.machine_owner import (
+        DELETE_POLL,
+        PATCH_OWNERS_SEE_CLOSED,
         MachineBook,
+        RestartInputs,
         delete_machine,
         new_machine_name,
         revision_of,
         start_machine,
+        watch_machines,
     )
 
 # When nothing happens, look again this often. Machines signal every change, so this is only a
@@ -111,6 +115,8 @@ class DeploymentCarry(BaseModel):
     last_remediation: str = ""
     iterations: int = 0
     deleting: bool = False
+    # How delete_all asked the machines to go (skip_node_cleanup on cluster deletion).
+    delete_options: DeleteOptions | None = None
     # The cluster is paused (CAPI's Cluster.spec.paused): nothing is created or deleted.
     cluster_paused: bool = False
 
@@ -439,7 +445,7 @@ class MachineDeploymentWorkflow:
     # --- signals --------------------------------------------------------------------------------
     @workflow.signal
     def machine_changed(self, status: MachineStatus) -> None:
-        if self._carry.book.apply(status):
+        if self._carry.book.apply(status, workflow.now().timestamp()):
             self._wake = True
 
     @workflow.signal
@@ -468,9 +474,13 @@ class MachineDeploymentWorkflow:
         self._wake = True
 
     @workflow.signal
-    def delete_all(self) -> None:
-        """The cluster is being deleted: remove every machine, then end."""
+    def delete_all(self, options: DeleteOptions | None = None) -> None:
+        """The cluster is being deleted: remove every machine, then end. `options` go to every
+        machine (`skip_node_cleanup` when the whole cluster goes); signals without any (sent
+        before DeleteOptions existed) decode as None."""
         self._carry.deleting = True
+        if options is not None:
+            self._carry.delete_options = options
         self._wake = True
 
     # --- updates --------------------------------------------------------------------------------
@@ -585,7 +595,7 @@ class MachineDeploymentWorkflow:
         for name in req.machines:
             if (owned := self._carry.book.machines.get(name)) is not None:
                 owned.marked_for_deletion = True
-                await delete_machine(self._carry.book, name)
+                await delete_machine(self._carry.book, name, restart=self._restart_inputs())
         self._wake = True
         return self.status()
 
@@ -620,7 +630,7 @@ class MachineDeploymentWorkflow:
         )
         for name in decision.remediate:
             self._carry.remediating.append(name)
-            await delete_machine(book, name)
+            await delete_machine(book, name, restart=self._restart_inputs())
         parts = []
         if decision.remediate:
             parts.append(f"replacing {', '.join(decision.remediate)}")
@@ -671,6 +681,8 @@ class MachineDeploymentWorkflow:
             if self._carry.deleting:
                 await self._delete_everything()
                 return self.status()
+            if self._sees_closed_machines():
+                await watch_machines(self._carry.book, self._restart_inputs())
             if self._carry.cluster_paused:
                 self._operation = "cluster paused: no machine is created or deleted"
             else:
@@ -694,7 +706,7 @@ class MachineDeploymentWorkflow:
                     )
                 )
             with contextlib.suppress(asyncio.TimeoutError):
-                await workflow.wait_condition(lambda: self._wake, timeout=self._recheck_after())
+                await workflow.wait_condition(lambda: self._wake, timeout=self._wait_after())
 
     # --- one step -------------------------------------------------------------------------------
     def _revision(self) -> str:
@@ -751,7 +763,7 @@ class MachineDeploymentWorkflow:
             self._record_revision(plan.record_revision)
         self._promote_current_revision()
         for name in plan.delete:
-            await delete_machine(self._carry.book, name)
+            await delete_machine(self._carry.book, name, restart=self._restart_inputs())
         for create in plan.create:
             await self._create_machine(create)
         self._track_progress()
@@ -937,12 +949,45 @@ class MachineDeploymentWorkflow:
     async def _delete_everything(self) -> None:
         self._operation = "deleting every machine"
         self._publish()
-        for name in list(self._carry.book.machines):
-            await delete_machine(self._carry.book, name)
-        await workflow.wait_condition(lambda: not self._carry.book.machines)
+        book, restart = self._carry.book, self._restart_inputs()
+        for name in list(book.machines):
+            await delete_machine(book, name, self._carry.delete_options, restart=restart)
+        if not self._sees_closed_machines():
+            await workflow.wait_condition(lambda: not book.machines)
+        else:
+            # Bounded polls: a machine whose workflow closed meanwhile is restarted to delete.
+            while book.machines:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await workflow.wait_condition(lambda: not book.machines, timeout=DELETE_POLL)
+                if book.machines:
+                    await watch_machines(book, restart, everything=True)
+                    self._publish()
         self._operation = "deleted"
         self._publish()
         await self._report()
+
+    def _sees_closed_machines(self) -> bool:
+        return workflow.patched(PATCH_OWNERS_SEE_CLOSED)
+
+    def _restart_inputs(self) -> RestartInputs:
+        spec, inp = self._spec, self._input
+        assert spec is not None and inp is not None
+        return RestartInputs(
+            cluster=inp.cluster,
+            template=spec.machine_template,
+            kubeadm=spec.bootstrap,
+            node_drain_timeout_seconds=inp.node_drain_timeout_seconds,
+        )
+
+    def _wait_after(self) -> timedelta:
+        """The loop's wait: `_recheck_after`, and no longer than until machines are due a look."""
+        recheck = self._recheck_after()
+        if not self._sees_closed_machines():
+            return recheck
+        due = self._carry.book.next_check()
+        if due is None:
+            return recheck
+        return min(recheck, timedelta(seconds=max(due - workflow.now().timestamp(), 1.0)))
 
     # --- helpers ------------------------------------------------------------------------------------
     def _replace_spec(self, spec: MachineDeploymentSpec) -> None:

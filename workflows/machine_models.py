@@ -18,6 +18,9 @@ from spec.models import KubeadmConfigSpec, MachineTemplate
 MachinePhase = Literal["Pending", "Provisioning", "Provisioned", "Running", "Deleting", "Deleted", "Failed"]
 MachineRole = Literal["control-plane", "worker"]
 BootstrapKind = Literal["init", "join-control-plane", "join-worker"]
+# "create": make the machine, keep it, delete it when asked. "delete": the machine's earlier
+# workflow closed without deleting it (failed, terminated, timed out); only delete what it left.
+MachineMode = Literal["create", "delete"]
 TERMINAL_PHASES = ("Deleted", "Failed")
 
 
@@ -63,6 +66,13 @@ class ClusterContext(_Frozen):
         return dict(self.security_groups).get(role)
 
 
+class DeleteOptions(_Frozen):
+    """How a machine goes. `skip_node_cleanup`: no cordon, drain or Node deletion — the whole
+    cluster is being deleted, so there is no workload to move and no API worth waiting for."""
+
+    skip_node_cleanup: bool = False
+
+
 class MachineInput(_Frozen):
     cluster: ClusterContext
     name: str
@@ -83,6 +93,12 @@ class MachineInput(_Frozen):
     node_startup_timeout_seconds: int = 600
     node_drain_timeout_seconds: int = 300
     deployment: str | None = None
+    # mode="delete" (see MachineMode): what the owner knew of the machine. Without an instance
+    # id the instance is found by its tags.
+    mode: MachineMode = "create"
+    instance_id: str | None = None
+    node_name: str | None = None
+    delete_options: DeleteOptions | None = None
 
 
 class MachineStatus(_Frozen):

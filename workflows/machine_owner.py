@@ -6,20 +6,60 @@ and a closing parent would otherwise take its children with it. The machines rep
 phase change back with the `machine_changed` signal, and the owner asks one to go with the
 machine's `request_delete` signal. `MachineBook` is the owner's record of all that; it is
 plain data so it can be carried across continue-as-new.
+
+Machines that close without a word (patched `owners-see-closed-machines`). A machine workflow
+that failed, was terminated or timed out sends nothing, and an ABANDON child of an earlier run
+reports nothing to this one. So owners look: `watch_machines` describes, in one activity call,
+the machine workflows they have not heard from for `SILENT_SECONDS` (at most every
+`CHECK_EVERY_SECONDS`), and books each closed one `Failed` with "machine workflow <status>:
+<reason>". Deleting such a machine (`delete_machine`) starts its workflow id again in delete
+mode (`MachineInput.mode="delete"`), which only removes what the machine left; a signal that
+finds no workflow does the same. Waiting for machines to go (`delete_all`) polls every
+`DELETE_POLL` and describes every machine still booked, so a machine that dies while deleting
+is restarted instead of waited for forever; after `MAX_DELETE_RESTARTS` the owner forgets it
+(listed in `MachineBook.abandoned`) so that the owner can finish.
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities import temporal_tree
+    from spec.models import KubeadmConfigSpec, MachineTemplate
     from workflows.machine import MachineWorkflow
-    from workflows.machine_models import MachineInput, MachineStatus, machine_workflow_id
+    from workflows.machine_models import (
+        ClusterContext,
+        DeleteOptions,
+        MachineInput,
+        MachineStatus,
+        machine_workflow_id,
+    )
     from workflows.rollout import MachineView
+
+# workflow.patched id (docs/versioning.md), used by ControlPlaneWorkflow and
+# MachineDeploymentWorkflow: look for machine workflows that closed without reporting, restart
+# the deletion of closed machines, and wait for deletions in bounded polls.
+PATCH_OWNERS_SEE_CLOSED = "owners-see-closed-machines"
+# A machine not heard from for this long is described (a Running machine is silent for good).
+SILENT_SECONDS = 120.0
+# At most one describe of the silent machines this often (outside deletion).
+CHECK_EVERY_SECONDS = 120.0
+# While waiting for machines to go: describe every one still booked this often.
+DELETE_POLL = timedelta(seconds=30)
+# Delete-mode restarts of one machine before the owner gives up on it.
+MAX_DELETE_RESTARTS = 3
+DESCRIBE_CALL = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3),
+)
 
 # CAPI's random machine-name suffix alphabet (no vowels: no accidental words).
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -35,6 +75,14 @@ class OwnedMachine(BaseModel):
     marked_for_deletion: bool = False
     unhealthy: bool = False
     unhealthy_reason: str = ""
+    # Workflow-clock seconds of the machine's last report (None: none since `created`).
+    heard: float | None = None
+    # The machine's workflow closed without deleting the machine ("failed", "terminated",
+    # "timed_out", "not_found", ...): booked Failed; deleting it restarts the workflow id.
+    closed: str = ""
+    delete_restarts: int = 0
+    # What the delete was asked with (passed on when the deletion is restarted).
+    delete_options: DeleteOptions | None = None
 
     def view(self) -> MachineView:
         s = self.status
@@ -63,6 +111,10 @@ class MachineBook(BaseModel):
     machines: dict[str, OwnedMachine] = {}
     # Names of machines that finished deleting (kept short: last 50), for describe.
     deleted: list[str] = []
+    # When `watch_machines` last described machines (workflow-clock seconds).
+    checked_at: float | None = None
+    # "<machine>: <why>" for machines given up on after MAX_DELETE_RESTARTS (last 20).
+    abandoned: list[str] = []
 
     def live(self) -> list[OwnedMachine]:
         return [m for m in self.machines.values() if m.status.phase != "Deleted"]
@@ -70,16 +122,60 @@ class MachineBook(BaseModel):
     def views(self) -> list[MachineView]:
         return [m.view() for m in self.live()]
 
-    def apply(self, status: MachineStatus) -> bool:
+    def apply(self, status: MachineStatus, now: float | None = None) -> bool:
         """Record a machine's report. Returns True if it changed anything."""
         owned = self.machines.get(status.name)
-        if owned is None or owned.status == status:
+        if owned is None:
+            return False
+        if now is not None:
+            owned.heard = now
+        if owned.closed and status.phase not in ("Deleting", "Deleted"):
+            # A report its workflow sent before it closed: the machine stays booked Failed.
+            return False
+        if owned.status == status:
             return False
         owned.status = status
         if status.phase == "Deleted":
             del self.machines[status.name]
             self.deleted = (self.deleted + [status.name])[-50:]
         return True
+
+    def watched(self) -> list[OwnedMachine]:
+        """Machines whose workflow should be running: not found closed, not Deleted."""
+        return [m for m in self.machines.values() if not m.closed and m.status.phase != "Deleted"]
+
+    def silent(self, now: float) -> list[OwnedMachine]:
+        return [m for m in self.watched() if now - (m.heard or m.created) >= SILENT_SECONDS]
+
+    def next_check(self) -> float | None:
+        """When `watch_machines` will next have something to describe (None: nothing to watch)."""
+        watched = self.watched()
+        if not watched:
+            return None
+        due = min((m.heard or m.created) + SILENT_SECONDS for m in watched)
+        if self.checked_at is not None:
+            due = max(due, self.checked_at + CHECK_EVERY_SECONDS)
+        return due
+
+    def book_closed(self, owned: OwnedMachine, state: temporal_tree.WorkflowState) -> None:
+        what = state.status.replace("_", " ")
+        reason = f"machine workflow {what}: {state.reason}" if state.reason else f"machine workflow {what}"
+        owned.closed = state.status
+        owned.status = owned.status.model_copy(
+            update={"phase": "Failed", "failure_reason": reason, "message": reason, "node_ready": False}
+        )
+
+
+class RestartInputs(BaseModel):
+    """What an owner gives `delete_machine` to restart a closed machine in delete mode; the
+    template and kubeadm config are only there because MachineInput requires them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cluster: ClusterContext
+    template: MachineTemplate
+    kubeadm: KubeadmConfigSpec
+    node_drain_timeout_seconds: int = 300
 
 
 def new_machine_name(prefix: str) -> str:
@@ -122,9 +218,147 @@ async def start_machine(book: MachineBook, inp: MachineInput) -> None:
     )
 
 
-async def delete_machine(book: MachineBook, name: str) -> None:
+async def delete_machine(
+    book: MachineBook,
+    name: str,
+    options: DeleteOptions | None = None,
+    *,
+    restart: RestartInputs | None = None,
+) -> None:
+    """Ask a machine to go. With `restart` (and once patched `owners-see-closed-machines`): a
+    machine whose workflow closed is restarted in delete mode, and a machine already asked to
+    go is asked again if the new options skip the node cleanup and the first ones did not."""
     owned = book.machines.get(name)
-    if owned is None or owned.delete_sent:
+    if owned is None:
         return
-    owned.delete_sent = True
-    await workflow.get_external_workflow_handle(owned.workflow_id).signal(MachineWorkflow.request_delete)
+    if restart is None or not workflow.patched(PATCH_OWNERS_SEE_CLOSED):
+        if owned.delete_sent:
+            return
+        owned.delete_sent = True
+        await workflow.get_external_workflow_handle(owned.workflow_id).signal(MachineWorkflow.request_delete)
+        return
+    if owned.delete_sent:
+        skipping = owned.delete_options is not None and owned.delete_options.skip_node_cleanup
+        if options is None or not options.skip_node_cleanup or skipping:
+            return
+        # Asked again, now without node cleanup: tell a running machine (a closed one gets the
+        # options when watch_machines restarts it).
+        owned.delete_options = options
+        if owned.closed:
+            return
+    else:
+        owned.delete_sent = True
+        if options is not None:
+            owned.delete_options = options
+        if owned.closed:
+            await _restart_for_delete(book, owned, restart)
+            return
+    try:
+        await _signal_delete(owned.workflow_id, options)
+    except ApplicationError as err:
+        # No running workflow took the signal: it closed (or never started).
+        book.book_closed(
+            owned,
+            temporal_tree.WorkflowState(workflow_id=owned.workflow_id, status="not_found", reason=str(err)),
+        )
+        await _restart_for_delete(book, owned, restart)
+
+
+async def _restart_for_delete(book: MachineBook, owned: OwnedMachine, restart: RestartInputs) -> None:
+    s = owned.status
+    if owned.delete_restarts >= MAX_DELETE_RESTARTS:
+        # Never block the owner: forget the machine. Its instance, if any, carries the cluster's
+        # tags, where the cluster's deletion finds it.
+        workflow.logger.warning("giving up on deleting machine %s: %s", s.name, s.failure_reason)
+        del book.machines[s.name]
+        book.abandoned = (book.abandoned + [f"{s.name}: {s.failure_reason or owned.closed}"])[-20:]
+        return
+    owned.delete_restarts += 1
+    owned.closed = ""
+    owned.heard = workflow.now().timestamp()
+    inp = MachineInput(
+        cluster=restart.cluster,
+        name=s.name,
+        role=s.role,
+        bootstrap_kind="join-control-plane" if s.role == "control-plane" else "join-worker",
+        owner_workflow_id=workflow.info().workflow_id,
+        failure_domain=s.failure_domain,
+        version=s.version,
+        revision=s.revision,
+        template=restart.template,
+        kubeadm=restart.kubeadm,
+        node_drain_timeout_seconds=restart.node_drain_timeout_seconds,
+        deployment=s.deployment,
+        mode="delete",
+        instance_id=s.instance_id,
+        node_name=s.node_name,
+        delete_options=owned.delete_options,
+    )
+    try:
+        await workflow.start_child_workflow(
+            MachineWorkflow.run,
+            inp,
+            id=owned.workflow_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"delete {s.role} machine {s.name} (attempt {owned.delete_restarts})",
+        )
+    except WorkflowAlreadyStartedError:
+        # It runs after all (started again meanwhile): ask it to go instead.
+        try:
+            await _signal_delete(owned.workflow_id, owned.delete_options)
+        except ApplicationError as err:  # closed again meanwhile: the next watch sees it
+            workflow.logger.warning("could not ask machine %s to go: %s", s.name, err)
+
+
+async def _signal_delete(workflow_id: str, options: DeleteOptions | None) -> None:
+    """`request_delete`, with no argument when there are no options (as before DeleteOptions)."""
+    handle = workflow.get_external_workflow_handle(workflow_id)
+    if options is None:
+        await handle.signal(MachineWorkflow.request_delete)
+    else:
+        await handle.signal(MachineWorkflow.request_delete, options)
+
+
+async def watch_machines(book: MachineBook, restart: RestartInputs, *, everything: bool = False) -> bool:
+    """Describe the machine workflows not heard from for SILENT_SECONDS (every watched one when
+    `everything`, as while deleting), book the closed ones Failed, and restart the deletion of
+    closed machines already asked to go. Only call it once patched `owners-see-closed-machines`.
+    Returns True if the book changed."""
+    now = workflow.now().timestamp()
+    if not everything and book.checked_at is not None and now < book.checked_at + CHECK_EVERY_SECONDS:
+        return False
+    candidates = book.watched() if everything else book.silent(now)
+    if not candidates:
+        return False
+    book.checked_at = now
+    # A machine restarted while the describe runs (an Update deleting it) is not judged on it.
+    restarts = {m.workflow_id: m.delete_restarts for m in candidates}
+    try:
+        result = await workflow.execute_activity(
+            temporal_tree.describe_machine_workflows,
+            temporal_tree.WorkflowsRequest(workflow_ids=tuple(sorted(restarts))),
+            summary=f"describe {len(restarts)} machine workflow(s)",
+            **DESCRIBE_CALL,
+        )
+    except ActivityError as err:
+        workflow.logger.warning("could not describe machine workflows: %s", err.cause or err)
+        return False
+    by_id = {m.workflow_id: m for m in book.machines.values()}
+    changed = False
+    for state in result.workflows:
+        owned = by_id.get(state.workflow_id)
+        if (
+            owned is None
+            or owned.closed
+            or owned.delete_restarts != restarts.get(state.workflow_id)
+            or not state.closed
+        ):
+            continue
+        changed = True
+        if state.final is not None and state.final.phase == "Deleted":
+            book.apply(state.final, now)  # it finished; its last report was lost
+            continue
+        book.book_closed(owned, state)
+        if owned.delete_sent:
+            await _restart_for_delete(book, owned, restart)
+    return changed

@@ -131,6 +131,21 @@ class DescribeInstanceResult(AwsResult):
     instance: InstanceInfo | None = None
 
 
+class MachineInstanceLookup(BaseModel):
+    """The live instance of one machine, found by its tags (the cluster's owned tag and the
+    machine tag): for deleting a machine whose workflow closed before it recorded the id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region: str
+    cluster_name: str
+    machine_name: str
+
+
+class MachineInstanceResult(AwsResult):
+    instance: InstanceInfo | None = None
+
+
 class TerminateInstanceRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -400,6 +415,13 @@ def describe_instance(req: DescribeInstanceRequest) -> DescribeInstanceResult:
         return DescribeInstanceResult(instance_id=req.instance_id, found=False, state=GONE)
     found = info(instance)
     return DescribeInstanceResult(instance_id=req.instance_id, found=True, state=found.state, instance=found)
+
+
+@session.aws_activity
+def lookup_machine_instance(req: MachineInstanceLookup) -> MachineInstanceResult:
+    """The machine's live instance by tags (not terminated), or none."""
+    found = find_machine_instance(session.client("ec2", req.region), req.cluster_name, req.machine_name)
+    return MachineInstanceResult(instance=info(found) if found is not None else None)
 
 
 @session.aws_activity

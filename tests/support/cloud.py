@@ -6,7 +6,8 @@ reads `activity.info().current_attempt_scheduled_time`, which the time-skipping 
 advances when workflows sleep — so "boots in 60 s" costs no wall time.
 
 Knobs model what goes wrong: a machine whose node never becomes Ready, an instance that
-vanishes, a node that goes NotReady, an etcd member that is unhealthy. `samples` records the
+vanishes, a node that goes NotReady, an etcd member that is unhealthy, an activity that AWS
+refuses for good (`fail_permanently`: raised exactly as the real activities raise it). `samples` records the
 machine set after every change so tests can assert invariants at every step, not only at
 the end.
 """
@@ -19,12 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from botocore.exceptions import ClientError
 from temporalio import activity
 
 from activities.aws import images
 from activities.aws import instances as ec2
 from activities.aws import secrets as sm
+from activities.aws.errors import to_application_error
 from activities.kubeadm import bootstrap as kb
+from activities.temporal_tree import describe_machine_workflows
 from activities.workload import activities as workload
 from activities.workload import etcd
 from activities.workload.objects import NodeInfo
@@ -69,6 +73,28 @@ class FakeCloud:
         self.not_ready: set[str] = set()  # machine names whose node went NotReady
         self.slow_boot: dict[str, float] = {}  # machine name -> extra seconds
         self.on_change: Callable[[FakeCloud, str], None] | None = None
+        # activity name -> (AWS operation, error code, message, machine names or None for all)
+        self.permanent_errors: dict[str, tuple[str, str, str, frozenset[str] | None]] = {}
+
+    def fail_permanently(
+        self, activity_name: str, operation: str, code: str, message: str, machines: set[str] | None = None
+    ) -> None:
+        """`activity_name` fails with AWS's `code` for `machines` (every machine by default), as a
+        ClientError that the real activities turn into Temporal's error (activities/aws/errors.py)."""
+        self.permanent_errors[activity_name] = (
+            operation,
+            code,
+            message,
+            frozenset(machines) if machines is not None else None,
+        )
+
+    def _refuse(self, activity_name: str, machine: str | None) -> None:
+        spec = self.permanent_errors.get(activity_name)
+        if spec is None:
+            return
+        operation, code, message, machines = spec
+        if machines is None or machine is None or machine in machines:
+            raise to_application_error(ClientError({"Error": {"Code": code, "Message": message}}, operation))
 
     # --- model --------------------------------------------------------------------------
     @staticmethod
@@ -165,6 +191,7 @@ class FakeCloud:
         @activity.defn(name="lookup_image")
         def lookup_image(req: images.ImageLookupRequest) -> images.ImageLookupResult:
             cloud._count("lookup_image")
+            cloud._refuse("lookup_image", None)  # the request names no machine
             return images.ImageLookupResult(
                 image=images.ImageChoice(
                     image_id=f"ami-{req.kubernetes_version.replace('.', '')}",
@@ -188,6 +215,7 @@ class FakeCloud:
         def ensure_instance(req: ec2.InstanceRequest) -> ec2.InstanceResult:
             with cloud.lock:
                 cloud._count("ensure_instance")
+                cloud._refuse("ensure_instance", req.machine_name)
                 token = f"{req.cluster_name}/{req.machine_name}/{req.incarnation}"
                 for inst in cloud.instances.values():
                     if inst.client_token == token:
@@ -223,6 +251,20 @@ class FakeCloud:
                     instance=ec2.InstanceInfo(
                         instance_id=inst.id, state=state, availability_zone=inst.az, private_ip="10.0.64.10"
                     ),
+                )
+
+        @activity.defn(name="lookup_machine_instance")
+        def lookup_machine_instance(req: ec2.MachineInstanceLookup) -> ec2.MachineInstanceResult:
+            with cloud.lock:
+                cloud._count("lookup_machine_instance")
+                inst = cloud.instance_of(req.machine_name)
+                if inst is None:
+                    return ec2.MachineInstanceResult()
+                state = cloud.state(inst, cloud.now())
+                return ec2.MachineInstanceResult(
+                    instance=ec2.InstanceInfo(
+                        instance_id=inst.id, state=state, machine_name=inst.machine, availability_zone=inst.az
+                    )
                 )
 
         @activity.defn(name="register_with_load_balancer")
@@ -333,6 +375,7 @@ class FakeCloud:
             lookup_image,
             ensure_instance,
             describe_instance,
+            lookup_machine_instance,
             register_with_load_balancer,
             deregister_from_load_balancer,
             list_workload_nodes,
@@ -343,6 +386,8 @@ class FakeCloud:
             check_etcd_member_removal,
             terminate_instance,
             delete_bootstrap_data,
+            # The real one: owners describe their machine workflows on the test server.
+            describe_machine_workflows,
         ]
 
 

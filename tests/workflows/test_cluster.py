@@ -10,6 +10,7 @@ are the fake cloud, in workflow time.
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -34,9 +35,11 @@ from workflows.cluster import (
     ClusterWorkflow,
     ScaleDeploymentRequest,
     UpgradeRequest,
+    _control_plane_failure,
+    _failed_workers,
     cluster_workflow_id,
 )
-from workflows.control_plane import ControlPlaneWorkflow
+from workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus, ControlPlaneWorkflow
 from workflows.health import HealthCheckWorkflow
 from workflows.infrastructure import InfrastructureWorkflow
 from workflows.machine import MachineWorkflow
@@ -243,3 +246,88 @@ async def test_addons_are_applied_once_across_continue_as_new(time_skipping_env,
     assert [name for name, _ in calls].count("crs-ccm") == 1
     assert [name for name, _ in calls].count("crs-flaky") == 2  # failed once, retried later, then done
     assert all(launched >= 1 for _, launched in calls)  # only once a control plane exists
+
+
+async def test_a_first_control_plane_machine_that_fails_for_good_fails_the_cluster(
+    time_skipping_env, task_queue, moto
+):
+    """RunInstances refuses the AMI: the cluster's phase is Failed with AWS's message (not
+    Provisioning forever), and deleting the cluster still finishes."""
+    env, cloud = time_skipping_env, FakeCloud(boot_seconds=20, join_seconds=20)
+    message = "The image id '[ami-00000000000000000]' does not exist"
+    cloud.fail_permanently("ensure_instance", "RunInstances", "InvalidAMIID.NotFound", message)
+    spec = load_file(QUICKSTART, env={}).spec
+    async with running_worker(env, task_queue, WORKFLOWS, activities(cloud)):
+        handle = await env.client.start_workflow(
+            ClusterWorkflow.run,
+            ClusterInput(spec=spec),
+            id=cluster_workflow_id(spec.namespace, spec.name),
+            task_queue=task_queue,
+        )
+        status = await wait_for(
+            env, lambda: query(handle, ClusterWorkflow.status), lambda s: s.phase == "Failed", what="Failed"
+        )
+        [machine] = status.control_plane.machines
+        assert status.message == (
+            f"control plane machine {machine.name} failed: RunInstances: InvalidAMIID.NotFound: {message}"
+        )
+        assert cloud.calls["ensure_instance"] == 1
+        await handle.execute_update(ClusterWorkflow.delete)
+        final = await handle.result()
+    assert final.phase == "Deleted"
+    assert cloud.calls["ensure_instance"] == 1 and not cloud.instances
+
+
+def test_phase_reasons_name_the_failed_machines() -> None:
+    def cp_machine(name: str, phase: str, message: str = "") -> ControlPlaneMachine:
+        return ControlPlaneMachine(
+            name=name,
+            phase=phase,
+            availability_zone=None,
+            instance_id=None,
+            node_name=None,
+            node_ready=False,
+            version="v1.30.2",
+            up_to_date=True,
+            unhealthy=False,
+            message=message,
+        )
+
+    def cp(*machines: ControlPlaneMachine, initialized: bool = False) -> ControlPlaneStatus:
+        return ControlPlaneStatus(
+            name="cp",
+            desired_replicas=3,
+            replicas=len(machines),
+            ready_replicas=0,
+            up_to_date_replicas=0,
+            version="v1.30.2",
+            initialized=initialized,
+            ready=False,
+            operation="",
+            last_refusal="",
+            machines=list(machines),
+        )
+
+    assert _control_plane_failure(None) is None
+    assert _control_plane_failure(cp()) is None
+    assert (
+        _control_plane_failure(cp(cp_machine("cp-a", "Failed", "boom")))
+        == "control plane machine cp-a failed: boom"
+    )
+    # A replacement is on its way (remediation), or the control plane came up: not Failed.
+    assert _control_plane_failure(cp(cp_machine("cp-a", "Deleting"), cp_machine("cp-b", "Pending"))) is None
+    assert (
+        _control_plane_failure(cp(cp_machine("cp-a", "Failed"), cp_machine("cp-b", "Provisioning"))) is None
+    )
+    assert _control_plane_failure(cp(cp_machine("cp-a", "Failed"), initialized=True)) is None
+
+    def md(name: str, *failed: str):
+        machines = [
+            SimpleNamespace(name=f"{name}-{m}", phase="Failed", message=f"{m} broke") for m in failed
+        ] + [SimpleNamespace(name=f"{name}-ok", phase="Running", message="")]
+        return SimpleNamespace(name=name, machines=machines)
+
+    assert _failed_workers([None, md("md-0")]) == ""
+    assert _failed_workers([md("md-0", "a"), None, md("md-1", "b", "c", "d")]) == (
+        "; failed worker machines: md-0/md-0-a (a broke), md-1/md-1-b (b broke), md-1/md-1-c (c broke) and 1 more"
+    )

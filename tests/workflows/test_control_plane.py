@@ -5,6 +5,7 @@ fake takes (each launch, Ready, cordon, etcd removal, termination), not only at 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
@@ -31,6 +32,7 @@ from workflows.control_plane import (
 )
 from workflows.control_plane_rules import etcd_quorum
 from workflows.machine import MachineWorkflow
+from workflows.machine_models import DeleteOptions, machine_workflow_id
 
 WORKFLOWS = [ControlPlaneWorkflow, MachineWorkflow]
 
@@ -222,3 +224,57 @@ async def test_continue_as_new_keeps_machines_and_pending_updates(time_skipping_
         desc = await env.client.get_workflow_handle(handle.id).describe()
         assert desc.run_id != handle.result_run_id  # it continued as new at least once
         assert cloud.calls["ensure_instance"] == 3
+
+
+# --- machines that fail or close without a word (issue 15, WP7) ------------------------------------
+
+
+async def test_first_machine_failing_for_good_shows_and_delete_all_finishes(time_skipping_env, task_queue):
+    env, cloud = time_skipping_env, FakeCloud()
+    message = "The image id '[ami-00000000000000000]' does not exist"
+    cloud.fail_permanently("ensure_instance", "RunInstances", "InvalidAMIID.NotFound", message)
+    async with running_worker(env, task_queue, WORKFLOWS, cloud.activities()):
+        handle = await start(env, task_queue, cp_spec(3))
+        status = await wait_for(
+            env,
+            lambda: query(handle, ControlPlaneWorkflow.status),
+            lambda s: [m.phase for m in s.machines] == ["Failed"],
+            step=10,
+            what="the init machine Failed",
+        )
+        assert not status.initialized
+        assert status.machines[0].message == f"RunInstances: InvalidAMIID.NotFound: {message}"
+        assert cloud.calls["ensure_instance"] == 1
+        await handle.signal(ControlPlaneWorkflow.delete_all, DeleteOptions(skip_node_cleanup=True))
+        final = await handle.result()
+    assert final.operation == "deleted" and final.machines == []
+    assert cloud.calls["ensure_instance"] == 1
+
+
+async def test_a_terminated_machine_workflow_is_seen_failed_and_deleted(time_skipping_env, task_queue):
+    env, cloud = time_skipping_env, FakeCloud()
+    async with running_worker(env, task_queue, WORKFLOWS, cloud.activities()):
+        handle = await start(env, task_queue, cp_spec(1))
+        status = await wait_for(
+            env, lambda: query(handle, ControlPlaneWorkflow.status), settled(1), what="ready"
+        )
+        [machine] = status.machines
+        cluster = handle.id.split("/")[2]
+        await env.client.get_workflow_handle(machine_workflow_id(cluster, machine.name)).terminate(
+            reason="oops"
+        )
+        terminated_at = await env.get_current_time()
+        status = await wait_for(
+            env,
+            lambda: query(handle, ControlPlaneWorkflow.status),
+            lambda s: s.machines[0].phase == "Failed",
+            step=10,
+            what="the machine seen Failed",
+        )
+        assert await env.get_current_time() - terminated_at <= timedelta(minutes=5)
+        assert status.machines[0].message == "machine workflow terminated: oops"
+        await handle.signal(ControlPlaneWorkflow.delete_all, DeleteOptions(skip_node_cleanup=True))
+        final = await handle.result()
+    assert final.operation == "deleted" and final.machines == []
+    assert cloud.instances[machine.instance_id].terminated_at is not None
+    assert not {"cordon_node", "drain_node", "delete_node"} & set(cloud.calls)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from temporalio import activity
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from activities.aws import images
+from spec.models import AMISelector
 from tests.support.cloud import FakeCloud
 from tests.support.context import (
     cluster_context,
@@ -15,11 +21,11 @@ from tests.support.context import (
     wait_for,
 )
 from workflows.machine import MachineWorkflow
-from workflows.machine_models import MachineInput, machine_workflow_id
+from workflows.machine_models import DeleteOptions, MachineInput, machine_workflow_id
 
 
 def machine_input(
-    name: str, role: str = "worker", kind: str = "join-worker", startup: int = 600
+    name: str, role: str = "worker", kind: str = "join-worker", startup: int = 600, template=None
 ) -> MachineInput:
     cluster = cluster_context(unique("c"))
     return MachineInput(
@@ -30,7 +36,7 @@ def machine_input(
         failure_domain="ap-northeast-2b",
         version="v1.20.5",
         revision="r1",
-        template=machine_template(),
+        template=template or machine_template(),
         kubeadm=kubeadm(),
         node_startup_timeout_seconds=startup,
     )
@@ -128,3 +134,93 @@ async def test_worker_restart_does_not_run_instances_twice(time_skipping_env, ta
         await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Running"), step=10)
     assert cloud.calls["ensure_instance"] == 1
     assert len(cloud.instances) == 1
+
+
+# --- permanent failures, delete options, delete mode (issue 15, WP7) ------------------------------
+
+
+async def test_permanent_run_instances_error_fails_the_machine_after_one_attempt(
+    time_skipping_env, task_queue
+):
+    env, cloud = time_skipping_env, FakeCloud()
+    message = "The image id '[ami-00000000000000000]' does not exist"
+    cloud.fail_permanently("ensure_instance", "RunInstances", "InvalidAMIID.NotFound", message)
+    async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities()):
+        handle = await start(env, task_queue, machine_input("w6"))
+        status = await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Failed"), step=10)
+        assert status.failure_reason == f"RunInstances: InvalidAMIID.NotFound: {message}"
+        assert status.message == status.failure_reason and status.instance_id is None
+        assert cloud.calls["ensure_instance"] == 1  # non-retryable: exactly one attempt
+        # The workflow did not fail: it waits, Failed, until its owner deletes the machine.
+        await env.sleep(3600)
+        assert (await handle.describe()).status.name == "RUNNING"
+        assert cloud.calls["ensure_instance"] == 1
+        await handle.signal(MachineWorkflow.request_delete)
+        final = await handle.result()
+        assert final.phase == "Deleted" and final.failure_reason == status.failure_reason
+        assert "terminate_instance" not in cloud.calls  # there never was an instance
+        assert cloud.calls["delete_bootstrap_data"] == 1
+        # The new branch (patched machine-permanent-failure) replays deterministically.
+        history = await handle.fetch_history()
+        assert any(e.HasField("marker_recorded_event_attributes") for e in history.events)
+        await Replayer(workflows=[MachineWorkflow], data_converter=pydantic_data_converter).replay_workflow(
+            history
+        )
+
+
+async def test_image_that_does_not_exist_fails_the_machine_with_aws_message(
+    time_skipping_env, task_queue, aws
+):
+    """The real lookup_image against moto: an AMI id that does not exist."""
+    env, cloud = time_skipping_env, FakeCloud()
+    attempts: list[str] = []
+
+    @activity.defn(name="lookup_image")
+    def lookup_image(req: images.ImageLookupRequest) -> images.ImageLookupResult:
+        attempts.append(req.ami.id or "")
+        return images.lookup_image(req)
+
+    fakes = [a for a in cloud.activities() if a.__name__ != "lookup_image"]
+    template = machine_template().model_copy(update={"ami": AMISelector(id="ami-00000000000000000")})
+    async with running_worker(env, task_queue, [MachineWorkflow], [*fakes, lookup_image]):
+        handle = await start(env, task_queue, machine_input("w7", template=template))
+        status = await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Failed"), step=10)
+    assert attempts == ["ami-00000000000000000"]
+    assert status.failure_reason.startswith("DescribeImages: InvalidAMIID.NotFound: "), status.failure_reason
+    assert "ami-00000000000000000" in status.failure_reason
+    assert "ensure_instance" not in cloud.calls
+
+
+async def test_skip_node_cleanup_deletes_without_cordon_drain_or_node_deletion(time_skipping_env, task_queue):
+    env, cloud = time_skipping_env, FakeCloud()
+    async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities()):
+        handle = await start(env, task_queue, machine_input("w8"))
+        status = await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Running"), step=10)
+        assert status.node_name
+        await handle.signal(MachineWorkflow.request_delete, DeleteOptions(skip_node_cleanup=True))
+        final = await handle.result()
+    assert final.phase == "Deleted"
+    assert cloud.calls["terminate_instance"] == 1
+    assert cloud.instances[status.instance_id].terminated_at is not None
+    assert not {"cordon_node", "drain_node", "delete_node"} & set(cloud.calls)
+
+
+async def test_delete_mode_finds_the_instance_by_its_tags(time_skipping_env, task_queue):
+    """A machine workflow terminated while Running left its instance; the same workflow id,
+    started again in delete mode without the instance id, finds it by tag and terminates it."""
+    env, cloud = time_skipping_env, FakeCloud()
+    inp = machine_input("w9")
+    async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities()):
+        handle = await start(env, task_queue, inp)
+        status = await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Running"), step=10)
+        await handle.terminate(reason="test")
+        again = await start(env, task_queue, inp.model_copy(update={"mode": "delete"}))
+        final = await again.result()
+    assert final.phase == "Deleted" and final.instance_id == status.instance_id
+    assert cloud.calls["lookup_machine_instance"] == 1
+    assert cloud.instances[status.instance_id].terminated_at is not None
+    assert "ensure_instance" in cloud.calls and cloud.calls["ensure_instance"] == 1  # nothing launched
+    history = await again.fetch_history()
+    await Replayer(workflows=[MachineWorkflow], data_converter=pydantic_data_converter).replay_workflow(
+        history
+    )

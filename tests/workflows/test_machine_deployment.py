@@ -24,8 +24,9 @@ from datetime import timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import UnsandboxedWorkflowRunner
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
 from tests.support.cloud import FakeCloud
@@ -46,6 +47,7 @@ from workflows.machine_deployment import (
     strategy_error,
     worker_version_error,
 )
+from workflows.machine_models import DeleteOptions, MachineStatus, machine_workflow_id
 from workflows.machine_owner import revision_of
 
 CP_VERSION = "v1.30.2"
@@ -717,3 +719,133 @@ async def test_continue_as_new_keeps_state_and_pending_updates(time_skipping_env
     # No machine was forgotten across runs (an orphan would still be running) or launched twice.
     assert alive(cloud) == sorted(m.name for m in st.machines)
     assert len(cloud.instances) == len({i.machine for i in cloud.instances.values()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Machines that fail or close without a word (issue 15, WP7)
+# ---------------------------------------------------------------------------------------------
+
+
+async def event_kinds(handle: WorkflowHandle) -> list[str]:
+    """The owner's history, one "KIND detail" per event (activity type, child workflow id)."""
+    out = []
+    for e in (await handle.fetch_history()).events:
+        kind = EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            kind += " " + e.activity_task_scheduled_event_attributes.activity_type.name
+        elif e.HasField("start_child_workflow_execution_initiated_event_attributes"):
+            kind += " " + e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+        elif e.HasField("signal_external_workflow_execution_failed_event_attributes"):
+            kind += (
+                " "
+                + e.signal_external_workflow_execution_failed_event_attributes.workflow_execution.workflow_id
+            )
+        out.append(kind)
+    return out
+
+
+def machine_handle(env: WorkflowEnvironment, handle: WorkflowHandle, name: str) -> WorkflowHandle:
+    cluster = handle.id.split("/")[2]
+    return env.client.get_workflow_handle(machine_workflow_id(cluster, name), result_type=MachineStatus)
+
+
+async def test_a_permanent_aws_error_shows_in_the_status_and_delete_all_finishes(
+    time_skipping_env, task_queue
+):
+    env = time_skipping_env
+    cloud = FakeCloud(BOOT, JOIN, TERMINATE)
+    message = "The image id '[ami-00000000000000000]' does not exist"
+    cloud.fail_permanently("ensure_instance", "RunInstances", "InvalidAMIID.NotFound", message)
+    async with worker(env, task_queue, cloud):
+        handle = await start(env, task_queue, _spec(1))
+        st = await wait_for(env, handle, lambda s: [m.phase for m in s.machines] == ["Failed"], within=600)
+        assert st.machines[0].message == f"RunInstances: InvalidAMIID.NotFound: {message}"
+        assert cloud.calls["ensure_instance"] == 1
+        await handle.signal(MachineDeploymentWorkflow.delete_all)
+        final = await handle.result()
+    assert final.phase == "Deleted" and final.machines == []
+    assert cloud.calls["ensure_instance"] == 1 and not cloud.instances
+
+
+async def test_a_terminated_machine_workflow_is_seen_failed_within_minutes(time_skipping_env, task_queue):
+    env = time_skipping_env
+    cloud = FakeCloud(BOOT, JOIN, TERMINATE)
+    async with worker(env, task_queue, cloud):
+        handle = await start(env, task_queue, _spec(2))
+        st = await wait_for(env, handle, complete(2))
+        gone = st.machines[0]
+        await machine_handle(env, handle, gone.name).terminate(reason="operator says so")
+        terminated_at = await env.get_current_time()
+        st = await wait_for(
+            env,
+            handle,
+            lambda s: any(m.name == gone.name and m.phase == "Failed" for m in s.machines),
+            within=600,
+            step=10,
+        )
+        seen_after = await env.get_current_time() - terminated_at
+        assert seen_after <= timedelta(minutes=5), seen_after
+        [failed] = [m for m in st.machines if m.name == gone.name]
+        assert failed.message == "machine workflow terminated: operator says so"
+        assert not failed.available and cloud.instances[gone.instance_id].terminated_at is None
+
+        # Deleting it restarts its workflow id in delete mode, which terminates the instance.
+        await handle.signal(MachineDeploymentWorkflow.delete_all)
+        final = await handle.result()
+    assert final.phase == "Deleted" and final.machines == []
+    assert alive(cloud) == []
+    assert "lookup_machine_instance" not in cloud.calls  # the owner knew the instance id
+    restarted = await machine_handle(env, handle, gone.name).result()
+    assert restarted.phase == "Deleted" and restarted.instance_id == gone.instance_id
+
+
+async def test_delete_all_skipping_node_cleanup_with_a_closed_machine(time_skipping_env, task_queue):
+    """delete_all(skip_node_cleanup) right after a machine workflow was terminated: the signal
+    finds no workflow, the machine is restarted in delete mode, nothing is cordoned or drained."""
+    env = time_skipping_env
+    cloud = FakeCloud(BOOT, JOIN, TERMINATE)
+    async with worker(env, task_queue, cloud):
+        handle = await start(env, task_queue, _spec(2))
+        st = await wait_for(env, handle, complete(2))
+        gone = st.machines[1]
+        await machine_handle(env, handle, gone.name).terminate(reason="test")
+        await handle.signal(MachineDeploymentWorkflow.delete_all, DeleteOptions(skip_node_cleanup=True))
+        final = await handle.result()
+    assert final.phase == "Deleted" and final.machines == []
+    assert alive(cloud) == [] and cloud.calls["terminate_instance"] == 2
+    assert not {"cordon_node", "drain_node", "delete_node"} & set(cloud.calls)
+    wf_id = machine_handle(env, handle, gone.name).id
+    events = await event_kinds(handle)
+    assert events.count(f"SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED {wf_id}") == 1
+    assert events.count(f"START_CHILD_WORKFLOW_EXECUTION_INITIATED {wf_id}") == 2  # created, then deleted
+
+
+async def test_a_machine_workflow_that_dies_while_deleting_is_deleted_again(time_skipping_env, task_queue):
+    """The wait for machines to go is a bounded poll: a machine workflow terminated in the middle
+    of its deletion is noticed and restarted in delete mode, and delete_all still finishes."""
+    env = time_skipping_env
+    cloud = FakeCloud(BOOT, JOIN, terminate_seconds=600)  # instances take 10 minutes to go
+    async with worker(env, task_queue, cloud):
+        handle = await start(env, task_queue, _spec(1))
+        st = await wait_for(env, handle, complete(1))
+        [machine] = st.machines
+        await handle.signal(MachineDeploymentWorkflow.delete_all)
+        await wait_for(env, handle, lambda s: s.machines[0].phase == "Deleting", within=300)
+        await env.sleep(60)
+        await machine_handle(env, handle, machine.name).terminate(reason="while deleting")
+        final = await handle.result()
+    assert final.phase == "Deleted" and final.machines == []
+    assert alive(cloud) == []
+    assert cloud.calls["terminate_instance"] == 2  # once by each run of the machine's workflow
+    events = await event_kinds(handle)
+    assert "ACTIVITY_TASK_SCHEDULED describe_machine_workflows" in events
+    # The new branch (patched owners-see-closed-machines) replays deterministically.
+    await Replayer(
+        workflows=[MachineDeploymentWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(await handle.fetch_history())
+    assert (
+        events.count(
+            f"START_CHILD_WORKFLOW_EXECUTION_INITIATED {machine_handle(env, handle, machine.name).id}"
+        )
+        == 2
+    )

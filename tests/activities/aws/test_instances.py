@@ -293,6 +293,31 @@ def test_terminate_twice_and_unknown(net: Net) -> None:
     assert machine_instances("cp-0") == []
 
 
+def test_lookup_machine_instance_by_tags(net: Net) -> None:
+    """Delete mode: a machine whose workflow closed before it recorded its instance id."""
+    launched = instances.ensure_instance(request(net, machine="cp-0"))
+    instances.ensure_instance(request(net, machine="cp-0", cluster_name="someone-else"))
+
+    def lookup(machine: str = "cp-0", cluster: str = CLUSTER) -> instances.MachineInstanceResult:
+        return instances.lookup_machine_instance(
+            instances.MachineInstanceLookup(region=REGION, cluster_name=cluster, machine_name=machine)
+        )
+
+    found = lookup()
+    assert found.instance is not None and found.instance.instance_id == launched.instance_id
+    assert found.instance.machine_name == "cp-0"
+    assert lookup("cp-9").instance is None
+    instances.terminate_instance(
+        instances.TerminateInstanceRequest(
+            region=REGION, instance_id=launched.instance_id, cluster_name=CLUSTER
+        )
+    )
+    ec2().get_waiter("instance_terminated").wait(
+        InstanceIds=[launched.instance_id], WaiterConfig={"Delay": 1, "MaxAttempts": 10}
+    )
+    assert lookup().instance is None  # terminated ones are not the machine's any more
+
+
 def test_terminate_refuses_an_instance_the_cluster_does_not_own(net: Net) -> None:
     foreign = ec2().run_instances(
         ImageId=net.image, MinCount=1, MaxCount=1, SubnetId=net.subnets["ap-northeast-2a"]
