@@ -188,10 +188,22 @@ def _signal(record: PidRecord, sig: signal.Signals) -> None:
         pass
 
 
+def _still_there(record: PidRecord) -> bool:
+    """The recorded process still exists (not a zombie, its pid not reused). Unlike `is_ours`
+    this ignores the command line, which a dying process already reads as empty: checking it
+    made a process that was still exiting count as gone (seen as a flaky devstack test)."""
+    if not has_procfs():
+        return pid_alive(record.pid)
+    stat = read_proc_stat(record.pid)
+    if stat is None or stat.state in ("Z", "X"):
+        return False
+    return record.start_time is None or stat.start_time == record.start_time
+
+
 def wait_gone(record: PidRecord, timeout: float, poll: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while True:
-        if not is_ours(record):
+        if not _still_there(record):
             return True
         if time.monotonic() >= deadline:
             return False
@@ -208,7 +220,7 @@ def terminate(record: PidRecord, grace: float) -> str:
     _signal(record, signal.SIGTERM)
     if wait_gone(record, grace):
         return "terminated"
-    if is_ours(record):
+    if _still_there(record):
         _signal(record, signal.SIGKILL)
     wait_gone(record, 5.0)
     return "killed"
