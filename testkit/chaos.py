@@ -234,12 +234,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         "cp-scale",
         "create: after a Running machine's bootstrap data is deleted; control plane 1→3: before the second "
         "joining control plane's RunInstances; 3→1: after the first etcd member removal is sent (SSM); "
-        "delete: after a worker node is drained",
+        "delete: after the teardown terminated the cluster's instances by tag (cluster deletion skips drain)",
         (
             Phase("create", kill=K("delete_bootstrap_data", "after")),
             Phase("scale-cp", 3, kill=K("ensure_instance", "before", 2)),
             Phase("scale-cp", 1, kill=K("send_etcd_member_removal", "after")),
-            Phase("delete", kill=K("drain_node", "after")),
+            Phase("delete", kill=K("terminate_cluster_instances", "after")),
         ),
     ),
     Scenario(
