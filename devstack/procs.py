@@ -9,6 +9,7 @@ can never kill a process it did not start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,11 @@ from pathlib import Path
 from devstack.config import write_atomic
 
 PROC = Path("/proc")
+
+# Every process a stack starts gets STACK_MARK=<its state dir> in its environment, inherited by
+# whatever it forks: how `down` finds what escaped its pid files (a worker a restart raced, a
+# helper a service forked into another session), without ever touching a process it did not start.
+STACK_MARK = "CAPT_DEV_STACK"
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,58 @@ def read_pid_file(path: Path) -> PidRecord | None:
         return None
     except (ValueError, KeyError, TypeError):
         return None  # a corrupt pid file is treated like a missing one
+
+
+def marked(state_dir: Path, proc: Path = PROC) -> list[int]:
+    """Live processes whose environment has STACK_MARK=<state_dir> (the processes a stack in that
+    state dir started, and their children). Empty without procfs."""
+    if not has_procfs(proc):
+        return []
+    mark = f"{STACK_MARK}={Path(state_dir).resolve()}".encode()
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or not ours to read
+            continue
+        if mark in environ and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+def strays(state_dir: Path, services: Sequence[PidRecord]) -> list[int]:
+    """Marked processes of the stack in `state_dir` that belong to none of `services` (each
+    service leads a session of its own, so its children share its session id)."""
+    sessions = {r.pid for r in services if _still_there(r)}
+    me = os.getpid()
+    return [pid for pid in marked(state_dir) if pid != me and session_of(pid) not in sessions]
+
+
+def kill_pid(pid: int, grace: float) -> str:
+    """SIGTERM a stray, SIGKILL after `grace`. Returns "terminated", "killed" or "not-running"."""
+    stat = read_proc_stat(pid) if has_procfs() else None
+    record = PidRecord("stray", pid, stat.start_time if stat else None, [], "", 0.0)
+    if not _still_there(record):
+        return "not-running"
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return "not-running"
+    if wait_gone(record, grace):
+        return "terminated"
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    wait_gone(record, 5.0)
+    return "killed"
 
 
 def _signal(record: PidRecord, sig: signal.Signals) -> None:

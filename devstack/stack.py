@@ -173,7 +173,7 @@ def up(cfg: DevConfig, services: list[Service] | None = None, echo: Echo = print
                     record, popen = procs.spawn(
                         svc.name,
                         svc.argv,
-                        env=svc.env,
+                        env={**svc.env, procs.STACK_MARK: str(cfg.state_dir.resolve())},
                         log_path=log_path(cfg, svc.name),
                         cwd=cfg.state_dir,
                         address=svc.address,
@@ -261,4 +261,10 @@ def down(
             _unlink(svc.ready_file if svc else None)
             outcomes[name] = outcome
             echo(f"{name:<9} {outcome.replace('-', ' ')} (pid {record.pid})")
+        # Whatever the stack started that no pid file names any more (and is still running).
+        for pid in procs.strays(cfg.state_dir, []):
+            command = " ".join(procs.read_cmdline(pid) or ["?"])
+            outcome = procs.kill_pid(pid, grace if grace is not None else 10.0)
+            outcomes[f"stray {pid}"] = outcome
+            echo(f"stray     {outcome.replace('-', ' ')} (pid {pid}: {command[:80]})")
     return outcomes

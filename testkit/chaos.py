@@ -372,8 +372,16 @@ class ChaosStack:
         """Start whatever is not running (the others are left alone)."""
         stack.up(self.cfg, self.services(), echo=lambda line: log.info("devstack: %s", line))
 
-    def down(self) -> None:
-        stack.down(self.cfg, self.services(), grace=10, echo=lambda line: log.info("devstack: %s", line))
+    def down(self) -> list[str]:
+        """Stop the stack; returns the strays `down` had to kill (the services' own are not)."""
+        outcomes = stack.down(
+            self.cfg, self.services(), grace=10, echo=lambda line: log.info("devstack: %s", line)
+        )
+        return [
+            name
+            for name, outcome in outcomes.items()
+            if name.startswith("stray") and outcome != "not-running"
+        ]
 
     def record(self, name: str) -> procs.PidRecord | None:
         return stack.running_record(self.cfg, name)
@@ -407,22 +415,15 @@ class ChaosStack:
         procs.wait_gone(record, 10.0)
         return record.pid
 
-    def strays(self) -> list[int]:
-        """Processes (other than the running services) whose environment or command line names this
-        stack's state dir: services started for it that escaped (the state dir is unique to the run)."""
-        mark = str(self.cfg.state_dir).encode()
-        known = {r.pid for r in (self.record(n) for n in ("temporal", "moto", "simulator", "worker")) if r}
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) in known or int(entry.name) == os.getpid():
-                continue
-            try:
-                named = mark in (entry / "environ").read_bytes() or mark in (entry / "cmdline").read_bytes()
-                if named and procs.pid_alive(int(entry.name)):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-        return sorted(found)
+    def strays(self) -> list[str]:
+        """Processes this stack started (their environment carries its mark) that none of its
+        running services owns: a worker a restart failed to stop, a helper that escaped. Each as
+        "pid command"."""
+        services = [r for r in (self.record(svc.name) for svc in self.services()) if r]
+        return [
+            f"{pid} {' '.join(procs.read_cmdline(pid) or ['?'])[:80]}"
+            for pid in procs.strays(self.cfg.state_dir, services)
+        ]
 
     def restart_worker(self, env: dict[str, str]) -> None:
         """A new worker with `env` (graceful stop of the running one, if any)."""
@@ -899,6 +900,13 @@ class Runner:
                 break
         if self.stack.worker_env:
             self.stack.restart_worker({})
+        strays = self.stack.strays()
+        if strays:
+            # A worker a kill or restart left behind would keep running activities unseen.
+            row = Row(sc.id, self.seed, "after", "stray processes")
+            row.notes.append(f"processes of this stack no service owns: {strays}")
+            rows.append(row)
+            self.echo(f"  FAILED: stray processes {strays}")
         return rows
 
     def _worker_logs_since(self, offset: int) -> str:
@@ -980,14 +988,10 @@ async def run(args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - t0
         ok = failed_setup is None and all(r.ok for r in rows)
         if not args.keep_stack:
-            chaos.down()
-            strays = chaos.strays()
+            strays = chaos.down()
             if strays:
-                # Started for this run (their environment names its state dir): a leak to report.
-                failed_setup = (failed_setup or "") + f" stray processes of this stack after down: {strays}"
-                for pid in strays:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+                # Started for this run, owned by no service: `down` killed them; a leak to report.
+                failed_setup = (failed_setup or "") + f" stray processes of this stack at down: {strays}"
         ok = ok and failed_setup is None
         text = render_report(args.seed, rows, sizes, elapsed, failed_setup, selected)
         report_path.parent.mkdir(parents=True, exist_ok=True)

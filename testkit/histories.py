@@ -131,9 +131,19 @@ class Stack:
                 env[key] = value.strip("'\"")
         self.env = env
 
-    def down(self) -> None:
+    def down(self) -> list[str]:
+        """Stop the stack; returns the lines of the strays `down` had to kill (processes the
+        stack started that no service owned any more)."""
         done = self.dev("down", "--timeout", "10", timeout=120)
         log("local stack down" + ("" if done.returncode == 0 else f" (failed: {done.stderr.strip()})"))
+        strays = [
+            line
+            for line in done.stdout.splitlines()
+            if line.startswith("stray") and "not running" not in line
+        ]
+        for line in strays:
+            log(f"LEAK: {line}")
+        return strays
 
     def build_id(self) -> str:
         ready = json.loads((self.state_dir / "worker.ready").read_text())
@@ -564,7 +574,8 @@ async def amain(out: Path, keep_stack: bool) -> int:
         if failed:
             log(f"FAILED; the stack's logs are in {state_dir}")
         if not keep_stack:
-            stack.down()
+            if stack.down():
+                failed = True  # the recording is fine, but the stack leaked a process: say so
             if not failed:
                 shutil.rmtree(state_dir, ignore_errors=True)
     index = write_index(out, recorder.written, build)
@@ -578,7 +589,9 @@ async def amain(out: Path, keep_stack: bool) -> int:
     for wf_type, (events, size, wf_id) in sorted(largest.items()):
         print(f"  {wf_type:<28} {events:>5} events {size:>9,} bytes  {wf_id}")
     print(f"\nmake histories: {time.monotonic() - t0:.0f}s")
-    return 0
+    if failed:
+        print("error: the local stack left processes running (killed; see LEAK above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

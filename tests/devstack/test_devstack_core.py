@@ -3,6 +3,7 @@ and the up/status/down orchestration on small stand-in services."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -294,6 +295,54 @@ def test_up_status_up_again_down(tmp_path: Path) -> None:
         assert not procs.pid_alive(pid)
     assert [s.state for s in stack.status(cfg, services)] == ["stopped", "stopped"]
     assert not list(tmp_path.glob("*.pid"))
+
+
+# A service that starts a helper in a session of its own (out of reach of the service's process
+# group) and writes its pid: what `down` must still find, by the stack's mark, and stop.
+ESCAPING_SERVICE = """
+import subprocess, sys, time
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+open(sys.argv[1], "w").write(str(helper.pid))
+time.sleep(600)
+"""
+
+
+def test_down_stops_what_the_stack_started_outside_its_services(tmp_path: Path) -> None:
+    cfg = DevConfig(state_dir=tmp_path / "state")
+    helper_pid_file = tmp_path / "helper.pid"
+    svc = Service(
+        name="escaper",
+        argv=[sys.executable, "-c", ESCAPING_SERVICE, str(helper_pid_file)],
+        env=dict(os.environ),
+        address="-",
+        ports=[],
+        probe=lambda _pid: (helper_pid_file.exists() and helper_pid_file.read_text() != "", "helper started"),
+        startup_timeout=10.0,
+        stop_grace=2.0,
+    )
+    # Not started by the stack (no mark), though it names the state dir: never touched.
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)", str(cfg.state_dir)], start_new_session=True
+    )
+    try:
+        stack.up(cfg, [svc], echo=lambda _line: None)
+        helper = int(helper_pid_file.read_text())
+        service_pid = stack.running_record(cfg, "escaper").pid
+        assert procs.marked(cfg.state_dir) == sorted([service_pid, helper])
+        # While the service runs, its helper is a stray (another session), the service is not.
+        assert procs.strays(cfg.state_dir, [stack.running_record(cfg, "escaper")]) == [helper]
+        lines: list[str] = []
+        outcomes = stack.down(cfg, [svc], grace=2.0, echo=lines.append)
+        assert outcomes == {"escaper": "terminated", f"stray {helper}": "terminated"}
+        assert any(line.startswith("stray") and str(helper) in line for line in lines)
+        assert not procs.pid_alive(helper) and not procs.pid_alive(service_pid)
+        assert procs.marked(cfg.state_dir) == []
+        assert procs.pid_alive(bystander.pid)
+    finally:
+        bystander.kill()
+        bystander.wait()
+        with contextlib.suppress(Exception):
+            stack.down(cfg, [svc], grace=1.0, echo=lambda _line: None)
 
 
 def test_taken_port_fails_before_anything_starts(tmp_path: Path) -> None:
