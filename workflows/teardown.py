@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         sweep,
         vpc,
     )
+    from activities.aws import errors as aws_errors
     from activities.aws import instances as ec2
     from activities.aws import secrets as sm
     from activities.aws.models import Blocker, ClusterRef
@@ -79,6 +80,10 @@ with workflow.unsafe.imports_passed_through():
     )
 
 BEING_DELETED = "the cluster is being deleted"
+# A delete whose bounded attempts all failed on throttling or dropped connections says nothing
+# about the resource: the sweep tries again in its short interval instead of describing
+# blockers and waiting `blocked_retry_seconds` (before: a throttled revoke waited 120 s a round).
+PATCH_TRANSIENT_FAULTS = "teardown-transient-faults"
 # Calls that must not stop the teardown: a few tries, then the stage is skipped.
 BEST_EFFORT = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=3
@@ -118,7 +123,9 @@ def _cause(err: BaseException) -> str:
 
 
 def _error_type(err: BaseException) -> str:
-    while err.__cause__ is not None:
+    """The type of the activity's ApplicationError (AWS's code, or the class of a connection
+    error), not of what it was raised from (`ClientError` for every AWS code)."""
+    while not isinstance(err, ApplicationError) and err.__cause__ is not None:
         err = err.__cause__
     return getattr(err, "type", None) or type(err).__name__
 
@@ -132,6 +139,7 @@ class ClusterTeardownWorkflow:
         self._message = "starting"
         self._events: list[str] = []
         self._blocked: list[Blocker] = []
+        self._transient: list[str] = []  # this round's deletes that failed only on AWS's flakiness
         self._volume_ids: list[str] = []
         self._lb_names: list[str] = []
         self._calls = 0
@@ -443,6 +451,15 @@ class ClusterTeardownWorkflow:
                 )
                 await self._report()
                 await workflow.sleep(s.blocked_retry_seconds)
+            elif self._transient:
+                # Only AWS's flakiness stopped this round (never counted as quiet): again soon.
+                self._set(
+                    "Deleting",
+                    f"{len(self._transient)} delete(s) failed on throttling or lost connections, "
+                    f"trying again in {s.final_sweep_interval_seconds}s: {self._transient[0]}",
+                )
+                await self._report()
+                await workflow.sleep(s.final_sweep_interval_seconds)
             else:
                 # Deleted, but reads still show some of it (AWS lags), or only what others must
                 # remove (an interface its load balancer still holds): soon, then less often.
@@ -469,6 +486,7 @@ class ClusterTeardownWorkflow:
         ref = self._ref()
         blockers: list[Blocker] = []
         failed: set[str] = set()
+        self._transient = []
         attempts = self._inp.settings.delete_attempts
 
         async def attempt(kind: str, r: sweep.OwnedResource, call: Callable[[], Awaitable[Any]]) -> None:
@@ -476,6 +494,9 @@ class ClusterTeardownWorkflow:
                 await call()
             except FailureError as err:
                 failed.add(kind)
+                if aws_errors.is_transient(_error_type(err)) and workflow.patched(PATCH_TRANSIENT_FAULTS):
+                    self._transient.append(f"{kind} {r.name or r.id}: {_cause(err)}")
+                    return
                 blockers.extend(await self._blockers(kind, r, err))
 
         async def each(

@@ -25,7 +25,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from activities.aws import sweep, tags
-from activities.aws.errors import is_code
+from activities.aws.errors import error_code, is_code, is_transient
 from activities.aws.models import AwsResult, Blocker, ClusterRef, DoneResult
 from activities.aws.session import aws_activity, client
 
@@ -187,6 +187,9 @@ def revoke_security_group_references(inp: RevokeReferencesInput) -> RevokeResult
                 groups[g["GroupId"]] = g
     revoked = 0
     changed: list[str] = []
+    # One call per rule; a throttled or dropped call does not stop the others, so every attempt
+    # gets as far as AWS lets it and the next one starts from what is left (re-read above).
+    first_transient: Exception | None = None
     for gid, g in sorted(groups.items()):
         for perms_key, revoke in (
             ("IpPermissions", ec2.revoke_security_group_ingress),
@@ -196,12 +199,17 @@ def revoke_security_group_references(inp: RevokeReferencesInput) -> RevokeResult
                 try:
                     revoke(GroupId=gid, IpPermissions=[perm])
                 except Exception as exc:
-                    if not is_code(exc, "InvalidPermission.NotFound", "InvalidGroup.NotFound"):
-                        raise
-                    continue  # gone already (an earlier attempt whose answer was lost)
+                    if is_code(exc, "InvalidPermission.NotFound", "InvalidGroup.NotFound"):
+                        continue  # gone already (an earlier attempt whose answer was lost)
+                    if is_transient(error_code(exc) or type(exc).__name__):
+                        first_transient = first_transient or exc
+                        continue
+                    raise
                 revoked += 1
                 if gid not in changed:
                     changed.append(gid)
+    if first_transient is not None:
+        raise first_transient
     return RevokeResult(revoked=revoked, groups_changed=tuple(changed))
 
 

@@ -176,6 +176,32 @@ def classify(code: str, status: int | None = None) -> Disposition:
     return Disposition("bounded", "client error", OTHER_CLIENT_ERROR_ATTEMPTS)
 
 
+# What `to_application_error` names a dropped connection or timeout (the exception's class).
+CONNECTION_ERROR_TYPES = frozenset(
+    {
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+        "ConnectionClosedError",
+        "EndpointConnectionError",
+        "ConnectionError",
+        "HTTPClientError",
+        "ProxyConnectionError",
+        "ConnectionResetError",
+        "TimeoutError",
+        "RemoteDisconnected",
+        "IncompleteRead",
+    }
+)
+
+
+def is_transient(error_type: str) -> bool:
+    """An activity failure of this type (AWS's code, or the exception's class for a connection
+    problem) is rows 1-2: says nothing about the resource; the same call later will likely pass.
+    For workflows that bound an activity's attempts and must tell "AWS was flaky" from "something
+    holds this resource"."""
+    return error_type in CONNECTION_ERROR_TYPES or classify(error_type).kind == "retry"
+
+
 class CaptAwsError(Exception):
     """Base of capt's own activity errors; `non_retryable` says whether a retry could help."""
 

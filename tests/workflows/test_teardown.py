@@ -534,6 +534,64 @@ async def test_a_half_created_cluster_is_deleted_with_only_its_id(time_skipping_
     assert any("workload API not found" in e for e in final.events)
 
 
+class Throttle:
+    """`before-call` hook: while `on`, every call of `operations` is throttled, as AWS does
+    under load (returned before botocore sends anything)."""
+
+    def __init__(self, *operations: str) -> None:
+        self.operations, self.on, self.seen = operations, True, 0
+
+    def __call__(self, model, **kwargs):
+        if not self.on or model.name not in self.operations:
+            return None
+        self.seen += 1
+        parsed = {
+            "Error": {"Code": "RequestLimitExceeded", "Message": "injected: throttled"},
+            "ResponseMetadata": {"HTTPStatusCode": 503},
+        }
+        return AWSResponse("https://injected.invalid", 503, {}, None), parsed
+
+
+async def test_throttling_is_retried_soon_and_never_reported_as_a_blocker(
+    time_skipping_env, task_queue, strict
+):
+    """The security groups' revokes and deletes are throttled for longer than a delete's bounded
+    attempts: AWS being busy, not something holding the groups. The sweep says so and tries again
+    after its short interval (not `blocked_retry_seconds`), reports no blocker, and finishes once
+    AWS answers again."""
+    env, name = time_skipping_env, "td"
+    workflows, activities = workers()
+    settings = TeardownSettings(blocked_retry_seconds=3000, blocked_deadline_seconds=6000)
+    throttle = Throttle("RevokeSecurityGroupIngress", "DeleteSecurityGroup")
+    before = region_inventory()
+    async with running_worker(env, task_queue, workflows, activities):
+        await create_network(env, task_queue, name)
+        seed_ccm_service(name, seed_machines(name, 1))  # a rule on the node group names the ELB's
+        with session.hooked("before-call", throttle):
+            handle = await teardown(env, task_queue, name, settings=settings)
+            status = await wait_for(
+                env,
+                lambda: query(handle, ClusterTeardownWorkflow.status),
+                lambda st: "failed on throttling" in st.message,
+                step=5,
+                limit=settings.blocked_retry_seconds / 2,
+                what="the sweep to report throttling",
+            )
+            assert (
+                status.blocked == []
+                and f"trying again in {settings.final_sweep_interval_seconds}s" in status.message
+            )
+            throttle.on = False
+            final: ClusterStatus = await handle.result()
+        described = await handle.describe()
+    assert throttle.seen > settings.delete_attempts
+    assert final.phase == "Deleted" and final.blocked == []
+    assert not [e for e in final.events if "blocked" in e]
+    # Short rounds only: not one `blocked_retry_seconds` wait.
+    assert (described.close_time - described.start_time).total_seconds() < settings.blocked_retry_seconds
+    assert describe(region_inventory() - before) == []
+
+
 def foreign_interface(name: str) -> tuple[str, str]:
     """Someone else's interface in the cluster's private subnet, in its node group, attached to
     an instance outside the cluster: capt must not delete it, and AWS will not delete the group

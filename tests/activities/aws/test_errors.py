@@ -16,6 +16,7 @@ from activities.aws.errors import (
     NOT_FOUND_ATTEMPTS,
     OTHER_CLIENT_ERROR_ATTEMPTS,
     classify,
+    is_transient,
 )
 from activities.aws.models import ClusterRef
 
@@ -159,3 +160,23 @@ def test_the_real_activity_keeps_retrying_throttling(aws):
     with session.hooked("before-call.ec2.CreateVpc", refuse), pytest.raises(ApplicationError) as throttled:
         run_ensure_vpc(attempt=50)
     assert not throttled.value.non_retryable
+
+
+@pytest.mark.parametrize(
+    "error_type, transient",
+    [
+        ("RequestLimitExceeded", True),  # throttling
+        ("Throttling", True),
+        ("InternalError", True),  # the service failed
+        ("ReadTimeoutError", True),  # a dropped connection, named by its class
+        ("ConnectionClosedError", True),
+        ("EndpointConnectionError", True),
+        ("DependencyViolation", False),  # something holds the resource
+        ("InvalidGroup.NotFound", False),
+        ("VpcLimitExceeded", False),
+        ("ClientError", False),  # not a code: never guessed transient
+        ("InvalidParameterValue", False),
+    ],
+)
+def test_is_transient(error_type: str, transient: bool) -> None:
+    assert is_transient(error_type) is transient
