@@ -44,6 +44,7 @@ def as_json(s: ClusterStatus) -> dict:
     return {
         "name": s.name,
         "namespace": s.namespace,
+        "clusterId": s.cluster_id,
         "region": s.region,
         "phase": s.phase,
         "message": s.message,
@@ -148,6 +149,7 @@ def tree(s: ClusterStatus, now: datetime | None = None) -> str:
         " ".join(
             x
             for x in (
+                f"id {s.cluster_id}" if s.cluster_id else "",
                 infra.vpc_id or "",
                 f"{len(infra.availability_zones)} AZs" if infra.availability_zones else "",
                 infra.endpoint or "",
