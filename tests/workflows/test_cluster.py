@@ -32,6 +32,7 @@ from tests.support.context import query, running_worker, wait_for
 from tests.support.health import HealthFakes
 from tests.support.paths import QUICKSTART
 from workflows.cluster import (
+    ClusterCarry,
     ClusterInput,
     ClusterWorkflow,
     ScaleDeploymentRequest,
@@ -42,7 +43,7 @@ from workflows.cluster import (
 )
 from workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus, ControlPlaneWorkflow
 from workflows.health import HealthCheckWorkflow
-from workflows.infrastructure import InfrastructureWorkflow
+from workflows.infrastructure import InfraInput, InfrastructureWorkflow
 from workflows.machine import MachineWorkflow
 from workflows.machine_deployment import MachineDeploymentWorkflow
 from workflows.teardown import ClusterTeardownWorkflow
@@ -178,14 +179,12 @@ def _secrets_of(namespace: str, region: str) -> dict[str, dict[str, str]]:
     }
 
 
-async def test_prod_in_two_namespaces_gets_two_of_everything(time_skipping_env, task_queue, moto):
-    """`prod` in team-a and `prod` in team-b: two VPCs, two load balancers, distinct ownership tags
-    on everything (network, secrets, instances); deleting one leaves the other untouched and Ready."""
-    env, cloud = time_skipping_env, FakeCloud(boot_seconds=20, join_seconds=20)
+def _small(name: str, namespace: str):
     base = load_file(QUICKSTART, env={}).spec
-    prod = base.model_copy(
+    return base.model_copy(
         update={
-            "name": "prod",
+            "name": name,
+            "namespace": namespace,
             "health_checks": (),
             "control_plane": base.control_plane.model_copy(update={"replicas": 1}),
             "machine_deployments": tuple(
@@ -193,8 +192,38 @@ async def test_prod_in_two_namespaces_gets_two_of_everything(time_skipping_env, 
             ),
         }
     )
-    specs = {ns: prod.model_copy(update={"namespace": ns}) for ns in ("team-a", "team-b")}
-    region = prod.region
+
+
+async def test_a_cluster_from_before_namespaced_ids_keeps_its_name_as_id(time_skipping_env, task_queue, moto):
+    """A run continued from one that predates namespaced ids carries no id: it keeps its name, so its
+    deletion finds the network the old code named and tagged after the name."""
+    env, spec = time_skipping_env, _small("prod", "team-a")
+    async with running_worker(env, task_queue, WORKFLOWS, activities(FakeCloud())):
+        # Its network, as the old code made it: InfraInput without an id.
+        await env.client.execute_workflow(
+            InfrastructureWorkflow.run,
+            InfraInput(spec=spec, availability_zones=AZS),
+            id="infra/team-a/prod/legacy",
+            task_queue=task_queue,
+        )
+        assert owned_arns("prod", spec.region) and owned_arns("team-a.prod", spec.region) == []
+        handle = await env.client.start_workflow(
+            ClusterWorkflow.run,
+            ClusterInput(spec=spec, carry=ClusterCarry(phase="Failed", deleting=True)),
+            id=cluster_workflow_id(spec.namespace, spec.name),
+            task_queue=task_queue,
+        )
+        final = await handle.result()
+    assert (final.phase, final.cluster_id) == ("Deleted", "prod")
+    assert owned_arns("prod", spec.region) == []
+
+
+async def test_prod_in_two_namespaces_gets_two_of_everything(time_skipping_env, task_queue, moto):
+    """`prod` in team-a and `prod` in team-b: two VPCs, two load balancers, distinct ownership tags
+    on everything (network, secrets, instances); deleting one leaves the other untouched and Ready."""
+    env, cloud = time_skipping_env, FakeCloud(boot_seconds=20, join_seconds=20)
+    specs = {ns: _small("prod", ns) for ns in ("team-a", "team-b")}
+    region = specs["team-a"].region
     async with running_worker(env, task_queue, WORKFLOWS, activities(cloud)):
         handles = {
             ns: await env.client.start_workflow(
