@@ -44,7 +44,7 @@ def as_json(s: ClusterStatus) -> dict:
     return {
         "name": s.name,
         "namespace": s.namespace,
-        "clusterId": s.cluster_id,
+        "clusterId": s.cluster_id or s.name,
         "region": s.region,
         "phase": s.phase,
         "message": s.message,
@@ -81,7 +81,6 @@ def as_json(s: ClusterStatus) -> dict:
         "readyMachines": s.ready_machines,
         "desiredMachines": s.desired_machines,
         "events": s.events,
-        "clusterId": s.cluster_id or s.name,
         "blocked": [b.model_dump(mode="json") for b in s.blocked],
     }
 

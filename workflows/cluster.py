@@ -192,8 +192,7 @@ class ClusterStatus(BaseModel):
     ready_machines: int
     desired_machines: int
     events: list[str]
-    # The AWS identity (None = the name) and, while a deletion is blocked, what blocks it.
-    cluster_id: str | None = None
+    # While a deletion is blocked, what blocks it.
     blocked: list[Blocker] = []
 
 
@@ -245,7 +244,6 @@ class ClusterWorkflow:
             ready_machines=ready,
             desired_machines=desired,
             events=list(c.events),
-            cluster_id=c.cluster_id,
             blocked=list(c.blocked),
         )
 

@@ -39,5 +39,5 @@ def test_a_status_from_before_cluster_ids_still_reads() -> None:
     old = _status().model_dump(mode="json")
     del old["cluster_id"]
     status = ClusterStatus.model_validate(old)
-    assert status.cluster_id is None and as_json(status)["clusterId"] is None
+    assert status.cluster_id is None and as_json(status)["clusterId"] == "prod"  # its id is its name
     assert "vpc-1" in tree(status) and " id " not in tree(status)

@@ -185,13 +185,23 @@ class _Capture(Interceptor):
         return _CaptureInbound
 
 
-@pytest.mark.parametrize("name", ["create.json", "delete.json"])
-async def test_a_pre_patch_cluster_history_keeps_the_name_as_its_id(name: str) -> None:
-    """`hist` in namespace `hist`, recorded before ids were namespaced: on replay, infrastructure,
-    PKI, machines and the deletion are all told the id `hist`, never `hist.hist`."""
+@pytest.mark.parametrize(
+    ("name", "cluster_id"),
+    [
+        ("create.pre-namespaced-cluster-id.json", "hist"),
+        ("delete.pre-namespaced-cluster-id.json", "hist"),
+        ("create.json", "hist.hist"),
+        ("delete.json", "hist.hist"),
+    ],
+)
+async def test_a_cluster_history_keeps_the_id_it_chose(name: str, cluster_id: str) -> None:
+    """`hist` in namespace `hist`. Recorded before ids were namespaced: on replay, infrastructure,
+    PKI, machines and the deletion are all told the id `hist`, never `hist.hist`. Recorded after:
+    `hist.hist` throughout."""
     from activities.aws.secrets import ClusterPKIRequest, DeleteClusterSecretsRequest
     from workflows.control_plane import ControlPlaneInput
     from workflows.infrastructure import InfraInput
+    from workflows.teardown_models import TeardownInput
 
     _SENT.clear()
     history = _load(HISTORIES / "ClusterWorkflow" / name)
@@ -202,11 +212,12 @@ async def test_a_pre_patch_cluster_history_keeps_the_name_as_its_id(name: str) -
     ids = [
         (type(x).__name__, x.cluster_id)
         for x in _SENT
-        if isinstance(x, InfraInput | ClusterPKIRequest | DeleteClusterSecretsRequest)
+        if isinstance(x, InfraInput | ClusterPKIRequest | DeleteClusterSecretsRequest | TeardownInput)
     ]
     ids += [(type(x).__name__, x.cluster.cluster_id) for x in _SENT if isinstance(x, ControlPlaneInput)]
     kinds = {k for k, _ in ids}
     assert {"InfraInput", "ClusterPKIRequest", "ControlPlaneInput"} <= kinds
-    if name == "delete.json":
-        assert "DeleteClusterSecretsRequest" in kinds
-    assert {cid for _, cid in ids} == {"hist"}
+    if name.startswith("delete"):
+        # The deletion: the teardown child (teardown-v2), or the secrets before it.
+        assert kinds & {"DeleteClusterSecretsRequest", "TeardownInput"}
+    assert {cid for _, cid in ids} == {cluster_id}
