@@ -739,7 +739,8 @@ async def test_cluster_delete_fails_while_blocked_and_a_second_delete_finishes(
         assert {b.blocker_id for b in failed.blocked} == {eni}
         assert ("load-balancer", lb) not in region_inventory()  # what could go, went
         assert all(i.terminated_at is not None for i in cloud.instances.values())  # machines deleted
-        assert workload.calls[0] == f"delete {spec.name}"
+        # The API load balancer's name: the id hashed to fit ELB's 32 characters.
+        assert workload.calls[0] == f"delete {names.elb_safe(cid, 'apiserver').removesuffix('-apiserver')}"
 
         remove_foreign_interface(eni, outsider)
         await handle.execute_update(ClusterWorkflow.delete)
