@@ -377,7 +377,7 @@ def delete() -> None:
 )
 @click.option(
     "--cluster-id",
-    help="The cluster's AWS id (its owned tags) when its workflow cannot tell; default: the name.",
+    help="The cluster's AWS id (its owned tags) when its workflow cannot tell; default: <namespace>.<name> (a cluster created before ids were namespaced: its name).",
 )
 @wait_option
 @timeout_option

@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from plan import names
 from spec.models import ClusterSpec
 from workflows.cluster import (
     ApplyAnswer,
@@ -263,7 +264,7 @@ async def delete(
     - failed, terminated, timed out, canceled (or completed in another phase): a
       ClusterTeardownWorkflow at that id, with the region and AWS id from the closed run's
       status (or its input), else from `region`/`cluster_id`; a concurrent delete attaches to it;
-    - never started: only with `region` (the id defaults to `cluster_id`, else the name).
+    - never started: only with `region` (the id: `cluster_id`, else `<namespace>.<name>`).
     """
     wf_id = cluster_workflow_id(namespace, name)
     handle = client.get_workflow_handle(wf_id)
@@ -322,6 +323,10 @@ async def delete(
             f"cluster {namespace}/{name}: {where}; to delete what it left in AWS, pass --region "
             f"(and --cluster-id if its AWS id is not {name!r})"
         )
+    # Unknown (no run to read it from): the id every cluster created since ids were namespaced
+    # has. A legacy cluster (id = name) needs --cluster-id; guessing the bare name instead could
+    # sweep another namespace's legacy cluster of that name.
+    cluster_id = cluster_id or names.cluster_id(namespace, name)
     started = await client.start_workflow(
         "ClusterTeardownWorkflow",
         TeardownInput(
@@ -341,6 +346,6 @@ async def delete(
     why = f"its workflow is {_status_name(desc.status)}" if desc is not None else "it has no workflow"
     return DeleteOutcome(
         "teardown",
-        f"{why}: deleting what it has in AWS ({region}, id {cluster_id or name})",
+        f"{why}: deleting what it has in AWS ({region}, id {cluster_id})",
         started.result_run_id,
     )

@@ -44,6 +44,7 @@ def as_json(s: ClusterStatus) -> dict:
     return {
         "name": s.name,
         "namespace": s.namespace,
+        "clusterId": s.cluster_id or s.name,
         "region": s.region,
         "phase": s.phase,
         "message": s.message,
@@ -80,7 +81,6 @@ def as_json(s: ClusterStatus) -> dict:
         "readyMachines": s.ready_machines,
         "desiredMachines": s.desired_machines,
         "events": s.events,
-        "clusterId": s.cluster_id or s.name,
         "blocked": [b.model_dump(mode="json") for b in s.blocked],
     }
 
@@ -148,6 +148,7 @@ def tree(s: ClusterStatus, now: datetime | None = None) -> str:
         " ".join(
             x
             for x in (
+                f"id {s.cluster_id}" if s.cluster_id else "",
                 infra.vpc_id or "",
                 f"{len(infra.availability_zones)} AZs" if infra.availability_zones else "",
                 infra.endpoint or "",

@@ -69,6 +69,8 @@ class MachinePlan(_Frozen):
 class ClusterPlan(_Frozen):
     cluster: str
     namespace: str
+    # The cluster's identity in AWS: every name below and the ownership tags derive from it.
+    cluster_id: str
     region: str
     network: NetworkPlan
     security_groups: tuple[SecurityGroupPlan, ...]
@@ -79,6 +81,7 @@ class ClusterPlan(_Frozen):
 
 
 def load_balancer_plan(spec: ClusterSpec, network: NetworkPlan) -> LoadBalancerPlan:
+    """The API server load balancer; its name derives from the network plan's cluster id."""
     lb = spec.load_balancer
     internal = lb.scheme == "internal"
     # One subnet per zone (ELB takes at most one per zone): public ones unless internal.
@@ -91,7 +94,7 @@ def load_balancer_plan(spec: ClusterSpec, network: NetworkPlan) -> LoadBalancerP
         raise PlanError(
             f"no {'private' if internal else 'public'} subnets for the {lb.scheme} API server load balancer"
         )
-    name = lb.name or names.load_balancer(spec.name)
+    name = lb.name or names.load_balancer(network.cluster)
     # CAPA's defaults: a TCP check for a classic ELB, HTTPS /readyz for an NLB.
     protocol = lb.health_check_protocol or ("HTTPS" if lb.type == "nlb" else "TCP")
     path = "/readyz" if protocol in ("HTTP", "HTTPS") else None
@@ -116,7 +119,7 @@ def bastion_plan(spec: ClusterSpec, network: NetworkPlan) -> BastionPlan | None:
     if not public:
         raise PlanError("a bastion needs a public subnet")
     return BastionPlan(
-        name=names.bastion(spec.name),
+        name=names.bastion(network.cluster),
         instance_type=spec.bastion.instance_type,
         ami=spec.bastion.ami,
         subnet_name=public[0].name,
@@ -180,18 +183,21 @@ def machine_plans(spec: ClusterSpec, network: NetworkPlan) -> tuple[MachinePlan,
     return tuple(out)
 
 
-def build_plan(spec: ClusterSpec, azs: Sequence[str]) -> ClusterPlan:
-    return plan_for_network(spec, network_plan(spec, azs))
+def build_plan(spec: ClusterSpec, azs: Sequence[str], cluster_id: str | None = None) -> ClusterPlan:
+    """The plan for `spec`; names derive from `cluster_id` (None: the name, a legacy cluster)."""
+    return plan_for_network(spec, network_plan(spec, azs, cluster_id))
 
 
 def plan_for_network(spec: ClusterSpec, network: NetworkPlan) -> ClusterPlan:
-    """Everything that follows from a network plan (e.g. once an existing VPC is described)."""
+    """Everything that follows from a network plan (e.g. once an existing VPC is described).
+    The cluster id is the network plan's."""
     return ClusterPlan(
         cluster=spec.name,
         namespace=spec.namespace,
+        cluster_id=network.cluster,
         region=spec.region,
         network=network,
-        security_groups=security_group_plans(spec, network.vpc.cidr_block),
+        security_groups=security_group_plans(spec, network.vpc.cidr_block, network.cluster),
         load_balancer=load_balancer_plan(spec, network),
         bastion=bastion_plan(spec, network),
         machines=machine_plans(spec, network),

@@ -71,7 +71,7 @@ class RouteTablePlan(_Frozen):
 
 
 class NetworkPlan(_Frozen):
-    cluster: str
+    cluster: str  # the cluster id the names derive from
     vpc: VpcPlan
     availability_zones: tuple[str, ...]
     subnets: tuple[SubnetPlan, ...]
@@ -165,7 +165,7 @@ def _default_subnets(cluster: str, vpc_cidr: str, zones: Sequence[str]) -> list[
     return subnets
 
 
-def _explicit_subnets(spec: ClusterSpec, vpc: ipaddress.IPv4Network) -> list[SubnetPlan]:
+def _explicit_subnets(spec: ClusterSpec, vpc: ipaddress.IPv4Network, cluster: str) -> list[SubnetPlan]:
     """Subnets the manifest lists for a VPC capt creates: each needs a CIDR and a zone."""
     seen: dict[tuple[bool, str], int] = {}
     nets: list[tuple[str, ipaddress.IPv4Network]] = []
@@ -189,7 +189,7 @@ def _explicit_subnets(spec: ClusterSpec, vpc: ipaddress.IPv4Network) -> list[Sub
         nets.append((s.cidr_block, net))
         key = (s.is_public, s.availability_zone)
         seen[key] = seen.get(key, 0) + 1
-        name = names.subnet(spec.name, s.is_public, s.availability_zone)
+        name = names.subnet(cluster, s.is_public, s.availability_zone)
         if seen[key] > 1:
             name = f"{name}-{seen[key]}"
         subnets.append(
@@ -242,10 +242,14 @@ def _gateways_and_routes(
     return tuple(nats[az] for az in sorted(nats)), tuple(routes)
 
 
-def network_plan(spec: ClusterSpec, azs: Sequence[str]) -> NetworkPlan:
-    """The network capt builds (or, for an existing VPC, uses) for `spec` given the region's zones."""
+def network_plan(spec: ClusterSpec, azs: Sequence[str], cluster_id: str | None = None) -> NetworkPlan:
+    """The network capt builds (or, for an existing VPC, uses) for `spec` given the region's zones.
+
+    Names derive from `cluster_id` (plan.names.cluster_id), or from the cluster's name for a
+    cluster created before ids were namespaced (None). The zone choice stays seeded by the name,
+    so both kinds of cluster get the zones they always got."""
     net = spec.network
-    cluster = spec.name
+    cluster = cluster_id or spec.name
     if net.vpc_id:
         if not net.subnets:
             raise PlanError(
@@ -280,11 +284,13 @@ def network_plan(spec: ClusterSpec, azs: Sequence[str]) -> NetworkPlan:
     except ValueError as exc:
         raise PlanError(f"invalid VPC CIDR {net.vpc_cidr!r}: {exc}") from exc
     if net.subnets:
-        subnet_list = _explicit_subnets(spec, vpc)
+        subnet_list = _explicit_subnets(spec, vpc, cluster)
     else:
         if not azs:
             raise PlanError(f"no availability zones known for region {spec.region}")
-        zones = select_zones(azs, net.availability_zone_usage_limit, net.availability_zone_selection, cluster)
+        zones = select_zones(
+            azs, net.availability_zone_usage_limit, net.availability_zone_selection, spec.name
+        )
         subnet_list = _default_subnets(cluster, net.vpc_cidr, zones)
     if not any(s.is_public for s in subnet_list):
         raise PlanError("a VPC capt creates needs at least one public subnet")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from plan import names
 from plan.cluster import ClusterPlan, build_plan
 from plan.regions import default_azs
 from plan.security_groups import Rule
@@ -36,7 +37,11 @@ def _ports(rule: Rule) -> str:
 
 def _text(p: ClusterPlan) -> str:
     n = p.network
-    out = [f"Cluster {p.namespace}/{p.cluster} in {p.region}", ""]
+    out = [
+        f"Cluster {p.namespace}/{p.cluster} in {p.region}",
+        f"Cluster id: {p.cluster_id}  (${{CAPT_CLUSTER_ID}}; every name and ownership tag below derives from it)",
+        "",
+    ]
     if n.managed:
         out.append(f"VPC {n.vpc.name}  {n.vpc.cidr_block}  (created and deleted by capt)")
     else:
@@ -95,9 +100,13 @@ def _text(p: ClusterPlan) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_plan(spec: ClusterSpec, azs: Sequence[str] | None = None, fmt: str = "text") -> str:
-    """The plan for `spec` (zones: `azs`, else the manifest's, else the region's usual ones)."""
-    plan = build_plan(spec, plan_azs(spec, azs))
+def render_plan(
+    spec: ClusterSpec, azs: Sequence[str] | None = None, fmt: str = "text", cluster_id: str | None = None
+) -> str:
+    """The plan for `spec` (zones: `azs`, else the manifest's, else the region's usual ones), named
+    after `cluster_id`: by default the id a cluster created now gets, `<namespace>.<name>`."""
+    cid = cluster_id or names.cluster_id(spec.namespace, spec.name)
+    plan = build_plan(spec, plan_azs(spec, azs), cid)
     if fmt == "json":
         return json.dumps(plan.model_dump(mode="json"), indent=2) + "\n"
     if fmt == "text":

@@ -116,8 +116,11 @@ def _tcp(description: str, port_from: int, port_to: int | None = None, **kw) -> 
     )
 
 
-def security_group_plans(spec: ClusterSpec, vpc_cidr: str | None) -> tuple[SecurityGroupPlan, ...]:
-    """The five groups and their rules. `vpc_cidr` is None for an existing VPC not yet described."""
+def security_group_plans(
+    spec: ClusterSpec, vpc_cidr: str | None, cluster_id: str | None = None
+) -> tuple[SecurityGroupPlan, ...]:
+    """The five groups and their rules. `vpc_cidr` is None for an existing VPC not yet described.
+    Group names derive from `cluster_id` (None: the cluster's name, a legacy cluster)."""
     port = spec.load_balancer.port
     vpc_source = vpc_cidr or "<vpc cidr>"
     cni = tuple(
@@ -169,7 +172,7 @@ def security_group_plans(spec: ClusterSpec, vpc_cidr: str | None) -> tuple[Secur
     return tuple(
         SecurityGroupPlan(
             role=role,
-            name=names.security_group(spec.name, role),
+            name=names.security_group(cluster_id or spec.name, role),
             description=f"Kubernetes cluster {spec.name}: {role}",
             rules=rules[role],
         )

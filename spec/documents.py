@@ -236,6 +236,14 @@ def parse_documents(text: str, problems: list[Problem], warnings: list[str]) -> 
                 f"{doc.name!r} is not a valid DNS-1123 name (lowercase letters, digits, '-' and '.')",
             )
         doc.namespace = str(doc.raw("metadata.namespace") or "default")
+        if not is_dns1123_label(doc.namespace):
+            # The namespace is half of the cluster's id in AWS (`<namespace>.<name>`): a label
+            # has no dot, so the id is unambiguous, and fits the limits of AWS names and tags.
+            doc.problem(
+                "metadata.namespace",
+                f"{doc.namespace!r} is not a valid namespace: it must be a DNS-1123 label "
+                "(at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)",
+            )
         doc.labels = doc.str_map("metadata.labels")
         docs.append(doc)
     return docs

@@ -4,6 +4,13 @@
     result.spec       # ClusterSpec
     result.warnings   # ignored kinds, unused objects, …
 
+Besides `--var` and the environment, one variable is built in: `${CAPT_CLUSTER_ID}`, the
+cluster's id in AWS (`plan.names.cluster_id`: `<namespace>.<name>` of the manifest's Cluster),
+for addons that must name the cluster as AWS knows it (the cloud controller manager's
+`--cluster-name`, the EBS CSI driver's `--k8s-tag-cluster-id`). `--var CAPT_CLUSTER_ID=…`
+overrides it (a cluster created before ids were namespaced has its name as its id); the
+environment does not, so a value exported for one cluster never leaks into another.
+
 Every problem in the manifest is collected and raised together as a `ManifestError`
 (or `MissingVariablesError` when `${VAR}`s are unset) before anything is created.
 """
@@ -17,6 +24,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from plan.names import cluster_id
 from spec import validation as v
 from spec.addon_kinds import ClusterResourceSetDoc, read_cluster_resource_set, read_config_map
 from spec.aws_kinds import AWSClusterDoc, read_aws_cluster, read_aws_machine_template
@@ -51,7 +59,10 @@ from spec.models import (
     RollingUpdate,
 )
 from spec.refs import Ref
-from spec.variables import substitute
+from spec.variables import referenced_variables, substitute
+
+CLUSTER_ID_VARIABLE = "CAPT_CLUSTER_ID"
+_PLACEHOLDER = "capt-cluster-id-placeholder"
 
 
 @dataclass
@@ -69,8 +80,23 @@ def load_file(
 def load_manifest(
     text: str, variables: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
 ) -> LoadResult:
-    text = substitute(text, variables or {}, os.environ if env is None else env)
+    env = os.environ if env is None else env
+    values = dict(variables or {})
+    if CLUSTER_ID_VARIABLE not in values and CLUSTER_ID_VARIABLE in referenced_variables(text):
+        values[CLUSTER_ID_VARIABLE] = manifest_cluster_id(text, values, env)
+    text = substitute(text, values, env)
     return _Resolver(text).resolve()
+
+
+def manifest_cluster_id(text: str, values: Mapping[str, str], env: Mapping[str, str]) -> str:
+    """`${CAPT_CLUSTER_ID}`'s built-in value: the id of the manifest's one Cluster, read after the
+    other variables are substituted (its name is often `${CLUSTER_NAME}`). Empty when there is no
+    single Cluster: loading then fails on that, with the real problem named."""
+    text = substitute(text, {**values, CLUSTER_ID_VARIABLE: _PLACEHOLDER}, env)
+    clusters = [d for d in parse_documents(text, [], []) if d.kind == "Cluster"]
+    if len(clusters) != 1:
+        return ""
+    return cluster_id(clusters[0].namespace, clusters[0].name)
 
 
 class _Resolver:
@@ -439,4 +465,11 @@ class _Resolver:
                     config_maps=tuple(config_maps),
                 )
             )
+            text = "\n".join(doc for _, items in config_maps for _, doc in items)
+            if "ebs.csi.aws.com" in text and "--k8s-tag-cluster-id" not in text:
+                self.warnings.append(
+                    f"document {crs_doc.index}: ClusterResourceSet/{crs_doc.name} deploys the EBS CSI driver "
+                    "without --k8s-tag-cluster-id: its volumes will not be tagged kubernetes.io/cluster/<id>; "
+                    "pass --k8s-tag-cluster-id=${CAPT_CLUSTER_ID}"
+                )
         return addons

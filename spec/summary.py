@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from plan.names import cluster_id
 from spec.models import ClusterSpec, MachineTemplate
 
 
@@ -16,6 +17,7 @@ def summarize(spec: ClusterSpec, warnings: list[str] | None = None) -> str:
     cp = spec.control_plane
     lines = [
         f"Cluster {spec.key}  region {spec.region}" + ("  (paused)" if spec.paused else ""),
+        f"  id          {cluster_id(spec.namespace, spec.name)}  (${{CAPT_CLUSTER_ID}}: AWS names and tags of a cluster created now)",
         "",
         "Network",
         f"  VPC         {n.vpc_id + ' (existing, never modified)' if n.vpc_id else n.vpc_cidr}",

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.aws.models import Blocker
     from activities.workload.activities import WorkloadAccess
     from activities.workload.addons import ApplyAddonsRequest, apply_addons
+    from plan import names
     from spec.models import AddonSpec, ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
     from workflows import activity_options as opts
     from workflows import search_attributes as sa
@@ -69,6 +70,11 @@ PATCH_ONE_RECHECK_TIMER = "cluster-one-recheck-timer"
 # before it delete as they did: owners' delete_all with unbounded waits, secrets, then the
 # InfrastructureWorkflow's delete.
 PATCH_TEARDOWN_V2 = "teardown-v2"
+# The cluster's id in AWS is `<namespace>.<name>` (plan.names.cluster_id), chosen once at the
+# start of the cluster's first run and carried: `prod` in two namespaces no longer shares AWS
+# names and ownership tags. Histories recorded before it (and clusters created before it, whose
+# carry has no id) keep the bare name as their id.
+PATCH_NAMESPACED_CLUSTER_ID = "namespaced-cluster-id"
 # Applying an addon: a few attempts (the API server may still be settling), then the failure is
 # recorded and the next reconcile (at the latest RECHECK later) tries again.
 ADDON_CALL = dict(
@@ -172,6 +178,9 @@ class ClusterStatus(BaseModel):
     name: str
     namespace: str
     region: str
+    # What the cluster's AWS resources are named after and tagged as owned by: `<namespace>.<name>`,
+    # or the name for a cluster created before ids were namespaced.
+    cluster_id: str | None = None
     phase: Phase
     message: str
     paused: bool
@@ -183,8 +192,7 @@ class ClusterStatus(BaseModel):
     ready_machines: int
     desired_machines: int
     events: list[str]
-    # The AWS identity (None = the name) and, while a deletion is blocked, what blocks it.
-    cluster_id: str | None = None
+    # While a deletion is blocked, what blocks it.
     blocked: list[Blocker] = []
 
 
@@ -196,6 +204,9 @@ class ClusterWorkflow:
         # run's first task are handled before run() starts and must not be overwritten.
         self._spec: ClusterSpec | None = inp.spec
         self._carry = inp.carry if inp.carry is not None else ClusterCarry(paused=inp.spec.paused)
+        if inp.carry is not None and self._carry.cluster_id is None:
+            # Continued from a run that predates namespaced ids: its resources carry the name.
+            self._carry.cluster_id = inp.spec.name
         self._wake = False
         self._recheck: asyncio.Task | None = None  # the running RECHECK timer (patched runs)
 
@@ -213,6 +224,7 @@ class ClusterWorkflow:
             name=spec.name,
             namespace=spec.namespace,
             region=spec.region,
+            cluster_id=c.cluster_id,
             phase=c.phase,
             message=c.message,
             paused=c.paused,
@@ -232,7 +244,6 @@ class ClusterWorkflow:
             ready_machines=ready,
             desired_machines=desired,
             events=list(c.events),
-            cluster_id=c.cluster_id,
             blocked=list(c.blocked),
         )
 
@@ -371,6 +382,7 @@ class ClusterWorkflow:
     # --- run ------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: ClusterInput) -> ClusterStatus:
+        self._choose_cluster_id()
         self._publish()
         if self._carry.context is None and not self._carry.deleting:
             await self._provision()
@@ -408,14 +420,30 @@ class ClusterWorkflow:
         recheck = self._recheck
         await workflow.wait_condition(lambda: self._wake or recheck.done())
 
+    def _choose_cluster_id(self) -> str:
+        """The cluster's id in AWS, chosen once per cluster, before anything is created or deleted.
+
+        A new cluster gets `<namespace>.<name>`. A replay of a history recorded before the patch
+        takes the other branch and keeps the name, as does a carry from such a run (`__init__`).
+        """
+        spec, c = self._spec, self._carry
+        assert spec is not None
+        if c.cluster_id is None:
+            if workflow.patched(PATCH_NAMESPACED_CLUSTER_ID):
+                c.cluster_id = names.cluster_id(spec.namespace, spec.name)
+            else:
+                c.cluster_id = spec.name
+        return c.cluster_id
+
     async def _provision(self) -> None:
         spec = self._spec
         assert spec is not None
+        cluster_id = self._choose_cluster_id()
         self._set_phase("Provisioning", "creating network, security groups and the API load balancer")
         try:
             infra = await workflow.execute_child_workflow(
                 InfrastructureWorkflow.run,
-                InfraInput(spec=spec, operation="create"),
+                InfraInput(spec=spec, operation="create", cluster_id=cluster_id),
                 id=f"infra/{spec.namespace}/{spec.name}",
                 static_summary=f"network and API load balancer of {spec.name}",
             )
@@ -435,6 +463,7 @@ class ClusterWorkflow:
                     endpoint_host=infra.control_plane_endpoint_host,
                     endpoint_port=infra.control_plane_endpoint_port,
                     additional_tags=spec.additional_tags,
+                    cluster_id=cluster_id,
                 ),
                 **opts.BOOTSTRAP_CALL,
             )
@@ -461,6 +490,7 @@ class ClusterWorkflow:
             else None,
             additional_tags=spec.additional_tags,
             ssh_key_name=spec.ssh_key_name,
+            aws_id=cluster_id,
         )
         self._set_phase("Provisioning", "control plane")
 
@@ -746,6 +776,7 @@ class ClusterWorkflow:
     async def _teardown(self) -> None:
         spec, c = self._spec, self._carry
         assert spec is not None
+        cluster_id = self._choose_cluster_id()
         self._set_phase("Deleting", "deleting worker machines")
         self._publish()
         if c.health_started:
@@ -775,7 +806,7 @@ class ClusterWorkflow:
         await workflow.execute_activity(
             sm.delete_cluster_secrets,
             sm.DeleteClusterSecretsRequest(
-                cluster_name=spec.name, namespace=spec.namespace, region=spec.region
+                cluster_name=spec.name, namespace=spec.namespace, region=spec.region, cluster_id=cluster_id
             ),
             **opts.AWS_CALL,
         )
@@ -783,7 +814,7 @@ class ClusterWorkflow:
         self._publish()
         await workflow.execute_child_workflow(
             InfrastructureWorkflow.run,
-            InfraInput(spec=spec, operation="delete"),
+            InfraInput(spec=spec, operation="delete", cluster_id=cluster_id),
             id=f"infra/{spec.namespace}/{spec.name}",
             static_summary=f"delete the network of {spec.name}",
         )
@@ -813,7 +844,8 @@ class ClusterWorkflow:
         )
         lines = [
             f"**{s.namespace}/{s.name}** — {s.phase}: {s.message}",
-            f"{s.ready_machines}/{s.desired_machines} machines ready · {s.version} · {s.region}",
+            f"{s.ready_machines}/{s.desired_machines} machines ready · {s.version} · {s.region}"
+            + (f" · id `{s.cluster_id}`" if s.cluster_id else ""),
         ]
         if s.endpoint:
             lines.append(f"endpoint `{s.endpoint}`")

@@ -474,7 +474,10 @@ class HealthCheckWorkflow:
         instances_task = workflow.execute_activity(
             describe_cluster_instances,
             ClusterInstancesRequest(
-                region=cluster.region, cluster_name=cluster.name, include_terminated=True
+                region=cluster.region,
+                cluster_name=cluster.name,
+                include_terminated=True,
+                cluster_id=cluster.cluster_id,
             ),
             **OBSERVE,
         )

@@ -80,6 +80,10 @@ class InfraInput(BaseModel):
     operation: Literal["create", "delete"] = "create"
     # Zones to plan with; empty = ask EC2 (DescribeAvailabilityZones).
     availability_zones: tuple[str, ...] = ()
+    # The cluster's id in AWS (plan.names.cluster_id), chosen by ClusterWorkflow: every name and
+    # ownership tag derives from it. None (inputs recorded before ids were namespaced, legacy
+    # clusters): the cluster's name.
+    cluster_id: str | None = None
 
 
 class ResourceStatus(BaseModel):
@@ -197,7 +201,7 @@ class InfrastructureWorkflow:
         self._operation = inp.operation
         try:
             if inp.operation == "delete":
-                return await self._delete(inp.spec)
+                return await self._delete(inp)
             return await self._create(inp)
         except PlanError as exc:
             self._phase, self._error = "failed", str(exc)
@@ -231,13 +235,13 @@ class InfrastructureWorkflow:
 
     async def _create(self, inp: InfraInput) -> InfraResult:
         spec = inp.spec
-        cluster = ClusterRef.of(spec)
+        cluster = ClusterRef.of(spec, inp.cluster_id)
         scope = workflow.info().run_id
         azs = inp.availability_zones
         needs_zones = not spec.network.vpc_id and not spec.network.subnets
         if not azs and needs_zones:
             azs = (await self._call(vpc.list_availability_zones, vpc.ZonesInput(region=spec.region))).zones
-        plan = build_plan(spec, azs)
+        plan = build_plan(spec, azs, inp.cluster_id)
         self._mark_planned(plan)
         self._phase = "creating"
         net: NetworkPlan = plan.network
@@ -266,7 +270,7 @@ class InfrastructureWorkflow:
             plan = plan_for_network(spec, net)
             self._mark_planned(plan)
             existing_nat_ips = described.nat_public_ips
-        sg_plans = security_group_plans(spec, vpc_cidr)
+        sg_plans = security_group_plans(spec, vpc_cidr, inp.cluster_id)
 
         # Branches that only need the VPC. Each is a task so later steps can await exactly
         # the resources they depend on, and everything else runs meanwhile.
@@ -520,14 +524,15 @@ class InfrastructureWorkflow:
 
     # --- delete ----------------------------------------------------------------------------
 
-    async def _delete(self, spec: ClusterSpec) -> InfraResult:
-        cluster = ClusterRef.of(spec)
+    async def _delete(self, inp: InfraInput) -> InfraResult:
+        spec = inp.spec
+        cluster = ClusterRef.of(spec, inp.cluster_id)
         self._phase = "deleting"
         inventory = await self._call(sweep.sweep_owned_resources, sweep.SweepInput(cluster=cluster))
         machines = [r for r in inventory.of("instance") if r.role != "bastion"]
         if machines:
             raise ApplicationError(
-                f"instances still owned by cluster {spec.name}: {', '.join(r.id for r in machines)}; delete the machines before the infrastructure",
+                f"instances still owned by cluster {cluster.name}: {', '.join(r.id for r in machines)}; delete the machines before the infrastructure",
                 type="MachinesRemain",
                 non_retryable=True,
             )
@@ -691,7 +696,7 @@ class InfrastructureWorkflow:
                 for r in left.resources
             )
             raise ApplicationError(
-                f"resources still owned by cluster {spec.name} after deletion: {listing}",
+                f"resources still owned by cluster {cluster.name} after deletion: {listing}",
                 type="ResourcesRemain",
                 non_retryable=True,
             )

@@ -192,6 +192,7 @@ class MachineWorkflow:
                     region=inp.cluster.region,
                     machine_name=inp.name,
                     additional_tags=inp.cluster.additional_tags,
+                    cluster_id=inp.cluster.cluster_id,
                 ),
                 **opts.BOOTSTRAP_CALL,
             )
@@ -215,6 +216,7 @@ class MachineWorkflow:
                 pki=inp.cluster.pki,
                 token_secret_arn=token_arn,
                 additional_tags=inp.cluster.additional_tags,
+                cluster_id=inp.cluster.cluster_id,
             ),
             **opts.BOOTSTRAP_CALL,
         )
@@ -335,6 +337,7 @@ class MachineWorkflow:
                     region=inp.cluster.region,
                     instance_id=self._status.instance_id,
                     cluster_name=inp.cluster.name,
+                    cluster_id=inp.cluster.cluster_id,
                 ),
                 **opts.AWS_CALL,
             )
@@ -364,6 +367,7 @@ class MachineWorkflow:
                 machine_name=inp.name,
                 secret_prefix=self._bootstrap.secret_prefix if self._bootstrap else None,
                 chunks=self._bootstrap.chunks if self._bootstrap else 0,
+                cluster_id=inp.cluster.cluster_id,
             ),
             **opts.AWS_CALL,
         )
@@ -474,6 +478,7 @@ class MachineWorkflow:
             bootstrap_secret_prefix=self._bootstrap.secret_prefix,
             bootstrap_chunks=self._bootstrap.chunks,
             additional_tags=c.additional_tags,
+            cluster_id=c.cluster_id,
         )
 
     def _load_balancer_request(self) -> ec2.LoadBalancerRegistration:

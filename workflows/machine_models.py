@@ -54,6 +54,15 @@ class ClusterContext(_Frozen):
     load_balancer: LoadBalancerRef | None = None
     additional_tags: tuple[tuple[str, str], ...] = ()
     ssh_key_name: str | None = None
+    # The cluster's id in AWS (plan.names.cluster_id), chosen by ClusterWorkflow. None in contexts
+    # recorded before ids were namespaced: read it through `cluster_id`, which falls back to the
+    # name. `name` stays the Kubernetes cluster name (kubeadm's clusterName, the kubeconfig).
+    aws_id: str | None = None
+
+    @property
+    def cluster_id(self) -> str:
+        """What the cluster's AWS resources are named after and tagged as owned by."""
+        return self.aws_id or self.name
 
     @property
     def failure_domains(self) -> list[str]:

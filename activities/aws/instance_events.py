@@ -8,8 +8,10 @@ instance of one of its machines is named, so a vanished instance is seen within 
 than an interval. Events only *accelerate* detection: the interval's DescribeInstances stays the
 source of truth, so a lost or duplicated event costs at most an interval or one extra check.
 
-Names are deterministic (`capt-<namespace>-<cluster>-instance-events`, for the rule and the
-queue): `ensure_instance_events` is create-or-update (CreateQueue returns the existing queue,
+Names are deterministic, for the rule and the queue: `capt-<id>-<h8(id)>-instance-events` from
+the cluster's id (plan.names.cluster_id; sanitised, shortened to fit, and a hash of the whole id
+so that ids differing only in punctuation differ), or `capt-<namespace>-<cluster>-instance-events`
+for a request without an id (a cluster created before ids were namespaced): `ensure_instance_events` is create-or-update (CreateQueue returns the existing queue,
 PutRule and PutTargets overwrite) and `delete_instance_events` treats "already gone" as done.
 The rule matches the account's EC2 events in the region (EventBridge cannot filter on tags);
 the consumer keeps only events about the cluster's own instances.
@@ -24,6 +26,7 @@ PutTargets); `receive` 1 ReceiveMessage per long poll (≤ 20 s) plus 1 DeleteMe
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from typing import Any
@@ -47,6 +50,8 @@ class InstanceEventsRequest(BaseModel):
     region: str
     cluster_name: str
     namespace: str = "default"
+    # The cluster's id in AWS (plan.names.cluster_id); None: a legacy cluster, named as before.
+    cluster_id: str | None = None
 
 
 class InstanceEventsRef(AwsResult):
@@ -80,10 +85,23 @@ class InstanceEvents(AwsResult):
 # pure parts
 
 
-def resource_name(namespace: str, cluster: str) -> str:
-    """Rule and queue name: ≤ 64 characters of [A-Za-z0-9_-] (the stricter of the two limits)."""
-    raw = re.sub(r"[^A-Za-z0-9_-]", "-", f"capt-{namespace}-{cluster}")
-    return raw[: 64 - len("-instance-events")] + "-instance-events"
+NAME_MAX = 64  # rule and queue names: ≤ 64 characters of [A-Za-z0-9_-] (the stricter limits)
+SUFFIX = "-instance-events"
+
+
+def resource_name(namespace: str, cluster: str, cluster_id: str | None = None) -> str:
+    """Rule and queue name (starting `capt-`, which the worker's IAM policy requires).
+
+    From the cluster id when there is one that is not the bare name; `a-b.c` and `a.b-c` read
+    alike once sanitised, the hash tells them apart. Without one, the legacy name: an existing
+    cluster keeps its queue."""
+    if cluster_id is None or cluster_id == cluster:
+        raw = re.sub(r"[^A-Za-z0-9_-]", "-", f"capt-{namespace}-{cluster}")
+        return raw[: NAME_MAX - len(SUFFIX)] + SUFFIX
+    digest = hashlib.sha256(cluster_id.encode()).hexdigest()[:8]
+    keep = NAME_MAX - len("capt-") - len(digest) - 1 - len(SUFFIX)
+    readable = re.sub(r"[^A-Za-z0-9_-]", "-", cluster_id)[:keep].strip("-")
+    return f"capt-{readable}-{digest}{SUFFIX}"
 
 
 def event_pattern() -> dict[str, Any]:
@@ -139,7 +157,7 @@ def parse_event(body: str) -> InstanceEvent | None:
 @session.aws_activity
 def ensure_instance_events(req: InstanceEventsRequest) -> InstanceEventsRef:
     """The cluster's queue and rule, wired together (create or bring up to date)."""
-    name = resource_name(req.namespace, req.cluster_name)
+    name = resource_name(req.namespace, req.cluster_name, req.cluster_id)
     sqs = session.client("sqs", req.region)
     events = session.client("events", req.region)
     # Events are only useful for a few minutes: keep them 5 minutes at most.
@@ -179,7 +197,7 @@ def receive_instance_events(req: ReceiveInstanceEventsRequest) -> InstanceEvents
 @session.aws_activity
 def delete_instance_events(req: InstanceEventsRequest) -> DoneResult:
     """Remove the rule's target, the rule and the queue; anything already gone is done."""
-    name = resource_name(req.namespace, req.cluster_name)
+    name = resource_name(req.namespace, req.cluster_name, req.cluster_id)
     sqs = session.client("sqs", req.region)
     events = session.client("events", req.region)
     changed = False

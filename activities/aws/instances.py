@@ -91,6 +91,13 @@ class InstanceRequest(BaseModel):
     # Secrets Manager endpoint for the boothook when it is not the region's default.
     bootstrap_endpoint_url: str | None = None
     additional_tags: tuple[tuple[str, str], ...] = ()
+    # The cluster's id in AWS (plan.names.cluster_id): the instance is tagged as owned by it and
+    # found by it. None (requests recorded before ids were namespaced): the cluster's name.
+    cluster_id: str | None = None
+
+    @property
+    def owner(self) -> str:
+        return self.cluster_id or self.cluster_name
 
 
 class InstanceInfo(BaseModel):
@@ -151,8 +158,14 @@ class TerminateInstanceRequest(BaseModel):
 
     region: str
     instance_id: str
-    # When given, an instance not owned by this cluster is refused (never terminated).
+    # When given, an instance not owned by this cluster is refused (never terminated): its id
+    # (plan.names.cluster_id) or, for a cluster created before ids were namespaced, its name.
     cluster_name: str | None = None
+    cluster_id: str | None = None
+
+    @property
+    def owner(self) -> str | None:
+        return self.cluster_id or self.cluster_name
 
 
 class TerminateInstanceResult(AwsResult):
@@ -186,6 +199,12 @@ class ClusterInstancesRequest(BaseModel):
     region: str
     cluster_name: str
     include_terminated: bool = False
+    # The cluster's id in AWS; None (recorded before ids were namespaced): the name.
+    cluster_id: str | None = None
+
+    @property
+    def owner(self) -> str:
+        return self.cluster_id or self.cluster_name
 
 
 class ClusterInstancesResult(AwsResult):
@@ -206,7 +225,7 @@ def instance_token(req: InstanceRequest) -> str:
 
 def instance_tags(req: InstanceRequest) -> dict[str, str]:
     return tags.build(
-        req.cluster_name,
+        req.owner,
         req.machine_name,
         tag_role(req.role),
         additional=tuple(req.additional_tags) + tuple(req.template.additional_tags),
@@ -395,7 +414,7 @@ def _launch(ec2: Any, req: InstanceRequest) -> tuple[dict, bool]:
 def ensure_instance(req: InstanceRequest) -> InstanceResult:
     """The machine's instance: found by tags, or launched (once per incarnation)."""
     ec2 = session.client("ec2", req.region)
-    instance = find_machine_instance(ec2, req.cluster_name, req.machine_name)
+    instance = find_machine_instance(ec2, req.owner, req.machine_name)
     created = False
     if instance is None:
         instance, created = _launch(ec2, req)
@@ -428,13 +447,14 @@ def lookup_machine_instance(req: MachineInstanceLookup) -> MachineInstanceResult
 def terminate_instance(req: TerminateInstanceRequest) -> TerminateInstanceResult:
     """Terminate; an instance already terminated or unknown counts as done."""
     ec2 = session.client("ec2", req.region)
-    if req.cluster_name is not None:
+    owner = req.owner
+    if owner is not None:
         current = _describe(ec2, req.instance_id)
         if current is None:
             return TerminateInstanceResult(instance_id=req.instance_id, state=GONE, already_gone=True)
-        if not tags.is_owned(tags.as_dict(current.get("Tags")), req.cluster_name):
+        if not tags.is_owned(tags.as_dict(current.get("Tags")), owner):
             raise NotOwnedError(
-                f"instance {req.instance_id} is not tagged {tags.cluster_key(req.cluster_name)}={tags.OWNED}; "
+                f"instance {req.instance_id} is not tagged {tags.cluster_key(owner)}={tags.OWNED}; "
                 "capt will not terminate it"
             )
         if current.get("State", {}).get("Name") == "terminated":
@@ -458,14 +478,14 @@ def terminate_instance(req: TerminateInstanceRequest) -> TerminateInstanceResult
 def describe_cluster_instances(req: ClusterInstancesRequest) -> ClusterInstancesResult:
     """Every instance the cluster owns, in one paginated DescribeInstances (for health checks)."""
     ec2 = session.client("ec2", req.region)
-    filters = [tags.owned_filter(req.cluster_name)]
+    filters = [tags.owned_filter(req.owner)]
     if not req.include_terminated:
         filters.append({"Name": "instance-state-name", "Values": list(LIVE_STATES)})
     pages = ec2.get_paginator("describe_instances").paginate(Filters=filters)
     found = [
         info(i)
         for i in _instances(pages)
-        if tags.is_owned(tags.as_dict(i.get("Tags")), req.cluster_name)
+        if tags.is_owned(tags.as_dict(i.get("Tags")), req.owner)
         and (req.include_terminated or i.get("State", {}).get("Name") in LIVE_STATES)
     ]
     return ClusterInstancesResult(

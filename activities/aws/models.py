@@ -8,7 +8,12 @@ from spec.models import ClusterSpec
 
 
 class ClusterRef(BaseModel):
-    """What an AWS activity needs to know about the cluster: its name, region and extra tags."""
+    """What an AWS activity needs to know about the cluster: its identity, region and extra tags.
+
+    `name` is the cluster's **id** in AWS (`plan.names.cluster_id`: `<namespace>.<name>`, or the
+    bare name for a cluster created before ids were namespaced). Ownership tags and lookups key
+    on it. The field keeps its old name so that payloads already in workflow histories decode.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -17,8 +22,9 @@ class ClusterRef(BaseModel):
     additional_tags: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, spec: ClusterSpec) -> ClusterRef:
-        return cls(name=spec.name, region=spec.region, additional_tags=spec.additional_tags)
+    def of(cls, spec: ClusterSpec, cluster_id: str | None = None) -> ClusterRef:
+        """The ref of `spec`'s cluster with id `cluster_id` (None: the name, a legacy cluster)."""
+        return cls(name=cluster_id or spec.name, region=spec.region, additional_tags=spec.additional_tags)
 
 
 class AwsResult(BaseModel):

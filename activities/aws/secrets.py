@@ -1,7 +1,8 @@
 """AWS Secrets Manager: the cluster's PKI, bootstrap tokens and per-machine bootstrap data.
 
 Everything a cluster keeps secret lives here, under one per-cluster prefix, tagged as owned by
-the cluster (tags from activities/aws/tags.py, like every other capt resource):
+the cluster's id (plan.names.cluster_id; tags from activities/aws/tags.py, like every other capt
+resource):
 
     capt/<namespace>/<cluster>/pki/{ca,etcd-ca,front-proxy-ca,sa,admin,admin-kubeconfig}
     capt/<namespace>/<cluster>/tokens/<machine>
@@ -251,6 +252,13 @@ class ClusterPKIRequest(BaseModel):
     endpoint_host: str | None = None
     endpoint_port: int = 6443
     additional_tags: tuple[tuple[str, str], ...] = ()
+    # The cluster's id in AWS (plan.names.cluster_id): the secrets are tagged as owned by it.
+    # Their names keep namespace and name. None (recorded before ids were namespaced): the name.
+    cluster_id: str | None = None
+
+    @property
+    def owner(self) -> str:
+        return self.cluster_id or self.cluster_name
 
 
 class ClusterPKIRefs(AwsResult):
@@ -301,7 +309,7 @@ def ensure_pki(sm, req: ClusterPKIRequest) -> ClusterPKIRefs:
             sm,
             secret_name,
             make,
-            _tags(name, secret_name, ROLE_PKI, additional=req.additional_tags),
+            _tags(req.owner, secret_name, ROLE_PKI, additional=req.additional_tags),
             f"capt: {what} of cluster {ns}/{name}",
         )
         if was_created:
@@ -386,6 +394,12 @@ class BootstrapTokenRequest(BaseModel):
     machine_name: str
     ttl_seconds: int = int(ktokens.DEFAULT_TTL.total_seconds())
     additional_tags: tuple[tuple[str, str], ...] = ()
+    # The cluster's id in AWS (the owned tag); None: the name (see ClusterPKIRequest).
+    cluster_id: str | None = None
+
+    @property
+    def owner(self) -> str:
+        return self.cluster_id or self.cluster_name
 
 
 class BootstrapTokenRefreshRequest(BaseModel):
@@ -425,7 +439,7 @@ def ensure_token(sm, req: BootstrapTokenRequest, now: dt.datetime) -> BootstrapT
         name,
         lambda: _token_json(ktokens.new_token(now, dt.timedelta(seconds=req.ttl_seconds))),
         _tags(
-            req.cluster_name,
+            req.owner,
             req.machine_name,
             ROLE_BOOTSTRAP_TOKEN,
             extra={capt_tags.MACHINE_TAG: req.machine_name},
@@ -481,19 +495,21 @@ def store_bootstrap_data(
     rendered_bytes: int,
     additional_tags: tuple[tuple[str, str], ...] = (),
     chunk_size: int = MAX_CHUNK_BYTES,
+    owner: str | None = None,
 ) -> StoredBootstrapData:
     """Store `data` (already gzipped) as `<prefix>-0 … <prefix>-<n-1>` under a fresh random prefix.
 
     Every chunk is tagged with the machine's name (Name, as CAPA does, and capt's machine tag),
     its index and the count, so `find_bootstrap_data` can tell a complete copy from the leftovers
-    of an attempt that died half-way.
+    of an attempt that died half-way. `owner` is the cluster id the chunks are owned by (default:
+    the name).
     """
     prefix = new_bootstrap_prefix(namespace, cluster_name, machine_name)
     chunks = split_chunks(data, chunk_size)
     arns = []
     for i, chunk in enumerate(chunks):
         tags = _tags(
-            cluster_name,
+            owner or cluster_name,
             machine_name,
             ROLE_BOOTSTRAP_DATA,
             extra={
@@ -515,15 +531,18 @@ def store_bootstrap_data(
     )
 
 
-def _groups(sm, namespace: str, cluster_name: str, machine_name: str) -> dict[str, list[dict]]:
-    """This machine's bootstrap-data secrets, grouped by prefix (one group per stored copy)."""
+def _groups(
+    sm, namespace: str, cluster_name: str, machine_name: str, owner: str | None = None
+) -> dict[str, list[dict]]:
+    """This machine's bootstrap-data secrets (owned by `owner`, the cluster id; default the name),
+    grouped by prefix (one group per stored copy)."""
     groups: dict[str, list[dict]] = {}
     for s in list_by_name_prefix(sm, bootstrap_machine_prefix(namespace, cluster_name, machine_name)):
         tags = _tag_map(s)
         # The name filter is a prefix ("m-1" also matches "m-1-x-…"); the tags are exact.
         if (
             s.get("DeletedDate")
-            or not capt_tags.is_owned(tags, cluster_name)
+            or not capt_tags.is_owned(tags, owner or cluster_name)
             or tags.get(capt_tags.MACHINE_TAG) != machine_name
             or tags.get(capt_tags.ROLE_TAG) != ROLE_BOOTSTRAP_DATA
         ):
@@ -559,11 +578,11 @@ def _complete(prefix: str, secrets_: list[dict]) -> StoredBootstrapData | None:
 
 
 def find_bootstrap_data(
-    sm, namespace: str, cluster_name: str, machine_name: str
+    sm, namespace: str, cluster_name: str, machine_name: str, owner: str | None = None
 ) -> StoredBootstrapData | None:
     """A complete stored copy of this machine's bootstrap data, if an earlier attempt made one
     (the first by name if, after overlapping attempts, there are several)."""
-    for prefix, group in sorted(_groups(sm, namespace, cluster_name, machine_name).items()):
+    for prefix, group in sorted(_groups(sm, namespace, cluster_name, machine_name, owner).items()):
         complete = _complete(prefix, group)
         if complete is not None:
             return complete
@@ -588,6 +607,7 @@ def delete_machine_bootstrap(
     machine_name: str,
     secret_prefix: str | None = None,
     chunks: int = 0,
+    owner: str | None = None,
 ) -> int:
     """Delete every stored copy of the machine's bootstrap data and its token; returns how many
     existed. The known prefix is deleted by name too: a just-created secret may not be listed
@@ -597,7 +617,9 @@ def delete_machine_bootstrap(
     ):
         raise ValueError(f"{secret_prefix!r} is not a bootstrap prefix of machine {machine_name}")
     listed = sorted(
-        s["Name"] for group in _groups(sm, namespace, cluster_name, machine_name).values() for s in group
+        s["Name"]
+        for group in _groups(sm, namespace, cluster_name, machine_name, owner).values()
+        for s in group
     )
     for name in listed:
         force_delete(sm, name)
@@ -615,6 +637,8 @@ class DeleteBootstrapDataRequest(BaseModel):
     machine_name: str
     secret_prefix: str | None = None
     chunks: int = 0
+    # The cluster's id in AWS (the owned tag); None: the name (see ClusterPKIRequest).
+    cluster_id: str | None = None
 
 
 class DeleteSecretsResult(AwsResult):
@@ -626,7 +650,13 @@ def delete_bootstrap_data(req: DeleteBootstrapDataRequest) -> DeleteSecretsResul
     """Once the node joined, or the machine is deleted: its bootstrap data and token go.
     Already gone (the boothook deletes what it fetched) counts as success."""
     n = delete_machine_bootstrap(
-        client(req.region), req.namespace, req.cluster_name, req.machine_name, req.secret_prefix, req.chunks
+        client(req.region),
+        req.namespace,
+        req.cluster_name,
+        req.machine_name,
+        req.secret_prefix,
+        req.chunks,
+        owner=req.cluster_id,
     )
     return DeleteSecretsResult(deleted=n)
 

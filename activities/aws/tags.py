@@ -1,14 +1,17 @@
 """Every tag key capt writes or reads on AWS resources, spelled once (CAPA's keys).
 
-- `sigs.k8s.io/cluster-api-provider-aws/cluster/<cluster>` = `owned`: capt created the resource
+`<id>` below is the cluster's id (plan.names.cluster_id): `<namespace>.<name>`, or the bare name
+for a cluster created before ids were namespaced. The functions' `cluster` argument is that id.
+
+- `sigs.k8s.io/cluster-api-provider-aws/cluster/<id>` = `owned`: capt created the resource
   for this cluster and will delete it. Lookups and the final sweep key on this tag; a resource
   with capt's Name but without it is never adopted.
 - `sigs.k8s.io/cluster-api-provider-aws/role` = `common` | `public` | `private` | `apiserver` |
   `bastion` | the security group role.
 - `Name`.
-- `kubernetes.io/cluster/<cluster>`: for the in-cluster AWS cloud provider. `owned` on the
+- `kubernetes.io/cluster/<id>`: for the in-cluster AWS cloud provider. `owned` on the
   resources capt owns, `shared` on subnets (other clusters' load balancers may use them).
-  Following CAPA, among the security groups only `<cluster>-lb` carries it: the cloud
+  Following CAPA, among the security groups only `<id>-lb` carries it: the cloud
   provider refuses instances with more than one tagged group.
 - `capt/machine` = `<machine>` on instances: the machine an instance was launched for, so that
   `ensure_instance` finds it after a lost RunInstances response. Role `control-plane` | `node`

@@ -569,6 +569,10 @@ class BootstrapRequest(BaseModel):
     # creates that token itself, so the next machines can join at once).
     token_secret_arn: str | None = None
     additional_tags: tuple[tuple[str, str], ...] = ()
+    # The cluster's id in AWS (plan.names.cluster_id): the stored data is tagged as owned by it.
+    # kubeadm's clusterName stays `cluster_name`. None (recorded before ids were namespaced): the
+    # name.
+    cluster_id: str | None = None
 
 
 class BootstrapRefs(AwsResult):
@@ -629,7 +633,9 @@ def prepare_bootstrap_data(req: BootstrapRequest) -> BootstrapRefs:
     and chunked under a fresh unguessable prefix. Idempotent: a retry finds the machine's
     complete set by its tags and returns it instead of storing another."""
     client = sm.client(req.region)
-    existing = sm.find_bootstrap_data(client, req.namespace, req.cluster_name, req.machine_name)
+    existing = sm.find_bootstrap_data(
+        client, req.namespace, req.cluster_name, req.machine_name, owner=req.cluster_id
+    )
     if existing is not None:
         return _refs(existing, req.region, reused=True)
 
@@ -664,6 +670,7 @@ def prepare_bootstrap_data(req: BootstrapRequest) -> BootstrapRefs:
         data=data,
         rendered_bytes=len(rendered.encode()),
         additional_tags=req.additional_tags,
+        owner=req.cluster_id,
     )
     refs = _refs(stored, req.region)
     activity.logger.info(

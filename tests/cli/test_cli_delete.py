@@ -32,6 +32,7 @@ from activities.aws import cleanup, instance_events, tags
 from activities.aws import secrets as sm
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from client import clusters
+from plan import names
 from spec.loader import load_file
 from tests.support.cloud import FakeCloud
 from tests.support.context import query, running_worker, wait_for
@@ -204,7 +205,7 @@ async def test_delete_a_running_cluster_and_a_second_delete_attaches(time_skippi
         assert final.phase == "Deleted"
         again = await capt(env, monkeypatch, "delete", "cluster", spec.name, "-n", spec.namespace, "--wait")
     assert again.exit_code == 0 and "already deleted" in again.output
-    assert owned_left(spec.name) == []
+    assert owned_left(names.cluster_id(spec.namespace, spec.name)) == []
 
 
 # --- terminated, concurrent ---------------------------------------------------------------------------
@@ -219,15 +220,16 @@ async def test_delete_a_terminated_cluster_and_concurrent_deletes_attach(
     env, cloud = time_skipping_env, FakeCloud(boot_seconds=20, join_seconds=20)
     spec = small_spec("term")
     ns, name = spec.namespace, spec.name
+    cid = names.cluster_id(ns, name)
     async with running_worker(env, clusters.TASK_QUEUE, TREE, activities(cloud)):
         handle = await start_cluster(env, spec)
         await handle.terminate(reason="test: the cluster's workflow is gone")
-        eni, outsider = foreign_interface(name)  # keeps the teardown busy while the deletes race
+        eni, outsider = foreign_interface(cid)  # keeps the teardown busy while the deletes race
 
         client = env.client
         a, b = await asyncio.gather(clusters.delete(client, ns, name), clusters.delete(client, ns, name))
         assert a.action == b.action == "teardown" and a.run_id == b.run_id
-        assert "its workflow is terminated" in a.message and f"({REGION}, id {name})" in a.message
+        assert "its workflow is terminated" in a.message and f"({REGION}, id {cid})" in a.message
         third = await capt(env, monkeypatch, "delete", "cluster", name, "-n", ns)
         assert third.exit_code == 0 and "deletion under way (attached)" in third.output, third.output
         with pytest.raises(clusters.Rejected, match="being deleted"):
@@ -241,7 +243,7 @@ async def test_delete_a_terminated_cluster_and_concurrent_deletes_attach(
         for wf_id in (f"controlplane/{ns}/{name}", f"md/{ns}/{name}/{spec.machine_deployments[0].name}"):
             desc = await client.get_workflow_handle(wf_id).describe()
             assert desc.status.name == "TERMINATED", wf_id
-    assert owned_left(name) == []
+    assert owned_left(cid) == []
 
 
 # --- failed -------------------------------------------------------------------------------------------

@@ -79,6 +79,9 @@ def test_plan_prints_the_reference_layout_without_aws(monkeypatch):
     ]:
         assert f"public   {az}    {public}" in result.output
         assert f"private  {az}    {private}" in result.output
-    assert "capi-quickstart-apiserver  classic ELB" in result.output
+    # Named after the cluster id, <namespace>.<name>; ELB names allow no dot (a hash instead).
+    assert "Cluster id: capi-quickstart.capi-quickstart" in result.output
+    assert "VPC capi-quickstart.capi-quickstart-vpc  10.0.0.0/16" in result.output
+    assert "capi-quicksta-b36a8238-apiserver  classic ELB" in result.output
     as_json = CliRunner().invoke(main, ["plan", "-f", str(QUICKSTART), "-o", "json"])
     assert as_json.exit_code == 0 and json.loads(as_json.output)

@@ -201,6 +201,8 @@ def test_quickstart_lifecycle(stack):
     assert all(m["version"] == "v1.21.2" for m in after["machines"])
     assert not before & {m["instanceId"] for m in after["machines"]}  # every machine replaced
 
+    # The cluster's id in AWS: <namespace>.<name> (README, cluster ids).
+    assert after["clusterId"] == "capi-quickstart.capi-quickstart"
     done = capt(env, "delete", "cluster", *CLUSTER, "--wait", "--timeout", "10m")
     assert done.returncode == 0, done.stderr
     tagging = boto3.client(
@@ -208,7 +210,10 @@ def test_quickstart_lifecycle(stack):
     )
     owned = tagging.get_resources(
         TagFilters=[
-            {"Key": "sigs.k8s.io/cluster-api-provider-aws/cluster/capi-quickstart", "Values": ["owned"]}
+            {
+                "Key": f"sigs.k8s.io/cluster-api-provider-aws/cluster/{after['clusterId']}",
+                "Values": ["owned"],
+            }
         ]
     )["ResourceTagMappingList"]
     ec2 = boto3.client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="ap-northeast-2")

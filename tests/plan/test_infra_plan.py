@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -242,6 +243,142 @@ def test_names():
     )
 
 
+# --- cluster ids (namespace isolation) ----------------------------------------------------------
+
+
+def test_cluster_id_is_namespace_dot_name_and_fits_63():
+    assert names.cluster_id("team-a", "prod") == "team-a.prod"
+    assert names.cluster_id("team-b", "prod") != names.cluster_id("team-a", "prod")
+    # Both parts are DNS labels (no dot): the dot makes the pair unambiguous.
+    assert names.cluster_id("a-b", "c") != names.cluster_id("a", "b-c")
+    exact = names.cluster_id("n" * 31, "m" * 31)
+    assert exact == f"{'n' * 31}.{'m' * 31}" and len(exact) == 63
+    longest = names.cluster_id("n" * 63, "m" * 63)
+    assert len(longest) == 63 and longest.startswith("n" * 52 + "-")
+    assert longest == names.cluster_id("n" * 63, "m" * 63)  # stable
+    assert longest != names.cluster_id("n" * 63, "m" * 62)
+    assert names.cluster_id("n" * 62, "m" * 63) != names.cluster_id("n" * 63, "m" * 62)
+
+
+LEGACY_GOLDEN = {
+    "vpc": "capi-quickstart-vpc",
+    "subnets": [
+        "capi-quickstart-subnet-public-ap-northeast-2a",
+        "capi-quickstart-subnet-private-ap-northeast-2a",
+        "capi-quickstart-subnet-public-ap-northeast-2b",
+        "capi-quickstart-subnet-private-ap-northeast-2b",
+        "capi-quickstart-subnet-public-ap-northeast-2c",
+        "capi-quickstart-subnet-private-ap-northeast-2c",
+    ],
+    "igw": "capi-quickstart-igw",
+    "nat": ("capi-quickstart-nat-ap-northeast-2a", "capi-quickstart-eip-nat-ap-northeast-2a"),
+    "rt": "capi-quickstart-rt-private-ap-northeast-2b",
+    "groups": [
+        "capi-quickstart-apiserver-lb",
+        "capi-quickstart-lb",
+        "capi-quickstart-controlplane",
+        "capi-quickstart-node",
+        "capi-quickstart-bastion",
+    ],
+    "lb": "capi-quickstart-apiserver",
+    "tg": "capi-quickstart-apiserver-tg",
+    "bastion": "capi-quickstart-bastion",
+}
+NAMESPACED_GOLDEN = {
+    "vpc": "team-a.prod-vpc",
+    "subnets": [
+        "team-a.prod-subnet-public-ap-northeast-2a",
+        "team-a.prod-subnet-private-ap-northeast-2a",
+        "team-a.prod-subnet-public-ap-northeast-2b",
+        "team-a.prod-subnet-private-ap-northeast-2b",
+        "team-a.prod-subnet-public-ap-northeast-2c",
+        "team-a.prod-subnet-private-ap-northeast-2c",
+    ],
+    "igw": "team-a.prod-igw",
+    "nat": ("team-a.prod-nat-ap-northeast-2a", "team-a.prod-eip-nat-ap-northeast-2a"),
+    "rt": "team-a.prod-rt-private-ap-northeast-2b",
+    "groups": [
+        "team-a.prod-apiserver-lb",
+        "team-a.prod-lb",
+        "team-a.prod-controlplane",
+        "team-a.prod-node",
+        "team-a.prod-bastion",
+    ],
+    # ELB names allow no dot: a prefix, a hash of the whole id, the suffix.
+    "lb": "team-a-prod-4d480957-apiserver",
+    "tg": "team-a-prod-4d480957-d4930825-tg",
+    "bastion": "team-a.prod-bastion",
+}
+
+
+def _golden(plan: ClusterPlan, nlb: ClusterPlan) -> dict:
+    n = plan.network
+    return {
+        "vpc": n.vpc.name,
+        "subnets": [s.name for s in n.subnets],
+        "igw": n.internet_gateway_name,
+        "nat": (n.nat_gateways[0].name, n.nat_gateways[0].eip_name),
+        "rt": n.route_tables[3].name,
+        "groups": [g.name for g in plan.security_groups],
+        "lb": plan.load_balancer.name,
+        "tg": nlb.load_balancer.target_group_name,
+        "bastion": plan.bastion.name if plan.bastion else None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "cluster_id", "golden"),
+    [
+        # A cluster created before ids were namespaced (and every plan without an id): the name.
+        ("capi-quickstart", None, LEGACY_GOLDEN),
+        ("capi-quickstart", "capi-quickstart", LEGACY_GOLDEN),
+        ("prod", "team-a.prod", NAMESPACED_GOLDEN),
+    ],
+)
+def test_golden_names_from_the_cluster_id(name, cluster_id, golden):
+    spec = reference_spec(name, bastion=BastionSpec(enabled=True))
+    nlb = reference_spec(name, load_balancer=LoadBalancerSpec(type="nlb"))
+    plan = build_plan(spec, AZS, cluster_id)
+    assert _golden(plan, build_plan(nlb, AZS, cluster_id)) == golden
+    assert plan.cluster == name and plan.cluster_id == (cluster_id or name)
+
+
+def test_the_cluster_id_changes_names_but_not_zones():
+    """The zone shuffle stays seeded by the name: a cluster plans the same zones whatever its id."""
+    for name in (f"c{i}" for i in range(8)):
+        spec = reference_spec(
+            name, network=NetworkSpec(availability_zone_usage_limit=2, availability_zone_selection="Random")
+        )
+        legacy, namespaced = (
+            network_plan(spec, FOUR),
+            network_plan(spec, FOUR, names.cluster_id("team-a", name)),
+        )
+        assert legacy.availability_zones == namespaced.availability_zones
+        assert [s.cidr_block for s in legacy.subnets] == [s.cidr_block for s in namespaced.subnets]
+        assert namespaced.vpc.name == f"team-a.{name}-vpc" and namespaced.cluster == f"team-a.{name}"
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (("a-b", "c"), ("a", "b-c")),  # the same characters, the dot elsewhere
+        (("team-a", "prod"), ("team", "a-prod")),
+        (("x" * 40, "prod"), ("x" * 40, "prod2")),  # differ only past the kept prefix
+        (("n" * 63, "m" * 63), ("n" * 63, "m" * 62)),  # hashed ids
+    ],
+)
+def test_elb_and_target_group_names_fit_and_differ(a, b):
+    ida, idb = names.cluster_id(*a), names.cluster_id(*b)
+    lbs = [names.load_balancer(i) for i in (ida, idb)]
+    tgs = [names.target_group(lb) for lb in lbs]
+    for n in lbs + tgs:
+        assert len(n) <= names.ELB_NAME_MAX and re.fullmatch(r"[A-Za-z0-9-]+", n), n
+        assert not n.startswith("-") and not n.endswith("-"), n
+    assert lbs[0] != lbs[1] and tgs[0] != tgs[1]
+    # A legacy id (the bare name, no dot) never shares the namespaced one's names either.
+    assert names.load_balancer("a-b-c") not in lbs
+
+
 # --- security groups -----------------------------------------------------------------------------
 
 
@@ -415,8 +552,23 @@ def test_reference_plan_machines_and_load_balancer():
     assert nlb.subnet_names == tuple(f"{NAME}-subnet-private-{az}" for az in AZS)
 
 
+def test_render_names_a_new_cluster_after_its_namespaced_id():
+    text = render_plan(reference_spec(), AZS)
+    assert "Cluster id: default.capi-quickstart" in text
+    assert "VPC default.capi-quickstart-vpc  10.0.0.0/16" in text
+    lb = names.load_balancer("default.capi-quickstart")
+    assert f"  {lb}  classic ELB" in text and lb.endswith("-apiserver") and "." not in lb
+    data = json.loads(render_plan(reference_spec(), AZS, fmt="json"))
+    assert (data["cluster"], data["namespace"], data["cluster_id"]) == (
+        "capi-quickstart",
+        "default",
+        "default.capi-quickstart",
+    )
+
+
 def test_render_text_lists_everything():
-    text = render_plan(reference_spec(bastion=BastionSpec(enabled=True)), AZS)
+    # Named as a cluster created before ids were namespaced (its id is its name).
+    text = render_plan(reference_spec(bastion=BastionSpec(enabled=True)), AZS, cluster_id=NAME)
     for expected in (
         "VPC capi-quickstart-vpc  10.0.0.0/16",
         "10.0.0.0/20",

@@ -52,7 +52,9 @@ def test_capa_template_loads_with_clusterctl_variables():
     assert "cloud-controller-manager:v1.32.5" in ccm["aws-ccm-external.yaml"]
     csi = "".join(v for _, data in spec.addons[1].config_maps for _, v in data)
     assert "$(CSI_ENDPOINT)" in csi
-    assert result.warnings == []
+    # CAPA's EBS CSI driver does not tag volumes with the cluster id: capt says so.
+    [warning] = result.warnings
+    assert "ClusterResourceSet/crs-csi deploys the EBS CSI driver without --k8s-tag-cluster-id" in warning
 
 
 def test_capa_template_without_variables_lists_every_missing_one():
@@ -629,3 +631,111 @@ def test_invalid_yaml_names_the_line():
         load_manifest("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n bad: [\n", env={})
     assert len(info.value.problems) == 1
     assert "invalid YAML at line 5" in str(info.value)
+
+
+# --- the namespace: half of the cluster's id in AWS ------------------------------------------------
+
+
+def _in_namespace(namespace: str) -> Callable[[list[dict]], None]:
+    def fn(docs):
+        for d in docs:
+            d["metadata"]["namespace"] = namespace
+
+    return fn
+
+
+def test_a_namespace_is_half_of_the_cluster_id():
+    spec = load_manifest(mutate(_in_namespace("team-a")), env={}).spec
+    assert (spec.namespace, spec.name) == ("team-a", "demo")
+
+
+@pytest.mark.parametrize(
+    "namespace",
+    ["Team-A", "team_a", "team.a", "-team", "team-", "t" * 64, "tëam"],
+)
+def test_a_namespace_that_is_not_a_dns_label_is_refused(namespace):
+    with pytest.raises(ManifestError) as info:
+        load_manifest(mutate(_in_namespace(namespace)), env={})
+    problems = [p for p in info.value.problems if p.path == "metadata.namespace"]
+    # Every document names the field; the cluster's first.
+    assert problems and (problems[0].kind, problems[0].name) == ("Cluster", "demo")
+    assert f"{namespace!r} is not a valid namespace: it must be a DNS-1123 label" in str(info.value)
+    assert "document 1 Cluster/demo metadata.namespace:" in str(info.value)
+
+
+# --- ${CAPT_CLUSTER_ID}: the id for addons ------------------------------------------------------------
+
+ADDON_DOCS = """
+---
+apiVersion: addons.cluster.x-k8s.io/v1beta1
+kind: ClusterResourceSet
+metadata:
+  name: crs-aws
+  namespace: ${NS}
+spec:
+  clusterSelector:
+    matchLabels:
+      cni: calico
+  resources:
+    - kind: ConfigMap
+      name: aws-addons
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: aws-addons
+  namespace: ${NS}
+data:
+  ccm.yaml: |
+    args: ["--cloud-provider=aws", "--cluster-name=${CAPT_CLUSTER_ID}"]
+  csi.yaml: |
+    provisioner: ebs.csi.aws.com
+    args: ["--k8s-tag-cluster-id=${CAPT_CLUSTER_ID}"]
+"""
+
+
+def _templated() -> str:
+    """The base manifest (cluster `demo`) as a template whose namespace is a variable."""
+    return mutate(_in_namespace("${NS}")) + ADDON_DOCS
+
+
+def _addon_args(spec) -> str:
+    [addon] = spec.addons
+    return "".join(v for _, data in addon.config_maps for _, v in data)
+
+
+def test_capt_cluster_id_is_built_in():
+    result = load_manifest(_templated(), {"NS": "team-a"}, env={})
+    args = _addon_args(result.spec)
+    assert "--cluster-name=team-a.demo" in args and "--k8s-tag-cluster-id=team-a.demo" in args
+    assert result.warnings == []  # the CSI driver tags its volumes with the id
+
+
+def test_capt_cluster_id_follows_the_namespace():
+    a = load_manifest(_templated(), {"NS": "team-a"}, env={}).spec
+    b = load_manifest(_templated(), {"NS": "team-b"}, env={}).spec
+    assert "--cluster-name=team-b.demo" in _addon_args(b) and _addon_args(a) != _addon_args(b)
+
+
+def test_var_overrides_capt_cluster_id_and_the_environment_does_not():
+    variables = {"NS": "team-a"}
+    # A cluster created before ids were namespaced: its id is its name.
+    legacy = load_manifest(_templated(), {**variables, "CAPT_CLUSTER_ID": "demo"}, env={}).spec
+    assert '--cluster-name=demo"' in _addon_args(legacy)
+    # A value exported for some other cluster never leaks in.
+    env = {"CAPT_CLUSTER_ID": "elsewhere.demo"}
+    assert "--cluster-name=team-a.demo" in _addon_args(load_manifest(_templated(), variables, env=env).spec)
+
+
+def test_capt_cluster_id_is_never_a_missing_variable():
+    with pytest.raises(MissingVariablesError) as info:
+        load_manifest(_templated(), {}, env={})
+    assert info.value.names == ["NS"]
+
+
+def test_an_ebs_csi_driver_without_the_cluster_id_is_a_warning():
+    text = _templated().replace("--k8s-tag-cluster-id=${CAPT_CLUSTER_ID}", "--endpoint=x")
+    result = load_manifest(text, {"NS": "team-a"}, env={})
+    [warning] = result.warnings
+    assert "ClusterResourceSet/crs-aws deploys the EBS CSI driver without --k8s-tag-cluster-id" in warning
+    assert "--k8s-tag-cluster-id=${CAPT_CLUSTER_ID}" in warning

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.aws import images
 from activities.aws import instances as ec2
@@ -44,6 +45,7 @@ class FakeInstance:
     client_token: str
     version: str
     terminated_at: datetime | None = None
+    owner: str = ""  # the cluster id the instance is tagged as owned by (InstanceRequest.owner)
 
 
 @dataclass
@@ -216,7 +218,9 @@ class FakeCloud:
             with cloud.lock:
                 cloud._count("ensure_instance")
                 cloud._refuse("ensure_instance", req.machine_name)
-                token = f"{req.cluster_name}/{req.machine_name}/{req.incarnation}"
+                # Found by owner and machine, as the real activity finds it by tags: a same-named
+                # machine of a same-named cluster in another namespace is another instance.
+                token = f"{req.owner}/{req.machine_name}/{req.incarnation}"
                 for inst in cloud.instances.values():
                     if inst.client_token == token:
                         return ec2.InstanceResult(instance_id=inst.id, state=cloud.state(inst, cloud.now()))
@@ -228,6 +232,7 @@ class FakeCloud:
                     launched_at=cloud.now(),
                     client_token=token,
                     version=req.kubernetes_version,
+                    owner=req.owner,
                 )
                 cloud.instances[inst.id] = inst
                 cloud.sample(f"launch {req.machine_name}")
@@ -357,6 +362,11 @@ class FakeCloud:
             with cloud.lock:
                 cloud._count("terminate_instance")
                 inst = cloud.instances.get(req.instance_id)
+                if inst and req.owner and inst.owner and inst.owner != req.owner:
+                    # The real activity refuses what the cluster does not own (NotOwnedError).
+                    raise ApplicationError(
+                        f"instance {inst.id} is owned by {inst.owner}, not {req.owner}", non_retryable=True
+                    )
                 if inst and inst.terminated_at is None:
                     inst.terminated_at = cloud.now()
                     cloud.sample(f"terminate {inst.machine}")

@@ -24,6 +24,7 @@ from activities.aws import cleanup, instance_events, tags
 from activities.aws import secrets as sm
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsRequest, ApplyAddonsResult
+from plan import names
 from spec.loader import load_file
 from spec.models import AddonSpec
 from tests.support.cloud import FakeCloud
@@ -31,6 +32,7 @@ from tests.support.context import query, running_worker, wait_for
 from tests.support.health import HealthFakes
 from tests.support.paths import QUICKSTART
 from workflows.cluster import (
+    ClusterCarry,
     ClusterInput,
     ClusterWorkflow,
     ScaleDeploymentRequest,
@@ -41,7 +43,7 @@ from workflows.cluster import (
 )
 from workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus, ControlPlaneWorkflow
 from workflows.health import HealthCheckWorkflow
-from workflows.infrastructure import InfrastructureWorkflow
+from workflows.infrastructure import InfraInput, InfrastructureWorkflow
 from workflows.machine import MachineWorkflow
 from workflows.machine_deployment import MachineDeploymentWorkflow
 from workflows.teardown import ClusterTeardownWorkflow
@@ -140,18 +142,149 @@ async def test_create_scale_upgrade_delete(time_skipping_env, task_queue, moto):
         await handle.execute_update(ClusterWorkflow.delete)
         final = await handle.result()
         assert final.phase == "Deleted"
+    # A new cluster's id in AWS: <namespace>.<name>.
+    assert (
+        final.cluster_id == names.cluster_id(spec.namespace, spec.name) == "capi-quickstart.capi-quickstart"
+    )
     assert all(i.terminated_at is not None for i in cloud.instances.values())
-    tagging = boto3.client("resourcegroupstaggingapi", region_name=spec.region)
-    owned = tagging.get_resources(TagFilters=[{"Key": tags.cluster_key(spec.name), "Values": ["owned"]}])
-    arns = [r["ResourceARN"] for r in owned["ResourceTagMappingList"]]
-    # AWS (and moto) keep deleted NAT gateways visible, in state "deleted", for a while.
-    nat_ids = [a.rsplit("/", 1)[1] for a in arns if ":natgateway/" in a]
-    if nat_ids:
-        nats = boto3.client("ec2", region_name=spec.region).describe_nat_gateways(NatGatewayIds=nat_ids)
-        assert {n["State"] for n in nats["NatGateways"]} == {"deleted"}
-    assert [a for a in arns if ":natgateway/" not in a] == []
+    assert {i.owner for i in cloud.instances.values()} == {final.cluster_id}
+    assert owned_arns(final.cluster_id, spec.region) == []
     secrets = boto3.client("secretsmanager", region_name=spec.region).list_secrets()["SecretList"]
     assert secrets == []
+
+
+def owned_arns(cluster_id: str, region: str) -> list[str]:
+    """What the Tagging API lists as owned by the cluster id, but NAT gateways AWS (and moto) keep
+    visible in state "deleted" for a while."""
+    tagging = boto3.client("resourcegroupstaggingapi", region_name=region)
+    owned = tagging.get_resources(TagFilters=[{"Key": tags.cluster_key(cluster_id), "Values": ["owned"]}])
+    arns = [r["ResourceARN"] for r in owned["ResourceTagMappingList"]]
+    nat_ids = [a.rsplit("/", 1)[1] for a in arns if ":natgateway/" in a]
+    if nat_ids:
+        nats = boto3.client("ec2", region_name=region).describe_nat_gateways(NatGatewayIds=nat_ids)[
+            "NatGateways"
+        ]
+        deleted = {n["NatGatewayId"] for n in nats if n["State"] == "deleted"}
+        arns = [a for a in arns if a.rsplit("/", 1)[1] not in deleted]
+    return sorted(arns)
+
+
+def _secrets_of(namespace: str, region: str) -> dict[str, dict[str, str]]:
+    sm_client = boto3.client("secretsmanager", region_name=region)
+    return {
+        s["Name"]: tags.as_dict(s.get("Tags"))
+        for page in sm_client.get_paginator("list_secrets").paginate()
+        for s in page["SecretList"]
+        if s["Name"].startswith(f"capt/{namespace}/")
+    }
+
+
+def _small(name: str, namespace: str):
+    base = load_file(QUICKSTART, env={}).spec
+    return base.model_copy(
+        update={
+            "name": name,
+            "namespace": namespace,
+            "health_checks": (),
+            "control_plane": base.control_plane.model_copy(update={"replicas": 1}),
+            "machine_deployments": tuple(
+                md.model_copy(update={"replicas": 1}) for md in base.machine_deployments
+            ),
+        }
+    )
+
+
+async def test_a_cluster_from_before_namespaced_ids_keeps_its_name_as_id(time_skipping_env, task_queue, moto):
+    """A run continued from one that predates namespaced ids carries no id: it keeps its name, so its
+    deletion finds the network the old code named and tagged after the name."""
+    env, spec = time_skipping_env, _small("prod", "team-a")
+    async with running_worker(env, task_queue, WORKFLOWS, activities(FakeCloud())):
+        # Its network, as the old code made it: InfraInput without an id.
+        await env.client.execute_workflow(
+            InfrastructureWorkflow.run,
+            InfraInput(spec=spec, availability_zones=AZS),
+            id="infra/team-a/prod/legacy",
+            task_queue=task_queue,
+        )
+        assert owned_arns("prod", spec.region) and owned_arns("team-a.prod", spec.region) == []
+        handle = await env.client.start_workflow(
+            ClusterWorkflow.run,
+            ClusterInput(spec=spec, carry=ClusterCarry(phase="Failed", deleting=True)),
+            id=cluster_workflow_id(spec.namespace, spec.name),
+            task_queue=task_queue,
+        )
+        final = await handle.result()
+    assert (final.phase, final.cluster_id) == ("Deleted", "prod")
+    assert owned_arns("prod", spec.region) == []
+
+
+async def test_prod_in_two_namespaces_gets_two_of_everything(time_skipping_env, task_queue, moto):
+    """`prod` in team-a and `prod` in team-b: two VPCs, two load balancers, distinct ownership tags
+    on everything (network, secrets, instances); deleting one leaves the other untouched and Ready."""
+    env, cloud = time_skipping_env, FakeCloud(boot_seconds=20, join_seconds=20)
+    specs = {ns: _small("prod", ns) for ns in ("team-a", "team-b")}
+    region = specs["team-a"].region
+    async with running_worker(env, task_queue, WORKFLOWS, activities(cloud)):
+        handles = {
+            ns: await env.client.start_workflow(
+                ClusterWorkflow.run,
+                ClusterInput(spec=spec),
+                id=cluster_workflow_id(ns, "prod"),
+                task_queue=task_queue,
+            )
+            for ns, spec in specs.items()
+        }
+        status = {
+            ns: await wait_for(
+                env, lambda h=h: query(h, ClusterWorkflow.status), ready, what=f"{ns}/prod Ready"
+            )
+            for ns, h in handles.items()
+        }
+        a, b = status["team-a"], status["team-b"]
+        assert (a.cluster_id, b.cluster_id) == ("team-a.prod", "team-b.prod")
+        assert a.infrastructure.vpc_id != b.infrastructure.vpc_id
+        assert (
+            a.infrastructure.load_balancer
+            == names.load_balancer("team-a.prod")
+            == "team-a-prod-4d480957-apiserver"
+        )
+        assert b.infrastructure.load_balancer == names.load_balancer("team-b.prod")
+        assert a.endpoint != b.endpoint
+        ec2 = boto3.client("ec2", region_name=region)
+        for s in (a, b):
+            owned = ec2.describe_vpcs(Filters=[tags.owned_filter(s.cluster_id)])["Vpcs"]
+            assert [v["VpcId"] for v in owned] == [s.infrastructure.vpc_id]
+            assert {t["Key"] for t in owned[0]["Tags"]} >= {
+                tags.cluster_key(s.cluster_id),
+                tags.cloud_provider_key(s.cluster_id),
+            }
+        # Nothing is tagged after the bare name, which both clusters share.
+        assert owned_arns("prod", region) == []
+        arns = {s.cluster_id: owned_arns(s.cluster_id, region) for s in (a, b)}
+        assert arns["team-a.prod"] and not set(arns["team-a.prod"]) & set(arns["team-b.prod"])
+        # Secrets: the namespace in the path, the id in the owned tag.
+        secrets = {ns: _secrets_of(ns, region) for ns in specs}
+        for ns, found in secrets.items():
+            assert found and all(t.get(tags.cluster_key(f"{ns}.prod")) == "owned" for t in found.values())
+        # Machines: each instance is owned by its cluster's id.
+        by_owner = Counter(i.owner for i in cloud.instances.values())
+        assert by_owner == {"team-a.prod": 2, "team-b.prod": 2}
+
+        await handles["team-a"].execute_update(ClusterWorkflow.delete)
+        assert (await handles["team-a"].result()).phase == "Deleted"
+
+        # team-a is gone; team-b is exactly as it was, and still Ready.
+        assert owned_arns("team-a.prod", region) == []
+        assert _secrets_of("team-a", region) == {}
+        assert owned_arns("team-b.prod", region) == arns["team-b.prod"]
+        assert _secrets_of("team-b", region) == secrets["team-b"]
+        assert all((i.terminated_at is None) == (i.owner == "team-b.prod") for i in cloud.instances.values())
+        still = await query(handles["team-b"], ClusterWorkflow.status)
+        assert still.phase == "Ready" and still.infrastructure.vpc_id == b.infrastructure.vpc_id
+
+        await handles["team-b"].execute_update(ClusterWorkflow.delete)
+        assert (await handles["team-b"].result()).phase == "Deleted"
+    assert owned_arns("team-b.prod", region) == [] and _secrets_of("team-b", region) == {}
 
 
 async def test_immutable_change_is_rejected_and_nothing_moves(time_skipping_env, task_queue, moto):

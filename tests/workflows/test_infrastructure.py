@@ -400,6 +400,77 @@ async def test_delete_leaves_nothing_owned(time_skipping_env, task_queue, moto, 
     assert result.aws_calls["ec2:DeleteVpc"] == 1 and result.aws_calls["ec2:ReleaseAddress"] == 3
 
 
+# --- namespaces: the cluster id -----------------------------------------------------------
+
+
+async def _infra(env, task_queue, spec, cluster_id: str | None, operation: str = "create") -> InfraResult:
+    handle = await env.client.start_workflow(
+        InfrastructureWorkflow.run,
+        InfraInput(spec=spec, operation=operation, availability_zones=AZS, cluster_id=cluster_id),
+        id=f"infra/{spec.namespace}/{spec.name}/{operation}-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+    )
+    return await handle.result()
+
+
+def _lb_names(cluster: str) -> list[str]:
+    return [lb["LoadBalancerName"] for lb in owned_inventory(cluster)["load-balancer"]]
+
+
+async def test_same_named_clusters_in_two_namespaces_and_a_legacy_one_stay_apart(
+    time_skipping_env, task_queue, moto, executor
+):
+    """`prod` in team-a and in team-b (ids `team-a.prod`, `team-b.prod`) and a `prod` created before
+    ids were namespaced (id `prod`): three networks, three load balancers, three owned tags; deleting
+    one leaves the others exactly as they were."""
+    env = time_skipping_env
+    prod = reference_spec("prod")
+    clusters = {
+        "team-a.prod": prod.model_copy(update={"namespace": "team-a"}),
+        "team-b.prod": prod.model_copy(update={"namespace": "team-b"}),
+        "prod": prod,  # legacy: no id in the input, named and tagged after the name
+    }
+    async with infra_worker(env, task_queue, executor):
+        results = {}
+        for cid, spec in clusters.items():
+            results[cid] = await _infra(env, task_queue, spec, None if cid == "prod" else cid)
+        before = {cid: owned_inventory(cid) for cid in clusters}
+        for cid in clusters:
+            assert counts(before[cid]) == REFERENCE_COUNTS, cid
+            assert before[cid]["vpc"][0]["VpcId"] == results[cid].vpc_id
+        assert len({r.vpc_id for r in results.values()}) == 3
+        # Names: the id, and ELB-safe load balancer names.
+        assert tagmap(before["team-a.prod"]["vpc"][0])["Name"] == "team-a.prod-vpc"
+        assert tagmap(before["prod"]["vpc"][0])["Name"] == "prod-vpc"
+        assert _lb_names("team-a.prod") == ["team-a-prod-4d480957-apiserver"]
+        assert _lb_names("team-b.prod") == ["team-b-prod-cafb7f32-apiserver"]
+        assert _lb_names("prod") == ["prod-apiserver"]
+        # Every resource carries its own cluster's tags and no other's.
+        keys = {cid: (tags.cluster_key(cid), tags.cloud_provider_key(cid)) for cid in clusters}
+        for cid, inv in before.items():
+            for kind, items in inv.items():
+                if kind in ("load-balancer", "network-load-balancer", "target-group"):
+                    continue
+                for item in items:
+                    t = tagmap(item)
+                    others = {k for o, ks in keys.items() if o != cid for k in ks}
+                    assert not others & set(t), (cid, kind, t)
+        vpc_a = ec2().describe_vpcs(VpcIds=[results["team-a.prod"].vpc_id])["Vpcs"][0]
+        assert tagmap(vpc_a)[tags.cloud_provider_key("team-a.prod")] == "owned"
+
+        await _infra(env, task_queue, clusters["team-a.prod"], "team-a.prod", operation="delete")
+        assert owned_left("team-a.prod") == []
+        for cid in ("team-b.prod", "prod"):
+            after = owned_inventory(cid)
+            assert {k: sorted(map(str, v)) for k, v in after.items()} == {
+                k: sorted(map(str, v)) for k, v in before[cid].items()
+            }, cid
+        # The legacy cluster's deletion (by its name) spares the namespaced one.
+        await _infra(env, task_queue, clusters["prod"], None, operation="delete")
+        assert owned_left("prod") == []
+        assert counts(owned_inventory("team-b.prod")) == REFERENCE_COUNTS
+
+
 # --- lost responses ------------------------------------------------------------------------
 
 

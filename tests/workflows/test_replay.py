@@ -19,7 +19,15 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.common import VersioningBehavior
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import (
+    Interceptor,
+    Replayer,
+    StartActivityInput,
+    StartChildWorkflowInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
 
 import worker
 
@@ -150,3 +158,66 @@ def test_build_id_follows_the_workflow_sources(tmp_path: Path, monkeypatch: pyte
     assert workflow_sources_digest(("captwfprobe",)) == before
     (package / "flow.py").write_text("X = 2\n")
     assert workflow_sources_digest(("captwfprobe",)) != before
+
+
+# --- namespaced-cluster-id: a history recorded before the patch keeps the name as the id ----------
+
+_SENT: list[object] = []  # what the replayed ClusterWorkflow handed its children and activities
+
+
+class _CaptureOutbound(WorkflowOutboundInterceptor):
+    def start_activity(self, input: StartActivityInput):
+        _SENT.extend(input.args)
+        return super().start_activity(input)
+
+    async def start_child_workflow(self, input: StartChildWorkflowInput):
+        _SENT.extend(input.args)
+        return await super().start_child_workflow(input)
+
+
+class _CaptureInbound(WorkflowInboundInterceptor):
+    def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+        super().init(_CaptureOutbound(outbound))
+
+
+class _Capture(Interceptor):
+    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput):
+        return _CaptureInbound
+
+
+@pytest.mark.parametrize(
+    ("name", "cluster_id"),
+    [
+        ("create.pre-namespaced-cluster-id.json", "hist"),
+        ("delete.pre-namespaced-cluster-id.json", "hist"),
+        ("create.json", "hist.hist"),
+        ("delete.json", "hist.hist"),
+    ],
+)
+async def test_a_cluster_history_keeps_the_id_it_chose(name: str, cluster_id: str) -> None:
+    """`hist` in namespace `hist`. Recorded before ids were namespaced: on replay, infrastructure,
+    PKI, machines and the deletion are all told the id `hist`, never `hist.hist`. Recorded after:
+    `hist.hist` throughout."""
+    from activities.aws.secrets import ClusterPKIRequest, DeleteClusterSecretsRequest
+    from workflows.control_plane import ControlPlaneInput
+    from workflows.infrastructure import InfraInput
+    from workflows.teardown_models import TeardownInput
+
+    _SENT.clear()
+    history = _load(HISTORIES / "ClusterWorkflow" / name)
+    result = await Replayer(
+        workflows=_workflows(), data_converter=pydantic_data_converter, interceptors=[_Capture()]
+    ).replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None
+    ids = [
+        (type(x).__name__, x.cluster_id)
+        for x in _SENT
+        if isinstance(x, InfraInput | ClusterPKIRequest | DeleteClusterSecretsRequest | TeardownInput)
+    ]
+    ids += [(type(x).__name__, x.cluster.cluster_id) for x in _SENT if isinstance(x, ControlPlaneInput)]
+    kinds = {k for k, _ in ids}
+    assert {"InfraInput", "ClusterPKIRequest", "ControlPlaneInput"} <= kinds
+    if name.startswith("delete"):
+        # The deletion: the teardown child (teardown-v2), or the secrets before it.
+        assert kinds & {"DeleteClusterSecretsRequest", "TeardownInput"}
+    assert {cid for _, cid in ids} == {cluster_id}

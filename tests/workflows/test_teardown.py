@@ -35,6 +35,7 @@ from activities.workload.teardown import (
     CloudBackedService,
     DeleteCloudBackedObjectsRequest,
 )
+from plan import names
 from spec.loader import load_file
 from testkit.reference import AZS, REGION, reference_spec
 from tests.support.cloud import FakeCloud
@@ -721,8 +722,9 @@ async def test_cluster_delete_fails_while_blocked_and_a_second_delete_finishes(
         await wait_for(
             env, lambda: query(handle, ClusterWorkflow.status), lambda s: s.phase == "Ready", what="Ready"
         )
-        lb, _ = seed_ccm_service(spec.name, [])
-        eni, outsider = foreign_interface(spec.name)
+        cid = names.cluster_id(spec.namespace, spec.name)
+        lb, _ = seed_ccm_service(cid, [])
+        eni, outsider = foreign_interface(cid)
 
         await handle.execute_update(ClusterWorkflow.delete)
         failed = await wait_for(
@@ -737,7 +739,8 @@ async def test_cluster_delete_fails_while_blocked_and_a_second_delete_finishes(
         assert {b.blocker_id for b in failed.blocked} == {eni}
         assert ("load-balancer", lb) not in region_inventory()  # what could go, went
         assert all(i.terminated_at is not None for i in cloud.instances.values())  # machines deleted
-        assert workload.calls[0] == f"delete {spec.name}"
+        # The API load balancer's name: the id hashed to fit ELB's 32 characters.
+        assert workload.calls[0] == f"delete {names.elb_safe(cid, 'apiserver').removesuffix('-apiserver')}"
 
         remove_foreign_interface(eni, outsider)
         await handle.execute_update(ClusterWorkflow.delete)

@@ -111,6 +111,20 @@ def test_resource_name_fits_both_limits() -> None:
     assert all(ch.isalnum() or ch in "-_" for ch in name)
 
 
+def test_resource_name_from_the_cluster_id() -> None:
+    # A cluster created before ids were namespaced keeps its queue and rule.
+    assert ie.resource_name("default", "demo") == "capt-default-demo-instance-events"
+    assert ie.resource_name("default", "demo", "demo") == "capt-default-demo-instance-events"
+    a, b = ie.resource_name("a-b", "c", "a-b.c"), ie.resource_name("a", "b-c", "a.b-c")
+    # Alike once sanitised (and alike in the legacy scheme), told apart by the id's hash.
+    assert ie.resource_name("a-b", "c") == ie.resource_name("a", "b-c")
+    assert a != b and a.startswith("capt-a-b-c-") and b.startswith("capt-a-b-c-")
+    longest = ie.resource_name("n" * 63, "m" * 63, "n" * 52 + "-" + "h" * 10)
+    for name in (a, b, longest):
+        assert len(name) <= 64 and name.endswith("-instance-events")
+        assert all(ch.isalnum() or ch in "-_" for ch in name)
+
+
 def test_rule_routes_only_ending_states_to_the_queue(aws: None) -> None:
     """moto runs PutEvents through the rule's pattern (real AWS refuses "aws.*" sources from
     PutEvents: there, EC2 emits them itself)."""

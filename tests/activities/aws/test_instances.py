@@ -352,6 +352,37 @@ def test_describe_cluster_instances_in_one_paginated_call(net: Net) -> None:
     assert {i.instance_id for i in everything.instances} == {a.instance_id, b.instance_id, c.instance_id}
 
 
+def test_same_named_clusters_and_machines_in_two_namespaces_stay_apart(net: Net) -> None:
+    """`prod` in team-a and in team-b, each with a machine `cp-0`: the instance is tagged as owned by
+    the cluster id, found by it, and terminated only by its own cluster."""
+    a_req = request(net, cluster_name="prod", namespace="team-a", cluster_id="team-a.prod")
+    b_req = request(net, cluster_name="prod", namespace="team-b", cluster_id="team-b.prod")
+    a = instances.ensure_instance(a_req)
+    assert instances.find_machine_instance(ec2(), "team-b.prod", "cp-0") is None
+    b = instances.ensure_instance(b_req)
+    assert a.created and b.created and a.instance_id != b.instance_id
+    assert instances.ensure_instance(b_req).instance_id == b.instance_id  # a retry finds its own
+    b_tags = tags.as_dict(raw(b.instance_id)["Tags"])
+    assert (b_tags[tags.cluster_key("team-b.prod")], b_tags[tags.cloud_provider_key("team-b.prod")]) == (
+        "owned",
+        "owned",
+    )
+    assert not any(k.endswith("/prod") or "team-a" in k for k in b_tags)
+    found = instances.find_machine_instance(ec2(), "team-a.prod", "cp-0")
+    assert found is not None and found["InstanceId"] == a.instance_id
+    listed = instances.describe_cluster_instances(
+        instances.ClusterInstancesRequest(region=REGION, cluster_name="prod", cluster_id="team-b.prod")
+    )
+    assert [i.instance_id for i in listed.instances] == [b.instance_id]
+    with pytest.raises(ApplicationError):
+        instances.terminate_instance(
+            instances.TerminateInstanceRequest(
+                region=REGION, instance_id=a.instance_id, cluster_name="prod", cluster_id="team-b.prod"
+            )
+        )
+    assert raw(a.instance_id)["State"]["Name"] == "running"
+
+
 # --------------------------------------------------------------------------------------------
 # API load balancer
 

@@ -238,6 +238,44 @@ def test_deleting_the_clusters_secrets_spares_what_it_does_not_own(aws) -> None:
     assert sm.delete_secret(client, "capt/never-existed") is False
 
 
+def test_secrets_are_owned_by_the_cluster_id(aws) -> None:
+    """The paths keep namespace and name; the owned tag is the cluster id, and each namespace's
+    `prod` finds and deletes only its own."""
+    client = sm.client(REGION)
+    for ns in ("team-a", "team-b"):
+        sm.ensure_pki(
+            client,
+            sm.ClusterPKIRequest(cluster_name="prod", namespace=ns, region=REGION, cluster_id=f"{ns}.prod"),
+        )
+        sm.ensure_token(
+            client,
+            sm.BootstrapTokenRequest(
+                cluster_name="prod", namespace=ns, region=REGION, machine_name="m-1", cluster_id=f"{ns}.prod"
+            ),
+            dt.datetime.now(dt.UTC),
+        )
+        sm.store_bootstrap_data(
+            client,
+            namespace=ns,
+            cluster_name="prod",
+            machine_name="m-1",
+            data=b"x",
+            rendered_bytes=1,
+            owner=f"{ns}.prod",
+        )
+    for s in _all_secrets(client):
+        ns = s["Name"].split("/")[1]
+        t = tags.as_dict(s["Tags"])
+        assert t[tags.cluster_key(f"{ns}.prod")] == "owned" and tags.cluster_key("prod") not in t
+    # Looked up with the name as owner (a legacy cluster `prod`): nothing of theirs is its own.
+    assert sm.find_bootstrap_data(client, "team-a", "prod", "m-1") is None
+    assert sm.find_bootstrap_data(client, "team-a", "prod", "m-1", owner="team-a.prod") is not None
+    assert sm.delete_all(client, "team-a", "prod") == 0
+    # ca, etcd-ca, front-proxy-ca, sa, admin; the token; one chunk.
+    assert sm.delete_all(client, "team-a", "prod", "team-a.prod") == 7
+    assert {s["Name"].split("/")[1] for s in _all_secrets(client)} == {"team-b"}
+
+
 # ---------------------------------------------------------------------------------------------
 # the activities, as the worker runs them
 

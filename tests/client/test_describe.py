@@ -1,0 +1,43 @@
+"""`capt describe cluster`: the cluster id (what its AWS resources are named after) is shown."""
+
+from __future__ import annotations
+
+from client.describe import as_json, tree
+from workflows.cluster import ClusterStatus, InfrastructureSummary
+
+
+def _status(**changes) -> ClusterStatus:
+    fields = dict(
+        name="prod",
+        namespace="team-a",
+        region="ap-northeast-2",
+        phase="Provisioning",
+        message="control plane",
+        paused=False,
+        version="v1.31.0",
+        endpoint=None,
+        infrastructure=InfrastructureSummary(vpc_id="vpc-1", availability_zones=("ap-northeast-2a",)),
+        control_plane=None,
+        deployments=[],
+        ready_machines=0,
+        desired_machines=1,
+        events=[],
+    )
+    fields.update(changes)
+    return ClusterStatus(**fields)
+
+
+def test_describe_shows_the_cluster_id() -> None:
+    status = _status(cluster_id="team-a.prod")
+    assert as_json(status)["clusterId"] == "team-a.prod"
+    [infra] = [line for line in tree(status).splitlines() if "AWSCluster/prod" in line]
+    assert "id team-a.prod vpc-1" in infra
+
+
+def test_a_status_from_before_cluster_ids_still_reads() -> None:
+    """A status answered by a worker that predates cluster ids has no `cluster_id` field."""
+    old = _status().model_dump(mode="json")
+    del old["cluster_id"]
+    status = ClusterStatus.model_validate(old)
+    assert status.cluster_id is None and as_json(status)["clusterId"] == "prod"  # its id is its name
+    assert "vpc-1" in tree(status) and " id " not in tree(status)
