@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from activities.aws import tags
+from activities.aws import idempotent, tags
 from activities.aws.client_tokens import client_token
 from activities.aws.errors import ConflictError, StillInUseError, is_code
 from activities.aws.models import AwsResult, ClusterRef, DoneResult
@@ -85,6 +85,7 @@ def ensure_internet_gateway(inp: EnsureInternetGatewayInput) -> InternetGatewayR
     igw = tags.pick_owned(found, inp.cluster.name, inp.name, "internet gateway", "InternetGatewayId")
     created = igw is None
     if igw is None:
+        idempotent.before_create(f"internet gateway {inp.name}")
         spec = tags.specification(
             "internet-gateway",
             tags.build(inp.cluster.name, inp.name, tags.ROLE_COMMON, additional=inp.cluster.additional_tags),
@@ -147,6 +148,7 @@ def ensure_eip(inp: EnsureEipInput) -> EipResult:
     address = tags.pick_owned(found, inp.cluster.name, inp.name, "Elastic IP", "AllocationId")
     created = address is None
     if address is None:
+        idempotent.before_create(f"Elastic IP {inp.name}")
         spec = tags.specification(
             "elastic-ip",
             tags.build(inp.cluster.name, inp.name, tags.ROLE_COMMON, additional=inp.cluster.additional_tags),

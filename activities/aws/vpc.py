@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from activities.aws import tags
+from activities.aws import idempotent, tags
 from activities.aws.errors import ConflictError, is_code
 from activities.aws.models import AwsResult, ClusterRef, DoneResult
 from activities.aws.session import aws_activity, client
@@ -79,6 +79,7 @@ def ensure_vpc(inp: EnsureVpcInput) -> VpcResult:
     vpc = tags.pick_owned(found, inp.cluster.name, inp.name, "VPC", "VpcId")
     created = vpc is None
     if vpc is None:
+        idempotent.before_create(f"VPC {inp.name}")
         spec = tags.specification(
             "vpc",
             tags.build(inp.cluster.name, inp.name, tags.ROLE_COMMON, additional=inp.cluster.additional_tags),

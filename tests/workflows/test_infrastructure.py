@@ -38,6 +38,7 @@ from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from plan.network import split_cidr
 from spec.models import BastionSpec, LoadBalancerSpec, NetworkSpec
 from testkit.reference import AZS, NAME, REGION, existing_vpc_spec, reference_spec
+from tests.support.aws_lag import LaggingReads
 from tests.support.context import query
 from workflows.infrastructure import InfraInput, InfraResult, InfraStatus, InfrastructureWorkflow
 
@@ -535,6 +536,23 @@ async def test_lost_response_matrix_converges_to_exactly_one_of_each(
             assert lose.lost[op] == 1, op
             assert_exactly_reference(result, spec.name)
             assert status.phase == "ready"
+
+
+@pytest.mark.parametrize("op", ["CreateVpc", "CreateInternetGateway", "AllocateAddress"])
+async def test_a_lost_create_behind_lagging_reads_makes_one(
+    time_skipping_env, task_queue, moto, executor, op
+):
+    """Creates with no ClientToken: AWS makes the resource, the answer is lost, and reads do not
+    show it for the retry's next two lookups. The retry waits for reads (idempotent.before_create)
+    instead of creating a second one."""
+    async with infra_worker(time_skipping_env, task_queue, executor):
+        spec = reference_spec(f"lag-{op.lower()}")
+        lag = LaggingReads(reads=2, lose={op})
+        with injected("after-call", lag):
+            result, status = await run_infra(time_skipping_env, task_queue, spec)
+    assert_exactly_reference(result, spec.name)  # one of each: no second VPC, gateway or address
+    assert lag.lost[op] == 1 and sum(lag.hidden_reads.values()) >= 2, (lag.lost, lag.hidden_reads)
+    assert status.phase == "ready"
 
 
 NLB_BASTION_MUTATIONS = [
