@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from typing import Literal
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from temporalio.exceptions import ApplicationError
 
 # Row 1: botocore/retries/standard.py's throttling codes.
@@ -259,6 +259,9 @@ def to_application_error(exc: BaseException, attempt: int = 1) -> ApplicationErr
         return ApplicationError(text, type=code, non_retryable=not retryable)
     if isinstance(exc, CaptAwsError):
         return ApplicationError(str(exc), type=type(exc).__name__, non_retryable=exc.non_retryable)
+    if isinstance(exc, ParamValidationError):
+        # botocore refused the request before sending it (a malformed parameter): no retry can help.
+        return ApplicationError(f"{type(exc).__name__}: {exc}", type=type(exc).__name__, non_retryable=True)
     if isinstance(exc, BotoCoreError | OSError | HTTPException):
         # Connection drops, read timeouts, endpoint errors (AWS or a workload API): worth another attempt.
         return ApplicationError(f"{type(exc).__name__}: {exc}", type=type(exc).__name__, non_retryable=False)

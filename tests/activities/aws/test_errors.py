@@ -180,3 +180,18 @@ def test_the_real_activity_keeps_retrying_throttling(aws):
 )
 def test_is_transient(error_type: str, transient: bool) -> None:
     assert is_transient(error_type) is transient
+
+
+def test_a_request_botocore_refuses_to_send_fails_at_once() -> None:
+    """ParamValidationError (a BotoCoreError, like a dropped connection) is raised before anything
+    is sent: malformed input that no retry fixes."""
+    import boto3
+    from botocore.exceptions import ParamValidationError
+
+    from activities.aws.errors import to_application_error
+
+    ec2 = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with pytest.raises(ParamValidationError) as raised:
+        ec2.create_vpc(CidrBlock=42)  # not a string
+    err = to_application_error(raised.value, attempt=1)
+    assert err.non_retryable and err.type == "ParamValidationError" and "CidrBlock" in err.message
