@@ -139,6 +139,7 @@ class ClusterTeardownWorkflow:
         self._message = "starting"
         self._events: list[str] = []
         self._blocked: list[Blocker] = []
+        self._retained: list[str] = []  # volumes of Retain PVs the workload API named
         self._transient: list[str] = []  # this round's deletes that failed only on AWS's flakiness
         self._volume_ids: list[str] = []
         self._lb_names: list[str] = []
@@ -330,6 +331,11 @@ class ClusterTeardownWorkflow:
         for vol in result.volume_ids:
             if vol not in self._volume_ids:
                 self._volume_ids.append(vol)
+        retained = [v for v in getattr(result, "retained_volume_ids", ()) if v not in self._retained]
+        if retained:
+            # Kubernetes would keep them (reclaimPolicy Retain); the cluster's deletion does not.
+            self._retained += retained
+            self._event(f"deleting {len(retained)} volume(s) of Retain PersistentVolumes: {', '.join(retained)}")
         for lb in result.load_balancer_names:
             if lb not in self._lb_names:
                 self._lb_names.append(lb)

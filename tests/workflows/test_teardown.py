@@ -352,6 +352,9 @@ class FakeWorkload:
                     filter(None, (load_balancer_name_of(o.load_balancer_hostname) for o in lbs))
                 ),
                 volume_ids=tuple(o.volume_id for o in vols if o.reclaim_policy in (None, "Delete")),
+                retained_volume_ids=tuple(
+                    o.volume_id for o in vols if o.reclaim_policy not in (None, "Delete")
+                ),
                 pending=len(objects),
                 done=not objects,
             )
@@ -487,6 +490,7 @@ async def test_ccm_load_balancer_volumes_and_abandoned_machines_leave_nothing(
         ec2().terminate_instances(InstanceIds=[machines[1]])
         untagged = csi_volume(None, "pvc-untagged")  # a CSI driver without --k8s-tag-cluster-id
         foreign_untagged = csi_volume(None, "pvc-someone-else")  # not named by the workload API
+        retained = csi_volume(name, "pvc-retained")  # reclaimPolicy Retain: goes with the cluster
         seed_secrets(name, name)
         workload.objects = [
             CloudBackedObject(
@@ -501,6 +505,9 @@ async def test_ccm_load_balancer_volumes_and_abandoned_machines_leave_nothing(
                 )
                 for v in (attached, loose, untagged)
             ),
+            CloudBackedObject(
+                kind="PersistentVolume", name="pv-kept", volume_id=retained, reclaim_policy="Retain"
+            ),
         ]
         assert {("security-group", lb_group), ("load-balancer", lb), ("volume", loose)} <= region_inventory()
 
@@ -513,6 +520,7 @@ async def test_ccm_load_balancer_volumes_and_abandoned_machines_leave_nothing(
     assert describe(left) == [f"volume {foreign_untagged}"]  # not ours: never named, never tagged
     assert baseline <= region_inventory()  # the other cluster is untouched
     assert any("1 instance(s) terminated" in e for e in final.events)
+    assert any(f"volume(s) of Retain PersistentVolumes: {retained}" in e for e in final.events)
 
 
 async def test_a_half_created_cluster_is_deleted_with_only_its_id(time_skipping_env, task_queue, strict):
