@@ -23,6 +23,8 @@ def as_json(s: ClusterStatus) -> dict:
                 "version": m.version,
                 "nodeName": m.node_name,
                 "nodeReady": m.node_ready,
+                # Why a machine is Failed or unhealthy (AWS's code and message for a refused create).
+                "message": m.message,
             }
             for m in cp.machines
         ]
@@ -38,6 +40,8 @@ def as_json(s: ClusterStatus) -> dict:
                 "version": d.version if m.up_to_date else None,
                 "nodeName": m.node_name,
                 "nodeReady": m.node_ready,
+                # Why a machine is Failed or unhealthy (AWS's code and message for a refused create).
+                "message": m.message,
             }
             for m in d.machines
         ]

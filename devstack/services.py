@@ -151,7 +151,9 @@ def moto_service(cfg: DevConfig) -> Service:
             "-p",
             str(cfg.moto_port),
         ],
-        env=service_env(os.environ, {"PYTHONUNBUFFERED": "1"}),
+        # As AWS does, RunInstances of an image that does not exist fails (InvalidAMIID.NotFound);
+        # moto accepts any id unless told to check.
+        env=service_env(os.environ, {"PYTHONUNBUFFERED": "1", "MOTO_ENABLE_AMI_VALIDATION": "true"}),
         address=cfg.aws_endpoint_url,
         ports=[Port(cfg.moto_port, "emulated AWS endpoint (moto)", "--moto-port")],
         probe=_ignore_pid(probes.http_probe(f"{cfg.aws_endpoint_url}/moto-api/")),
