@@ -220,6 +220,11 @@ def _elb(cluster: ClusterRef) -> list[OwnedResource]:
     return out
 
 
+def owned_load_balancers(cluster: ClusterRef) -> list[OwnedResource]:
+    """The classic and v2 load balancers owned by `cluster.name` (the cluster id), with their role."""
+    return [r for r in _elb(cluster) if r.kind in ("load-balancer", "network-load-balancer")]
+
+
 def _others(cluster: ClusterRef) -> list[OwnedResource]:
     """Owned resources of services the describes above do not cover (EC2 and ELB ARNs are
     skipped: the tagging API lags deletions, and those were checked authoritatively)."""

@@ -50,6 +50,7 @@ from activities.aws.models import AwsResult
 from activities.aws.session import aws_activity
 from activities.workload.activities import WorkloadAccess, connect
 from activities.workload.client import WorkloadClient
+from activities.workload.discover import discover_workload_access
 from activities.workload.objects import (
     EBS_CSI_DRIVER,
     IN_TREE_EBS_PROVISIONER,
@@ -426,4 +427,4 @@ def list_cloud_backed_objects(req: CloudBackedObjectsRequest) -> CloudBackedObje
     return result
 
 
-TEARDOWN_ACTIVITIES = [delete_cloud_backed_objects, list_cloud_backed_objects]
+TEARDOWN_ACTIVITIES = [delete_cloud_backed_objects, list_cloud_backed_objects, discover_workload_access]
