@@ -335,7 +335,9 @@ class ClusterTeardownWorkflow:
         if retained:
             # Kubernetes would keep them (reclaimPolicy Retain); the cluster's deletion does not.
             self._retained += retained
-            self._event(f"deleting {len(retained)} volume(s) of Retain PersistentVolumes: {', '.join(retained)}")
+            self._event(
+                f"deleting {len(retained)} volume(s) of Retain PersistentVolumes: {', '.join(retained)}"
+            )
         for lb in result.load_balancer_names:
             if lb not in self._lb_names:
                 self._lb_names.append(lb)
