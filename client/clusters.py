@@ -53,13 +53,16 @@ class Failed(Exception):
 async def connect() -> Client:
     """TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (or a Temporal config profile); one try, and a
     ConnectionError with one clear line when the server is not there."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
-
+    from client import codec
     from worker import connect_config
 
     cfg = connect_config()
     try:
-        return await Client.connect(**cfg, data_converter=pydantic_data_converter)
+        converter = codec.converter_from_env()
+    except codec.CodecKeyError as err:
+        raise ConnectionError(f"payload keys: {err}") from None
+    try:
+        return await Client.connect(**cfg, data_converter=converter)
     except RuntimeError:
         raise ConnectionError(f"cannot reach Temporal at {cfg['target_host']}") from None
 
