@@ -141,6 +141,38 @@ def test_listener_port_and_admin_kubeconfig(aws, nlb: bool) -> None:
     )
 
 
+def test_each_missing_piece_is_named(aws, caplog: pytest.LogCaptureFixture) -> None:
+    api_lb("td", "td-apiserver")
+    refs = pki("default", "td", "td")
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    caplog.set_level("DEBUG")
+    assert discover("default", "td", "td").access is not None
+
+    # Unreadable as a certificate: said, not raised, and nothing of it in the answer or the logs.
+    ca_text = secrets.get_secret_value(SecretId=refs.ca_arn)["SecretString"]
+    secrets.put_secret_value(SecretId=refs.ca_arn, SecretString='{"cert": "-----BEGIN garbage", "key": "k"}')
+    bad = discover("default", "td", "td")
+    assert bad.access is None and bad.reason == "the CA secret does not hold a PEM certificate"
+    assert "BEGIN" not in bad.model_dump_json()
+    secrets.put_secret_value(SecretId=refs.ca_arn, SecretString=ca_text)
+
+    # The admin credentials gone: only they are named.
+    secrets.delete_secret(SecretId=refs.admin_arn, ForceDeleteWithoutRecovery=True)
+    no_admin = discover("default", "td", "td")
+    assert no_admin.access is None and no_admin.reason == "no PKI secret(s) admin owned by td"
+
+    # A CA scheduled for deletion (a recovery window) cannot be read: as good as missing.
+    secrets.delete_secret(SecretId=refs.ca_arn, RecoveryWindowInDays=7)
+    assert discover("default", "td", "td").reason == "no PKI secret(s) ca, admin owned by td"
+    # botocore's own DEBUG logs print response bodies (this test's calls too); capt's never do.
+    ours = "\n".join(
+        r.getMessage()
+        for r in caplog.records
+        if not r.name.startswith(("botocore", "boto3", "urllib3", "moto"))
+    )
+    assert "BEGIN" not in ours and "PRIVATE" not in ours
+
+
 def _answer(code: str, status: int):
     """`before-call` hook: every DescribeLoadBalancers is answered with AWS's error `code`."""
 
