@@ -38,7 +38,7 @@ from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from plan.network import split_cidr
 from spec.models import BastionSpec, LoadBalancerSpec, NetworkSpec
 from testkit.reference import AZS, NAME, REGION, existing_vpc_spec, reference_spec
-from tests.support.aws_lag import LaggingReads
+from tests.support.aws_lag import eventually_consistent
 from tests.support.context import query
 from workflows.infrastructure import InfraInput, InfraResult, InfraStatus, InfrastructureWorkflow
 
@@ -547,8 +547,7 @@ async def test_a_lost_create_behind_lagging_reads_makes_one(
     instead of creating a second one."""
     async with infra_worker(time_skipping_env, task_queue, executor):
         spec = reference_spec(f"lag-{op.lower()}")
-        lag = LaggingReads(reads=2, lose={op})
-        with injected("after-call", lag):
+        with eventually_consistent(reads=2, lose={op}) as lag:
             result, status = await run_infra(time_skipping_env, task_queue, spec)
     assert_exactly_reference(result, spec.name)  # one of each: no second VPC, gateway or address
     assert lag.lost[op] == 1 and sum(lag.hidden_reads.values()) >= 2, (lag.lost, lag.hidden_reads)
