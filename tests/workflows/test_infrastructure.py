@@ -240,7 +240,10 @@ async def test_create_builds_the_reference_network(time_skipping_env, task_queue
     c = ec2()
     vpc = c.describe_vpcs(VpcIds=[result.vpc_id])["Vpcs"][0]
     assert vpc["CidrBlock"] == "10.0.0.0/16"
-    assert tagmap(vpc) == {
+    vpc_tags = tagmap(vpc)
+    # The step's token (idempotent.find_or_create): capt-vpc-<hex>, scoped to the workflow run.
+    assert vpc_tags.pop(tags.CREATE_TOKEN_TAG).startswith("capt-vpc-")
+    assert vpc_tags == {
         "Name": f"{NAME}-vpc",
         OWNED: "owned",
         tags.ROLE_TAG: "common",
@@ -543,7 +546,7 @@ async def test_a_lost_create_behind_lagging_reads_makes_one(
     time_skipping_env, task_queue, moto, executor, op
 ):
     """Creates with no ClientToken: AWS makes the resource, the answer is lost, and reads do not
-    show it for the retry's next two lookups. The retry waits for reads (idempotent.before_create)
+    show it for the retry's next two lookups. The retry waits for reads (idempotent.find_or_create)
     instead of creating a second one."""
     async with infra_worker(time_skipping_env, task_queue, executor):
         spec = reference_spec(f"lag-{op.lower()}")
