@@ -2,7 +2,8 @@
 activity by activity against moto, with reads that lag (tests/support/aws_lag.py).
 
 `find_or_create` looks up by Name and owned tag, then (on a retry) by the step's token tag,
-waits for reads on attempts 2-3 and creates with the token in the call."""
+waits for reads on attempts 2-3 and creates with the token in the call. The creates whose name is
+unique where it lives wait for reads however long they lag instead."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from botocore.awsrequest import AWSResponse
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.aws import gateways, session, tags, vpc
+from activities.aws import gateways, load_balancer, security_groups, session, tags, vpc
 from activities.aws.client_tokens import client_token
 from activities.aws.idempotent import VISIBILITY_ATTEMPTS
 from activities.aws.models import ClusterRef
-from testkit.reference import REGION
+from plan.cluster import build_plan
+from spec.models import LoadBalancerSpec
+from testkit.reference import AZS, REGION, reference_spec
 from tests.support.aws_lag import eventually_consistent, run_like_temporal
 
 CLUSTER = ClusterRef(name="idem", region=REGION)
@@ -143,3 +146,49 @@ def test_the_wait_for_reads_is_bounded_and_a_second_vpc_carries_the_same_token(a
         run_like_temporal(vpc.ensure_vpc, VPC)
     made = our_vpcs()
     assert len(made) == 2 and len({token_of(v) for v in made}) == 1
+
+
+# --- creates whose name is unique: wait as long as reads lag --------------------------------
+
+
+@pytest.fixture
+def nlb_network(aws):
+    spec = reference_spec(load_balancer=LoadBalancerSpec(type="nlb"))
+    c = ec2()
+    vpc_id = c.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet_ids = tuple(
+        c.create_subnet(VpcId=vpc_id, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=az)["Subnet"]["SubnetId"]
+        for i, az in enumerate(AZS)
+    )
+    return build_plan(spec, AZS).load_balancer, vpc_id, subnet_ids
+
+
+@pytest.mark.parametrize("op", ["CreateSecurityGroup", "CreateTargetGroup"])
+def test_a_taken_name_that_reads_do_not_show_is_waited_for(nlb_network, op):
+    """AWS refuses the retry's create (InvalidGroup.Duplicate, DuplicateTargetGroupName) while the
+    lost create's resource stays out of sight for 12 reads: more than the 5 attempts other client
+    errors get. The retries wait (NotYetVisibleError) and end with the one."""
+    plan, vpc_id, subnet_ids = nlb_network
+    if op == "CreateSecurityGroup":
+        fn = security_groups.ensure_security_group
+        inp = security_groups.EnsureSecurityGroupInput(
+            cluster=CLUSTER, vpc_id=vpc_id, name="idem-node", role="node", description="d"
+        )
+    else:
+        fn = load_balancer.ensure_load_balancer
+        inp = load_balancer.EnsureLoadBalancerInput(
+            cluster=CLUSTER, plan=plan, vpc_id=vpc_id, subnet_ids=subnet_ids, security_group_ids=()
+        )
+    # moto's own answers to the repeat: they are AWS's (for the target group: a repeat whose
+    # settings differ), so no AwsRepeats here.
+    with eventually_consistent(reads=0, lose={op}, lost_reads=12, repeats=False) as lag:
+        _, failures = run_like_temporal(fn, inp)
+    assert lag.lost[op] == 1 and lag.hidden_reads[lag.lost_ids[op][0]] == 12
+    assert failures.count("NotYetVisibleError") >= 5, failures
+    if op == "CreateSecurityGroup":
+        groups = ec2().describe_security_groups(Filters=[{"Name": "group-name", "Values": ["idem-node"]}])
+        assert len(groups["SecurityGroups"]) == 1
+    else:
+        v2 = boto3.client("elbv2", region_name=REGION)
+        assert len(v2.describe_target_groups()["TargetGroups"]) == 1
+        assert len(v2.describe_load_balancers()["LoadBalancers"]) == 1
