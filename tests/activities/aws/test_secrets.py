@@ -398,6 +398,23 @@ def test_a_lost_pki_create_waits_for_the_stored_secret_however_long_reads_lag(aw
     assert refs.ca_cert_hash == kpki.ca_cert_hash(sm.read_cluster_pki(client, refs).ca.cert)
 
 
+def test_a_lost_bootstrap_data_create_behind_lagging_reads_stores_one_copy(aws) -> None:
+    """The chunk's CreateSecret answer is lost and ListSecrets does not show it to the next two
+    reads: the retry waits for reads (idempotent.before_create) and returns the stored copy
+    instead of storing a second one under another random name."""
+    env = ActivityEnvironment()
+    machine = "capi-quickstart-control-plane-a1b2c"
+    pki_refs = env.run(sm.ensure_cluster_pki, _pki_request(endpoint_host=ENDPOINT))
+    req = _bootstrap_request("init", pki_refs, None, machine)
+    with eventually_consistent(reads=2, lose={"CreateSecret"}) as lag:
+        refs, failures = run_like_temporal(kb.prepare_bootstrap_data, req)
+    client = sm.client(REGION)
+    copies = [s for s in _all_secrets(client) if "/bootstrap/" in s["Name"]]
+    assert [s["ARN"] for s in copies] == list(refs.secret_arns) == lag.lost_ids["CreateSecret"]
+    assert lag.created["CreateSecret"] == 1 and refs.reused
+    assert failures == ["ConnectionClosedError", "NotYetVisibleError", "NotYetVisibleError"]
+
+
 def test_a_join_without_token_fails_without_retry(aws) -> None:
     from temporalio.exceptions import ApplicationError
 
