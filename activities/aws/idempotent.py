@@ -6,8 +6,33 @@ and the retry must end with the resource the lost call made, never with a second
 reads are eventually consistent: for seconds after a create, Describe*/List* may not show the
 new resource, so "look it up, create if missing" alone is not enough.
 
-CreateVpc, CreateInternetGateway and AllocateAddress take no ClientToken, and nothing makes their
-names unique: `find_or_create` makes them safe.
+How each create call is made safe:
+
+| call | activity | protection |
+|---|---|---|
+| RunInstances (machines) | `instances.ensure_instance` | ClientToken per machine incarnation; found by `capt/machine` + owned tag first |
+| RunInstances (bastion) | `bastion.ensure_bastion` | ClientToken per run and subnet; found by Name + owned tag first |
+| CreateNatGateway | `gateways.ensure_nat_gateway` | ClientToken per run and subnet; found by Name + owned tag first |
+| CreateRouteTable | `route_tables.ensure_route_table` | ClientToken per run and VPC; found by Name + owned tag first |
+| CreateVpc | `vpc.ensure_vpc` | no ClientToken, no unique name: `find_or_create` below |
+| CreateInternetGateway | `gateways.ensure_internet_gateway` | no ClientToken, no unique name: `find_or_create` below |
+| AllocateAddress | `gateways.ensure_eip` | no ClientToken, no unique name: `find_or_create` below |
+| CreateSubnet | `subnets.ensure_subnet` | the CIDR is unique in the VPC: `InvalidSubnet.Conflict` = ours if the read by CIDR shows it with our Name and owned tag, not visible yet if it shows nothing |
+| CreateSecurityGroup | `security_groups.ensure_security_group` | the name is unique in the VPC: `InvalidGroup.Duplicate` with nothing visible = not visible yet |
+| CreateLoadBalancer (classic) | `load_balancer.ensure_load_balancer` | the name is unique in the region: `DuplicateAccessPointName` with nothing visible = not visible yet |
+| CreateLoadBalancer (v2), CreateTargetGroup | `load_balancer.ensure_load_balancer` | the name is unique in the region: AWS answers a repeat with the same settings with the existing one; `Duplicate*Name` with nothing visible = not visible yet |
+| CreateListener | `load_balancer.ensure_load_balancer` | one listener per port: AWS answers a repeat with the same settings with the existing one; `DuplicateListener` = done |
+| CreateSecret (PKI, bootstrap tokens) | `secrets.ensure_cluster_pki`, `secrets.ensure_bootstrap_token` | the name is unique: `ResourceExistsException` = read the stored value (not visible yet: retried) |
+| CreateSecret (bootstrap data) | `kubeadm.bootstrap.prepare_bootstrap_data` | random names by design (nodes must not guess them): found as a complete, tagged copy first; a retry that finds none waits for reads as `find_or_create` does; a copy made anyway is deleted with the machine's bootstrap data (found by the machine tag) |
+| CreateQueue, PutRule, PutTargets | `instance_events.ensure_instance_events` | one name per cluster: CreateQueue with the same name and attributes returns the queue (its policy is set separately), PutRule and PutTargets overwrite |
+| CreateRole, CreatePolicy, CreateInstanceProfile | `iam` (`capt bootstrap iam`, a CLI run, not an activity) | fixed names: `EntityAlreadyExists` = found |
+
+Not creates, but also repeated after a lost response: CreateRoute (`RouteAlreadyExists` → replace),
+AssociateRouteTable / AttachInternetGateway (`Resource.AlreadyAssociated`), Authorize / Revoke
+rules (`InvalidPermission.Duplicate` / `.NotFound`), ModifyVpcAttribute and the like (setting a
+value again changes nothing), RegisterTargets / RegisterInstancesWithLoadBalancer (idempotent).
+SSM SendCommand (`workload.etcd`) runs its script again after a lost answer: the member list is
+read-only, and the removal script removes a member only while it is still listed.
 
 `find_or_create`, for the creates with neither a ClientToken nor a unique name:
 
