@@ -37,6 +37,27 @@ def find_binary(name: str) -> str:
 test_server.install()
 
 
+def _share_botocore_models() -> None:
+    """moto's mock resets boto3's default session for every test, and each new session parses
+    the service model JSON files again (several MB for EC2) -- a sixth of the suite's CPU. Tests
+    share one parsed copy per file (botocore treats loaded models as read-only)."""
+    from botocore import loaders
+
+    parse = loaders.JSONFileLoader.load_file
+    cache: dict[str, object] = {}
+
+    @functools.wraps(parse)
+    def load_file(self, file_path):
+        if file_path not in cache:
+            cache[file_path] = parse(self, file_path)
+        return cache[file_path]
+
+    loaders.JSONFileLoader.load_file = load_file
+
+
+_share_botocore_models()
+
+
 def _print_task_stacks() -> None:
     print("\n--- asyncio tasks of a test about to time out ---", file=sys.stderr)
     for task in asyncio.all_tasks():
