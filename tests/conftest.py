@@ -37,15 +37,55 @@ def find_binary(name: str) -> str:
 test_server.install()
 
 
+def _share_botocore_models() -> None:
+    """moto's mock resets boto3's default session for every test, and each new session parses
+    the service model JSON files again (several MB for EC2) -- a sixth of the suite's CPU. Tests
+    share one parsed copy per file (botocore treats loaded models as read-only)."""
+    from botocore import loaders
+
+    parse = loaders.JSONFileLoader.load_file
+    cache: dict[str, object] = {}
+
+    @functools.wraps(parse)
+    def load_file(self, file_path):
+        if file_path not in cache:
+            cache[file_path] = parse(self, file_path)
+        return cache[file_path]
+
+    loaders.JSONFileLoader.load_file = load_file
+
+
+_share_botocore_models()
+
+
 def _print_task_stacks() -> None:
     print("\n--- asyncio tasks of a test about to time out ---", file=sys.stderr)
     for task in asyncio.all_tasks():
         task.print_stack(file=sys.stderr)
 
 
+@functools.cache
+def _moto_default_amis() -> str:
+    """moto's default images (the ones it loads at import) as a MOTO_AMIS_PATH file."""
+    import json
+    import tempfile
+
+    from moto.ec2.models.amis import AMIS
+
+    path = os.path.join(tempfile.gettempdir(), f"capt-moto-default-amis-{os.getpid()}.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(AMIS, f, default=str)
+    return path
+
+
 @pytest.fixture(autouse=True)
-def _aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+def _aws_test_credentials(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     """Every test runs with fake credentials and no real endpoint, so nothing can reach AWS."""
+    if request.node.get_closest_marker("e2e") is None:
+        # In-process moto only: with MOTO_AMIS_PATH set, a region's EC2 backend loads just moto's
+        # few default images instead of also parsing its per-region lists of the latest Amazon
+        # and ECS images -- for every region of every test, about a tenth of the suite's CPU.
+        monkeypatch.setenv("MOTO_AMIS_PATH", _moto_default_amis())
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

@@ -18,7 +18,9 @@ Temporal retries a failed activity unless the error is an `ApplicationError` wit
 and AWS's message, with the code as its type; "give up" is the same once the activity's attempt
 reaches the row's count (the message says how many attempts and what blocked). Row 1 comes
 before row 7, so `RequestLimitExceeded` retries while `VpcLimitExceeded` fails at once. botocore's
-standard retry mode already absorbs short bursts of rows 1-2 inside one attempt. An exception
+standard retry mode already absorbs short bursts of rows 1-2 inside one attempt. botocore's
+`ParamValidationError` (a malformed request it refuses to send) fails now too, named after the
+refused operation and with botocore's report. An exception
 that is neither an AWS error, a connection problem nor one of capt's own errors is a bug: it
 fails the activity without retries, so it surfaces instead of spinning forever.
 """
@@ -260,8 +262,11 @@ def to_application_error(exc: BaseException, attempt: int = 1) -> ApplicationErr
     if isinstance(exc, CaptAwsError):
         return ApplicationError(str(exc), type=type(exc).__name__, non_retryable=exc.non_retryable)
     if isinstance(exc, ParamValidationError):
-        # botocore refused the request before sending it (a malformed parameter): no retry can help.
-        return ApplicationError(f"{type(exc).__name__}: {exc}", type=type(exc).__name__, non_retryable=True)
+        # botocore refused the request before sending it (a malformed parameter): no retry can
+        # help. `aws_activity` names the refused call (`operation_name`), as AWS's errors do.
+        op = getattr(exc, "operation_name", "")
+        text = f"{op + ': ' if op else ''}{type(exc).__name__}: {exc}"
+        return ApplicationError(text, type=type(exc).__name__, non_retryable=True)
     if isinstance(exc, BotoCoreError | OSError | HTTPException):
         # Connection drops, read timeouts, endpoint errors (AWS or a workload API): worth another attempt.
         return ApplicationError(f"{type(exc).__name__}: {exc}", type=type(exc).__name__, non_retryable=False)

@@ -81,16 +81,15 @@ class NatGatewayIdInput(_In):
 @aws_activity
 def ensure_internet_gateway(inp: EnsureInternetGatewayInput) -> InternetGatewayResult:
     ec2 = client("ec2", inp.cluster.region)
-    found = ec2.describe_internet_gateways(Filters=[tags.name_filter(inp.name)])["InternetGateways"]
-    igw = tags.pick_owned(found, inp.cluster.name, inp.name, "internet gateway", "InternetGatewayId")
-    created = igw is None
-    if igw is None:
-        idempotent.before_create(f"internet gateway {inp.name}")
-        spec = tags.specification(
-            "internet-gateway",
-            tags.build(inp.cluster.name, inp.name, tags.ROLE_COMMON, additional=inp.cluster.additional_tags),
-        )
-        igw = ec2.create_internet_gateway(TagSpecifications=spec)["InternetGateway"]
+    igw, created = idempotent.find_or_create(
+        "internet-gateway",
+        "internet gateway",
+        inp.cluster,
+        inp.name,
+        "InternetGatewayId",
+        describe=lambda filters: ec2.describe_internet_gateways(Filters=filters)["InternetGateways"],
+        create=lambda spec: ec2.create_internet_gateway(TagSpecifications=spec)["InternetGateway"],
+    )
     attached = {
         a["VpcId"]
         for a in igw.get("Attachments", [])
@@ -144,16 +143,15 @@ def delete_internet_gateway(inp: InternetGatewayIdInput) -> DoneResult:
 @aws_activity
 def ensure_eip(inp: EnsureEipInput) -> EipResult:
     ec2 = client("ec2", inp.cluster.region)
-    found = ec2.describe_addresses(Filters=[tags.name_filter(inp.name)])["Addresses"]
-    address = tags.pick_owned(found, inp.cluster.name, inp.name, "Elastic IP", "AllocationId")
-    created = address is None
-    if address is None:
-        idempotent.before_create(f"Elastic IP {inp.name}")
-        spec = tags.specification(
-            "elastic-ip",
-            tags.build(inp.cluster.name, inp.name, tags.ROLE_COMMON, additional=inp.cluster.additional_tags),
-        )
-        address = ec2.allocate_address(Domain="vpc", TagSpecifications=spec)
+    address, created = idempotent.find_or_create(
+        "elastic-ip",
+        "Elastic IP",
+        inp.cluster,
+        inp.name,
+        "AllocationId",
+        describe=lambda filters: ec2.describe_addresses(Filters=filters)["Addresses"],
+        create=lambda spec: ec2.allocate_address(Domain="vpc", TagSpecifications=spec),
+    )
     return EipResult(allocation_id=address["AllocationId"], public_ip=address["PublicIp"], created=created)
 
 

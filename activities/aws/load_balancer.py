@@ -13,7 +13,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from activities.aws import tags
-from activities.aws.errors import NotOwnedError, is_code
+from activities.aws.errors import NotOwnedError, NotYetVisibleError, is_code
 from activities.aws.models import AwsResult, ClusterRef, DoneResult
 from activities.aws.session import aws_activity, client
 from plan.cluster import LoadBalancerPlan
@@ -65,6 +65,13 @@ def _check_owned(tag_list: list[dict], cluster: str, kind: str, ident: str) -> N
         )
 
 
+# A name that is taken, by a load balancer or target group that the lookup did not show:
+# classic ELB says DuplicateAccessPointName (moto: DuplicateLoadBalancerName), elbv2 the latter or
+# DuplicateTargetGroupName. Names are unique per region and account and a foreign one would have
+# been visible (and refused), so it is ours from an attempt whose answer was lost.
+DUPLICATE_NAME_CODES = ("DuplicateAccessPointName", "DuplicateLoadBalancerName", "DuplicateTargetGroupName")
+
+
 # --- classic ELB --------------------------------------------------------------------------
 
 
@@ -80,21 +87,26 @@ def _ensure_classic(inp: EnsureLoadBalancerInput) -> LoadBalancerResult:
     created = lb is None
     if lb is None:
         kwargs = {"Scheme": "internal"} if p.scheme == "internal" else {}
-        out = elb.create_load_balancer(
-            LoadBalancerName=p.name,
-            Listeners=[
-                {
-                    "Protocol": "TCP",
-                    "LoadBalancerPort": p.port,
-                    "InstanceProtocol": "TCP",
-                    "InstancePort": p.port,
-                }
-            ],
-            Subnets=list(inp.subnet_ids),
-            SecurityGroups=list(inp.security_group_ids),
-            Tags=tags.as_list(_lb_tags(inp)),
-            **kwargs,
-        )
+        try:
+            out = elb.create_load_balancer(
+                LoadBalancerName=p.name,
+                Listeners=[
+                    {
+                        "Protocol": "TCP",
+                        "LoadBalancerPort": p.port,
+                        "InstanceProtocol": "TCP",
+                        "InstancePort": p.port,
+                    }
+                ],
+                Subnets=list(inp.subnet_ids),
+                SecurityGroups=list(inp.security_group_ids),
+                Tags=tags.as_list(_lb_tags(inp)),
+                **kwargs,
+            )
+        except Exception as exc:
+            if not is_code(exc, *DUPLICATE_NAME_CODES):
+                raise
+            raise NotYetVisibleError(f"load balancer {p.name} exists but is not visible yet") from exc
         dns_name = out["DNSName"]
         current_check = None
     else:
@@ -136,15 +148,21 @@ def _ensure_nlb(inp: EnsureLoadBalancerInput) -> LoadBalancerResult:
         lb = None
     created = lb is None
     if lb is None:
-        lb = elb.create_load_balancer(
-            Name=p.name,
-            Type="network",
-            Scheme=p.scheme,
-            IpAddressType="ipv4",
-            Subnets=list(inp.subnet_ids),
-            SecurityGroups=list(inp.security_group_ids),
-            Tags=tags.as_list(_lb_tags(inp)),
-        )["LoadBalancers"][0]
+        # AWS answers a repeat with the same settings with the existing load balancer.
+        try:
+            lb = elb.create_load_balancer(
+                Name=p.name,
+                Type="network",
+                Scheme=p.scheme,
+                IpAddressType="ipv4",
+                Subnets=list(inp.subnet_ids),
+                SecurityGroups=list(inp.security_group_ids),
+                Tags=tags.as_list(_lb_tags(inp)),
+            )["LoadBalancers"][0]
+        except Exception as exc:
+            if not is_code(exc, *DUPLICATE_NAME_CODES):
+                raise
+            raise NotYetVisibleError(f"load balancer {p.name} exists but is not visible yet") from exc
     else:
         described = elb.describe_tags(ResourceArns=[lb["LoadBalancerArn"]])["TagDescriptions"]
         _check_owned(
@@ -178,15 +196,22 @@ def _ensure_nlb(inp: EnsureLoadBalancerInput) -> LoadBalancerResult:
         tg_tags = tags.build(
             inp.cluster.name, p.target_group_name, tags.ROLE_APISERVER, additional=inp.cluster.additional_tags
         )
-        tg = elb.create_target_group(
-            Name=p.target_group_name,
-            Protocol="TCP",
-            Port=p.port,
-            VpcId=inp.vpc_id,
-            TargetType="instance",
-            Tags=tags.as_list(tg_tags),
-            **health,
-        )["TargetGroups"][0]
+        try:
+            tg = elb.create_target_group(
+                Name=p.target_group_name,
+                Protocol="TCP",
+                Port=p.port,
+                VpcId=inp.vpc_id,
+                TargetType="instance",
+                Tags=tags.as_list(tg_tags),
+                **health,
+            )["TargetGroups"][0]
+        except Exception as exc:
+            if not is_code(exc, *DUPLICATE_NAME_CODES):
+                raise
+            raise NotYetVisibleError(
+                f"target group {p.target_group_name} exists but is not visible yet"
+            ) from exc
     tg_arn = tg["TargetGroupArn"]
 
     listeners = elb.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from activities.aws import session
 from activities.aws import tags as capt_tags
-from activities.aws.errors import CaptAwsError, error_code
+from activities.aws.errors import CaptAwsError, NotYetVisibleError, error_code
 from activities.aws.models import AwsResult
 from activities.aws.session import aws_activity
 from activities.kubeadm import pki as kpki
@@ -201,6 +201,9 @@ def ensure_string_secret(
             value = get_string(sm, name) if theirs else None
             if theirs and value is not None:
                 return theirs["ARN"], value, False
+            # Created by an attempt whose answer was lost, and reads do not show it yet: its
+            # value is the one to use, so wait for it rather than give up.
+            raise NotYetVisibleError(f"secret {name} exists but is not readable yet") from err
         if _code(err) == "InvalidRequestException" and "deletion" in str(err).lower():
             raise SecretScheduledForDeletion(f"secret {name} is scheduled for deletion") from None
         raise

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from activities.aws import tags
-from activities.aws.errors import NotOwnedError, is_code
+from activities.aws.errors import NotOwnedError, NotYetVisibleError, is_code
 from activities.aws.models import AwsResult, ClusterRef, DoneResult
 from activities.aws.session import aws_activity, client
 from activities.aws.vpc import VpcIdInput
@@ -123,7 +123,11 @@ def ensure_security_group(inp: EnsureSecurityGroupInput) -> SecurityGroupResult:
         # Created by an attempt whose answer was lost (or someone else's: _find checks).
         group = _find(ec2, inp.vpc_id, inp.name, inp.cluster.name)
         if group is None:
-            raise
+            # The name is taken in the VPC, by a group reads do not show yet: ours, from an
+            # attempt whose answer was lost (a foreign one would be visible and refused).
+            raise NotYetVisibleError(
+                f"security group {inp.name} exists in {inp.vpc_id} but is not visible yet"
+            ) from exc
         return SecurityGroupResult(group_id=group["GroupId"])
     return SecurityGroupResult(group_id=out["GroupId"], created=True)
 

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ParamValidationError
 from prometheus_client import Counter
 from temporalio import activity
 
@@ -56,6 +57,12 @@ def _count_request(event_name: str, **_: Any) -> None:
         tally[key] = tally.get(key, 0) + 1
 
 
+def _note_operation(model: Any, **_: Any) -> None:
+    # "before-parameter-build": the call botocore is about to validate. A ParamValidationError
+    # (raised right after, before anything is sent) does not say which call it refused.
+    _local.operation = model.name
+
+
 def _cache_key(service: str, region: str) -> tuple:
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL")))
     creds = (os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_PROFILE"))
@@ -76,6 +83,7 @@ def client(service: str, region: str | None = None) -> Any:
             _session._capt_creds = key[3]  # type: ignore[attr-defined]
         c = _session.client(service, region_name=region, config=RETRY_CONFIG)
         c.meta.events.register("before-send", _count_request)
+        c.meta.events.register("before-parameter-build", _note_operation)
         for event, handler in _hooks:
             c.meta.events.register(event, handler)
         _clients[key] = c
@@ -145,6 +153,8 @@ def aws_activity(fn: Callable[[Any], R]) -> Callable[[Any], R]:
             try:
                 result = fn(arg)
             except Exception as exc:
+                if isinstance(exc, ParamValidationError):
+                    exc.operation_name = getattr(_local, "operation", "")  # type: ignore[attr-defined]
                 raise to_application_error(exc, _attempt()) from exc
         return result.model_copy(update={"aws_calls": dict(tally)})  # type: ignore[attr-defined]
 

@@ -84,13 +84,16 @@ def ensure_subnet(inp: EnsureSubnetInput) -> SubnetResult:
                         {"Name": "cidr-block", "Values": [plan.cidr_block]},
                     ]
                 )["Subnets"]
-                if holders:
+                # Reads lag apart: this one may show our subnet where the lookup by name did not.
+                subnet = tags.pick_owned(holders, inp.cluster.name, plan.name, "subnet", "SubnetId")
+                if subnet is None and holders:
                     raise ConflictError(
                         f"CIDR {plan.cidr_block} in {inp.vpc_id} is taken by subnet {holders[0]['SubnetId']}, which is not {plan.name}"
                     ) from exc
-                raise NotYetVisibleError(
-                    f"CIDR {plan.cidr_block} is taken in {inp.vpc_id} by a subnet not visible yet"
-                ) from exc
+                if subnet is None:
+                    raise NotYetVisibleError(
+                        f"CIDR {plan.cidr_block} is taken in {inp.vpc_id} by a subnet not visible yet"
+                    ) from exc
     if subnet["CidrBlock"] != plan.cidr_block or subnet["AvailabilityZone"] != plan.availability_zone:
         raise ConflictError(
             f"subnet {subnet['SubnetId']} ({plan.name}) is {subnet['CidrBlock']} in {subnet['AvailabilityZone']}, "

@@ -16,6 +16,9 @@ for a cluster created before ids were namespaced. The functions' `cluster` argum
 - `capt/machine` = `<machine>` on instances: the machine an instance was launched for, so that
   `ensure_instance` finds it after a lost RunInstances response. Role `control-plane` | `node`
   on instances, as CAPA's.
+- `capt/create-token` = `<token>` on what a create without a ClientToken or a unique name makes
+  (VPC, internet gateway, Elastic IP): the step that created it, so a retry after a lost response
+  finds it (activities/aws/idempotent.py).
 - `kubernetes.io/role/elb` / `kubernetes.io/role/internal-elb` = `1` on public / private subnets,
   where the cloud provider puts internet-facing / internal Service load balancers.
 """
@@ -33,6 +36,7 @@ CLOUD_PROVIDER_TAG_PREFIX = "kubernetes.io/cluster/"
 ELB_SUBNET_TAG = "kubernetes.io/role/elb"
 INTERNAL_ELB_SUBNET_TAG = "kubernetes.io/role/internal-elb"
 MACHINE_TAG = "capt/machine"
+CREATE_TOKEN_TAG = "capt/create-token"
 
 OWNED = "owned"
 SHARED = "shared"
@@ -100,6 +104,10 @@ def name_filter(name: str) -> dict:
 
 def machine_filter(machine: str) -> dict:
     return {"Name": f"tag:{MACHINE_TAG}", "Values": [machine]}
+
+
+def create_token_filter(token: str) -> dict:
+    return {"Name": f"tag:{CREATE_TOKEN_TAG}", "Values": [token]}
 
 
 def is_owned(tags: Mapping[str, str], cluster: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from activities.aws import idempotent, tags
+from activities.aws import idempotent
 from activities.aws.errors import ConflictError, is_code
 from activities.aws.models import AwsResult, ClusterRef, DoneResult
 from activities.aws.session import aws_activity, client
@@ -75,17 +75,16 @@ def list_availability_zones(inp: ZonesInput) -> ZonesResult:
 @aws_activity
 def ensure_vpc(inp: EnsureVpcInput) -> VpcResult:
     ec2 = client("ec2", inp.cluster.region)
-    found = ec2.describe_vpcs(Filters=[tags.name_filter(inp.name)])["Vpcs"]
-    vpc = tags.pick_owned(found, inp.cluster.name, inp.name, "VPC", "VpcId")
-    created = vpc is None
-    if vpc is None:
-        idempotent.before_create(f"VPC {inp.name}")
-        spec = tags.specification(
-            "vpc",
-            tags.build(inp.cluster.name, inp.name, tags.ROLE_COMMON, additional=inp.cluster.additional_tags),
-        )
-        vpc = ec2.create_vpc(CidrBlock=inp.cidr_block, TagSpecifications=spec)["Vpc"]
-    elif vpc["CidrBlock"] != inp.cidr_block:
+    vpc, created = idempotent.find_or_create(
+        "vpc",
+        "VPC",
+        inp.cluster,
+        inp.name,
+        "VpcId",
+        describe=lambda filters: ec2.describe_vpcs(Filters=filters)["Vpcs"],
+        create=lambda spec: ec2.create_vpc(CidrBlock=inp.cidr_block, TagSpecifications=spec)["Vpc"],
+    )
+    if not created and vpc["CidrBlock"] != inp.cidr_block:
         raise ConflictError(
             f"VPC {vpc['VpcId']} ({inp.name}) has CIDR {vpc['CidrBlock']}, the spec says {inp.cidr_block}; a VPC's CIDR cannot change"
         )

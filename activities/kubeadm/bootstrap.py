@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
+from activities.aws import idempotent
 from activities.aws import secrets as sm
 from activities.aws.errors import CaptAwsError
 from activities.aws.models import AwsResult
@@ -638,6 +639,8 @@ def prepare_bootstrap_data(req: BootstrapRequest) -> BootstrapRefs:
     )
     if existing is not None:
         return _refs(existing, req.region, reused=True)
+    # A retry may follow an attempt that stored a copy ListSecrets does not show yet.
+    idempotent.before_create(f"bootstrap data of {req.machine_name}")
 
     token = sm.read_bootstrap_token(client, req.token_secret_arn) if req.token_secret_arn else None
     if req.kind != "init" and token is None:

@@ -64,7 +64,11 @@ def _pki(req: DiscoverWorkloadRequest) -> sm.ClusterPKIRefs | str:
     arns: dict[str, str] = {}
     for what in sm.PKI_NAMES:
         found = sm.describe(secrets, sm.pki_secret_name(req.namespace, req.name, what))
-        if found is not None and tags.is_owned(tags.as_dict(found.get("Tags")), req.cluster_id):
+        if (
+            found is not None
+            and not found.get("DeletedDate")  # scheduled for deletion: unreadable, as good as gone
+            and tags.is_owned(tags.as_dict(found.get("Tags")), req.cluster_id)
+        ):
             arns[what] = found["ARN"]
     missing = [w for w in ("ca", "etcd-ca", "front-proxy-ca", "sa", "admin") if w not in arns]
     if missing:
@@ -72,6 +76,9 @@ def _pki(req: DiscoverWorkloadRequest) -> sm.ClusterPKIRefs | str:
     ca = sm.get_string(secrets, arns["ca"])
     if ca is None:
         return "the CA secret has no value"
+    ca_hash = _ca_hash(ca)
+    if ca_hash is None:
+        return "the CA secret does not hold a PEM certificate"
     return sm.ClusterPKIRefs(
         ca_arn=arns["ca"],
         etcd_ca_arn=arns["etcd-ca"],
@@ -79,8 +86,18 @@ def _pki(req: DiscoverWorkloadRequest) -> sm.ClusterPKIRefs | str:
         sa_arn=arns["sa"],
         admin_arn=arns["admin"],
         kubeconfig_arn=arns.get("admin-kubeconfig"),
-        ca_cert_hash=ca_cert_hash(json.loads(ca)["cert"]),
+        ca_cert_hash=ca_hash,
     )
+
+
+def _ca_hash(text: str) -> str | None:
+    """kubeadm's CA hash of the stored CA (`{"cert": …, "key": …}`), or None when it cannot be
+    read: a permanent state, said as the reason rather than raised (the parsers' messages are
+    not passed on either, so nothing of the material can reach a log)."""
+    try:
+        return ca_cert_hash(json.loads(text)["cert"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 @aws_activity

@@ -40,10 +40,20 @@ class StrictAws:
         self.region = region
         self.refused: Counter[str] = Counter()  # "<Operation> <id>" -> refusals
         self._lock = threading.Lock()
+        self._clients: dict[str, object] = {}
+        self._clients_lock = threading.Lock()
 
     # --- moto's state, read with unhooked clients -------------------------------------------------
+    def _client(self, service: str):
+        # One client per service for the hook's life: creating one costs ~50 ms of CPU (botocore
+        # loads the service model), and the hook runs on every deletion call.
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(service, region_name=self.region)
+            return self._clients[service]
+
     def _ec2(self):
-        return boto3.client("ec2", region_name=self.region)
+        return self._client("ec2")
 
     def _instances(self) -> list[dict]:
         return [i for r in self._ec2().describe_instances()["Reservations"] for i in r["Instances"]]
@@ -73,9 +83,7 @@ class StrictAws:
     def _load_balancers(self) -> list[dict]:
         """Classic and v2 load balancers as {name, vpc, subnets, groups}."""
         out = []
-        for lb in boto3.client("elb", region_name=self.region).describe_load_balancers()[
-            "LoadBalancerDescriptions"
-        ]:
+        for lb in self._client("elb").describe_load_balancers()["LoadBalancerDescriptions"]:
             out.append(
                 {
                     "name": lb["LoadBalancerName"],
@@ -84,7 +92,7 @@ class StrictAws:
                     "groups": set(lb.get("SecurityGroups", [])),
                 }
             )
-        for lb in boto3.client("elbv2", region_name=self.region).describe_load_balancers()["LoadBalancers"]:
+        for lb in self._client("elbv2").describe_load_balancers()["LoadBalancers"]:
             out.append(
                 {
                     "name": lb["LoadBalancerName"],

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError, ConnectionClosedError, ParamValidationError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -15,8 +17,10 @@ from activities.aws.errors import (
     IN_USE_ATTEMPTS,
     NOT_FOUND_ATTEMPTS,
     OTHER_CLIENT_ERROR_ATTEMPTS,
+    NotYetVisibleError,
     classify,
     is_transient,
+    to_application_error,
 )
 from activities.aws.models import ClusterRef
 
@@ -182,16 +186,85 @@ def test_is_transient(error_type: str, transient: bool) -> None:
     assert is_transient(error_type) is transient
 
 
-def test_a_request_botocore_refuses_to_send_fails_at_once() -> None:
-    """ParamValidationError (a BotoCoreError, like a dropped connection) is raised before anything
-    is sent: malformed input that no retry fixes."""
-    import boto3
-    from botocore.exceptions import ParamValidationError
-
-    from activities.aws.errors import to_application_error
-
+def _refused_by_botocore(operation: str | None) -> ParamValidationError:
+    """What botocore raises for a malformed parameter, before sending anything."""
     ec2 = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    with pytest.raises(ParamValidationError) as raised:
+    try:
         ec2.create_vpc(CidrBlock=42)  # not a string
-    err = to_application_error(raised.value, attempt=1)
-    assert err.non_retryable and err.type == "ParamValidationError" and "CidrBlock" in err.message
+    except ParamValidationError as exc:
+        if operation:
+            exc.operation_name = operation  # what aws_activity adds
+        return exc
+    raise AssertionError("botocore sent a malformed request")
+
+
+def _client_error(code: str, status: int = 400, op: str = "CreateVpc") -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": "AWS says no"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        op,
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "type_", "non_retryable", "message"),
+    [
+        (
+            _client_error("InvalidParameterValue"),
+            "InvalidParameterValue",
+            True,
+            "CreateVpc: InvalidParameterValue: AWS says no",
+        ),
+        (
+            _client_error("RequestLimitExceeded", 503),
+            "RequestLimitExceeded",
+            False,
+            "CreateVpc: RequestLimitExceeded: AWS says no",
+        ),
+        (
+            ConnectionClosedError(endpoint_url="https://ec2"),
+            "ConnectionClosedError",
+            False,
+            "ConnectionClosedError: ",
+        ),
+        # Refused by botocore before sending: malformed, so no retry can help -- named after the
+        # call (aws_activity supplies it), with botocore's report.
+        (
+            _refused_by_botocore("CreateVpc"),
+            "ParamValidationError",
+            True,
+            "CreateVpc: ParamValidationError: Parameter validation failed:",
+        ),
+        (
+            _refused_by_botocore(None),
+            "ParamValidationError",
+            True,
+            "ParamValidationError: Parameter validation failed:",
+        ),
+        (NotYetVisibleError("not visible yet"), "NotYetVisibleError", False, "not visible yet"),
+        (KeyError("bug"), "KeyError", True, "KeyError: 'bug'"),
+    ],
+)
+def test_to_application_error(exc, type_, non_retryable, message) -> None:
+    err = to_application_error(exc, attempt=1)
+    assert (err.type, err.non_retryable) == (type_, non_retryable)
+    assert err.message.startswith(message), err.message
+
+
+def test_the_real_activity_fails_at_once_on_a_request_botocore_refuses_naming_the_call(aws) -> None:
+    """A malformed parameter (here: injected into ensure_vpc's CreateVpc) is refused before it is
+    sent; the activity fails on its first attempt, non-retryably, naming the call and the reason."""
+    sent: list[str] = []
+
+    def malformed(params, **kwargs):
+        return {**params, "CidrBlock": 42}
+
+    with (
+        session.hooked("provide-client-params.ec2.CreateVpc", malformed),
+        session.hooked("before-send.ec2.CreateVpc", lambda **kw: sent.append("CreateVpc")),
+        pytest.raises(ApplicationError) as failed,
+    ):
+        run_ensure_vpc(attempt=1)
+    assert failed.value.non_retryable and failed.value.type == "ParamValidationError"
+    assert failed.value.message.startswith("CreateVpc: ParamValidationError: Parameter validation failed:")
+    assert "CidrBlock" in failed.value.message
+    assert sent == []

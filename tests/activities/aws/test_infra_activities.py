@@ -321,6 +321,20 @@ def test_subnet_conflict_with_an_invisible_subnet_is_retried(network):
     assert not err.value.non_retryable and err.value.type == "NotYetVisibleError"
 
 
+def test_subnet_conflict_with_our_subnet_shown_only_by_the_cidr_read_is_ours(network):
+    """After a lost CreateSubnet, the lookups by name may still lag while the read by CIDR
+    already shows the subnet (reads lag apart): it is ours (Name and owned tag), not a conflict."""
+    vpc_id, _ = network
+    private = build_plan(reference_spec(), AZS).network.private_subnets[0]
+    inp = subnets.EnsureSubnetInput(cluster=CLUSTER, vpc_id=vpc_id, subnet=private)
+    first = subnets.ensure_subnet(inp)
+    invisible = {"Subnets": []}
+    with session.hooked("before-call", Answer({"DescribeSubnets": [invisible, invisible]})):
+        again = subnets.ensure_subnet(inp)
+    assert again.subnet_id == first.subnet_id
+    assert again.aws_calls == {"ec2:CreateSubnet": 1, "ec2:DescribeSubnets": 1}  # (answered reads: unsent)
+
+
 def test_route_table_takes_over_an_existing_association(network):
     vpc_id, subnet_id = network
     ec2 = boto3.client("ec2", region_name=REGION)

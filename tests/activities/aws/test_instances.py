@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.aws import iam, instances, session, tags
 from spec.models import AMISelector, MachineTemplate, RootVolume
 from tests.activities.aws.test_images import add_ami
+from tests.support.aws_lag import eventually_consistent, run_like_temporal
 
 REGION = "ap-northeast-2"
 CLUSTER = "capt-test"
@@ -155,6 +156,18 @@ def test_lost_run_instances_response_still_one_instance(net: Net) -> None:
     retried = instances.ensure_instance(request(net))
     assert not retried.created
     assert [i["InstanceId"] for i in machine_instances("cp-0")] == [retried.instance_id]
+
+
+def test_a_lost_run_instances_behind_lagging_reads_still_one_instance(net: Net) -> None:
+    """The answer is lost and DescribeInstances does not show the instance to the retry: the
+    retry's RunInstances carries the same ClientToken, which AWS answers with the first instance
+    (emulated: moto ignores ClientToken, tests.support.aws_lag.AwsRepeats)."""
+    with eventually_consistent(reads=2, lose={"RunInstances"}) as lag:
+        result, failures = run_like_temporal(instances.ensure_instance, request(net))
+    assert failures == ["ConnectionClosedError"]
+    assert lag.created["RunInstances"] == 1 and lag.repeats.repeated["RunInstances"] == 1
+    assert lag.hidden_reads[result.instance_id] == 2  # the retry's lookup did not see it
+    assert [i["InstanceId"] for i in machine_instances("cp-0")] == [result.instance_id]
 
 
 def test_new_incarnation_new_client_token(net: Net) -> None:

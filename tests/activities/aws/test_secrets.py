@@ -20,6 +20,7 @@ from activities.kubeadm import bootstrap as kb
 from activities.kubeadm import pki as kpki
 from activities.kubeadm.tokens import TOKEN_PATTERN
 from testkit.bootstrap_reference import ENDPOINT, reference_cluster
+from tests.support.aws_lag import eventually_consistent, run_like_temporal
 
 REGION = "ap-northeast-2"
 NS, CLUSTER = "capi-quickstart", "capi-quickstart"
@@ -376,6 +377,42 @@ def test_prepare_bootstrap_data_stores_the_rendered_cloud_config(aws, kind: str,
     )
     assert deleted.deleted == refs.chunks + (1 if token_arn else 0)
     assert sm.find_bootstrap_data(client, NS, CLUSTER, machine) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# a lost CreateSecret, with reads that lag (tests/support/aws_lag.py)
+
+
+def test_a_lost_pki_create_waits_for_the_stored_secret_however_long_reads_lag(aws) -> None:
+    """The CA's CreateSecret answer is lost and the secret stays out of sight for 12 reads: the
+    retries' creates are refused (the name is taken) and they wait -- past the 5 attempts other
+    client errors get -- for the stored CA, whose key every later secret is issued from."""
+    with eventually_consistent(reads=0, lose={"CreateSecret"}, lost_reads=12) as lag:
+        refs, failures = run_like_temporal(sm.ensure_cluster_pki, _pki_request(endpoint_host=ENDPOINT))
+    assert failures[0] == "ConnectionClosedError" and failures.count("NotYetVisibleError") >= 5
+    assert lag.hidden_reads[lag.lost_ids["CreateSecret"][0]] == 12
+    client = sm.client(REGION)
+    assert sorted(s["Name"].rsplit("/", 1)[1] for s in _all_secrets(client)) == sorted(sm.PKI_NAMES)
+    # The CA in use is the one the lost call stored.
+    assert refs.ca_arn == lag.lost_ids["CreateSecret"][0]
+    assert refs.ca_cert_hash == kpki.ca_cert_hash(sm.read_cluster_pki(client, refs).ca.cert)
+
+
+def test_a_lost_bootstrap_data_create_behind_lagging_reads_stores_one_copy(aws) -> None:
+    """The chunk's CreateSecret answer is lost and ListSecrets does not show it to the next two
+    reads: the retry waits for reads (idempotent.before_create) and returns the stored copy
+    instead of storing a second one under another random name."""
+    env = ActivityEnvironment()
+    machine = "capi-quickstart-control-plane-a1b2c"
+    pki_refs = env.run(sm.ensure_cluster_pki, _pki_request(endpoint_host=ENDPOINT))
+    req = _bootstrap_request("init", pki_refs, None, machine)
+    with eventually_consistent(reads=2, lose={"CreateSecret"}) as lag:
+        refs, failures = run_like_temporal(kb.prepare_bootstrap_data, req)
+    client = sm.client(REGION)
+    copies = [s for s in _all_secrets(client) if "/bootstrap/" in s["Name"]]
+    assert [s["ARN"] for s in copies] == list(refs.secret_arns) == lag.lost_ids["CreateSecret"]
+    assert lag.created["CreateSecret"] == 1 and refs.reused
+    assert failures == ["ConnectionClosedError", "NotYetVisibleError", "NotYetVisibleError"]
 
 
 def test_a_join_without_token_fails_without_retry(aws) -> None:
