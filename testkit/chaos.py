@@ -73,6 +73,7 @@ from devstack import procs, stack
 from devstack.config import DevConfig
 from devstack.services import Service, build_services
 from plan.cluster import build_plan
+from plan.names import cluster_id
 from spec.loader import load_manifest
 from spec.models import ClusterSpec
 from testkit import history_sizes as histories
@@ -721,7 +722,11 @@ class Runner:
         """The simulated workload cluster agrees: nodes of exactly the desired instances, Ready at
         the desired kubelet version; one healthy etcd member per control-plane machine."""
         state = self.stack.sim_state()
-        clusters = [c for c in state.get("clusters", []) if c.get("tag_cluster") == spec.name]
+        clusters = [
+            c
+            for c in state.get("clusters", [])
+            if c.get("tag_cluster") == cluster_id(spec.namespace, spec.name)
+        ]
         if not clusters:
             return "no workload cluster in the simulator"
         c = clusters[0]
@@ -790,7 +795,7 @@ class Runner:
                 machines = [m.name for m in ctx.status.control_plane.machines] + [
                     m.name for d in ctx.status.deployments for m in d.machines
                 ]
-                plan = build_plan(spec, self.zones(spec.region))
+                plan = build_plan(spec, self.zones(spec.region), cluster_id(spec.namespace, spec.name))
                 desired = [audit.desired_from_plan(plan, machines)]
             report = audit.compare(baseline, now, desired)
             gone = sorted(baseline.keys() - now.keys())

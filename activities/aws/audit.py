@@ -405,7 +405,7 @@ def desired_from_plan(
         # The admin kubeconfig exists once the endpoint is known (always, with a load balancer).
         secrets = [sm.pki_secret_name(plan.namespace, plan.cluster, what) for what in sm.PKI_NAMES]
     expected["secret"].update(secrets)
-    return DesiredCluster(name=plan.cluster, expected={k: frozenset(v) for k, v in expected.items()})
+    return DesiredCluster(name=plan.cluster_id, expected={k: frozenset(v) for k, v in expected.items()})
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from activities.aws import audit, tags
 from activities.aws import secrets as sm
 from plan.cluster import build_plan
+from plan.names import cluster_id
 from testkit.reference import AZS, REGION, reference_spec
 
 C = "audited"
@@ -205,8 +206,11 @@ def test_load_balancers_and_target_groups_are_inventoried(ec2):
 
 
 def test_desired_from_plan_names_every_planned_resource():
-    plan = build_plan(reference_spec(), AZS)
+    spec = reference_spec()
+    plan = build_plan(spec, AZS, cluster_id(spec.namespace, spec.name))
     d = audit.desired_from_plan(plan, ["cp-1", "md-1"])
+    # Keyed by the ownership tag's value, the namespaced cluster id (not the bare name).
+    assert d.name == f"{spec.namespace}.{spec.name}" == plan.cluster_id
     net = plan.network
     assert d.keys("vpc") == {net.vpc.name}
     assert len(d.keys("subnet")) == 6 and len(d.keys("nat-gateway")) == 3 == len(d.keys("elastic-ip"))
