@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from activities import redaction
 from activities.aws.iam_cli import bootstrap_group
 from devstack.cli import dev
 from spec.errors import ManifestError
@@ -25,6 +28,13 @@ from spec.variables import parse_var_options
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Create and run self-managed kubeadm clusters on AWS with Temporal workflows."""
+    # Library logs (botocore, the Temporal SDK) at CAPT_LOG_LEVEL (default WARNING), every line
+    # through the redaction filter: no secret value at any level.
+    logging.basicConfig(
+        level=os.environ.get("CAPT_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    redaction.install()
 
 
 def _load(file: str, var: tuple[str, ...]) -> LoadResult:
@@ -68,12 +78,29 @@ var_option = click.option(
 def validate(file: str, var: tuple[str, ...], output: str) -> None:
     """Check a manifest and summarise the cluster it describes; nothing is created."""
     result = _load(file, var)
+    secrets = {name: sorted(values) for name, values in sorted(result.secrets.items())}
     if output == "json":
         click.echo(
-            json.dumps({"spec": result.spec.model_dump(mode="json"), "warnings": result.warnings}, indent=2)
+            json.dumps(
+                {
+                    "spec": result.spec.model_dump(mode="json"),
+                    "warnings": result.warnings,
+                    "variables": result.variables,
+                    # names and keys only: the values go to Secrets Manager at apply, nowhere else
+                    "secrets": secrets,
+                },
+                indent=2,
+            )
         )
     else:
         click.echo(summarize(result.spec, result.warnings))
+        if result.variables:
+            click.echo("variables: " + ", ".join(f"{k} (from {src})" for k, src in result.variables.items()))
+        for name, keys in secrets.items():
+            click.echo(
+                f"secret {name}: keys {', '.join(keys)} (stored in Secrets Manager at apply, "
+                "referenced by name in the workflows)"
+            )
 
 
 @main.command("plan")
@@ -217,7 +244,7 @@ async def apply(file: str, var: tuple[str, ...], wait: bool, timeout: str) -> No
         click.echo(f"warning: {warning}", err=True)
     spec = result.spec
     client = await clusters.connect()
-    created, answer = await clusters.apply(client, spec)
+    created, answer = await clusters.apply(client, spec, secrets=result.secrets)
     verb = "created" if created else ("configured" if answer.changed else "unchanged")
     click.echo(f"cluster {spec.namespace}/{spec.name} {verb}" + ("" if created else f": {answer.summary}"))
     click.echo(f"workflow: {_web_ui_link(spec.namespace, spec.name)}")

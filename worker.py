@@ -32,6 +32,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities import redaction
 from client import codec
 
 log = logging.getLogger("capt.worker")
@@ -343,6 +344,7 @@ def main(
 ) -> None:
     """Run the capt Temporal worker until SIGTERM/SIGINT."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redaction.install()  # no secret value in any log line, at any level (activities/redaction.py)
     try:
         keys = codec.keys_from_env()
     except codec.CodecKeyError as err:
