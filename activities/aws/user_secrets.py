@@ -42,7 +42,7 @@ def _decode(text: str) -> dict[str, bytes]:
 
 
 def store(
-    client,
+    region: str | None,
     namespace: str,
     cluster_name: str,
     owner: str,
@@ -51,6 +51,7 @@ def store(
 ) -> dict[str, str]:
     """Create or update each Secret under the cluster's prefix; {Secret name: current VersionId}
     (the version changes only when the value does)."""
+    client = sm.client(region)
     versions: dict[str, str] = {}
     for name, values in sorted(secrets.items()):
         for value in values.values():
@@ -87,8 +88,9 @@ def store(
     return versions
 
 
-def read(client, namespace: str, cluster_name: str, name: str) -> dict[str, bytes]:
+def read(region: str | None, namespace: str, cluster_name: str, name: str) -> dict[str, bytes]:
     """One stored Secret's values; SecretMissing (retryable) when it is not there."""
+    client = sm.client(region)
     secret_id = user_secret_name(namespace, cluster_name, name)
     text = sm.get_string(client, secret_id)
     if text is None:
@@ -102,8 +104,8 @@ def read(client, namespace: str, cluster_name: str, name: str) -> dict[str, byte
     return values
 
 
-def read_value(client, namespace: str, cluster_name: str, name: str, key: str) -> bytes:
-    values = read(client, namespace, cluster_name, name)
+def read_value(region: str | None, namespace: str, cluster_name: str, name: str, key: str) -> bytes:
+    values = read(region, namespace, cluster_name, name)
     if key not in values:
         raise ConflictError(f"Secret {name} of cluster {namespace}/{cluster_name} has no key {key!r}")
     return values[key]

@@ -682,7 +682,7 @@ def prepare_bootstrap_data(req: BootstrapRequest) -> BootstrapRefs:
         raise BootstrapError(f"{req.kind} for {req.machine_name} needs token_secret_arn")
     pki = sm.read_cluster_pki(client, req.pki) if req.kind != "join-worker" else None
     user_values = {
-        (name, key): user_secrets.read_value(client, req.namespace, req.cluster_name, name, key)
+        (name, key): user_secrets.read_value(req.region, req.namespace, req.cluster_name, name, key)
         for name, key in secret_refs(req.kubeadm)
     }
     rendered = render_cloud_config(

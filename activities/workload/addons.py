@@ -29,7 +29,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from activities.aws import secrets as sm
 from activities.aws import user_secrets
 from activities.aws.errors import CaptAwsError
 from activities.aws.models import AwsResult
@@ -284,8 +283,8 @@ def apply_addons(req: ApplyAddonsRequest) -> ApplyAddonsResult:
     if secret_names:
         if req.namespace is None or req.cluster_name is None:
             raise AddonDocumentError("Secret resources need the cluster's namespace and name")
-        client = sm.client(req.access.region)
-        values = {n: user_secrets.read(client, req.namespace, req.cluster_name, n) for n in secret_names}
+        region = req.access.region
+        values = {n: user_secrets.read(region, req.namespace, req.cluster_name, n) for n in secret_names}
     docs = addon_documents(req.addons, values)  # validate everything before touching the cluster
     with connect(req.access) as client:
         return apply_all(client, docs)

@@ -134,7 +134,9 @@ class Sealed:
         )
 
 
-async def test_a_history_holds_no_plaintext_and_replays_with_the_keys(time_skipping_env) -> None:
+async def test_a_history_holds_no_plaintext_and_replays_with_the_keys_also_after_rotation(
+    time_skipping_env,
+) -> None:
     env = time_skipping_env
     sealed = codec.data_converter(keyset("k1"))
     client = Client(env.client.service_client, namespace=env.client.namespace, data_converter=sealed)
@@ -159,6 +161,17 @@ async def test_a_history_holds_no_plaintext_and_replays_with_the_keys(time_skipp
             await Replayer(workflows=[Sealed], data_converter=pydantic_data_converter).replay_workflow(
                 history
             )
+        # Key rotation: key 2 added (and current) — histories written under key 1 still replay,
+        # and their payloads still decode, while new payloads are sealed with key 2.
+        rotated = codec.data_converter(keyset("k2", "k1"))
+        again = await Replayer(workflows=[Sealed], data_converter=rotated).replay_workflow(history)
+        assert again.replay_failure is None
+        first = history.events[0].workflow_execution_started_event_attributes.input.payloads
+        assert first[0].metadata[codec.KEY_ID_META] == b"k1"
+        [opened] = await rotated.payload_codec.decode(list(first))
+        assert MARKER.encode() in opened.data
+        [resealed] = await rotated.payload_codec.encode([opened])
+        assert resealed.metadata[codec.KEY_ID_META] == b"k2"
 
 
 # --- the remote codec endpoint and keygen ---------------------------------------------------------

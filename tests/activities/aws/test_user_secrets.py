@@ -42,29 +42,29 @@ def loaded():
 
 def test_store_is_owned_idempotent_and_versions_only_changes(aws, loaded) -> None:
     client = sm.client(REGION)
-    first = user_secrets.store(client, NS, NAME, OWNER, loaded.secrets)
+    first = user_secrets.store(REGION, NS, NAME, OWNER, loaded.secrets)
     assert set(first) == {"node-files", "addon-objects"}
     listed = {s["Name"]: tags.as_dict(s["Tags"]) for s in client.list_secrets()["SecretList"]}
     assert set(listed) == {f"capt/{NS}/{NAME}/user/node-files", f"capt/{NS}/{NAME}/user/addon-objects"}
     assert all(tags.is_owned(t, OWNER) for t in listed.values())
-    assert user_secrets.store(client, NS, NAME, OWNER, loaded.secrets) == first  # unchanged: same versions
+    assert user_secrets.store(REGION, NS, NAME, OWNER, loaded.secrets) == first  # unchanged: same versions
     changed = {**loaded.secrets, "node-files": {**loaded.secrets["node-files"], "passwd": b"rotated"}}
-    second = user_secrets.store(client, NS, NAME, OWNER, changed)
+    second = user_secrets.store(REGION, NS, NAME, OWNER, changed)
     assert second["node-files"] != first["node-files"] and second["addon-objects"] == first["addon-objects"]
-    assert user_secrets.read_value(client, NS, NAME, "node-files", "passwd") == b"rotated"
+    assert user_secrets.read_value(REGION, NS, NAME, "node-files", "passwd") == b"rotated"
     # Another cluster id (a same-named cluster's leftovers, a hand-made secret) is not overwritten.
     with pytest.raises(ConflictError, match="not owned by cluster other.id"):
-        user_secrets.store(client, NS, NAME, "other.id", changed)
+        user_secrets.store(REGION, NS, NAME, "other.id", changed)
     # The cluster's deletion takes them with everything else it owns.
     assert sm.delete_all(client, NS, NAME, OWNER) == 2
     with pytest.raises(sm.SecretMissing, match="capt apply` stores it"):
-        user_secrets.read(client, NS, NAME, "node-files")
+        user_secrets.read(REGION, NS, NAME, "node-files")
 
 
 def test_bootstrap_data_carries_the_referenced_values_and_its_request_none(aws, loaded) -> None:
     env = ActivityEnvironment()
     client = sm.client(REGION)
-    user_secrets.store(client, NS, NAME, OWNER, loaded.secrets)
+    user_secrets.store(REGION, NS, NAME, OWNER, loaded.secrets)
     spec = loaded.spec
     pki = env.run(sm.ensure_cluster_pki, sm.ClusterPKIRequest(cluster_name=NAME, namespace=NS, region=REGION))
     token = env.run(
