@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import urllib.parse
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -59,7 +60,9 @@ def make_handler(
             self._reply(200)
 
         def do_POST(self) -> None:  # noqa: N802
-            if self.path.rstrip("/").rsplit("/", 1)[-1] not in ("encode", "decode"):
+            # The Web UI adds a query (`/decode?preserveStorageRefs=true`): route on the path only.
+            op = urllib.parse.urlsplit(self.path).path.rstrip("/").rsplit("/", 1)[-1]
+            if op not in ("encode", "decode"):
                 self._reply(404, b'{"error": "POST /encode or /decode"}')
                 return
             if token is not None:
@@ -73,7 +76,7 @@ def make_handler(
                 return
             try:
                 payloads = json_format.Parse(self.rfile.read(length), Payloads())
-                fn = codec.encode if self.path.rstrip("/").endswith("encode") else codec.decode
+                fn = codec.encode if op == "encode" else codec.decode
                 out = asyncio.run(fn(list(payloads.payloads)))
             except Exception as err:  # noqa: BLE001 - a bad request, a payload of another key set
                 self._reply(400, f'{{"error": "{type(err).__name__}"}}'.encode())

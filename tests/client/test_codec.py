@@ -210,6 +210,11 @@ def test_the_codec_server_decodes_for_the_ui_origin_with_the_token() -> None:
         status, got, answer = post(f"{url}/decode", body, {**headers, "Authorization": "Bearer t0ken"})
         assert status == 200 and got["Access-Control-Allow-Origin"] == "http://127.0.0.1:8233"
         assert list(json_format.Parse(answer, Payloads()).payloads) == [plain]
+        # The Web UI posts with a query string (found by tests/e2e/test_webui.py).
+        status, _, answer = post(
+            f"{url}/decode?preserveStorageRefs=true", body, {**headers, "Authorization": "Bearer t0ken"}
+        )
+        assert status == 200 and list(json_format.Parse(answer, Payloads()).payloads) == [plain]
         # Encode, then decode again: the same payload.
         status, _, sealed = post(
             f"{url}/encode",

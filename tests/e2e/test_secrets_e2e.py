@@ -92,19 +92,18 @@ def run(env, *args: str, timeout: float = 1000) -> subprocess.CompletedProcess:
 
 def payloads(message) -> list[Payload]:
     """Every Payload anywhere in a protobuf message (inputs, results, failures, memos, …)."""
-    found: list[Payload] = []
     if isinstance(message, Payload):
         return [message]
+    found: list[Payload] = []
     for field, value in message.ListFields():
         if field.message_type is None:
             continue
-        if field.label == field.LABEL_REPEATED:
-            items = value.values() if hasattr(value, "values") and not hasattr(value, "append") else value
-            for item in items:
-                if hasattr(item, "ListFields"):
-                    found.extend(payloads(item))
-        else:
+        if hasattr(value, "ListFields"):  # a message
             found.extend(payloads(value))
+        elif hasattr(value, "keys"):  # a map of messages (headers, memo fields)
+            found.extend(p for key in value for p in payloads(value[key]))
+        else:  # a repeated message field
+            found.extend(p for item in value for p in payloads(item))
     return found
 
 
