@@ -343,7 +343,17 @@ class _Resolver:
         self, owner: Doc, ref: Ref | None, ami_defaults: dict[str, str]
     ) -> MachineTemplate | None:
         doc = self._lookup(owner, ref)
-        return read_aws_machine_template(doc, ami_defaults) if doc else None
+        template = read_aws_machine_template(doc, ami_defaults) if doc else None
+        if doc is not None and template is not None and template.http_tokens == "optional":
+            warning = (
+                f"document {doc.index}: AWSMachineTemplate/{doc.name} "
+                "spec.template.spec.instanceMetadataOptions.httpTokens is optional: IMDSv1 lets any "
+                "process that can make a request from the node (an SSRF) read the node's credentials; "
+                "capt's default is required"
+            )
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+        return template
 
     def _control_plane(
         self, kcp: KubeadmControlPlaneDoc, ami_defaults: dict[str, str]

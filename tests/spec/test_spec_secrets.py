@@ -225,3 +225,46 @@ def test_variables_list_where_each_value_came_from():
         "PICKED": "--var",
         "REGION_HINT": "environment",
     }
+
+
+# --------------------------------------------------------------------------------------------
+# instance metadata defaults (issue 16): IMDSv2 required unless the manifest says optional (then a
+# warning), the PUT response hop limit within EC2's 1-64
+
+
+def _imds(ds: list[dict], **options) -> None:
+    for d in ds:
+        if d["kind"] == "AWSMachineTemplate":
+            d["spec"]["template"]["spec"]["instanceMetadataOptions"] = options
+
+
+@pytest.mark.parametrize(
+    ("options", "tokens", "hop", "problem", "warns"),
+    [
+        ({}, "required", 1, None, False),
+        ({"httpTokens": "required", "httpPutResponseHopLimit": 2}, "required", 2, None, False),
+        ({"httpTokens": "optional"}, "optional", 1, None, True),
+        ({"httpPutResponseHopLimit": 64}, "required", 64, None, False),
+        (
+            {"httpPutResponseHopLimit": 65},
+            None,
+            None,
+            "httpPutResponseHopLimit: must be 1 to 64, got 65",
+            False,
+        ),
+        ({"httpPutResponseHopLimit": 0}, None, None, "httpPutResponseHopLimit: must be >= 1, got 0", False),
+        ({"httpTokens": "sometimes"}, None, None, "httpTokens: must be required or optional", False),
+    ],
+)
+def test_instance_metadata_defaults_and_bounds(options, tokens, hop, problem, warns):
+    ds = docs()
+    _imds(ds, **options)
+    if problem:
+        found = problems(ds)
+        assert any(problem in p for p in found), found
+        return
+    result = load(ds)
+    template = result.spec.control_plane.machine_template
+    assert (template.http_tokens, template.http_put_response_hop_limit) == (tokens, hop)
+    warned = [w for w in result.warnings if "httpTokens is optional" in w]
+    assert bool(warned) == warns, result.warnings
