@@ -11,11 +11,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.capt-installed
 EXAMPLE ?= examples/capi-quickstart.yaml
 
-.PHONY: help install system-deps test e2e chaos check lint demo down clean histories
+.PHONY: help install system-deps test e2e e2e-ui chaos check lint demo down clean histories
 
 help:
 	@echo "make test   create .venv if missing, install, lint, then the unit and time-skipping workflow tests (parallel)"
 	@echo "make e2e    the end-to-end tests on the local stack (marker e2e), then make chaos"
+	@echo "make e2e-ui the Temporal Web UI in Debian's chromium (Selenium), screenshots in docs/img/"
 	@echo "make chaos  the chaos suite on its own local stack: worker/server kill -9, AWS faults, account audit (SEED=N, SCENARIO=id)"
 	@echo "make check  both"
 	@echo "make demo   start the local stack (capt dev up) and create the cluster in $(EXAMPLE)"
@@ -60,7 +61,7 @@ test: install lint
 # workers), one at a time; then the chaos suite.
 E2E_CHAOS ?= 1
 e2e: install
-	$(BIN)/pytest -m "e2e and not chaos" --timeout 900
+	$(BIN)/pytest -m "e2e and not chaos and not webui" --timeout 900
 	@if [ "$(E2E_CHAOS)" = 1 ]; then $(MAKE) chaos; fi
 
 # The chaos suite (testkit/chaos.py): its own local stack on free ports, scenarios one after the
@@ -71,6 +72,20 @@ chaos: install
 	$(BIN)/python -m testkit.chaos $(if $(SEED),--seed $(SEED)) $(foreach s,$(SCENARIO),--scenario $(s))
 
 check: test e2e
+
+# The Temporal Web UI in a real browser: Debian's chromium + chromium-driver (apt-get, as root),
+# Selenium from PyPI; screenshots in docs/img/. Skipped with its reason where chromium is missing.
+e2e-ui: install
+	@if ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium + chromium-driver (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "warning: chromium-driver is not installed and this is not a root Debian shell: the test will be skipped" >&2; \
+	  fi; \
+	fi
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,ui]'
+	$(BIN)/pytest -m webui --timeout 900 -rs
 
 # The local stack, then the example cluster created through the CLI as a user would.
 demo: install

@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
+import os
 import sys
+from pathlib import Path
 
 import click
 
+from activities import redaction
 from activities.aws.iam_cli import bootstrap_group
 from devstack.cli import dev
 from spec.errors import ManifestError
@@ -24,6 +28,13 @@ from spec.variables import parse_var_options
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Create and run self-managed kubeadm clusters on AWS with Temporal workflows."""
+    # Library logs (botocore, the Temporal SDK) at CAPT_LOG_LEVEL (default WARNING), every line
+    # through the redaction filter: no secret value at any level.
+    logging.basicConfig(
+        level=os.environ.get("CAPT_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    redaction.install()
 
 
 def _load(file: str, var: tuple[str, ...]) -> LoadResult:
@@ -67,12 +78,29 @@ var_option = click.option(
 def validate(file: str, var: tuple[str, ...], output: str) -> None:
     """Check a manifest and summarise the cluster it describes; nothing is created."""
     result = _load(file, var)
+    secrets = {name: sorted(values) for name, values in sorted(result.secrets.items())}
     if output == "json":
         click.echo(
-            json.dumps({"spec": result.spec.model_dump(mode="json"), "warnings": result.warnings}, indent=2)
+            json.dumps(
+                {
+                    "spec": result.spec.model_dump(mode="json"),
+                    "warnings": result.warnings,
+                    "variables": result.variables,
+                    # names and keys only: the values go to Secrets Manager at apply, nowhere else
+                    "secrets": secrets,
+                },
+                indent=2,
+            )
         )
     else:
         click.echo(summarize(result.spec, result.warnings))
+        if result.variables:
+            click.echo("variables: " + ", ".join(f"{k} (from {src})" for k, src in result.variables.items()))
+        for name, keys in secrets.items():
+            click.echo(
+                f"secret {name}: keys {', '.join(keys)} (stored in Secrets Manager at apply, "
+                "referenced by name in the workflows)"
+            )
 
 
 @main.command("plan")
@@ -216,7 +244,7 @@ async def apply(file: str, var: tuple[str, ...], wait: bool, timeout: str) -> No
         click.echo(f"warning: {warning}", err=True)
     spec = result.spec
     client = await clusters.connect()
-    created, answer = await clusters.apply(client, spec)
+    created, answer = await clusters.apply(client, spec, secrets=result.secrets)
     verb = "created" if created else ("configured" if answer.changed else "unchanged")
     click.echo(f"cluster {spec.namespace}/{spec.name} {verb}" + ("" if created else f": {answer.summary}"))
     click.echo(f"workflow: {_web_ui_link(spec.namespace, spec.name)}")
@@ -418,6 +446,73 @@ async def kubeconfig(cluster: str, namespace: str) -> None:
         click.echo(f"no kubeconfig stored for {namespace}/{cluster} yet", err=True)
         _exit(3)
     click.echo(text, nl=False)
+
+
+@main.group("codec")
+def codec_group() -> None:
+    """Payload encryption keys and the remote codec endpoint for the Web UI (docs/security.md)."""
+
+
+@codec_group.command("keygen")
+@click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--id", "key_id", required=True, help="The new key's id (e.g. k2); it becomes current.")
+def codec_keygen(path: Path, key_id: str) -> None:
+    """Write a new AES-256 key into a key file and make it current; keys already there stay, so
+    payloads they sealed still open (rotation). The file is written with mode 0600."""
+    import base64
+
+    from client import codec
+
+    existing: list[tuple[str, str]] = []
+    if path.exists():
+        try:
+            keys = codec.load_key_file(path)
+        except codec.CodecKeyError as err:
+            raise click.ClickException(str(err)) from err
+        existing = [(i, base64.b64encode(k).decode()) for i, k in keys.keys.items()]
+    try:
+        codec.write_key_file(path, key_id, existing=existing)
+    except codec.CodecKeyError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"{path}: current key {key_id} ({len(existing) + 1} key(s)); restart workers to use it")
+
+
+@codec_group.command("server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8081, show_default=True)
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    default=("http://127.0.0.1:8233", "http://localhost:8233"),
+    show_default=True,
+    help="Web UI origin allowed by CORS (repeatable).",
+)
+@click.option("--token-env", help="Require `Authorization: Bearer $<this variable>` on every request.")
+def codec_server(host: str, port: int, origins: tuple[str, ...], token_env: str | None) -> None:
+    """Serve /encode and /decode with the keys of CAPT_CODEC_KEY_FILE / CAPT_CODEC_KEYS, for the
+    Web UI (`--ui-codec-endpoint`) and `temporal workflow show --codec-endpoint`."""
+    import os
+
+    from client import codec, codec_server
+
+    try:
+        keys = codec.keys_from_env()
+    except codec.CodecKeyError as err:
+        raise click.ClickException(str(err)) from err
+    if keys is None:
+        raise click.ClickException(f"no keys: set {codec.KEY_FILE_ENV} or {codec.KEYS_ENV}")
+    token = os.environ.get(token_env) if token_env else None
+    if token_env and not token:
+        raise click.ClickException(f"--token-env {token_env}: the variable is not set")
+    server = codec_server.serve(codec.AesGcmCodec(keys), host, port, origins, token)
+    click.echo(f"codec endpoint http://{host}:{port} (keys: {', '.join(keys.keys)}; current {keys.current})")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 main.add_command(dev)

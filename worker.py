@@ -28,10 +28,12 @@ from typing import Any
 
 import click
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
+
+from activities import redaction
+from client import codec
 
 log = logging.getLogger("capt.worker")
 
@@ -148,7 +150,7 @@ async def connect(
     delay = 0.2
     while True:
         try:
-            return await Client.connect(**cfg, data_converter=pydantic_data_converter, runtime=runtime)
+            return await Client.connect(**cfg, data_converter=codec.converter_from_env(), runtime=runtime)
         except RuntimeError as err:
             if loop.time() + delay > deadline:
                 raise ConnectionError(f"cannot connect to Temporal at {cfg['target_host']}: {err}") from err
@@ -317,6 +319,13 @@ async def _amain(
     envvar="CAPT_BUILD_ID",
     help="Build id of this worker's version [package version + digest of the workflow sources].",
 )
+@click.option(
+    "--insecure-plaintext",
+    is_flag=True,
+    envvar="CAPT_INSECURE_PLAINTEXT",
+    help="Run without payload encryption (local development only): workflow inputs, results and "
+    "failures are then stored in Temporal in plaintext.",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="CAPT_LOG_LEVEL")
 def main(
     address: str | None,
@@ -330,10 +339,27 @@ def main(
     connect_timeout: float,
     deployment_name: str | None,
     build_id: str | None,
+    insecure_plaintext: bool,
     log_level: str,
 ) -> None:
     """Run the capt Temporal worker until SIGTERM/SIGINT."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redaction.install()  # no secret value in any log line, at any level (activities/redaction.py)
+    try:
+        keys = codec.keys_from_env()
+    except codec.CodecKeyError as err:
+        raise click.ClickException(f"payload keys: {err}") from err
+    if keys is None and not insecure_plaintext:
+        raise click.ClickException(
+            f"no payload encryption keys: set {codec.KEY_FILE_ENV} (a key file: `capt codec keygen`) or "
+            f"{codec.KEYS_ENV}, or pass --insecure-plaintext for local development"
+        )
+    if keys is None:
+        log.warning("!!! payloads are stored in Temporal in PLAINTEXT (--insecure-plaintext) !!!")
+    else:
+        log.info(
+            "payloads encrypted with AES-256-GCM, current key %s (%d key(s))", keys.current, len(keys.keys)
+        )
     try:
         asyncio.run(
             _amain(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -53,13 +53,16 @@ class Failed(Exception):
 async def connect() -> Client:
     """TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (or a Temporal config profile); one try, and a
     ConnectionError with one clear line when the server is not there."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
-
+    from client import codec
     from worker import connect_config
 
     cfg = connect_config()
     try:
-        return await Client.connect(**cfg, data_converter=pydantic_data_converter)
+        converter = codec.converter_from_env()
+    except codec.CodecKeyError as err:
+        raise ConnectionError(f"payload keys: {err}") from None
+    try:
+        return await Client.connect(**cfg, data_converter=converter)
     except RuntimeError:
         raise ConnectionError(f"cannot reach Temporal at {cfg['target_host']}") from None
 
@@ -85,12 +88,27 @@ async def running_handle(client: Client, namespace: str, name: str):
     return handle
 
 
-async def apply(client: Client, spec: ClusterSpec, task_queue: str = TASK_QUEUE) -> tuple[bool, ApplyAnswer]:
+async def apply(
+    client: Client,
+    spec: ClusterSpec,
+    task_queue: str = TASK_QUEUE,
+    secrets: Mapping[str, Mapping[str, bytes]] | None = None,
+) -> tuple[bool, ApplyAnswer]:
     """Create the cluster's workflow, or send the changed spec to the running one.
-    Returns (created, answer)."""
+    Returns (created, answer).
+
+    `secrets` (the manifest's referenced Secret documents, `LoadResult.secrets`) are stored in
+    Secrets Manager under the cluster's prefix first: the workflow only ever sees their names."""
     try:
         handle = await running_handle(client, spec.namespace, spec.name)
     except NotFound:
+        handle = None
+    if secrets:
+        owner = names.cluster_id(spec.namespace, spec.name)
+        if handle is not None:
+            owner = (await status(client, spec.namespace, spec.name)).cluster_id or owner
+        spec = await asyncio.to_thread(store_secrets, spec, secrets, owner)
+    if handle is None:
         await client.start_workflow(
             ClusterWorkflow.run,
             ClusterInput(spec=spec),
@@ -103,6 +121,34 @@ async def apply(client: Client, spec: ClusterSpec, task_queue: str = TASK_QUEUE)
         return False, await handle.execute_update(ClusterWorkflow.apply, ApplyRequest(spec=spec))
     except WorkflowUpdateFailedError as err:
         raise _unwrap(err) from None
+
+
+def store_secrets(spec: ClusterSpec, secrets: Mapping[str, Mapping[str, bytes]], owner: str) -> ClusterSpec:
+    """Store the Secrets in Secrets Manager (activities/aws/user_secrets.py) and return the spec
+    with each addon's Secret versions, so a changed Secret re-applies a Reconcile addon."""
+    from activities.aws import user_secrets
+
+    versions = user_secrets.store(
+        spec.region,
+        spec.namespace,
+        spec.name,
+        owner,
+        secrets,
+        additional_tags=spec.additional_tags,
+    )
+    addons = tuple(
+        a.model_copy(
+            update={
+                "secret_versions": tuple(
+                    (r.name, versions[r.name])
+                    for r in a.resources
+                    if r.kind == "Secret" and r.name in versions
+                )
+            }
+        )
+        for a in spec.addons
+    )
+    return spec.model_copy(update={"addons": addons})
 
 
 async def status(client: Client, namespace: str, name: str) -> ClusterStatus:

@@ -41,6 +41,7 @@ def dev() -> None:
 @click.option("--temporal-port", type=int, envvar="CAPT_TEMPORAL_PORT", help="Temporal gRPC port [7233].")
 @click.option("--ui-port", type=int, envvar="CAPT_UI_PORT", help="Temporal Web UI port [8233].")
 @click.option("--moto-port", type=int, envvar="CAPT_MOTO_PORT", help="Emulated AWS endpoint port [5000].")
+@click.option("--codec-port", type=int, envvar="CAPT_CODEC_PORT", help="Payload codec endpoint port [8234].")
 @click.option(
     "--sim-api-port",
     type=int,
@@ -59,16 +60,25 @@ def dev() -> None:
     envvar="CAPT_DEV_DEPLOYMENT_NAME",
     help='Worker Deployment of the worker, made current once it polls ("" = unversioned worker) [capt].',
 )
+@click.option(
+    "--insecure-plaintext",
+    is_flag=True,
+    default=None,
+    help="Store payloads in Temporal unencrypted (recording test histories); default: a key file "
+    "in the state dir, created on first up.",
+)
 def up(
     state_dir: Path,
     temporal_port: int | None,
     ui_port: int | None,
     moto_port: int | None,
+    codec_port: int | None,
     sim_api_port: int | None,
     sim_port: int | None,
     region: str | None,
     task_queue: str | None,
     deployment_name: str | None,
+    insecure_plaintext: bool | None,
 ) -> None:
     """Start the stack in the background and return once every service is ready.
 
@@ -80,11 +90,13 @@ def up(
         temporal_port=temporal_port,
         ui_port=ui_port,
         moto_port=moto_port,
+        codec_port=codec_port,
         sim_api_port=sim_api_port,
         sim_port=sim_port,
         region=region,
         task_queue=task_queue,
         deployment_name=deployment_name,
+        plaintext=insecure_plaintext,
     )
     try:
         stack.up(cfg, echo=click.echo)

@@ -18,6 +18,8 @@ DEFAULT_STATE_DIR = ".capt"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TEMPORAL_PORT = 7233
 DEFAULT_UI_PORT = 8233
+# The remote codec endpoint the Web UI decodes payloads with (`capt codec server`).
+DEFAULT_CODEC_PORT = 8234
 DEFAULT_MOTO_PORT = 5000
 # The workload simulator (issue 5): every workload cluster's API (HTTPS, cluster picked by SNI)
 # and its admin endpoint, which also serves SSM Run Command.
@@ -38,7 +40,8 @@ CONFIG_FILE = "stack.json"
 # processes: a real AWS profile or session token, a service-specific endpoint that beats
 # AWS_ENDPOINT_URL, a Temporal Cloud API key or TLS setting. The stack's processes get
 # none of them; they get exactly the variables `client_env` returns.
-_SCRUBBED_PREFIXES = ("AWS_", "TEMPORAL_")
+# Payload keys too: the stack's worker uses the stack's key file, never a key from the shell.
+_SCRUBBED_PREFIXES = ("AWS_", "TEMPORAL_", "CAPT_CODEC_", "CAPT_INSECURE_PLAINTEXT")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class DevConfig:
     namespace: str = DEFAULT_NAMESPACE
     task_queue: str = DEFAULT_TASK_QUEUE
     deployment_name: str = DEFAULT_DEPLOYMENT_NAME
+    codec_port: int = DEFAULT_CODEC_PORT
+    # No payload encryption (`capt dev up --insecure-plaintext`): for recording the committed
+    # test histories, which CI replays without a key.
+    plaintext: bool = False
 
     @property
     def temporal_address(self) -> str:
@@ -96,7 +103,21 @@ class DevConfig:
             "CAPT_RESOLVE": f"*:*={self.sim_api_address}",
             # Where `capt apply` points people to see the cluster's workflow.
             "CAPT_WEB_UI": self.ui_url,
+            # The payload keys (client/codec.py): written by `capt dev up` when missing.
+            **(
+                {"CAPT_INSECURE_PLAINTEXT": "1"}
+                if self.plaintext
+                else {"CAPT_CODEC_KEY_FILE": str(self.codec_key_file)}
+            ),
         }
+
+    @property
+    def codec_url(self) -> str:
+        return f"http://{self.host}:{self.codec_port}"
+
+    @property
+    def codec_key_file(self) -> Path:
+        return self.state_dir / "codec-keys.json"
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -105,6 +105,8 @@ def temporal_service(cfg: DevConfig) -> Service:
             str(cfg.temporal_port),
             "--ui-port",
             str(cfg.ui_port),
+            # The UI decodes payloads through the stack's codec endpoint (encrypted at rest).
+            *([] if cfg.plaintext else ["--ui-codec-endpoint", cfg.codec_url]),
             "--namespace",
             cfg.namespace,
             "--log-level",
@@ -260,6 +262,29 @@ def worker_service(cfg: DevConfig) -> Service:
     )
 
 
+def codec_service(cfg: DevConfig) -> Service:
+    """`capt codec server` with the stack's key file, for the Web UI's origin."""
+    return Service(
+        name="codec",
+        argv=[
+            venv_binary("capt"),
+            "codec",
+            "server",
+            *("--host", cfg.host, "--port", str(cfg.codec_port)),
+            *("--origin", cfg.ui_url, "--origin", cfg.ui_url.replace("127.0.0.1", "localhost")),
+        ],
+        env=service_env(
+            os.environ, {"CAPT_CODEC_KEY_FILE": str(cfg.codec_key_file), "PYTHONUNBUFFERED": "1"}
+        ),
+        address=cfg.codec_url,
+        ports=[Port(cfg.codec_port, "payload codec endpoint (Web UI)", "--codec-port")],
+        probe=_ignore_pid(probes.tcp_probe(cfg.host, cfg.codec_port)),
+        startup_timeout=20.0,
+        stop_grace=5.0,
+    )
+
+
 def build_services(cfg: DevConfig) -> list[Service]:
     """The stack, in start order."""
-    return [temporal_service(cfg), moto_service(cfg), simulator_service(cfg), worker_service(cfg)]
+    codec = [] if cfg.plaintext else [codec_service(cfg)]
+    return [temporal_service(cfg), *codec, moto_service(cfg), simulator_service(cfg), worker_service(cfg)]

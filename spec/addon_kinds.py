@@ -28,13 +28,8 @@ def read_cluster_resource_set(doc: Doc) -> ClusterResourceSetDoc:
         if not isinstance(r, dict) or not r.get("name") or r.get("kind") not in ("ConfigMap", "Secret"):
             doc.problem(path, "needs kind ConfigMap or Secret and a name")
             continue
-        if r["kind"] == "Secret":
-            # A Secret's data would travel through workflow history; capt keeps secrets out of it.
-            doc.problem(
-                path,
-                "Secret resources are not supported (their data would enter workflow history); use a ConfigMap",
-            )
-            continue
+        # A Secret resource's values never enter the spec: the loader hands them to the CLI,
+        # which stores them in Secrets Manager (spec/secret_kinds.py).
         resources.append((AddonResource(kind=r["kind"], name=str(r["name"])), path))
     return ClusterResourceSetDoc(
         doc=doc,

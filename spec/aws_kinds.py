@@ -219,7 +219,10 @@ def read_aws_machine_template(doc: Doc, ami_defaults: dict[str, str]) -> Machine
                 f"{s}.instanceMetadataOptions.httpTokens", f"must be required or optional, got {tokens!r}"
             )
     hop = doc.int(f"{s}.instanceMetadataOptions.httpPutResponseHopLimit", minimum=1)
-    if hop is not None:
+    if hop is not None and hop > 64:
+        # EC2's range for the PUT response hop limit.
+        doc.problem(f"{s}.instanceMetadataOptions.httpPutResponseHopLimit", f"must be 1 to 64, got {hop}")
+    elif hop is not None:
         fields["http_put_response_hop_limit"] = hop
     return _build(doc, s, MachineTemplate, fields)
 

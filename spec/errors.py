@@ -37,14 +37,37 @@ class ManifestError(Exception):
 class MissingVariablesError(ManifestError):
     """`${VAR}` references with no value in the environment, `--var` or a `:-default`."""
 
-    def __init__(self, names: list[str]):
+    def __init__(self, names: list[str], refused: list[str] | None = None):
         self.names = sorted(set(names))
-        problems = [Problem(0, "", "", "", f"variable {n} is not set") for n in self.names]
+        # Set in the environment but credential-like: only an explicit --var may supply them.
+        self.refused = sorted(set(refused or ()))
+        problems = [
+            Problem(
+                0,
+                "",
+                "",
+                "",
+                f"variable {n} is not set"
+                + (
+                    " (it looks like a credential: it is read only from --var, never from the environment)"
+                    if n in self.refused
+                    else ""
+                ),
+            )
+            for n in self.names
+        ]
         super().__init__(problems)
 
     def render(self) -> str:
-        return (
+        text = (
             f"{len(self.names)} variable(s) required by the manifest are not set: "
             + ", ".join(self.names)
             + "\nset them in the environment or pass --var NAME=VALUE"
         )
+        if self.refused:
+            text += (
+                f"\n{', '.join(self.refused)} look like credentials and are taken only from "
+                "--var NAME=VALUE, never from the environment (so they cannot reach a workflow "
+                "history by accident)"
+            )
+        return text

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from pydantic import ValidationError
 
 from plan.names import cluster_id
@@ -59,6 +60,13 @@ from spec.models import (
     RollingUpdate,
 )
 from spec.refs import Ref
+from spec.secret_kinds import (
+    CRS_SECRET_TYPE,
+    SecretKeyRef,
+    inline_secret_warnings,
+    kubeadm_secret_refs,
+    read_secret,
+)
 from spec.variables import referenced_variables, substitute
 
 CLUSTER_ID_VARIABLE = "CAPT_CLUSTER_ID"
@@ -69,6 +77,11 @@ _PLACEHOLDER = "capt-cluster-id-placeholder"
 class LoadResult:
     spec: ClusterSpec
     warnings: list[str] = field(default_factory=list)
+    # The values of every Secret document the cluster references (name -> key -> bytes): for the
+    # CLI to store in Secrets Manager before the workflow starts; never part of `spec`.
+    secrets: dict[str, dict[str, bytes]] = field(default_factory=dict, repr=False)
+    # Where each ${VARIABLE} came from: "--var", "environment", "default" or "built-in".
+    variables: dict[str, str] = field(default_factory=dict)
 
 
 def load_file(
@@ -84,8 +97,13 @@ def load_manifest(
     values = dict(variables or {})
     if CLUSTER_ID_VARIABLE not in values and CLUSTER_ID_VARIABLE in referenced_variables(text):
         values[CLUSTER_ID_VARIABLE] = manifest_cluster_id(text, values, env)
-    text = substitute(text, values, env)
-    return _Resolver(text).resolve()
+    sources: dict[str, str] = {}
+    text = substitute(text, values, env, sources)
+    if CLUSTER_ID_VARIABLE in sources and CLUSTER_ID_VARIABLE not in (variables or {}):
+        sources[CLUSTER_ID_VARIABLE] = "built-in"
+    result = _Resolver(text).resolve()
+    result.variables = dict(sorted(sources.items()))
+    return result
 
 
 def manifest_cluster_id(text: str, values: Mapping[str, str], env: Mapping[str, str]) -> str:
@@ -106,6 +124,7 @@ class _Resolver:
         self.docs = parse_documents(text, self.problems, self.warnings)
         self.by_key: dict[tuple[str, str, str], Doc] = {}
         self.used: set[tuple[str, str, str]] = set()
+        self.secrets: dict[str, dict[str, bytes]] = {}
 
     # ------------------------------------------------------------------------------------
     def resolve(self) -> LoadResult:
@@ -141,9 +160,39 @@ class _Resolver:
                 )
         if self.problems or spec is None:
             raise ManifestError(sorted(self.problems, key=lambda p: p.document), self.warnings)
-        return LoadResult(spec=spec, warnings=self.warnings)
+        return LoadResult(spec=spec, warnings=self.warnings, secrets=self.secrets)
 
     # ------------------------------------------------------------------------------------
+    def _secret(self, owner: Doc, name: str, path: str) -> dict[str, bytes] | None:
+        """The values of Secret `name` (owner's namespace), or a problem at `path`."""
+        key = ("Secret", owner.namespace, name)
+        doc = self.by_key.get(key)
+        if doc is None:
+            owner.problem(
+                path,
+                f"Secret {owner.namespace}/{name} is not in the manifest (capt reads referenced "
+                "Secrets from the manifest: add it as a v1 Secret document)",
+            )
+            return None
+        self.used.add(key)
+        if name not in self.secrets:
+            self.secrets[name] = read_secret(doc)
+        return self.secrets[name]
+
+    def _kubeadm_secrets(self, doc: Doc, path: str) -> None:
+        """Resolve a KubeadmConfigSpec's Secret references (each must name an existing key) and
+        warn about secret material written inline."""
+        ref: SecretKeyRef
+        for ref in kubeadm_secret_refs(doc, path):
+            values = self._secret(doc, ref.name, f"{ref.path}.name")
+            if values is not None and ref.key not in values:
+                doc.problem(
+                    f"{ref.path}.key",
+                    f"Secret {doc.namespace}/{ref.name} has no key {ref.key!r} (it has: "
+                    f"{', '.join(sorted(values)) or 'none'})",
+                )
+        self.warnings.extend(inline_secret_warnings(doc, path))
+
     def _lookup(self, owner: Doc, ref: Ref | None) -> Doc | None:
         if ref is None:
             return None
@@ -170,6 +219,8 @@ class _Resolver:
 
         kcp_doc = self._lookup(cluster_doc, cluster.control_plane_ref)
         kcp = read_kubeadm_control_plane(kcp_doc) if kcp_doc else None
+        if kcp_doc is not None:
+            self._kubeadm_secrets(kcp_doc, "spec.kubeadmConfigSpec")
         control_plane = self._control_plane(kcp, ami_defaults) if kcp else None
 
         network = self._network(cluster, aws)
@@ -292,7 +343,17 @@ class _Resolver:
         self, owner: Doc, ref: Ref | None, ami_defaults: dict[str, str]
     ) -> MachineTemplate | None:
         doc = self._lookup(owner, ref)
-        return read_aws_machine_template(doc, ami_defaults) if doc else None
+        template = read_aws_machine_template(doc, ami_defaults) if doc else None
+        if doc is not None and template is not None and template.http_tokens == "optional":
+            warning = (
+                f"document {doc.index}: AWSMachineTemplate/{doc.name} "
+                "spec.template.spec.instanceMetadataOptions.httpTokens is optional: IMDSv1 lets any "
+                "process that can make a request from the node (an SSRF) read the node's credentials; "
+                "capt's default is required"
+            )
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+        return template
 
     def _control_plane(
         self, kcp: KubeadmControlPlaneDoc, ami_defaults: dict[str, str]
@@ -372,6 +433,8 @@ class _Resolver:
         bootstrap: KubeadmConfigSpec | None = (
             read_kubeadm_config_template(bootstrap_doc) if bootstrap_doc else None
         )
+        if bootstrap_doc is not None:
+            self._kubeadm_secrets(bootstrap_doc, "spec.template.spec")
         template = self._machine_template(doc, md.infrastructure_ref, ami_defaults)
         if template is None or bootstrap is None or bootstrap_doc is None or not md.version:
             return None
@@ -440,6 +503,25 @@ class _Resolver:
             max_in_flight=mhc.max_in_flight,  # type: ignore[arg-type]
         )
 
+    @staticmethod
+    def _no_embedded_secrets(cm_doc: Doc, data: dict[str, str]) -> None:
+        """A ConfigMap's documents are stored in workflow history: a Secret with values inside one
+        is refused."""
+        for key, text in data.items():
+            try:
+                embedded = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+            except yaml.YAMLError:
+                continue  # not YAML: the addon activity reports it
+            # An embedded Secret with only empty values (the CAPA template's EBS CSI
+            # `aws-secret`, filled in later by the operator) carries nothing secret: allowed.
+            if any(d.get("kind") == "Secret" and _has_values(d) for d in embedded):
+                cm_doc.problem(
+                    f"data.{key}",
+                    "embeds a kind: Secret, whose values would be stored in workflow history: put "
+                    "the Secret's documents in a Secret of type "
+                    f"{CRS_SECRET_TYPE!r} and list it in the ClusterResourceSet as kind: Secret",
+                )
+
     def _addons(self, cluster_doc: Doc) -> list[AddonSpec]:
         addons = []
         for crs_doc in sorted(
@@ -454,9 +536,23 @@ class _Resolver:
                 continue
             config_maps = []
             for resource, path in crs.resources:
+                if resource.kind == "Secret":
+                    # Its values are documents to apply, like a ConfigMap's; they stay out of the
+                    # spec (the addon activity reads them from Secrets Manager).
+                    if self._secret(crs_doc, resource.name, f"{path}.name") is not None:
+                        secret_doc = self.by_key[("Secret", crs_doc.namespace, resource.name)]
+                        if secret_doc.str("type") != CRS_SECRET_TYPE:
+                            secret_doc.problem(
+                                "type",
+                                f"a ClusterResourceSet applies only Secrets of type {CRS_SECRET_TYPE!r} "
+                                f"(got {secret_doc.str('type')!r})",
+                            )
+                    continue
                 cm_doc = self._lookup(crs_doc, Ref(resource.kind, resource.name, crs_doc.namespace, path))
                 if cm_doc is not None:
-                    config_maps.append((resource.name, tuple(sorted(read_config_map(cm_doc).items()))))
+                    data = read_config_map(cm_doc)
+                    self._no_embedded_secrets(cm_doc, data)
+                    config_maps.append((resource.name, tuple(sorted(data.items()))))
             addons.append(
                 AddonSpec(
                     name=crs_doc.name,
@@ -473,3 +569,13 @@ class _Resolver:
                     "pass --k8s-tag-cluster-id=${CAPT_CLUSTER_ID}"
                 )
         return addons
+
+
+def _has_values(secret: dict) -> bool:
+    """Whether a Secret object holds any non-empty value in data or stringData."""
+    return any(
+        value not in (None, "")
+        for field in ("data", "stringData")
+        if isinstance(secret.get(field), dict)
+        for value in secret[field].values()
+    )

@@ -223,6 +223,9 @@ class AddonSpec(Frozen):
     resources: tuple[AddonResource, ...] = ()
     # ConfigMap name -> {key -> document text}
     config_maps: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    # Secret resource name -> the version `capt apply` stored (Secrets Manager's VersionId, not
+    # the value): a changed Secret changes the addon's digest, so Reconcile applies it again.
+    secret_versions: tuple[tuple[str, str], ...] = ()
 
 
 class ClusterSpec(Frozen):

@@ -63,12 +63,12 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.api.workflowservice.v1 import ResetStickyTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities import kill_points
 from activities.aws import audit, faults
+from client import codec
 from devstack import procs, stack
 from devstack.config import DevConfig
 from devstack.services import Service, build_services
@@ -348,13 +348,14 @@ class ChaosStack:
 
     @classmethod
     def on_free_ports(cls, state_dir: Path) -> ChaosStack:
-        grpc, ui, moto, sim_api, sim = free_ports(5)
+        grpc, ui, moto, sim_api, sim, codec_port = free_ports(6)
         return cls(
             DevConfig(
                 state_dir=state_dir,
                 temporal_port=grpc,
                 ui_port=ui,
                 moto_port=moto,
+                codec_port=codec_port,
                 sim_api_port=sim_api,
                 sim_port=sim,
             )
@@ -532,7 +533,8 @@ class Runner:
             self.client = await Client.connect(
                 self.stack.cfg.temporal_address,
                 namespace=self.stack.cfg.namespace,
-                data_converter=pydantic_data_converter,
+                # The stack's payload keys (the worker and the CLI encrypt with them).
+                data_converter=codec.converter_from_env(self.stack.cfg.client_env()),
             )
         return self.client
 

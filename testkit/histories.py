@@ -118,6 +118,9 @@ class Stack:
         grpc, ui, moto, sim_api, sim = free_ports(5)
         done = self.dev(
             "up",
+            # Plaintext payloads: CI replays the committed histories without a key (the codec's
+            # own tests replay encrypted ones).
+            "--insecure-plaintext",
             *("--temporal-port", str(grpc), "--ui-port", str(ui), "--moto-port", str(moto)),
             *("--sim-api-port", str(sim_api), "--sim-port", str(sim)),
         )

@@ -636,7 +636,9 @@ class ClusterWorkflow:
             try:
                 result = await workflow.execute_activity(
                     apply_addons,
-                    ApplyAddonsRequest(access=access, addons=(addon,)),
+                    ApplyAddonsRequest(
+                        access=access, addons=(addon,), namespace=spec.namespace, cluster_name=spec.name
+                    ),
                     summary=f"apply addon {addon.name}",
                     **ADDON_CALL,
                 )
@@ -860,7 +862,11 @@ def _cause(err: BaseException) -> str:
 
 def _addon_digest(addon: AddonSpec) -> str:
     """A deterministic digest of an addon's content (pure: safe in workflow code)."""
-    return hashlib.sha256(addon.model_dump_json().encode()).hexdigest()[:16]
+    # secret_versions only when set, so addons without Secrets keep the digests they had.
+    text = addon.model_dump_json(exclude={"secret_versions"})
+    if addon.secret_versions:
+        text += repr(addon.secret_versions)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _settled_version(cp: ControlPlaneStatus, desired: str) -> str:

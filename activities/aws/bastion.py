@@ -60,6 +60,26 @@ def _ubuntu_ami(ec2) -> str:
     return max(images, key=lambda i: (i.get("CreationDate", ""), i["ImageId"]))["ImageId"]
 
 
+def _root_volume(ec2, image_id: str) -> dict:
+    """The image's root device, re-declared encrypted gp3 at the image's own size (EBS needs the
+    size or a snapshot id once the mapping is overridden)."""
+    images = ec2.describe_images(ImageIds=[image_id])["Images"]
+    image = images[0] if images else {}
+    device = image.get("RootDeviceName") or "/dev/sda1"
+    size = next(
+        (
+            m.get("Ebs", {}).get("VolumeSize")
+            for m in image.get("BlockDeviceMappings", [])
+            if m.get("DeviceName") == device
+        ),
+        None,
+    )
+    return {
+        "DeviceName": device,
+        "Ebs": {"VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True, "VolumeSize": size or 8},
+    }
+
+
 @aws_activity
 def ensure_bastion(inp: EnsureBastionInput) -> InstanceResult:
     ec2 = client("ec2", inp.cluster.region)
@@ -74,8 +94,11 @@ def ensure_bastion(inp: EnsureBastionInput) -> InstanceResult:
             inp.cluster.name, inp.name, tags.ROLE_BASTION, additional=inp.cluster.additional_tags
         )
         kwargs = {"KeyName": inp.ssh_key_name} if inp.ssh_key_name else {}
+        image_id = inp.ami or _ubuntu_ami(ec2)
         instance = ec2.run_instances(
-            ImageId=inp.ami or _ubuntu_ami(ec2),
+            ImageId=image_id,
+            # The root volume encrypted (the account's default EBS key), as the machines' are.
+            BlockDeviceMappings=[_root_volume(ec2, image_id)],
             InstanceType=inp.instance_type,
             MinCount=1,
             MaxCount=1,

@@ -26,6 +26,7 @@ Pure functions first (render, kubeadm documents, user data), the activity at the
 
 from __future__ import annotations
 
+import base64
 import copy
 import gzip
 import json
@@ -39,7 +40,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
-from activities.aws import idempotent
+from activities.aws import idempotent, user_secrets
 from activities.aws import secrets as sm
 from activities.aws.errors import CaptAwsError
 from activities.aws.models import AwsResult
@@ -359,20 +360,51 @@ def _permissions(value: Any) -> str | None:
     return str(value)
 
 
-def user_files(spec: KubeadmConfigSpec) -> list[dict]:
+SecretValues = dict[tuple[str, str], bytes]  # (Secret name, key) -> value
+
+
+def secret_refs(spec: KubeadmConfigSpec) -> list[tuple[str, str]]:
+    """Every (Secret name, key) the spec's files and users reference, in order, once each."""
+    seen: dict[tuple[str, str], None] = {}
+    sources = [f.get("contentFrom") for f in spec.files] + [u.get("passwdFrom") for u in spec.users]
+    for source in sources:
+        secret = source.get("secret") if isinstance(source, dict) else None
+        if isinstance(secret, dict) and secret.get("name") and secret.get("key"):
+            seen.setdefault((str(secret["name"]), str(secret["key"])), None)
+    return list(seen)
+
+
+def _secret_value(what: str, source: Any, secrets: SecretValues) -> bytes:
+    secret = source.get("secret") if isinstance(source, dict) else None
+    ref = (str(secret.get("name")), str(secret.get("key"))) if isinstance(secret, dict) else None
+    if ref is None or ref not in secrets:
+        raise BootstrapError(f"{what}: the referenced Secret value {ref} was not read")
+    return secrets[ref]
+
+
+def user_files(spec: KubeadmConfigSpec, secrets: SecretValues | None = None) -> list[dict]:
     out = []
     for f in spec.files:
+        content = str(f.get("content") or "")
+        encoding = f.get("encoding") or None
         if f.get("contentFrom"):
-            raise BootstrapError(
-                f"file {f.get('path')}: contentFrom is not supported, put the content inline"
-            )
+            # CAPI writes the Secret's value as the file's content, with the file's encoding.
+            value = _secret_value(f"file {f.get('path')}", f["contentFrom"], secrets or {})
+            try:
+                content = value.decode()
+            except UnicodeDecodeError:
+                if encoding:
+                    raise BootstrapError(
+                        f"file {f.get('path')}: the Secret's value is binary; leave encoding unset"
+                    ) from None
+                content, encoding = base64.b64encode(value).decode(), "b64"
         out.append(
             {
                 "path": str(f["path"]),
-                "content": str(f.get("content") or ""),
+                "content": content,
                 "owner": f.get("owner") or None,
                 "permissions": _permissions(f.get("permissions")),
-                "encoding": f.get("encoding") or None,
+                "encoding": encoding,
                 "append": bool(f.get("append", False)),
             }
         )
@@ -393,16 +425,17 @@ _USER_FIELDS = (
 )
 
 
-def cloud_init_users(spec: KubeadmConfigSpec) -> list[dict]:
+def cloud_init_users(spec: KubeadmConfigSpec, secrets: SecretValues | None = None) -> list[dict]:
     users = []
     for u in spec.users:
         if not u.get("name"):
             raise BootstrapError("every user needs a name")
+        passwd = u.get("passwd")
         if u.get("passwdFrom"):
-            raise BootstrapError(f"user {u['name']}: passwdFrom is not supported")
+            passwd = _secret_value(f"user {u['name']}", u["passwdFrom"], secrets or {}).decode()
         fields: list[tuple[str, Any]] = []
         for src, dst in _USER_FIELDS:
-            value = u.get(src)
+            value = passwd if src == "passwd" else u.get(src)
             if value is None or value == "" or value == []:
                 continue
             if dst == "ssh_authorized_keys":
@@ -447,6 +480,8 @@ class RenderInput:
     kubeadm: KubeadmConfigSpec
     inputs: KubeadmInputs
     pki: ClusterPKI | None = None
+    # The values of the Secrets the kubeadm spec references (read from Secrets Manager).
+    secrets: SecretValues | None = None
 
 
 def kubeadm_documents(r: RenderInput) -> list[dict]:
@@ -471,7 +506,7 @@ def render_cloud_config(r: RenderInput) -> str:
         if r.pki is None:
             raise BootstrapError(f"{r.kind} needs the cluster PKI")
         files += pki_files(r.pki)
-    files += user_files(r.kubeadm)
+    files += user_files(r.kubeadm, r.secrets)
     context = {
         "write_files": files,
         "kubeadm_config_path": INIT_CONFIG_PATH if r.kind == "init" else JOIN_CONFIG_PATH,
@@ -481,7 +516,7 @@ def render_cloud_config(r: RenderInput) -> str:
         "pre_kubeadm_commands": list(r.kubeadm.pre_kubeadm_commands),
         "post_kubeadm_commands": list(r.kubeadm.post_kubeadm_commands),
         "ntp": _ntp(r.kubeadm),
-        "users": cloud_init_users(r.kubeadm),
+        "users": cloud_init_users(r.kubeadm, r.secrets),
         "mounts": [list(m) for m in r.kubeadm.mounts],
     }
     return _env().get_template(_TEMPLATES[r.kind]).render(**context)
@@ -646,11 +681,16 @@ def prepare_bootstrap_data(req: BootstrapRequest) -> BootstrapRefs:
     if req.kind != "init" and token is None:
         raise BootstrapError(f"{req.kind} for {req.machine_name} needs token_secret_arn")
     pki = sm.read_cluster_pki(client, req.pki) if req.kind != "join-worker" else None
+    user_values = {
+        (name, key): user_secrets.read_value(req.region, req.namespace, req.cluster_name, name, key)
+        for name, key in secret_refs(req.kubeadm)
+    }
     rendered = render_cloud_config(
         RenderInput(
             kind=req.kind,
             kubeadm=req.kubeadm,
             pki=pki,
+            secrets=user_values,
             inputs=KubeadmInputs(
                 cluster_name=req.cluster_name,
                 kubernetes_version=req.kubernetes_version,

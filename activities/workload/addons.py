@@ -23,17 +23,19 @@ Only names go in and out: kinds, namespaces, object names, the addon's own name.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from activities.aws import user_secrets
 from activities.aws.errors import CaptAwsError
 from activities.aws.models import AwsResult
 from activities.aws.session import aws_activity
 from activities.workload.activities import WorkloadAccess, connect
 from activities.workload.client import WorkloadClient, _path
-from spec.models import AddonSpec
+from spec.models import AddonResource, AddonSpec
 
 FIELD_MANAGER = "capt"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -51,6 +53,10 @@ class ApplyAddonsRequest(BaseModel):
 
     access: WorkloadAccess
     addons: tuple[AddonSpec, ...]
+    # Where the addons' Secret resources are stored (activities/aws/user_secrets.py); None for
+    # addons of ConfigMaps only (and in requests recorded before Secret resources existed).
+    namespace: str | None = None
+    cluster_name: str | None = None
 
 
 class AppliedObject(BaseModel):
@@ -142,15 +148,36 @@ def parse_documents(addon: str, config_map: str, key: str, text: str) -> list[Do
     return docs
 
 
-def addon_documents(addons: tuple[AddonSpec, ...]) -> list[Document]:
-    """Every object of every addon, in order (ConfigMaps and keys as the spec lists them)."""
-    return [
-        doc
-        for addon in addons
-        for cm_name, entries in addon.config_maps
-        for key, text in entries
-        for doc in parse_documents(addon.name, cm_name, key, text)
-    ]
+def addon_documents(
+    addons: tuple[AddonSpec, ...], secrets: Mapping[str, Mapping[str, bytes]] | None = None
+) -> list[Document]:
+    """Every object of every addon, in order: resources as the ClusterResourceSet lists them,
+    keys sorted within each. A Secret resource's values come from `secrets` (name -> key -> bytes)."""
+    docs: list[Document] = []
+    for addon in addons:
+        config_maps = dict(addon.config_maps)
+        listed = {r.name for r in addon.resources if r.kind == "ConfigMap"}
+        # Resources in the CRS's order; ConfigMaps the spec holds without listing them (specs
+        # built by hand) after them.
+        resources = list(addon.resources) + [
+            AddonResource(kind="ConfigMap", name=n) for n, _ in addon.config_maps if n not in listed
+        ]
+        for resource in resources:
+            if resource.kind == "Secret":
+                values = (secrets or {}).get(resource.name)
+                if values is None:
+                    raise AddonDocumentError(f"{addon.name}: Secret {resource.name} was not read")
+                try:
+                    entries = tuple((k, v.decode()) for k, v in sorted(values.items()))
+                except UnicodeDecodeError:
+                    raise AddonDocumentError(
+                        f"{addon.name}: Secret {resource.name} holds binary data, not YAML documents"
+                    ) from None
+            else:
+                entries = config_maps.get(resource.name, ())
+            for key, text in entries:
+                docs.extend(parse_documents(addon.name, resource.name, key, text))
+    return docs
 
 
 def group_version_path(api_version: str) -> tuple[str, ...]:
@@ -251,7 +278,14 @@ def apply_all(client: WorkloadClient, docs: list[Document]) -> ApplyAddonsResult
 @aws_activity
 def apply_addons(req: ApplyAddonsRequest) -> ApplyAddonsResult:
     """Server-side apply every object of the addons' ConfigMaps to the workload cluster."""
-    docs = addon_documents(req.addons)  # validate everything before touching the cluster
+    secret_names = sorted({r.name for a in req.addons for r in a.resources if r.kind == "Secret"})
+    values = {}
+    if secret_names:
+        if req.namespace is None or req.cluster_name is None:
+            raise AddonDocumentError("Secret resources need the cluster's namespace and name")
+        region = req.access.region
+        values = {n: user_secrets.read(region, req.namespace, req.cluster_name, n) for n in secret_names}
+    docs = addon_documents(req.addons, values)  # validate everything before touching the cluster
     with connect(req.access) as client:
         return apply_all(client, docs)
 

@@ -47,6 +47,7 @@ def test_the_whole_system_is_declared() -> None:
         "temporal-setup",
         "temporal-ui",
         "worker",
+        "codec",
         "moto",
     }
     assert SERVICES["postgresql"]["image"].startswith("postgres:")
@@ -54,7 +55,7 @@ def test_the_whole_system_is_declared() -> None:
     assert SERVICES["temporal"]["image"].startswith("temporalio/server:")
     assert SERVICES["temporal-ui"]["image"].startswith("temporalio/ui:")
     assert SERVICES["moto"]["image"].startswith("motoserver/moto:")
-    for name in ("worker", "temporal-setup"):
+    for name in ("worker", "temporal-setup", "codec"):
         assert SERVICES[name]["build"] == "."
 
 
@@ -67,6 +68,23 @@ def test_published_ports_match_the_local_stack() -> None:
     assert host_port_map(SERVICES["temporal"]) == {7233: 7233}
     assert host_port_map(SERVICES["temporal-ui"]) == {8233: 8080}
     assert host_port_map(SERVICES["moto"]) == {5000: 5000}
+    assert host_port_map(SERVICES["codec"]) == {8081: 8081}
+
+
+def test_payloads_are_encrypted_with_one_key_file_and_the_ui_decodes_through_the_codec() -> None:
+    secret = COMPOSE["secrets"]["capt-codec-keys"]
+    assert secret["file"] == "./deploy/codec-keys.json"
+    assert "deploy/codec-keys.json" in (ROOT / ".gitignore").read_text()  # never committed
+    for name in ("worker", "codec"):
+        svc = SERVICES[name]
+        assert svc["secrets"] == ["capt-codec-keys"]
+        assert svc["environment"]["CAPT_CODEC_KEY_FILE"] == "/run/secrets/capt-codec-keys"
+        assert "CAPT_INSECURE_PLAINTEXT" not in svc["environment"]
+    entry = SERVICES["codec"]["entrypoint"]
+    assert entry[:3] == ["capt", "codec", "server"] and entry[entry.index("--port") + 1] == "8081"
+    ui_origin = "http://localhost:" + str(next(iter(host_port_map(SERVICES["temporal-ui"]))))
+    assert entry[entry.index("--origin") + 1] == ui_origin
+    assert SERVICES["temporal-ui"]["environment"]["TEMPORAL_CODEC_ENDPOINT"] == "http://localhost:8081"
 
 
 def test_dependencies_exist_have_conditions_and_healthchecks() -> None:
@@ -188,5 +206,5 @@ def test_setup_job_runs_the_shared_search_attribute_setup() -> None:
 
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for path in (".venv", ".capt", ".git"):
+    for path in (".venv", ".capt", ".git", "deploy/codec-keys.json"):  # keys never in the image
         assert path in ignored

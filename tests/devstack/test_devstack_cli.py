@@ -34,6 +34,7 @@ def test_status_of_a_stopped_stack(tmp_path: Path) -> None:
     assert data["healthy"] is False
     assert [(s["name"], s["state"], s["pid"]) for s in data["services"]] == [
         ("temporal", "stopped", None),
+        ("codec", "stopped", None),
         ("moto", "stopped", None),
         ("simulator", "stopped", None),
         ("worker", "stopped", None),

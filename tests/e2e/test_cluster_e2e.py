@@ -35,11 +35,12 @@ CLUSTER = ["capi-quickstart", "-n", "capi-quickstart"]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("stack")
-    grpc, ui, moto, sim_api, sim = free_ports(5)
+    grpc, ui, moto, sim_api, sim, codec_port = free_ports(6)
     up = dev(
         state_dir,
         "up",
         *("--temporal-port", str(grpc), "--ui-port", str(ui), "--moto-port", str(moto)),
+        *("--codec-port", str(codec_port)),
         *("--sim-api-port", str(sim_api), "--sim-port", str(sim)),
     )
     assert up.returncode == 0, up.stdout + up.stderr

@@ -76,7 +76,7 @@ def state_dir(tmp_path: Path):
 
 
 def test_dev_stack_lifecycle(state_dir: Path) -> None:
-    grpc, ui, moto, sim_api, sim = free_ports(5)
+    grpc, ui, moto, sim_api, sim, codec_port = free_ports(6)
     t0 = time.monotonic()
     up = dev(
         state_dir,
@@ -87,6 +87,8 @@ def test_dev_stack_lifecycle(state_dir: Path) -> None:
         str(ui),
         "--moto-port",
         str(moto),
+        "--codec-port",
+        str(codec_port),
         "--sim-api-port",
         str(sim_api),
         "--sim-port",
@@ -94,14 +96,14 @@ def test_dev_stack_lifecycle(state_dir: Path) -> None:
     )
     assert up.returncode == 0, up.stdout + up.stderr
     assert time.monotonic() - t0 < 30
-    for name in ("temporal", "moto", "simulator", "worker"):
+    for name in ("temporal", "codec", "moto", "simulator", "worker"):
         assert f"{name}" in up.stdout and "started" in up.stdout
 
     # status: every service healthy, detached (its own session), at the ports asked for.
     status = status_json(state_dir)
     assert status["healthy"] is True
     services = {s["name"]: s for s in status["services"]}
-    assert set(services) == {"temporal", "moto", "simulator", "worker"}
+    assert set(services) == {"temporal", "codec", "moto", "simulator", "worker"}
     assert all(s["state"] == "healthy" for s in services.values())
     pids = {name: s["pid"] for name, s in services.items()}
     for pid in pids.values():
@@ -126,6 +128,16 @@ def test_dev_stack_lifecycle(state_dir: Path) -> None:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{ui}/", timeout=5) as resp:
         assert resp.status == 200
+    # Payloads are encrypted with the stack's key file, and the UI's codec endpoint answers.
+    assert services["codec"]["address"] == f"http://127.0.0.1:{codec_port}"
+    assert (state_dir / "codec-keys.json").stat().st_mode & 0o077 == 0
+    preflight = urllib.request.Request(
+        f"http://127.0.0.1:{codec_port}/decode",
+        method="OPTIONS",
+        headers={"Origin": f"http://127.0.0.1:{ui}"},
+    )
+    with urllib.request.urlopen(preflight, timeout=5) as resp:
+        assert resp.headers["Access-Control-Allow-Origin"] == f"http://127.0.0.1:{ui}"
     ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{moto}", region_name="ap-northeast-2")
     assert ec2.describe_vpcs()["Vpcs"], "moto serves a default VPC"
     iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{moto}", region_name="ap-northeast-2")
@@ -135,7 +147,7 @@ def test_dev_stack_lifecycle(state_dir: Path) -> None:
     # up again: harmless, same processes (ports are remembered, no flags needed).
     again = dev(state_dir, "up")
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("already running") == 4
+    assert again.stdout.count("already running") == 5
     assert {s["name"]: s["pid"] for s in status_json(state_dir)["services"]} == pids
 
     # env: the exports a shell needs, which really point at this stack.
@@ -177,7 +189,7 @@ def test_dev_stack_lifecycle(state_dir: Path) -> None:
 
 
 def test_taken_port_is_a_clear_one_line_error(state_dir: Path) -> None:
-    grpc, ui, moto, sim_api, sim = free_ports(5)
+    grpc, ui, moto, sim_api, sim, codec_port = free_ports(6)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", moto))
         squatter.listen()
@@ -190,6 +202,8 @@ def test_taken_port_is_a_clear_one_line_error(state_dir: Path) -> None:
             str(ui),
             "--moto-port",
             str(moto),
+            "--codec-port",
+            str(codec_port),
             "--sim-api-port",
             str(sim_api),
             "--sim-port",

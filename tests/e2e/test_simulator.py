@@ -35,13 +35,13 @@ import boto3
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.aws import secrets as sm
 from activities.kubeadm import pki as kpki
 from activities.workload import activities as wa
 from activities.workload import client as wc
 from activities.workload import etcd as we
+from client import codec
 from devstack.config import DevConfig
 from spec.models import KubeadmConfigSpec, MachineTemplate
 from workflows.machine import MachineWorkflow
@@ -183,11 +183,12 @@ def stack_worker_runs_machines() -> bool:
 @pytest_asyncio.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     state_dir = tmp_path_factory.mktemp("simstack")
-    grpc, ui, moto, sim_api, sim = free_ports(5)
+    grpc, ui, moto, sim_api, sim, codec_port = free_ports(6)
     up = dev(
         state_dir,
         "up",
         *("--temporal-port", str(grpc), "--ui-port", str(ui), "--moto-port", str(moto)),
+        *("--codec-port", str(codec_port)),
         *("--sim-api-port", str(sim_api), "--sim-port", str(sim)),
     )
     try:
@@ -198,6 +199,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             temporal_port=grpc,
             ui_port=ui,
             moto_port=moto,
+            codec_port=codec_port,
             sim_api_port=sim_api,
             sim_port=sim,
         )
@@ -207,7 +209,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             session.reset_clients()
             wc.CONTEXTS.clear()
             client = await Client.connect(
-                cfg.temporal_address, namespace=cfg.namespace, data_converter=pydantic_data_converter
+                cfg.temporal_address,
+                namespace=cfg.namespace,
+                data_converter=codec.converter_from_env(cfg.client_env()),
             )
             cluster = build_cluster(f"e2e{uuid.uuid4().hex[:6]}")
             async with contextlib.AsyncExitStack() as exits:

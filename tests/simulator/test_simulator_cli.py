@@ -113,7 +113,7 @@ def test_a_stopped_simulator_is_one_clear_line(tmp_path: Path) -> None:
 def test_the_stack_runs_the_simulator_before_the_worker_and_wires_the_worker_to_it(tmp_path: Path) -> None:
     cfg = DevConfig(state_dir=tmp_path, moto_port=15000, sim_api_port=16001, sim_port=16002)
     services = {s.name: s for s in build_services(cfg)}
-    assert list(services) == ["temporal", "moto", "simulator", "worker"]
+    assert list(services) == ["temporal", "codec", "moto", "simulator", "worker"]
     moto = services["moto"]
     assert moto.argv[1:3] == ["-m", "simulator.motoserver"] and str(tmp_path / "amis.json") in moto.argv
     simulator = services["simulator"]

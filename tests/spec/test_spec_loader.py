@@ -581,7 +581,8 @@ BAD = [
                 },
             }
         ),
-        ["ClusterResourceSet/crs spec.resources[0]", "Secret resources are not supported"],
+        # A Secret resource is supported; one that is not in the manifest is named.
+        ["ClusterResourceSet/crs spec.resources[0].name", "Secret default/s is not in the manifest"],
     ),
     (
         "crs-dangling-configmap",

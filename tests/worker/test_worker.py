@@ -55,9 +55,21 @@ async def test_nothing_registered_is_an_error(time_skipping_env: WorkflowEnviron
 def test_main_exits_with_a_clear_error_before_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker, "registered", lambda: ([], []))
     # Port 9 (discard) would make a connect attempt hang or fail slowly; we must not get there.
-    result = CliRunner().invoke(worker.main, ["--address", "127.0.0.1:9", "--connect-timeout", "30"])
+    result = CliRunner().invoke(
+        worker.main, ["--address", "127.0.0.1:9", "--connect-timeout", "30", "--insecure-plaintext"]
+    )
     assert result.exit_code == 1
     assert "no workflows or activities to register" in result.output
+
+
+def test_main_refuses_to_store_plaintext_payloads_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("CAPT_CODEC_KEYS", "CAPT_CODEC_KEY_FILE", "CAPT_INSECURE_PLAINTEXT"):
+        monkeypatch.delenv(var, raising=False)
+    result = CliRunner().invoke(worker.main, ["--address", "127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "no payload encryption keys" in result.output and "--insecure-plaintext" in result.output
+    bad = CliRunner().invoke(worker.main, ["--address", "127.0.0.1:9"], env={"CAPT_CODEC_KEYS": "k1=short"})
+    assert bad.exit_code == 1 and "payload keys" in bad.output
 
 
 async def test_graceful_shutdown_lets_in_flight_activities_finish(

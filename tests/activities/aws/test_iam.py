@@ -355,15 +355,80 @@ def test_no_operator_only_code_runs_in_the_worker() -> None:
         assert module not in {_module_name(p) for p in OPERATOR_ONLY}, f"{fn} is IAM bootstrap code"
 
 
-def test_worker_policy_scopes_what_iam_can_scope() -> None:
-    statements = {s["Sid"]: s for s in iam.worker_policy()["Statement"]}
-    secrets_statement = statements["ClusterSecrets"]
-    assert secrets_statement["Resource"] == ["arn:*:secretsmanager:*:*:secret:capt/*"]
-    assert "secretsmanager:ListSecrets" not in secrets_statement["Action"]
-    pass_role = statements["PassMachineRoles"]
-    assert pass_role["Action"] == ["iam:PassRole"]
-    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
-    assert all(iam.CONTROL_PLANE in r or iam.NODES in r for r in pass_role["Resource"])
+def _grants(policy: dict) -> dict[str, set[tuple[str, str]]]:
+    """action -> {(resource, condition as JSON)} the document allows it on."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for st in policy["Statement"]:
+        cond = json.dumps(st.get("Condition"), sort_keys=True)
+        for action in st["Action"]:
+            out.setdefault(action, set()).update((r, cond) for r in st["Resource"])
+    return out
+
+
+def test_every_mutating_worker_action_is_scoped_or_says_why() -> None:
+    allowed = _grants(iam.worker_policy())
+    for action in iam.WORKER_ACTIONS:
+        grants = iam.worker_scope(action)
+        for g in grants:
+            # The document allows at least what the table says ...
+            assert {(r, json.dumps(g.condition, sort_keys=True)) for r in g.resources} <= allowed[action]
+        if not iam.is_mutating(action):
+            continue
+        for g in grants:
+            # ... and a mutating action is never on "*" without a condition, and never without a reason.
+            assert not (g.resources == ("*",) and g.condition is None), action
+            assert g.condition is not None or g.why, f"{action}: unconditioned without a reason"
+        # Unconditioned, the document allows a mutating action on exactly the table's resources.
+        unconditioned = {r for r, c in allowed[action] if c == "null"}
+        assert unconditioned == {r for g in grants if g.condition is None for r in g.resources}, action
+
+
+def test_creates_must_tag_and_changes_need_capts_tag() -> None:
+    request_tag = json.dumps(iam.TAGGED_ON_CREATE, sort_keys=True)
+    resource_tag = json.dumps(iam.CAPT_TAGGED, sort_keys=True)
+    allowed = _grants(iam.worker_policy())
+    for create in [f"ec2:{a}" for a in iam.EC2_CREATE_ACTIONS] + [
+        "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:CreateTargetGroup",
+    ]:
+        assert any(c == request_tag for _, c in allowed[create]), create
+    for change in (
+        "ec2:TerminateInstances",
+        "ec2:DeleteVpc",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:DeleteSubnet",
+    ):
+        assert {c for _, c in allowed[change]} == {resource_tag}, change
+    tagging = {c for _, c in allowed["ec2:CreateTags"]}
+    assert tagging == {json.dumps(iam.ON_CREATE_ONLY, sort_keys=True)}  # never on existing resources
+
+
+def test_secrets_run_command_and_pass_role_are_narrow() -> None:
+    allowed = _grants(iam.worker_policy())
+    for action in iam.WORKER_ACTIONS:
+        if action.startswith("secretsmanager:") and action != "secretsmanager:ListSecrets":
+            assert {r for r, _ in allowed[action]} == {"arn:*:secretsmanager:*:*:secret:capt/*"}, action
+    # (A statement's resources are the union of its grants'; SendCommand only ever authorizes a
+    # document and instances, so those are what matter.)
+    run_command = {(r, c) for r, c in allowed["ssm:SendCommand"] if ":document/" in r or ":instance/" in r}
+    assert ("*", "null") not in allowed["ssm:SendCommand"]
+    assert run_command == {
+        ("arn:*:ssm:*::document/AWS-RunShellScript", "null"),
+        ("arn:*:ec2:*:*:instance/*", json.dumps(iam.CAPT_TAGGED, sort_keys=True)),
+    }
+    assert allowed["iam:PassRole"] == {
+        (iam.role_arn(role), json.dumps({"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}))
+        for role in (iam.CONTROL_PLANE, iam.NODES)
+    }
+
+
+def test_docs_iam_md_is_the_policy_table() -> None:
+    text = (ROOT / "docs" / "iam.md").read_text()
+    assert iam.worker_policy_table() in text, "docs/iam.md's worker table is stale: regenerate it"
+    assert iam.machine_policy_table() in text, "docs/iam.md's machine table is stale: regenerate it"
+    # Every worker action has a row; every "*" grant of a mutating action would show there.
+    for action in iam.WORKER_ACTIONS:
+        assert f"| `{action}` |" in text, action
 
 
 # --------------------------------------------------------------------------------------------

@@ -298,6 +298,34 @@ def test_retried_creates_send_the_same_client_token(network):
     assert len(tokens.sent["RunInstances"]) == 2 and len(set(tokens.sent["RunInstances"])) == 1
 
 
+def test_the_bastion_has_an_encrypted_root_volume_and_requires_imdsv2(network):
+    vpc_id, subnet_id = network
+    group = security_groups.ensure_security_group(
+        security_groups.EnsureSecurityGroupInput(
+            cluster=CLUSTER, vpc_id=vpc_id, name="b", role="bastion", description="d"
+        )
+    )
+    result = bastion.ensure_bastion(
+        bastion.EnsureBastionInput(
+            cluster=CLUSTER,
+            name="bastion",
+            instance_type="t3.micro",
+            ami=None,
+            subnet_id=subnet_id,
+            security_group_id=group.group_id,
+            ssh_key_name=None,
+            token_scope="run-1",
+        )
+    )
+    ec2 = boto3.client("ec2", region_name=REGION)
+    instance = ec2.describe_instances(InstanceIds=[result.instance_id])["Reservations"][0]["Instances"][0]
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert instance["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    (root,) = [m for m in instance["BlockDeviceMappings"] if m["DeviceName"] == instance["RootDeviceName"]]
+    volume = ec2.describe_volumes(VolumeIds=[root["Ebs"]["VolumeId"]])["Volumes"][0]
+    assert volume["Encrypted"] is True and volume["VolumeType"] == "gp3"
+
+
 def test_subnet_conflict_with_a_foreign_subnet_is_not_retried(network):
     vpc_id, _ = network
     ec2 = boto3.client("ec2", region_name=REGION)

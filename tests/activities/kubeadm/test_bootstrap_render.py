@@ -360,8 +360,15 @@ def test_unsupported_requests_fail_clearly() -> None:
     cluster = reference_cluster()
     for kubeadm, match in [
         (KubeadmConfigSpec(format="ignition"), "ignition"),
-        (KubeadmConfigSpec(files=({"path": "/x", "contentFrom": {"secret": {"name": "s"}}},)), "contentFrom"),
-        (KubeadmConfigSpec(users=({"name": "u", "passwdFrom": {"secret": {}}},)), "passwdFrom"),
+        # A reference whose value the activity did not read (render_input passes no secrets).
+        (
+            KubeadmConfigSpec(files=({"path": "/x", "contentFrom": {"secret": {"name": "s", "key": "k"}}},)),
+            r"file /x: the referenced Secret value \('s', 'k'\) was not read",
+        ),
+        (
+            KubeadmConfigSpec(users=({"name": "u", "passwdFrom": {"secret": {"name": "s", "key": "p"}}},)),
+            "user u: the referenced Secret value",
+        ),
     ]:
         with pytest.raises(b.BootstrapError, match=match):
             b.render_cloud_config(render_input(cluster, "join-worker", tok=token(), kubeadm=kubeadm))
