@@ -20,12 +20,13 @@ from activities import redaction
 from activities.aws.iam_cli import bootstrap_group
 from devstack.cli import dev
 from spec.errors import ManifestError
-from spec.loader import LoadResult, load_file
+from spec.loader import LoadResult, load_manifest
 from spec.summary import summarize
 from spec.variables import parse_var_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="capt", prog_name="capt", message="%(prog)s %(version)s")
 def main() -> None:
     """Create and run self-managed kubeadm clusters on AWS with Temporal workflows."""
     # Library logs (botocore, the Temporal SDK) at CAPT_LOG_LEVEL (default WARNING), every line
@@ -37,47 +38,98 @@ def main() -> None:
     redaction.install()
 
 
-def _load(file: str, var: tuple[str, ...]) -> LoadResult:
-    """Load a manifest or exit 1 with every problem listed."""
+# Exit codes (README: "Exit codes"): 0 done; 1 failed; 2 bad input or a request the cluster
+# refused (nothing created or changed); 3 no such cluster; 4 Temporal unreachable; 5 timed out;
+# 130 interrupted (the operation keeps running).
+EXIT_BAD_INPUT = 2
+
+
+def _read_manifests(files: tuple[str, ...]) -> str:
+    """The documents of every -f (`-` is stdin), as one YAML stream in the order given."""
+    texts = []
+    for name in files:
+        try:
+            texts.append(sys.stdin.read() if name == "-" else Path(name).read_text())
+        except OSError as exc:
+            click.echo(f"cannot read {name}: {exc.strerror}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except UnicodeDecodeError:
+            click.echo(f"cannot read {name}: not UTF-8 text", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+    return "\n---\n".join(texts)
+
+
+def _variables(var: tuple[str, ...], var_file: str | None) -> dict[str, str]:
+    """clusterctl's conventions: a variables file (KEY: value YAML), then --var on top."""
+    import yaml
+
+    values: dict[str, str] = {}
+    if var_file:
+        try:
+            loaded = yaml.safe_load(Path(var_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise click.BadParameter(f"cannot read {var_file}: {exc}", param_hint="--var-file") from exc
+        if not isinstance(loaded, dict):
+            raise click.BadParameter(f"{var_file} must hold KEY: value lines", param_hint="--var-file")
+        values.update({str(k): "" if v is None else str(v) for k, v in loaded.items()})
     try:
-        variables = parse_var_options(var)
+        values.update(parse_var_options(var))
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.BadParameter(str(exc), param_hint="--var") from exc
+    return values
+
+
+def _load(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None = None) -> LoadResult:
+    """Load the manifests and plan their network (validate = apply), or exit 2 with every problem."""
+    from plan.network import PlanError
+    from plan.render import render_plan
+
+    variables = _variables(var, var_file)
     try:
-        return load_file(file, variables)
+        result = load_manifest(_read_manifests(files), variables)
     except ManifestError as exc:
         for warning in exc.warnings:
             click.echo(f"warning: {warning}", err=True)
         click.echo(exc.render(), err=True)
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(f"cannot read {file}: {exc.strerror}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_BAD_INPUT)
+    try:
+        render_plan(result.spec)  # the network planner's own checks (subnets per zone, sizes)
+    except PlanError as exc:
+        click.echo(f"the network cannot be planned: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    return result
 
 
 file_option = click.option(
     "-f",
     "--file",
-    "file",
+    "files",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="CAPI manifest (multi-document YAML).",
+    multiple=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="CAPI manifest (multi-document YAML); `-` reads stdin. Repeatable: the files' documents merge.",
 )
 var_option = click.option(
     "--var",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Set a ${KEY} variable (overrides the environment). Repeatable.",
+    help="Set a ${KEY} variable (overrides the environment and --var-file). Repeatable.",
+)
+var_file_option = click.option(
+    "--var-file",
+    type=click.Path(dir_okay=False),
+    help="A clusterctl-style variables file (KEY: value YAML).",
 )
 
 
 @main.command()
 @file_option
 @var_option
+@var_file_option
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def validate(file: str, var: tuple[str, ...], output: str) -> None:
+def validate(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None, output: str) -> None:
     """Check a manifest and summarise the cluster it describes; nothing is created."""
-    result = _load(file, var)
+    result = _load(files, var, var_file)
     secrets = {name: sorted(values) for name, values in sorted(result.secrets.items())}
     if output == "json":
         click.echo(
@@ -106,14 +158,15 @@ def validate(file: str, var: tuple[str, ...], output: str) -> None:
 @main.command("plan")
 @file_option
 @var_option
+@var_file_option
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plan_command(file: str, var: tuple[str, ...], output: str) -> None:
+def plan_command(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None, output: str) -> None:
     """What capt would build in AWS, without calling AWS: VPC, subnets per AZ, gateways,
     route tables, security groups with every rule, load balancer, bastion, machines."""
     from plan.network import PlanError
     from plan.render import render_plan
 
-    result = _load(file, var)
+    result = _load(files, var, var_file)
     try:
         click.echo(render_plan(result.spec, fmt=output), nl=False)
     except PlanError as exc:
@@ -172,10 +225,18 @@ namespace_option = click.option(
     "-n", "--namespace", default="default", show_default=True, help="Cluster namespace."
 )
 wait_option = click.option("--wait/--no-wait", default=False, help="Wait for the result, showing progress.")
+
+
+def _check_timeout(ctx, param, value: str) -> str:
+    _seconds(value)  # a bad duration is a usage error (exit 2) before anything connects
+    return value
+
+
 timeout_option = click.option(
     "--timeout",
     default="30m",
     show_default=True,
+    callback=_check_timeout,
     help="With --wait: give up after this long (e.g. 90s, 20m, 1h).",
 )
 
@@ -232,14 +293,17 @@ def _web_ui_link(namespace: str, name: str) -> str:
 @main.command()
 @file_option
 @var_option
+@var_file_option
 @wait_option
 @timeout_option
 @_run
-async def apply(file: str, var: tuple[str, ...], wait: bool, timeout: str) -> None:
+async def apply(
+    files: tuple[str, ...], var: tuple[str, ...], var_file: str | None, wait: bool, timeout: str
+) -> None:
     """Create the cluster a manifest describes, or apply its changes to the running one."""
     from client import clusters
 
-    result = _load(file, var)
+    result = _load(files, var, var_file)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     spec = result.spec
@@ -310,6 +374,12 @@ def scale() -> None:
 async def scale_controlplane(cluster: str, replicas: int, namespace: str, wait: bool, timeout: str) -> None:
     """Scale the control plane (odd numbers: 1, 3, 5, 7)."""
     from client import clusters
+    from spec import validation
+
+    if err := validation.control_plane_replicas_error(replicas) or validation.control_plane_size_error(
+        replicas
+    ):
+        raise click.BadParameter(err, param_hint="--replicas")
 
     client = await clusters.connect()
     await clusters.update(
@@ -333,6 +403,12 @@ async def scale_machinedeployment(
 ) -> None:
     """Scale a machine deployment."""
     from client import clusters
+    from spec import validation
+
+    if replicas < 0:
+        raise click.BadParameter(f"must not be negative, got {replicas}", param_hint="--replicas")
+    if err := validation.deployment_replicas_error(replicas):
+        raise click.BadParameter(err, param_hint="--replicas")
 
     client = await clusters.connect()
     await clusters.update(
@@ -355,6 +431,10 @@ async def scale_machinedeployment(
 async def upgrade(cluster: str, version: str, namespace: str, wait: bool, timeout: str) -> None:
     """Upgrade the control plane, then every machine deployment, to a Kubernetes version."""
     from client import clusters
+    from spec import validation
+
+    if err := validation.version_error(version):
+        raise click.BadParameter(err, param_hint="--version")
 
     client = await clusters.connect()
     await clusters.update(client, namespace, cluster, "upgrade", clusters.upgrade(version))
@@ -521,3 +601,14 @@ main.add_command(bootstrap_group)
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script: eval "$(capt completion bash)" (or add it to your rc file)."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None  # the three shells click supports
+    click.echo(cls(main, {}, "capt", "_CAPT_COMPLETE").source())

@@ -62,6 +62,11 @@ class Doc:
     group: str = ""
     version: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    # What the readers looked at (spec/strict.py reports everything else as unknown): `read`
+    # holds every path asked for (present or not: a probe names a field capt knows), `whole` the
+    # paths whose value was taken as a whole (maps and lists handed on as they are).
+    read: set[str] = field(default_factory=set)
+    whole: set[str] = field(default_factory=set)
 
     # --- reporting -------------------------------------------------------------------
     def problem(self, path: str, message: str) -> None:
@@ -72,6 +77,7 @@ class Doc:
 
     # --- typed reads -----------------------------------------------------------------
     def raw(self, path: str, default: Any = None) -> Any:
+        self.read.add(path)
         node: Any = self.body
         for part in path.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -89,16 +95,23 @@ class Doc:
                 self.problem(path, "is required")
             return default
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            self.problem(path, f"must be a string, got {type(value).__name__}")
+            self.problem(path, f"must be a string, got {_kind_of(value)}")
             return default
-        return str(value)
+        if not isinstance(value, str):
+            # YAML read it as a number (`version: 1.20` is the float 1.2): say what to write.
+            if path.rsplit(".", 1)[-1] == "version":
+                self.problem(path, f'got the number {value!r}; write a quoted version such as "v1.20.5"')
+            else:
+                self.problem(path, f'got the number {value!r}; quote it: "{value}"')
+            return default
+        return value
 
     def int(self, path: str, default: int | None = None, minimum: int | None = None) -> int | None:
         value = self.raw(path)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(path, f"must be an integer, got {value!r}")
+            self.problem(path, _integer_hint(value))
             return default
         if minimum is not None and value < minimum:
             self.problem(path, f"must be >= {minimum}, got {value}")
@@ -115,20 +128,22 @@ class Doc:
         return value
 
     def dict(self, path: str) -> dict[str, Any]:
+        self.whole.add(path)
         value = self.raw(path)
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.problem(path, f"must be a mapping, got {type(value).__name__}")
+            self.problem(path, f"must be a mapping (key: value lines), got {_kind_of(value)}")
             return {}
         return value
 
     def list(self, path: str) -> list[Any]:
+        self.whole.add(path)
         value = self.raw(path)
         if value is None:
             return []
         if not isinstance(value, list):
-            self.problem(path, f"must be a list, got {type(value).__name__}")
+            self.problem(path, f"must be a list (lines starting with '- '), got {_kind_of(value)}")
             return []
         return value
 
@@ -145,7 +160,7 @@ class Doc:
         """A replica count: an integer, never negative; CAPI defaults a missing one to 1."""
         value = self.raw(path, 1)
         if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(path, f"must be an integer, got {value!r}")
+            self.problem(path, _integer_hint(value))
             return 1
         if value < 0:
             self.problem(path, f"must not be negative, got {value}")
@@ -173,6 +188,28 @@ class Doc:
         return out
 
 
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _integer_hint(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return f"must be an integer, got the string {value!r}; write {value.strip()} without quotes"
+    if isinstance(value, float) and value.is_integer():
+        return f"must be an integer, got {value!r}; write {int(value)}"
+    return f"must be an integer, got {_kind_of(value)}"
+
+
 def is_dns1123_subdomain(name: str) -> bool:
     return len(name) <= 253 and bool(_DNS1123_SUBDOMAIN.match(name))
 
@@ -181,9 +218,62 @@ def is_dns1123_label(name: str) -> bool:
     return len(name) <= 63 and "." not in name and bool(_DNS1123_SUBDOMAIN.match(name))
 
 
+MAX_DOCUMENT_BYTES = 1 << 20  # the API server's limit for one object, about
+MAX_MANIFEST_BYTES = 8 << 20
+MAX_EXPANDED_NODES = 100_000  # YAML nodes after expanding aliases ("billion laughs" stop here)
+_SEPARATOR = re.compile(r"^---", re.MULTILINE)
+
+
+def _size_error(text: str) -> str | None:
+    size = len(text.encode())
+    if size > MAX_MANIFEST_BYTES:
+        return f"the manifest is {size} bytes; capt reads at most {MAX_MANIFEST_BYTES}"
+    for i, part in enumerate(_SEPARATOR.split(text), start=1):
+        if len(part.encode()) > MAX_DOCUMENT_BYTES:
+            return f"YAML document {i} is {len(part.encode())} bytes; one document may be at most {MAX_DOCUMENT_BYTES} (1 MiB)"
+    return None
+
+
+def _alias_error(text: str) -> str | None:
+    """Refuse YAML whose aliases expand into more than MAX_EXPANDED_NODES nodes, counted on the
+    node graph (each anchor's size once), before anything is expanded."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        sizes[key] = 1  # a recursive alias counts once
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(n) for n in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        total = min(total, MAX_EXPANDED_NODES + 1)
+        sizes[key] = total
+        return total
+
+    expanded = 0
+    for root in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        if root is not None:
+            expanded += size(root)
+        if expanded > MAX_EXPANDED_NODES:
+            return (
+                f"the YAML expands to more than {MAX_EXPANDED_NODES} nodes through its aliases (&anchor/*alias); "
+                "write the repeated parts out or shorten them"
+            )
+    return None
+
+
 def parse_documents(text: str, problems: list[Problem], warnings: list[str]) -> list[Doc]:
     """Split the YAML stream; check apiVersion/kind/metadata; skip (with a warning) unknown kinds."""
+    if err := _size_error(text):
+        problems.append(Problem(0, "", "", "", err))
+        return []
     try:
+        if err := _alias_error(text):
+            problems.append(Problem(0, "", "", "", err))
+            return []
         raw_docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
