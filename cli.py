@@ -217,6 +217,14 @@ def _run(coro_fn):
         except TimeoutError as exc:
             click.echo(str(exc), err=True)
             _exit(5)
+        except KeyboardInterrupt:
+            # Ctrl-C stops the waiting, not the work: the workflow goes on in Temporal.
+            click.echo(
+                "\ninterrupted: the operation keeps running in Temporal; watch it with "
+                "`capt describe cluster NAME -n NAMESPACE` or the Web UI",
+                err=True,
+            )
+            _exit(130)
 
     return wrapper
 
@@ -290,15 +298,32 @@ def _web_ui_link(namespace: str, name: str) -> str:
     return f"{ui}/namespaces/{os.environ.get('TEMPORAL_NAMESPACE', 'default')}/workflows/{wf_id}"
 
 
+def _print_preview(p) -> None:
+    for line in p.fields:
+        click.echo(f"~ {line}")
+    for line in p.machines:
+        click.echo(f"machines: {line}")
+
+
 @main.command()
 @file_option
 @var_option
 @var_file_option
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Judge the change with the running cluster's own rules and show it; change nothing.",
+)
 @wait_option
 @timeout_option
 @_run
 async def apply(
-    files: tuple[str, ...], var: tuple[str, ...], var_file: str | None, wait: bool, timeout: str
+    files: tuple[str, ...],
+    var: tuple[str, ...],
+    var_file: str | None,
+    dry_run: bool,
+    wait: bool,
+    timeout: str,
 ) -> None:
     """Create the cluster a manifest describes, or apply its changes to the running one."""
     from client import clusters
@@ -308,6 +333,17 @@ async def apply(
         click.echo(f"warning: {warning}", err=True)
     spec = result.spec
     client = await clusters.connect()
+    if dry_run:
+        try:
+            p = await clusters.preview(client, spec)
+        except clusters.NotFound:
+            click.echo(f"cluster {spec.namespace}/{spec.name} would be created (dry run)")
+            return
+        if not p.accepted:
+            raise clusters.Rejected(p.reason)
+        click.echo(f"cluster {spec.namespace}/{spec.name}: {p.summary} (dry run, nothing changed)")
+        _print_preview(p)
+        return
     created, answer = await clusters.apply(client, spec, secrets=result.secrets)
     verb = "created" if created else ("configured" if answer.changed else "unchanged")
     click.echo(f"cluster {spec.namespace}/{spec.name} {verb}" + ("" if created else f": {answer.summary}"))
@@ -317,13 +353,85 @@ async def apply(
         click.echo(f"cluster {spec.namespace}/{spec.name} is {status.phase}")
 
 
+@main.command()
+@file_option
+@var_option
+@var_file_option
+def diff(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None) -> None:
+    """What applying the manifest would change on the running cluster: the spec's fields and which
+    machines are replaced or added. Exit 0 when nothing would change, 1 when something would (as
+    `kubectl diff`), 2 when the change would be refused."""
+    from client import clusters
+
+    result = _load(files, var, var_file)
+    spec = result.spec
+
+    async def run() -> int:
+        client = await clusters.connect()
+        try:
+            p = await clusters.preview(client, spec)
+        except clusters.NotFound:
+            click.echo(f"+ cluster {spec.namespace}/{spec.name} (not running: apply creates it)")
+            return 1
+        if not p.accepted:
+            click.echo(f"rejected: {p.reason}", err=True)
+            return EXIT_BAD_INPUT
+        if not p.fields:
+            return 0
+        _print_preview(p)
+        return 1
+
+    try:
+        code = asyncio.run(run())
+    except ConnectionError as exc:
+        click.echo(f"{exc} (is it running? `capt dev up` starts a local one)", err=True)
+        code = 4
+    _exit(code)
+
+
 @main.group()
 def get() -> None:
     """List resources."""
 
 
+@get.command("machines")
+@click.argument("cluster", required=False)
+@namespace_option
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True
+)
+@_run
+async def get_machines(cluster: str | None, namespace: str, output: str) -> None:
+    """Every machine of one cluster (or of every running cluster): role, phase, version, node, AZ, instance."""
+    from client import clusters, describe
+
+    client = await clusters.connect()
+    found = (
+        [await clusters.status(client, namespace, cluster)]
+        if cluster
+        else await clusters.list_clusters(client)
+    )
+    if output == "table":
+        click.echo(describe.machines_table(found))
+        return
+    rows = [
+        m | {"cluster": f"{s.namespace}/{s.name}"} for s in found for m in describe.as_json(s)["machines"]
+    ]
+    click.echo(_dump(rows, output))
+
+
+def _dump(value, output: str) -> str:
+    if output == "yaml":
+        import yaml
+
+        return yaml.safe_dump(value, sort_keys=False).rstrip()
+    return json.dumps(value, indent=2)
+
+
 @get.command("clusters")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True
+)
 @_run
 async def get_clusters(output: str) -> None:
     """Every running cluster, from the workflow list."""
@@ -331,8 +439,8 @@ async def get_clusters(output: str) -> None:
 
     client = await clusters.connect()
     found = await clusters.list_clusters(client)
-    if output == "json":
-        click.echo(json.dumps([describe.as_json(s) for s in found], indent=2))
+    if output in ("json", "yaml"):
+        click.echo(_dump([describe.as_json(s) for s in found], output))
     else:
         click.echo(describe.table(found))
 
@@ -345,7 +453,9 @@ def describe_group() -> None:
 @describe_group.command("cluster")
 @click.argument("name")
 @namespace_option
-@click.option("-o", "--output", type=click.Choice(["tree", "json"]), default="tree", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["tree", "json", "yaml"]), default="tree", show_default=True
+)
 @_run
 async def describe_cluster(name: str, namespace: str, output: str) -> None:
     """The cluster as a tree (like `clusterctl describe cluster`), or JSON."""
@@ -353,8 +463,8 @@ async def describe_cluster(name: str, namespace: str, output: str) -> None:
 
     client = await clusters.connect()
     status = await clusters.status(client, namespace, name)
-    if output == "json":
-        click.echo(json.dumps(describe.as_json(status), indent=2))
+    if output in ("json", "yaml"):
+        click.echo(_dump(describe.as_json(status), output))
     else:
         click.echo(describe.tree(status))
 

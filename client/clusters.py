@@ -73,13 +73,31 @@ def _unwrap(err: WorkflowUpdateFailedError) -> Rejected:
     return Rejected(message)
 
 
+async def _elsewhere(client: Client, namespace: str, name: str) -> str:
+    """ "; found in team-a; use -n team-a" when a running cluster of that name is in another namespace."""
+    others = []
+    try:
+        query = f'WorkflowType = "ClusterWorkflow" AND ExecutionStatus = "Running" AND CaptCluster = "{name}"'
+        async for wf in client.list_workflows(query):
+            parts = wf.id.split("/")
+            if len(parts) == 3 and parts[2] == name and parts[1] != namespace:
+                others.append(parts[1])
+    except RPCError:
+        return ""
+    if not others:
+        return ""
+    return f"; found in {', '.join(sorted(others))}; use -n {sorted(others)[0]}"
+
+
 async def running_handle(client: Client, namespace: str, name: str):
     handle = client.get_workflow_handle(cluster_workflow_id(namespace, name))
     try:
         desc = await handle.describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise NotFound(f"cluster {namespace}/{name} not found") from None
+            raise NotFound(
+                f"cluster {namespace}/{name} not found" + await _elsewhere(client, namespace, name)
+            ) from None
         raise
     if desc.status != WorkflowExecutionStatus.RUNNING:
         raise NotFound(
@@ -151,13 +169,24 @@ def store_secrets(spec: ClusterSpec, secrets: Mapping[str, Mapping[str, bytes]],
     return spec.model_copy(update={"addons": addons})
 
 
+async def preview(client: Client, spec: ClusterSpec):
+    """What applying `spec` would do to the running cluster (`capt diff`, `apply --dry-run`):
+    the workflow's own rules, through a query, so nothing is recorded."""
+    from workflows.cluster import ApplyRequest
+
+    handle = await running_handle(client, spec.namespace, spec.name)
+    return await handle.query(ClusterWorkflow.preview, ApplyRequest(spec=spec))
+
+
 async def status(client: Client, namespace: str, name: str) -> ClusterStatus:
     handle = client.get_workflow_handle(cluster_workflow_id(namespace, name))
     try:
         return await handle.query(ClusterWorkflow.status)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise NotFound(f"cluster {namespace}/{name} not found") from None
+            raise NotFound(
+                f"cluster {namespace}/{name} not found" + await _elsewhere(client, namespace, name)
+            ) from None
         raise
 
 

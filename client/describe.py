@@ -227,3 +227,24 @@ def table(clusters: list[ClusterStatus]) -> str:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def machines_table(statuses: list[ClusterStatus]) -> str:
+    """`capt get machines`: one line per machine of every cluster given."""
+    rows = [("NAME", "CLUSTER", "ROLE", "PHASE", "VERSION", "NODE", "AZ", "INSTANCE")]
+    for s in statuses:
+        for m in as_json(s)["machines"]:
+            rows.append(
+                (
+                    m["name"],
+                    f"{s.namespace}/{s.name}",
+                    m["role"],
+                    m["phase"],
+                    m["version"] or "-",
+                    m["nodeName"] or "-",
+                    m["availabilityZone"] or "-",
+                    m["instanceId"] or "-",
+                )
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

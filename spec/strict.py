@@ -82,13 +82,7 @@ NOT_SUPPORTED: dict[str, dict[str, str]] = {
 
 # Fields capt reads nothing from because they change nothing for it (deprecated in CAPI, or the
 # server's to set): accepted with a warning so that real templates load unchanged.
-IGNORED: dict[str, dict[str, str]] = {
-    "MachineDeployment": {
-        "spec.progressDeadlineSeconds": "deprecated in Cluster API and without effect",
-        "spec.revisionHistoryLimit": "capt keeps no old MachineSets",
-        "spec.paused": "pause the whole cluster with `capt pause`",
-    },
-}
+IGNORED: dict[str, dict[str, str]] = {}
 
 
 def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:

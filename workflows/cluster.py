@@ -41,7 +41,14 @@ with workflow.unsafe.imports_passed_through():
     from spec.models import AddonSpec, ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
     from workflows import activity_options as opts
     from workflows import search_attributes as sa
-    from workflows.cluster_changes import ChangeRejected, ClusterChanges, plan_changes
+    from workflows.cluster_changes import (
+        ApplyPreview,
+        ChangeRejected,
+        ClusterChanges,
+        field_changes,
+        machine_effects,
+        plan_changes,
+    )
     from workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
     from workflows.control_plane_rules import parse_kubernetes_version
     from workflows.health import HealthCheckInput, HealthCheckWorkflow, HealthSettings, health_workflow_id
@@ -257,6 +264,23 @@ class ClusterWorkflow:
     def deployment_changed(self, status: DeploymentStatus) -> None:
         self._carry.deployments[status.name] = status
         self._wake = True
+
+    @workflow.query
+    def preview(self, req: ApplyRequest) -> ApplyPreview:
+        """What `apply` would do with this spec, judged by the same rules (`capt diff`,
+        `capt apply --dry-run`). A query: nothing is recorded in the history."""
+        assert self._spec is not None
+        try:
+            self._reject_if_deleting()
+            changes = self._changes(req.spec)
+        except ValueError as err:
+            return ApplyPreview(accepted=False, reason=str(err))
+        return ApplyPreview(
+            accepted=True,
+            summary=changes.summary(),
+            fields=tuple(field_changes(self._spec, req.spec)),
+            machines=tuple(machine_effects(self._spec, req.spec, changes)),
+        )
 
     # --- updates ----------------------------------------------------------------------------
     @workflow.update

@@ -1,0 +1,83 @@
+"""The CLI as a user drives it on the local stack (issue 17): Ctrl-C during `--wait` says the
+operation keeps running and exits 130 without a traceback; `capt diff` and `apply --dry-run`
+judge a change against the running cluster and change nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.test_cluster_e2e import BIN, capt
+from tests.e2e.test_cluster_e2e import stack as stack  # noqa: F401 - the module-scoped local stack
+from tests.support.paths import QUICKSTART
+
+pytestmark = pytest.mark.e2e
+NS, NAME = "team-cli", "cli"
+
+
+def manifest(tmp_path, replicas: int = 1, version: str = "v1.20.5") -> str:
+    text = QUICKSTART.read_text().replace("namespace: capi-quickstart", f"namespace: {NS}")
+    text = text.replace("capi-quickstart", NAME).replace("replicas: 3", "replicas: 1")
+    text = text.replace("  replicas: 1\n  minReadySeconds", f"  replicas: {replicas}\n  minReadySeconds")
+    text = text.replace("v1.20.5", version)
+    path = tmp_path / f"cli-{replicas}-{version}.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_ctrl_c_while_waiting_then_diff_and_dry_run(stack, tmp_path):  # noqa: F811
+    env, _ = stack
+    proc = subprocess.Popen(
+        [str(BIN / "capt"), "apply", "-f", manifest(tmp_path), "--wait", "--timeout", "15m"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        shown = capt(env, "describe", "cluster", NAME, "-n", NS, "-o", "json")
+        if shown.returncode == 0:
+            break
+        time.sleep(1)
+    time.sleep(2)  # inside the --wait loop
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert "interrupted: the operation keeps running in Temporal" in err
+    assert "Traceback" not in err and "panic" not in err.lower(), err
+
+    # The cluster goes on to Ready without the CLI.
+    done = capt(env, "apply", "-f", manifest(tmp_path), "--wait", "--timeout", "15m", timeout=1000)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        json.loads(capt(env, "describe", "cluster", NAME, "-n", NS, "-o", "json").stdout)["phase"] == "Ready"
+    )
+
+    # diff: nothing to change -> 0; a scale -> 1 with the field and the machines; a skipped minor
+    # -> 2 with the workflow's own reason. None of them changes anything.
+    same = capt(env, "diff", "-f", manifest(tmp_path))
+    assert same.returncode == 0 and same.stdout == "", same.stdout + same.stderr
+    scaled = capt(env, "diff", "-f", manifest(tmp_path, replicas=3))
+    assert scaled.returncode == 1, scaled.stderr
+    assert f"~ machine_deployments[{NAME}-md-0].replicas: 1 -> 3" in scaled.stdout
+    assert f"machines: deployment {NAME}-md-0: 2 machine(s) added" in scaled.stdout
+    upgraded = capt(env, "diff", "-f", manifest(tmp_path, version="v1.21.2"))
+    assert upgraded.returncode == 1
+    assert '~ control_plane.version: "v1.20.5" -> "v1.21.2"' in upgraded.stdout
+    assert "machines: control plane: every machine replaced, one at a time (1 -> 1)" in upgraded.stdout
+    skipped = capt(env, "diff", "-f", manifest(tmp_path, version="v1.22.0"))
+    assert skipped.returncode == 2 and "one minor version at a time" in skipped.stderr
+    dry = capt(env, "apply", "-f", manifest(tmp_path, replicas=3), "--dry-run")
+    assert dry.returncode == 0 and "(dry run, nothing changed)" in dry.stdout, dry.stdout + dry.stderr
+    status = json.loads(capt(env, "describe", "cluster", NAME, "-n", NS, "-o", "json").stdout)
+    assert (
+        status["phase"] == "Ready" and sum(1 for m in status["machines"] if m["role"] != "control-plane") == 1
+    )
+
+    deleted = capt(env, "delete", "cluster", NAME, "-n", NS, "--wait", "--timeout", "15m", timeout=1000)
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
