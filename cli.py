@@ -298,6 +298,22 @@ def _web_ui_link(namespace: str, name: str) -> str:
     return f"{ui}/namespaces/{os.environ.get('TEMPORAL_NAMESPACE', 'default')}/workflows/{wf_id}"
 
 
+def _check_dev_region(region: str) -> None:
+    """On the local stack (`capt dev env` sets CAPT_DEV_REGION), a cluster in another region would
+    never boot: the simulator plays one region. Refused before anything is created."""
+    import os
+
+    played = os.environ.get("CAPT_DEV_REGION")
+    if played and region != played:
+        click.echo(
+            f"the local stack plays {played} only, and this cluster is in {region}: its machines would "
+            f"never boot. Start a stack for it: `capt dev down && capt dev up --region {region}` "
+            f"(or set the manifest's region to {played})",
+            err=True,
+        )
+        sys.exit(EXIT_BAD_INPUT)
+
+
 def _print_preview(p) -> None:
     for line in p.fields:
         click.echo(f"~ {line}")
@@ -332,6 +348,7 @@ async def apply(
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     spec = result.spec
+    _check_dev_region(spec.region)
     client = await clusters.connect()
     if dry_run:
         try:

@@ -516,3 +516,13 @@ def test_version_and_completion():
     for shell in ("bash", "zsh", "fish"):
         out = CliRunner().invoke(cli.main, ["completion", shell])
         assert out.exit_code == 0 and "_CAPT_COMPLETE" in out.output
+
+
+def test_a_region_the_local_stack_does_not_play_is_refused(no_side_effects, tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(QUICKSTART.read_text())
+    result = CliRunner().invoke(cli.main, ["apply", "-f", str(path)], env={"CAPT_DEV_REGION": "us-west-2"})
+    assert result.exit_code == 2, result.output
+    assert "the local stack plays us-west-2 only, and this cluster is in ap-northeast-2" in result.output
+    assert "capt dev up --region ap-northeast-2" in result.output
+    assert no_side_effects == []

@@ -81,3 +81,54 @@ def test_ctrl_c_while_waiting_then_diff_and_dry_run(stack, tmp_path):  # noqa: F
 
     deleted = capt(env, "delete", "cluster", NAME, "-n", NS, "--wait", "--timeout", "15m", timeout=1000)
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+
+
+def test_a_stack_started_for_another_region_plays_it(tmp_path_factory, tmp_path):
+    """`capt dev up --region us-west-2`: a cluster in us-west-2 boots and is deleted."""
+    import os
+
+    from tests.e2e.test_devstack import dev, free_ports
+
+    state_dir = tmp_path_factory.mktemp("west")
+    grpc, ui, moto, sim_api, sim, codec_port = free_ports(6)
+    up = dev(
+        state_dir,
+        "up",
+        *("--region", "us-west-2", "--temporal-port", str(grpc), "--ui-port", str(ui)),
+        *("--moto-port", str(moto), "--codec-port", str(codec_port)),
+        *("--sim-api-port", str(sim_api), "--sim-port", str(sim)),
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CAPT_", "AWS_", "TEMPORAL_"))}
+    for line in dev(state_dir, "env").stdout.splitlines():
+        key, _, value = line[len("export ") :].partition("=")
+        env[key] = value.strip("'\"")
+    try:
+        text = (
+            QUICKSTART.read_text()
+            .replace("ap-northeast-2", "us-west-2")
+            .replace("replicas: 3", "replicas: 1")
+        )
+        path = tmp_path / "west.yaml"
+        path.write_text(text)
+        done = capt(env, "apply", "-f", str(path), "--wait", "--timeout", "15m", timeout=1000)
+        assert done.returncode == 0, done.stdout + done.stderr
+        status = json.loads(
+            capt(env, "describe", "cluster", "capi-quickstart", "-n", "capi-quickstart", "-o", "json").stdout
+        )
+        assert status["phase"] == "Ready" and status["region"] == "us-west-2"
+        deleted = capt(
+            env,
+            "delete",
+            "cluster",
+            "capi-quickstart",
+            "-n",
+            "capi-quickstart",
+            "--wait",
+            "--timeout",
+            "15m",
+            timeout=1000,
+        )
+        assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    finally:
+        dev(state_dir, "down", "--timeout", "5")
