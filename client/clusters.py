@@ -190,6 +190,30 @@ async def status(client: Client, namespace: str, name: str) -> ClusterStatus:
         raise
 
 
+async def cluster_rows(client: Client) -> list[dict]:
+    """Running clusters from ONE visibility query over their search attributes (no query to any
+    workflow): namespace, name, phase, observed Kubernetes version, ready machines, age."""
+    import workflows.search_attributes as sa
+
+    rows = []
+    async for wf in client.list_workflows('WorkflowType = "ClusterWorkflow" AND ExecutionStatus = "Running"'):
+        parts = wf.id.split("/")
+        if len(parts) != 3:
+            continue
+        attrs = wf.typed_search_attributes
+        rows.append(
+            {
+                "namespace": parts[1],
+                "name": parts[2],
+                "phase": attrs.get(sa.PHASE) or "",
+                "version": attrs.get(sa.KUBERNETES_VERSION) or "",
+                "readyMachines": attrs.get(sa.READY_MACHINES),
+                "started": wf.start_time,
+            }
+        )
+    return sorted(rows, key=lambda r: (r["namespace"], r["name"]))
+
+
 async def list_clusters(client: Client) -> list[ClusterStatus]:
     """Running clusters, from the workflow list (the CaptCluster search attribute)."""
     found = []

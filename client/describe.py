@@ -248,3 +248,26 @@ def machines_table(statuses: list[ClusterStatus]) -> str:
             )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def _age(started: datetime | None, now: datetime) -> str:
+    if started is None:
+        return "-"
+    seconds = int((now - started).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def rows_table(rows: list[dict], now: datetime | None = None) -> str:
+    """`capt get clusters`: the visibility rows (client.clusters.cluster_rows) as a table."""
+    now = now or datetime.now(UTC)
+    out = [("NAMESPACE", "NAME", "PHASE", "VERSION", "READY", "AGE")]
+    for r in rows:
+        ready = "-" if r["readyMachines"] is None else str(r["readyMachines"])
+        out.append(
+            (r["namespace"], r["name"], r["phase"], r["version"] or "-", ready, _age(r["started"], now))
+        )
+    widths = [max(len(row[i]) for row in out) for i in range(len(out[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in out)

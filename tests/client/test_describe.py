@@ -76,3 +76,34 @@ def test_get_machines_table_is_golden() -> None:
         "NAME                      CLUSTER      ROLE           PHASE    VERSION  NODE          AZ               INSTANCE",
         "prod-control-plane-abcde  team-a/prod  control-plane  Running  v1.31.0  ip-10-0-64-4  ap-northeast-2a  i-0123",
     ]
+
+
+def test_get_clusters_rows_table_is_golden() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from client.describe import rows_table
+
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    rows = [
+        {
+            "namespace": "team-a",
+            "name": "prod",
+            "phase": "Ready",
+            "version": "v1.31.0",
+            "readyMachines": 6,
+            "started": now - timedelta(hours=3),
+        },
+        {
+            "namespace": "team-b",
+            "name": "dev",
+            "phase": "Provisioning",
+            "version": "",
+            "readyMachines": None,
+            "started": now - timedelta(seconds=40),
+        },
+    ]
+    assert rows_table(rows, now).splitlines() == [
+        "NAMESPACE  NAME  PHASE         VERSION  READY  AGE",
+        "team-a     prod  Ready         v1.31.0  6      3h",
+        "team-b     dev   Provisioning  -        -      40s",
+    ]

@@ -58,6 +58,22 @@ def test_ctrl_c_while_waiting_then_diff_and_dry_run(stack, tmp_path):  # noqa: F
         json.loads(capt(env, "describe", "cluster", NAME, "-n", NS, "-o", "json").stdout)["phase"] == "Ready"
     )
 
+    # get clusters: one visibility query; get machines: the cluster's two machines.
+    listed = capt(env, "get", "clusters")
+    assert listed.returncode == 0 and listed.stdout.splitlines()[0].split() == [
+        "NAMESPACE",
+        "NAME",
+        "PHASE",
+        "VERSION",
+        "READY",
+        "AGE",
+    ]
+    row = next(line.split() for line in listed.stdout.splitlines() if line.startswith(NS))
+    assert row[:5] == [NS, NAME, "Ready", "v1.20.5", "2"], listed.stdout
+    machines = capt(env, "get", "machines", NAME, "-n", NS, "-o", "json")
+    assert sorted(m["role"] for m in json.loads(machines.stdout)) == ["control-plane", "worker"]
+    assert "not found; found in team-cli; use -n team-cli" in capt(env, "describe", "cluster", NAME).stderr
+
     # diff: nothing to change -> 0; a scale -> 1 with the field and the machines; a skipped minor
     # -> 2 with the workflow's own reason. None of them changes anything.
     same = capt(env, "diff", "-f", manifest(tmp_path))
