@@ -27,8 +27,18 @@ from spec.variables import parse_var_options
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="capt", prog_name="capt", message="%(prog)s %(version)s")
-def main() -> None:
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0.1),
+    envvar="CAPT_REQUEST_TIMEOUT",
+    default=15.0,
+    show_default=True,
+    help="Seconds to wait for Temporal to answer a connection or request (then exit 4).",
+)
+def main(request_timeout: float) -> None:
     """Create and run self-managed kubeadm clusters on AWS with Temporal workflows."""
+
+    os.environ["CAPT_REQUEST_TIMEOUT"] = str(request_timeout)
     # Library logs (botocore, the Temporal SDK) at CAPT_LOG_LEVEL (default WARNING), every line
     # through the redaction filter: no secret value at any level.
     logging.basicConfig(
@@ -181,7 +191,6 @@ def _exit(code: int) -> None:
     """Leave without interpreter finalization: the Temporal client's native runtime threads can
     abort a finalizing interpreter ("PyGILState_Release … finalizing"), turning a finished
     command into a crash. Output is flushed first."""
-    import os
 
     sys.stdout.flush()
     sys.stderr.flush()
@@ -209,10 +218,12 @@ def _run(coro_fn):
             click.echo(f"failed: {exc}", err=True)
             _exit(1)
         except ConnectionError as exc:
-            click.echo(
-                f"{exc} (is it running? `capt dev up` starts a local one; TEMPORAL_ADDRESS points elsewhere)",
-                err=True,
+            hint = (
+                ""
+                if "configuration" in str(exc) or "payload keys" in str(exc)
+                else (" (is it running? `capt dev up` starts a local one; TEMPORAL_ADDRESS points elsewhere)")
             )
+            click.echo(f"{exc}{hint}", err=True)
             _exit(4)
         except TimeoutError as exc:
             click.echo(str(exc), err=True)
@@ -290,7 +301,6 @@ async def _wait_ready(client, namespace: str, name: str, timeout: str, until=Non
 
 
 def _web_ui_link(namespace: str, name: str) -> str:
-    import os
     import urllib.parse
 
     ui = os.environ.get("CAPT_WEB_UI", "http://localhost:8233")
@@ -301,7 +311,6 @@ def _web_ui_link(namespace: str, name: str) -> str:
 def _check_dev_region(region: str) -> None:
     """On the local stack (`capt dev env` sets CAPT_DEV_REGION), a cluster in another region would
     never boot: the simulator plays one region. Refused before anything is created."""
-    import os
 
     played = os.environ.get("CAPT_DEV_REGION")
     if played and region != played:
@@ -703,7 +712,6 @@ def codec_keygen(path: Path, key_id: str) -> None:
 def codec_server(host: str, port: int, origins: tuple[str, ...], token_env: str | None) -> None:
     """Serve /encode and /decode with the keys of CAPT_CODEC_KEY_FILE / CAPT_CODEC_KEYS, for the
     Web UI (`--ui-codec-endpoint`) and `temporal workflow show --codec-endpoint`."""
-    import os
 
     from client import codec, codec_server
 

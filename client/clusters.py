@@ -56,15 +56,34 @@ async def connect() -> Client:
     from client import codec
     from worker import connect_config
 
-    cfg = connect_config()
+    try:
+        cfg = connect_config()
+    except Exception as err:  # noqa: BLE001 - a bad TEMPORAL_PROFILE / config file, in one line
+        raise ConnectionError(f"Temporal client configuration: {err}") from None
     try:
         converter = codec.converter_from_env()
     except codec.CodecKeyError as err:
         raise ConnectionError(f"payload keys: {err}") from None
+    timeout = request_timeout()
     try:
-        return await Client.connect(**cfg, data_converter=converter)
+        # A server that accepts and never answers must not hang the CLI (CAPT_REQUEST_TIMEOUT).
+        return await asyncio.wait_for(Client.connect(**cfg, data_converter=converter), timeout)
     except RuntimeError:
         raise ConnectionError(f"cannot reach Temporal at {cfg['target_host']}") from None
+    except TimeoutError:
+        raise ConnectionError(
+            f"Temporal at {cfg['target_host']} did not answer within {timeout:g}s"
+        ) from None
+
+
+def request_timeout() -> float:
+    """Seconds a single request to Temporal may take (`capt --request-timeout`, CAPT_REQUEST_TIMEOUT)."""
+    import os
+
+    try:
+        return float(os.environ.get("CAPT_REQUEST_TIMEOUT", "15"))
+    except ValueError:
+        return 15.0
 
 
 def _unwrap(err: WorkflowUpdateFailedError) -> Rejected:
