@@ -95,6 +95,26 @@ def test_ctrl_c_while_waiting_then_diff_and_dry_run(stack, tmp_path):  # noqa: F
         status["phase"] == "Ready" and sum(1 for m in status["machines"] if m["role"] != "control-plane") == 1
     )
 
+    # kubeconfig: a short-lived admin certificate, written 0600, or merged as context NAME.
+    out = tmp_path / "kubeconfig"
+    written = capt(env, "kubeconfig", NAME, "-n", NS, "--output", str(out), "--ttl", "1h")
+    assert written.returncode == 0, written.stderr
+    assert out.stat().st_mode & 0o077 == 0
+    import base64
+
+    import yaml
+    from cryptography import x509
+
+    config = yaml.safe_load(out.read_text())
+    cert = x509.load_pem_x509_certificate(
+        base64.b64decode(config["users"][0]["user"]["client-certificate-data"])
+    )
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() <= 3600 + 360
+    merged_file = tmp_path / "merged"
+    merged = capt({**env, "KUBECONFIG": str(merged_file)}, "kubeconfig", NAME, "-n", NS, "--merge")
+    assert merged.returncode == 0, merged.stderr
+    assert yaml.safe_load(merged_file.read_text())["current-context"] == NAME
+
     deleted = capt(env, "delete", "cluster", NAME, "-n", NS, "--wait", "--timeout", "15m", timeout=1000)
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
 
