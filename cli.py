@@ -269,29 +269,51 @@ def _seconds(text: str) -> float:
         raise click.BadParameter(str(exc), param_hint="--timeout") from exc
 
 
-def _progress_printer():
+def _progress_printer(stream=None):
+    """`--wait` progress: a timestamped line for every change (logs, CI); on a terminal also a live
+    status line (rich) that shows the wait is alive between changes."""
+    import datetime as dt
+
     last: list[str] = []
+    live = None
+    stream = stream or sys.stderr
+    if stream.isatty():
+        from rich.console import Console
+
+        live = Console(file=stream).status("waiting for the cluster")
+        live.start()
 
     def show(status) -> None:
         line = f"{status.phase}: {status.ready_machines}/{status.desired_machines} machines ready — {status.message}"
+        if live is not None:
+            live.update(line)
         if not last or last[-1] != line:
-            click.echo(line, err=True)
+            stamp = dt.datetime.now().astimezone().strftime("%H:%M:%S")
+            if live is not None:
+                live.console.print(f"{stamp} {line}", markup=False, highlight=False)
+            else:
+                click.echo(f"{stamp} {line}", file=stream)
             last.append(line)
 
+    show.stop = live.stop if live is not None else (lambda: None)  # type: ignore[attr-defined]
     return show
 
 
 async def _wait_ready(client, namespace: str, name: str, timeout: str, until=None):
     from client import clusters
 
-    status = await clusters.wait(
-        client,
-        namespace,
-        name,
-        until or (lambda s: s.phase == "Ready"),
-        _seconds(timeout),
-        on_progress=_progress_printer(),
-    )
+    progress = _progress_printer()
+    try:
+        status = await clusters.wait(
+            client,
+            namespace,
+            name,
+            until or (lambda s: s.phase == "Ready"),
+            _seconds(timeout),
+            on_progress=progress,
+        )
+    finally:
+        progress.stop()
     if status.phase == "Failed":
         click.echo(f"failed: {status.message}", err=True)
         for blocker in status.blocked:

@@ -59,3 +59,20 @@ def test_bad_ttl_and_both_outputs_are_usage_errors():
     assert CliRunner().invoke(cli.main, ["kubeconfig", "c", "--ttl", "30s"]).exit_code == 2
     both = CliRunner().invoke(cli.main, ["kubeconfig", "c", "--output", "f", "--merge"])
     assert both.exit_code == 2 and "give --output or --merge, not both" in both.output
+
+
+def test_wait_progress_lines_are_timestamped_and_deduplicated():
+    import io
+    import re
+    from types import SimpleNamespace
+
+    out = io.StringIO()  # not a terminal: lines only
+    show = cli._progress_printer(out)
+    for phase in ("Provisioning", "Provisioning", "Ready"):
+        show(SimpleNamespace(phase=phase, ready_machines=1, desired_machines=2, message="m"))
+    show.stop()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert all(
+        re.match(r"^\d\d:\d\d:\d\d (Provisioning|Ready): 1/2 machines ready — m$", line) for line in lines
+    )
