@@ -141,7 +141,8 @@ def tree(s: ClusterStatus, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     rows: list[tuple[str, str, str, str, str]] = []
     ready = s.phase == "Ready"
-    _row(rows, f"Cluster/{s.name}", ready, "" if ready else s.phase, "", s.message)
+    since = _age(s.phase_since, now) if s.phase_since else ""
+    _row(rows, f"Cluster/{s.name}", ready, "" if ready else s.phase, since, s.message)
     infra = s.infrastructure
     _row(
         rows,

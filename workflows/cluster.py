@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -109,6 +109,7 @@ class ClusterCarry(BaseModel):
 
     phase: Phase = "Pending"
     message: str = ""
+    phase_since: datetime | None = None  # when the phase last changed (workflow time)
     infra: InfraResult | None = None
     context: ClusterContext | None = None
     control_plane_started: bool = False
@@ -190,6 +191,7 @@ class ClusterStatus(BaseModel):
     cluster_id: str | None = None
     phase: Phase
     message: str
+    phase_since: datetime | None = None
     paused: bool
     version: str
     endpoint: str | None
@@ -234,6 +236,7 @@ class ClusterWorkflow:
             cluster_id=c.cluster_id,
             phase=c.phase,
             message=c.message,
+            phase_since=c.phase_since,
             paused=c.paused,
             version=spec.control_plane.version,
             endpoint=(
@@ -850,6 +853,8 @@ class ClusterWorkflow:
 
     # --- presentation -------------------------------------------------------------------------
     def _set_phase(self, phase: Phase, message: str) -> None:
+        if phase != self._carry.phase or self._carry.phase_since is None:
+            self._carry.phase_since = workflow.now()
         self._carry.phase, self._carry.message = phase, message
 
     def _event(self, text: str) -> None:

@@ -107,3 +107,13 @@ def test_get_clusters_rows_table_is_golden() -> None:
         "team-a     prod  Ready         v1.31.0  6      3h",
         "team-b     dev   Provisioning  -        -      40s",
     ]
+
+
+def test_describe_fills_since_from_the_phase_change() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    status = _status(phase_since=now - timedelta(minutes=7))
+    header, first = tree(status, now).splitlines()[:2]
+    assert header.split()[:4] == ["NAME", "READY", "REASON", "SINCE"]
+    assert first.split()[:4] == ["Cluster/prod", "False", "Provisioning", "7m"]
