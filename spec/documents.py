@@ -7,6 +7,8 @@ that one run lists every problem.
 
 from __future__ import annotations
 
+import datetime
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +72,9 @@ class Doc:
 
     # --- reporting -------------------------------------------------------------------
     def problem(self, path: str, message: str) -> None:
-        self.problems.append(Problem(self.index, self.kind, self.name, path, message))
+        problem = Problem(self.index, self.kind, self.name, path, message)
+        if problem not in self.problems:  # a field's reader and the field check may agree
+            self.problems.append(problem)
 
     def at_least(self, version: str) -> bool:
         return VERSION_ORDER.get(self.version, 0) >= VERSION_ORDER[version]
@@ -94,15 +98,8 @@ class Doc:
             if required:
                 self.problem(path, "is required")
             return default
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            self.problem(path, f"must be a string, got {_kind_of(value)}")
-            return default
         if not isinstance(value, str):
-            # YAML read it as a number (`version: 1.20` is the float 1.2): say what to write.
-            if path.rsplit(".", 1)[-1] == "version":
-                self.problem(path, f'got the number {value!r}; write a quoted version such as "v1.20.5"')
-            else:
-                self.problem(path, f'got the number {value!r}; quote it: "{value}"')
+            self.problem(path, type_problem(value, "string", path))
             return default
         return value
 
@@ -111,7 +108,7 @@ class Doc:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(path, _integer_hint(value))
+            self.problem(path, type_problem(value, "integer", path))
             return default
         if minimum is not None and value < minimum:
             self.problem(path, f"must be >= {minimum}, got {value}")
@@ -123,7 +120,7 @@ class Doc:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.problem(path, f"must be true or false, got {value!r}")
+            self.problem(path, type_problem(value, "boolean", path))
             return default
         return value
 
@@ -133,7 +130,7 @@ class Doc:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.problem(path, f"must be a mapping (key: value lines), got {_kind_of(value)}")
+            self.problem(path, type_problem(value, "mapping", path))
             return {}
         return value
 
@@ -143,7 +140,7 @@ class Doc:
         if value is None:
             return []
         if not isinstance(value, list):
-            self.problem(path, f"must be a list (lines starting with '- '), got {_kind_of(value)}")
+            self.problem(path, type_problem(value, "list", path))
             return []
         return value
 
@@ -151,7 +148,7 @@ class Doc:
         out = []
         for i, item in enumerate(self.list(path)):
             if not isinstance(item, str):
-                self.problem(f"{path}[{i}]", f"must be a string, got {item!r}")
+                self.problem(f"{path}[{i}]", type_problem(item, "string", f"{path}[{i}]"))
                 continue
             out.append(item)
         return out
@@ -160,7 +157,7 @@ class Doc:
         """A replica count: an integer, never negative; CAPI defaults a missing one to 1."""
         value = self.raw(path, 1)
         if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(path, _integer_hint(value))
+            self.problem(path, type_problem(value, "integer", path))
             return 1
         if value < 0:
             self.problem(path, f"must not be negative, got {value}")
@@ -182,32 +179,65 @@ class Doc:
         out = {}
         for key, value in self.dict(path).items():
             if value is None or isinstance(value, dict | list):
-                self.problem(f"{path}.{key}", f"must be a string, got {value!r}")
+                self.problem(f"{path}.{key}", type_problem(value, "string", f"{path}.{key}"))
                 continue
             out[str(key)] = str(value)
         return out
 
 
-def _kind_of(value: Any) -> str:
+def _describe(value: Any) -> str:
+    if isinstance(value, datetime.date):
+        return f"the timestamp {value.isoformat()}"
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        return f"the number {value!r}"
+        return f"the number {value}"
     if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, list):
-        return "a list"
+        return f"the string {json.dumps(value)}"
     if isinstance(value, dict):
         return "a mapping"
-    return type(value).__name__
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r}"
 
 
-def _integer_hint(value: Any) -> str:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return f"must be an integer, got the string {value!r}; write {value.strip()} without quotes"
-    if isinstance(value, float) and value.is_integer():
-        return f"must be an integer, got {value!r}; write {int(value)}"
-    return f"must be an integer, got {_kind_of(value)}"
+def type_problem(value: Any, expected: str, path: str = "") -> str:
+    """What was written where a `expected` ("string", "integer", "boolean", "mapping" or
+    "list") belongs, and what to write instead: the one place type problems are worded."""
+    got = f"got {_describe(value)}"
+    leaf = path.rsplit(".", 1)[-1]
+    if expected == "string":
+        if leaf == "version" and isinstance(value, int | float) and not isinstance(value, bool):
+            return f'{got}; write the Kubernetes version as a quoted string with a v prefix, e.g. "v1.20.5"'
+        if isinstance(value, datetime.datetime):
+            stamp = value.isoformat().replace("+00:00", "Z")
+            return f'{got}; write it quoted: "{stamp}"'
+        if isinstance(value, bool | int | float):
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            return f'{got}; write "{text}" (quoted) if that is what you mean'
+        return f"{got}; write a string"
+    if expected == "integer":
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+            return f"{got}; write {value.strip()} (a number, without quotes)"
+        if isinstance(value, float) and value.is_integer():
+            return f"{got}; write {int(value)} (a whole number)"
+        return f"{got}; write a whole number, e.g. 3"
+    if expected == "boolean":
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
+            word = "true" if value.strip().lower() in ("true", "yes", "on") else "false"
+            return f"{got}; write {word} (without quotes)"
+        return f"{got}; write true or false"
+    if expected == "mapping":
+        if isinstance(value, list):
+            return f"{got}; write a mapping (key: value lines), not a list (- item lines)"
+        return f"{got}; write a mapping (key: value lines)"
+    if expected == "list":
+        if isinstance(value, dict):
+            return f"{got}; write a list (- item lines), not a mapping"
+        if isinstance(value, str | int | float):
+            return f"{got}; write a list, e.g. [{json.dumps(value)}]"
+        return f"{got}; write a list (- item lines)"
+    return f"{got}; expected {expected}"
 
 
 def is_dns1123_subdomain(name: str) -> bool:

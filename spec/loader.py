@@ -164,10 +164,11 @@ class _Resolver:
         # Unknown fields, in every document the cluster was read from (a document with a problem
         # already may have been read only in part: its unknown fields wait for the next run).
         with_problems = {p.document for p in self.problems}
-        checked = [clusters[0], *self.strict] + [d for k, d in self.by_key.items() if k in self.used]
-        for doc in {id(d): d for d in checked}.values():
-            if doc.index not in with_problems:
-                strict.check(doc, self.warnings)
+        read = {id(d) for d in [clusters[0], *self.strict]} | {
+            id(d) for k, d in self.by_key.items() if k in self.used
+        }
+        for doc in self.by_key.values():
+            strict.check(doc, read_fully=id(doc) in read and doc.index not in with_problems)
         if spec is not None and not self.problems and (err := _input_size_error(spec)):
             self.problems.append(Problem(0, "", "", "", err))
         if self.problems or spec is None:

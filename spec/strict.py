@@ -1,159 +1,152 @@
-"""Unknown fields are errors: every field of a document capt reads must be one its readers asked
-for (spec/documents.py records the paths), one capt knowingly ignores, or a field Cluster API /
-CAPA define that capt does not implement ("not supported by capt", listed in the README).
+"""Unknown fields are errors; fields capt does not implement are errors that say so.
 
-A typo gets the closest field capt knows at that place (`spec.replica: unknown field; did you
-mean "replicas"?`). Maps and lists that capt hands on whole (labels, tags, kubeadm's own
-configuration documents, files, users) are not looked into here.
+Two checks, after the readers ran (so each problem names the document, object and field path):
+
+1. **The API's shape** (`spec/schema.py`: every field of each kind in v1alpha3 … v1beta2, from
+   the CAPI/CAPA API types): a field the document's apiVersion does not define is "unknown" with a
+   did-you-mean (`spec.replica: unknown field; did you mean "replicas"?`), or names the versions
+   that do define it; a field Cluster API / CAPA define that capt does not implement is "not
+   supported by capt" (listed in the README) unless left at its zero value.
+2. **What capt actually read** (spec/documents.py records every path a reader asked for): a field
+   the schema admits but no reader looked at would be silently dropped — it is refused as
+   not supported too. This keeps the schema honest as readers change.
+
+Maps and documents owned by someone else (labels, annotations, tags, kubeadm's configuration
+documents, a ConfigMap's data) are not looked into.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
 from typing import Any
 
-from spec.documents import Doc
+from spec.documents import Doc, type_problem
+from spec.schema import ANY, FREE, IGNORED, SCHEMAS, VERSIONS, ListOf, NotSupported
 
-# ObjectMeta: what a manifest (or `kubectl get -o yaml`) may carry; capt reads name, namespace,
-# labels and annotations and leaves the rest to the API server that never sees them.
-_METADATA = {
-    "name",
-    "namespace",
-    "labels",
-    "annotations",
-    "generateName",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-    "selfLink",
-}
-_TOP = {"apiVersion", "kind", "metadata", "status"}
-
-# Cluster API / CAPA fields capt knows and does not implement, by kind: an error, not silence.
-NOT_SUPPORTED: dict[str, dict[str, str]] = {
-    "Cluster": {
-        "spec.availabilityGates": "availability gates",
-    },
-    "AWSCluster": {
-        "spec.identityRef": "AWS cluster identities (capt uses the worker's credentials)",
-        "spec.s3Bucket": "S3 bootstrap data (capt uses Secrets Manager)",
-        "spec.secondaryControlPlaneLoadBalancer": "a second API load balancer",
-        "spec.partition": "partitions other than the region's",
-    },
-    "AWSMachineTemplate": {
-        "spec.template.spec.ignition": "Ignition bootstrap data",
-        "spec.template.spec.cloudInit": "cloud-init secure-secret backends (capt uses its boothook)",
-        "spec.template.spec.networkInterfaces": "pre-made network interfaces",
-        "spec.template.spec.placementGroupName": "placement groups",
-        "spec.template.spec.capacityReservationId": "capacity reservations",
-        "spec.template.spec.elasticIpPool": "Elastic IP pools",
-        "spec.template.spec.privateDnsName": "private DNS name options",
-        "spec.template.spec.nonRootVolumes": "extra EBS volumes",
-    },
-    "KubeadmControlPlane": {
-        "spec.machineNamingStrategy": "machine naming templates",
-        "spec.kubeadmConfigSpec.diskSetup": "disk setup",
-        "spec.kubeadmConfigSpec.ignition": "Ignition",
-        "spec.kubeadmConfigSpec.verbosity": "kubeadm verbosity",
-        "spec.kubeadmConfigSpec.bootCommands": "boot commands",
-    },
-    "KubeadmConfigTemplate": {
-        "spec.template.spec.diskSetup": "disk setup",
-        "spec.template.spec.ignition": "Ignition",
-        "spec.template.spec.verbosity": "kubeadm verbosity",
-        "spec.template.spec.bootCommands": "boot commands",
-    },
-    "MachineDeployment": {
-        "spec.machineNamingStrategy": "machine naming templates",
-        "spec.template.spec.readinessGates": "readiness gates",
-    },
-    "MachineHealthCheck": {
-        "spec.remediationTemplate": "external remediation",
-        "spec.remediation.templateRef": "external remediation",
-    },
-}
-
-# Fields capt reads nothing from because they change nothing for it (deprecated in CAPI, or the
-# server's to set): accepted with a warning so that real templates load unchanged.
-IGNORED: dict[str, dict[str, str]] = {}
+_MISSING = object()
 
 
-def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            child = f"{path}.{key}" if path else str(key)
-            yield child, value
-            yield from _walk(value, child)
-
-
-def _parent(path: str) -> str:
-    return path.rpartition(".")[0]
-
-
-def _known_children(doc: Doc, parent: str) -> set[str]:
-    names = set()
-    for path in doc.read | set(NOT_SUPPORTED.get(doc.kind, {})) | set(IGNORED.get(doc.kind, {})):
-        if _parent(path) == parent:
-            names.add(path.rpartition(".")[2])
-        elif parent and path.startswith(parent + "."):
-            names.add(path[len(parent) + 1 :].split(".", 1)[0])
-        elif not parent:
-            names.add(path.split(".", 1)[0])
-    return names
-
-
-def check(doc: Doc, warnings: list[str]) -> None:
-    """Report every field of `doc` that no reader asked for (after the readers ran)."""
-    covered = doc.read
-    taken_whole = doc.whole
-    for key in doc.body:
-        if key not in _TOP and key not in covered and not any(p.split(".")[0] == key for p in covered):
-            _unknown(doc, str(key), warnings)
-    meta = doc.body.get("metadata")
-    if isinstance(meta, dict):
-        for key in meta:
-            if key not in _METADATA:
-                near = difflib.get_close_matches(str(key), sorted(_METADATA), n=1)
-                hint = f'; did you mean "{near[0]}"?' if near else ""
-                doc.problem(f"metadata.{key}", f"unknown field{hint}")
-    skip: set[str] = set()
-    for path, _ in _walk(doc.body, ""):
-        top = path.split(".")[0]
-        if top in _TOP or not path.count("."):
-            continue
-        if any(path == s or path.startswith(s + ".") for s in skip):
-            continue
-        if any(path == w or path.startswith(w + ".") for w in taken_whole):
-            continue
-        if path in covered or any(p.startswith(path + ".") for p in covered):
-            continue
-        listed = set(NOT_SUPPORTED.get(doc.kind, {})) | set(IGNORED.get(doc.kind, {}))
-        if any(p.startswith(path + ".") for p in listed):
-            continue  # a parent of a field we name: judge its children
-        _unknown(doc, path, warnings)
-        skip.add(path)
-
-
-def _unknown(doc: Doc, path: str, warnings: list[str]) -> None:
-    if path in NOT_SUPPORTED.get(doc.kind, {}):
-        doc.problem(path, f"is not supported by capt ({NOT_SUPPORTED[doc.kind][path]})")
+def check(doc: Doc, read_fully: bool) -> None:
+    """Report every unknown or unsupported field of `doc` (a kind and version capt reads).
+    `read_fully`: the readers went through the whole document (it was used for the cluster and
+    had no other problem), so a field no reader asked for is one capt would drop."""
+    schema = SCHEMAS.get(doc.kind, {}).get(doc.version)
+    if schema is None:
         return
-    if path in IGNORED.get(doc.kind, {}):
-        warnings.append(
-            f"document {doc.index}: {doc.kind}/{doc.name} {path} is ignored by capt "
-            f"({IGNORED[doc.kind][path]})"
-        )
+    before = len(doc.problems)
+    _walk(doc, doc.body, schema, "", ())
+    if read_fully and len(doc.problems) == before:
+        _unread(doc, doc.body, schema, "")
+
+
+# --- 1. the API's shape ------------------------------------------------------------------------
+
+
+def _walk(doc: Doc, value: Any, node: Any, path: str, parts: tuple[str, ...]) -> None:
+    if value is None or node is ANY or node is FREE or node is IGNORED or isinstance(node, NotSupported):
         return
-    name = path.rpartition(".")[2]
-    near = difflib.get_close_matches(
-        name, sorted(_known_children(doc, _parent(path)) - {name}), n=1, cutoff=0.6
-    )
-    hint = f'; did you mean "{near[0]}"?' if near else ""
-    doc.problem(path, f"unknown field{hint}")
+    if isinstance(node, ListOf):
+        if not isinstance(value, list):
+            doc.problem(path, type_problem(value, "list", path))
+            return
+        for i, item in enumerate(value):
+            _walk(doc, item, node.item, f"{path}[{i}]", parts)
+        return
+    if not isinstance(value, dict):
+        doc.problem(path, type_problem(value, "mapping", path))
+        return
+    for raw_key, sub_value in value.items():
+        key = str(raw_key)
+        sub_path = f"{path}.{key}" if path else key
+        sub = node.get(key, _MISSING)
+        if sub is _MISSING:
+            doc.problem(sub_path, _unknown(doc, node, key, parts + (key,)))
+        elif isinstance(sub, NotSupported):
+            if not _empty(sub_value):
+                doc.problem(sub_path, _not_supported(sub.reason))
+        else:
+            _walk(doc, sub_value, sub, sub_path, parts + (key,))
+
+
+def _not_supported(reason: str) -> str:
+    return "is not supported by capt" + (f" ({reason})" if reason else "")
+
+
+def _empty(value: Any) -> bool:
+    """An unsupported field left at its zero value (null, false, "", {} or []) asks for nothing."""
+    return value is None or value is False or value == "" or value == {} or value == []
+
+
+def _unknown(doc: Doc, node: dict, key: str, parts: tuple[str, ...]) -> str:
+    message = "unknown field"
+    elsewhere = [
+        v
+        for v in VERSIONS
+        if v != doc.version and _lookup(SCHEMAS.get(doc.kind, {}).get(v), parts) is not _MISSING
+    ]
+    if elsewhere:
+        message += f" in {doc.version} (only in {', '.join(elsewhere)})"
+    candidates = [k for k, sub in node.items() if sub is not IGNORED]
+    # A field of another version is most likely that version's shape, not a typo: suggest only
+    # a near-identical name then (networkSpec -> network).
+    if close := _suggest(key, candidates, strict=bool(elsewhere)):
+        message += f'; did you mean "{close}"?'
+    return message
+
+
+def _suggest(key: str, candidates: list[str], strict: bool) -> str | None:
+    """The known field `key` was most likely meant to be: the same name in another case, one it
+    begins (`cidr` -> `cidrBlock`), or the closest by difflib."""
+    lower = key.lower()
+    for c in candidates:
+        if c.lower() == lower:
+            return c
+    if not strict and len(key) >= 3:
+        prefixed = sorted((c for c in candidates if c.lower().startswith(lower)), key=len)
+        if prefixed:
+            return prefixed[0]
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.75 if strict else 0.6)
+    return close[0] if close else None
+
+
+def _lookup(node: Any, parts: tuple[str, ...]) -> Any:
+    for part in parts:
+        while isinstance(node, ListOf):
+            node = node.item
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+# --- 2. what capt read --------------------------------------------------------------------------
+
+
+def _taken(doc: Doc, path: str) -> bool:
+    """A reader asked for this path, something under it, or took a map/list above it whole."""
+    if path in doc.read or any(p.startswith(path + ".") for p in doc.read):
+        return True
+    return any(path.startswith(w + ".") or path == w for w in doc.whole)
+
+
+def _unread(doc: Doc, value: Any, node: Any, path: str) -> None:
+    """Fields the schema admits (ANY) that no reader asked for: they would be dropped silently."""
+    if not isinstance(value, dict) or not isinstance(node, dict):
+        return
+    for raw_key, sub_value in value.items():
+        key = str(raw_key)
+        sub_path = f"{path}.{key}" if path else key
+        sub = node.get(key, _MISSING)
+        if sub is _MISSING or sub is FREE or sub is IGNORED or isinstance(sub, NotSupported):
+            continue
+        if path == "" and key in ("apiVersion", "kind", "metadata"):
+            continue
+        if sub_value is None or _taken(doc, sub_path) and not isinstance(sub, dict):
+            continue
+        if isinstance(sub, dict):
+            if _taken(doc, sub_path) or any(p.startswith(sub_path + ".") for p in doc.read):
+                _unread(doc, sub_value, sub, sub_path)
+            elif not _empty(sub_value):
+                doc.problem(sub_path, _not_supported(""))
+        elif not _taken(doc, sub_path) and not _empty(sub_value):
+            doc.problem(sub_path, _not_supported(""))

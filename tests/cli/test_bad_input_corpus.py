@@ -112,7 +112,7 @@ MANIFEST_CASES: list[tuple[str, Callable | str, str]] = [
     (
         "kcp-version-float",
         _set(kcp, version=1.20),
-        'spec.version: got the number 1.2; write a quoted version such as "v1.20.5"',
+        'spec.version: got the number 1.2; write the Kubernetes version as a quoted string with a v prefix, e.g. "v1.20.5"',
     ),
     ("kcp-version-short", _set(kcp, version="v1.20"), "spec.version: 'v1.20' is not a Kubernetes version"),
     ("kcp-replicas-even", _set(kcp, replicas=4), "spec.replicas: 4 is even"),
@@ -121,7 +121,7 @@ MANIFEST_CASES: list[tuple[str, Callable | str, str]] = [
     (
         "kcp-replicas-string",
         _set(kcp, replicas="3"),
-        "spec.replicas: must be an integer, got the string '3'; write 3 without quotes",
+        'spec.replicas: got the string "3"; write 3 (a number, without quotes)',
     ),
     (
         "kcp-max-surge-2",
@@ -146,16 +146,24 @@ MANIFEST_CASES: list[tuple[str, Callable | str, str]] = [
     (
         "kcp-disk-setup",
         lambda d: kcp(d)["kubeadmConfigSpec"].update(diskSetup={"partitions": []}),
-        "spec.kubeadmConfigSpec.diskSetup: is not supported by capt (disk setup)",
+        "spec.kubeadmConfigSpec.diskSetup: is not supported by capt",
     ),
     (
         "md-replicas-99999",
         _set(md, replicas=99999),
         "spec.replicas: 99999 is more than capt's limit of 1000 machines per MachineDeployment",
     ),
-    ("md-replicas-1e9", _set(md, replicas="1e9"), "spec.replicas: must be an integer, got the string '1e9'"),
+    (
+        "md-replicas-1e9",
+        _set(md, replicas="1e9"),
+        'spec.replicas: got the string "1e9"; write a whole number',
+    ),
     ("md-replicas-negative", _set(md, replicas=-1), "spec.replicas: must not be negative, got -1"),
-    ("md-replicas-float", _set(md, replicas=2.0), "spec.replicas: must be an integer, got 2.0; write 2"),
+    (
+        "md-replicas-float",
+        _set(md, replicas=2.0),
+        "spec.replicas: got the number 2.0; write 2 (a whole number)",
+    ),
     (
         "md-strategy-type",
         lambda d: md(d)["strategy"].update(type="Recreate"),
@@ -211,7 +219,7 @@ MANIFEST_CASES: list[tuple[str, Callable | str, str]] = [
     (
         "cluster-paused-yes",
         lambda d: cluster(d)["spec"].update(paused="yes"),
-        "spec.paused: must be true or false, got 'yes'",
+        'spec.paused: got the string "yes"; write true (without quotes)',
     ),
     (
         "cluster-metadata-typo",
