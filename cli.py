@@ -20,14 +20,25 @@ from activities import redaction
 from activities.aws.iam_cli import bootstrap_group
 from devstack.cli import dev
 from spec.errors import ManifestError
-from spec.loader import LoadResult, load_file
+from spec.loader import LoadResult, load_manifest
 from spec.summary import summarize
 from spec.variables import parse_var_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.version_option(package_name="capt", prog_name="capt", message="%(prog)s %(version)s")
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0.1),
+    envvar="CAPT_REQUEST_TIMEOUT",
+    default=15.0,
+    show_default=True,
+    help="Seconds to wait for Temporal to answer a connection or request (then exit 4).",
+)
+def main(request_timeout: float) -> None:
     """Create and run self-managed kubeadm clusters on AWS with Temporal workflows."""
+
+    os.environ["CAPT_REQUEST_TIMEOUT"] = str(request_timeout)
     # Library logs (botocore, the Temporal SDK) at CAPT_LOG_LEVEL (default WARNING), every line
     # through the redaction filter: no secret value at any level.
     logging.basicConfig(
@@ -37,47 +48,98 @@ def main() -> None:
     redaction.install()
 
 
-def _load(file: str, var: tuple[str, ...]) -> LoadResult:
-    """Load a manifest or exit 1 with every problem listed."""
+# Exit codes (README: "Exit codes"): 0 done; 1 failed; 2 bad input or a request the cluster
+# refused (nothing created or changed); 3 no such cluster; 4 Temporal unreachable; 5 timed out;
+# 130 interrupted (the operation keeps running).
+EXIT_BAD_INPUT = 2
+
+
+def _read_manifests(files: tuple[str, ...]) -> str:
+    """The documents of every -f (`-` is stdin), as one YAML stream in the order given."""
+    texts = []
+    for name in files:
+        try:
+            texts.append(sys.stdin.read() if name == "-" else Path(name).read_text())
+        except OSError as exc:
+            click.echo(f"cannot read {name}: {exc.strerror}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except UnicodeDecodeError:
+            click.echo(f"cannot read {name}: not UTF-8 text", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+    return "\n---\n".join(texts)
+
+
+def _variables(var: tuple[str, ...], var_file: str | None) -> dict[str, str]:
+    """clusterctl's conventions: a variables file (KEY: value YAML), then --var on top."""
+    import yaml
+
+    values: dict[str, str] = {}
+    if var_file:
+        try:
+            loaded = yaml.safe_load(Path(var_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise click.BadParameter(f"cannot read {var_file}: {exc}", param_hint="--var-file") from exc
+        if not isinstance(loaded, dict):
+            raise click.BadParameter(f"{var_file} must hold KEY: value lines", param_hint="--var-file")
+        values.update({str(k): "" if v is None else str(v) for k, v in loaded.items()})
     try:
-        variables = parse_var_options(var)
+        values.update(parse_var_options(var))
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.BadParameter(str(exc), param_hint="--var") from exc
+    return values
+
+
+def _load(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None = None) -> LoadResult:
+    """Load the manifests and plan their network (validate = apply), or exit 2 with every problem."""
+    from plan.network import PlanError
+    from plan.render import render_plan
+
+    variables = _variables(var, var_file)
     try:
-        return load_file(file, variables)
+        result = load_manifest(_read_manifests(files), variables)
     except ManifestError as exc:
         for warning in exc.warnings:
             click.echo(f"warning: {warning}", err=True)
         click.echo(exc.render(), err=True)
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(f"cannot read {file}: {exc.strerror}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_BAD_INPUT)
+    try:
+        render_plan(result.spec)  # the network planner's own checks (subnets per zone, sizes)
+    except PlanError as exc:
+        click.echo(f"the network cannot be planned: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    return result
 
 
 file_option = click.option(
     "-f",
     "--file",
-    "file",
+    "files",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="CAPI manifest (multi-document YAML).",
+    multiple=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="CAPI manifest (multi-document YAML); `-` reads stdin. Repeatable: the files' documents merge.",
 )
 var_option = click.option(
     "--var",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Set a ${KEY} variable (overrides the environment). Repeatable.",
+    help="Set a ${KEY} variable (overrides the environment and --var-file). Repeatable.",
+)
+var_file_option = click.option(
+    "--var-file",
+    type=click.Path(dir_okay=False),
+    help="A clusterctl-style variables file (KEY: value YAML).",
 )
 
 
 @main.command()
 @file_option
 @var_option
+@var_file_option
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def validate(file: str, var: tuple[str, ...], output: str) -> None:
+def validate(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None, output: str) -> None:
     """Check a manifest and summarise the cluster it describes; nothing is created."""
-    result = _load(file, var)
+    result = _load(files, var, var_file)
     secrets = {name: sorted(values) for name, values in sorted(result.secrets.items())}
     if output == "json":
         click.echo(
@@ -106,14 +168,15 @@ def validate(file: str, var: tuple[str, ...], output: str) -> None:
 @main.command("plan")
 @file_option
 @var_option
+@var_file_option
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plan_command(file: str, var: tuple[str, ...], output: str) -> None:
+def plan_command(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None, output: str) -> None:
     """What capt would build in AWS, without calling AWS: VPC, subnets per AZ, gateways,
     route tables, security groups with every rule, load balancer, bastion, machines."""
     from plan.network import PlanError
     from plan.render import render_plan
 
-    result = _load(file, var)
+    result = _load(files, var, var_file)
     try:
         click.echo(render_plan(result.spec, fmt=output), nl=False)
     except PlanError as exc:
@@ -128,7 +191,6 @@ def _exit(code: int) -> None:
     """Leave without interpreter finalization: the Temporal client's native runtime threads can
     abort a finalizing interpreter ("PyGILState_Release … finalizing"), turning a finished
     command into a crash. Output is flushed first."""
-    import os
 
     sys.stdout.flush()
     sys.stderr.flush()
@@ -156,14 +218,24 @@ def _run(coro_fn):
             click.echo(f"failed: {exc}", err=True)
             _exit(1)
         except ConnectionError as exc:
-            click.echo(
-                f"{exc} (is it running? `capt dev up` starts a local one; TEMPORAL_ADDRESS points elsewhere)",
-                err=True,
+            hint = (
+                ""
+                if "configuration" in str(exc) or "payload keys" in str(exc)
+                else (" (is it running? `capt dev up` starts a local one; TEMPORAL_ADDRESS points elsewhere)")
             )
+            click.echo(f"{exc}{hint}", err=True)
             _exit(4)
         except TimeoutError as exc:
             click.echo(str(exc), err=True)
             _exit(5)
+        except KeyboardInterrupt:
+            # Ctrl-C stops the waiting, not the work: the workflow goes on in Temporal.
+            click.echo(
+                "\ninterrupted: the operation keeps running in Temporal; watch it with "
+                "`capt describe cluster NAME -n NAMESPACE` or the Web UI",
+                err=True,
+            )
+            _exit(130)
 
     return wrapper
 
@@ -172,10 +244,18 @@ namespace_option = click.option(
     "-n", "--namespace", default="default", show_default=True, help="Cluster namespace."
 )
 wait_option = click.option("--wait/--no-wait", default=False, help="Wait for the result, showing progress.")
+
+
+def _check_timeout(ctx, param, value: str) -> str:
+    _seconds(value)  # a bad duration is a usage error (exit 2) before anything connects
+    return value
+
+
 timeout_option = click.option(
     "--timeout",
     default="30m",
     show_default=True,
+    callback=_check_timeout,
     help="With --wait: give up after this long (e.g. 90s, 20m, 1h).",
 )
 
@@ -189,29 +269,51 @@ def _seconds(text: str) -> float:
         raise click.BadParameter(str(exc), param_hint="--timeout") from exc
 
 
-def _progress_printer():
+def _progress_printer(stream=None):
+    """`--wait` progress: a timestamped line for every change (logs, CI); on a terminal also a live
+    status line (rich) that shows the wait is alive between changes."""
+    import datetime as dt
+
     last: list[str] = []
+    live = None
+    stream = stream or sys.stderr
+    if stream.isatty():
+        from rich.console import Console
+
+        live = Console(file=stream).status("waiting for the cluster")
+        live.start()
 
     def show(status) -> None:
         line = f"{status.phase}: {status.ready_machines}/{status.desired_machines} machines ready — {status.message}"
+        if live is not None:
+            live.update(line)
         if not last or last[-1] != line:
-            click.echo(line, err=True)
+            stamp = dt.datetime.now().astimezone().strftime("%H:%M:%S")
+            if live is not None:
+                live.console.print(f"{stamp} {line}", markup=False, highlight=False)
+            else:
+                click.echo(f"{stamp} {line}", file=stream)
             last.append(line)
 
+    show.stop = live.stop if live is not None else (lambda: None)  # type: ignore[attr-defined]
     return show
 
 
 async def _wait_ready(client, namespace: str, name: str, timeout: str, until=None):
     from client import clusters
 
-    status = await clusters.wait(
-        client,
-        namespace,
-        name,
-        until or (lambda s: s.phase == "Ready"),
-        _seconds(timeout),
-        on_progress=_progress_printer(),
-    )
+    progress = _progress_printer()
+    try:
+        status = await clusters.wait(
+            client,
+            namespace,
+            name,
+            until or (lambda s: s.phase == "Ready"),
+            _seconds(timeout),
+            on_progress=progress,
+        )
+    finally:
+        progress.stop()
     if status.phase == "Failed":
         click.echo(f"failed: {status.message}", err=True)
         for blocker in status.blocked:
@@ -221,7 +323,6 @@ async def _wait_ready(client, namespace: str, name: str, timeout: str, until=Non
 
 
 def _web_ui_link(namespace: str, name: str) -> str:
-    import os
     import urllib.parse
 
     ui = os.environ.get("CAPT_WEB_UI", "http://localhost:8233")
@@ -229,21 +330,68 @@ def _web_ui_link(namespace: str, name: str) -> str:
     return f"{ui}/namespaces/{os.environ.get('TEMPORAL_NAMESPACE', 'default')}/workflows/{wf_id}"
 
 
+def _check_dev_region(region: str) -> None:
+    """On the local stack (`capt dev env` sets CAPT_DEV_REGION), a cluster in another region would
+    never boot: the simulator plays one region. Refused before anything is created."""
+
+    played = os.environ.get("CAPT_DEV_REGION")
+    if played and region != played:
+        click.echo(
+            f"the local stack plays {played} only, and this cluster is in {region}: its machines would "
+            f"never boot. Start a stack for it: `capt dev down && capt dev up --region {region}` "
+            f"(or set the manifest's region to {played})",
+            err=True,
+        )
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _print_preview(p) -> None:
+    for line in p.fields:
+        click.echo(f"~ {line}")
+    for line in p.machines:
+        click.echo(f"machines: {line}")
+
+
 @main.command()
 @file_option
 @var_option
+@var_file_option
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Judge the change with the running cluster's own rules and show it; change nothing.",
+)
 @wait_option
 @timeout_option
 @_run
-async def apply(file: str, var: tuple[str, ...], wait: bool, timeout: str) -> None:
+async def apply(
+    files: tuple[str, ...],
+    var: tuple[str, ...],
+    var_file: str | None,
+    dry_run: bool,
+    wait: bool,
+    timeout: str,
+) -> None:
     """Create the cluster a manifest describes, or apply its changes to the running one."""
     from client import clusters
 
-    result = _load(file, var)
+    result = _load(files, var, var_file)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     spec = result.spec
+    _check_dev_region(spec.region)
     client = await clusters.connect()
+    if dry_run:
+        try:
+            p = await clusters.preview(client, spec)
+        except clusters.NotFound:
+            click.echo(f"cluster {spec.namespace}/{spec.name} would be created (dry run)")
+            return
+        if not p.accepted:
+            raise clusters.Rejected(p.reason)
+        click.echo(f"cluster {spec.namespace}/{spec.name}: {p.summary} (dry run, nothing changed)")
+        _print_preview(p)
+        return
     created, answer = await clusters.apply(client, spec, secrets=result.secrets)
     verb = "created" if created else ("configured" if answer.changed else "unchanged")
     click.echo(f"cluster {spec.namespace}/{spec.name} {verb}" + ("" if created else f": {answer.summary}"))
@@ -253,24 +401,100 @@ async def apply(file: str, var: tuple[str, ...], wait: bool, timeout: str) -> No
         click.echo(f"cluster {spec.namespace}/{spec.name} is {status.phase}")
 
 
+@main.command()
+@file_option
+@var_option
+@var_file_option
+def diff(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None) -> None:
+    """What applying the manifest would change on the running cluster: the spec's fields and which
+    machines are replaced or added. Exit 0 when nothing would change, 1 when something would (as
+    `kubectl diff`), 2 when the change would be refused."""
+    from client import clusters
+
+    result = _load(files, var, var_file)
+    spec = result.spec
+
+    async def run() -> int:
+        client = await clusters.connect()
+        try:
+            p = await clusters.preview(client, spec)
+        except clusters.NotFound:
+            click.echo(f"+ cluster {spec.namespace}/{spec.name} (not running: apply creates it)")
+            return 1
+        if not p.accepted:
+            click.echo(f"rejected: {p.reason}", err=True)
+            return EXIT_BAD_INPUT
+        if not p.fields:
+            return 0
+        _print_preview(p)
+        return 1
+
+    try:
+        code = asyncio.run(run())
+    except ConnectionError as exc:
+        click.echo(f"{exc} (is it running? `capt dev up` starts a local one)", err=True)
+        code = 4
+    _exit(code)
+
+
 @main.group()
 def get() -> None:
     """List resources."""
 
 
+@get.command("machines")
+@click.argument("cluster", required=False)
+@namespace_option
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True
+)
+@_run
+async def get_machines(cluster: str | None, namespace: str, output: str) -> None:
+    """Every machine of one cluster (or of every running cluster): role, phase, version, node, AZ, instance."""
+    from client import clusters, describe
+
+    client = await clusters.connect()
+    found = (
+        [await clusters.status(client, namespace, cluster)]
+        if cluster
+        else await clusters.list_clusters(client)
+    )
+    if output == "table":
+        click.echo(describe.machines_table(found))
+        return
+    rows = [
+        m | {"cluster": f"{s.namespace}/{s.name}"} for s in found for m in describe.as_json(s)["machines"]
+    ]
+    click.echo(_dump(rows, output))
+
+
+def _dump(value, output: str) -> str:
+    if output == "yaml":
+        import yaml
+
+        return yaml.safe_dump(value, sort_keys=False).rstrip()
+    return json.dumps(value, indent=2)
+
+
 @get.command("clusters")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True
+)
 @_run
 async def get_clusters(output: str) -> None:
     """Every running cluster, from the workflow list."""
     from client import clusters, describe
 
     client = await clusters.connect()
+    if output == "table":
+        # One visibility query over the search attributes; `-o wide` asks every cluster.
+        click.echo(describe.rows_table(await clusters.cluster_rows(client)))
+        return
     found = await clusters.list_clusters(client)
-    if output == "json":
-        click.echo(json.dumps([describe.as_json(s) for s in found], indent=2))
-    else:
+    if output == "wide":
         click.echo(describe.table(found))
+    else:
+        click.echo(_dump([describe.as_json(s) for s in found], output))
 
 
 @main.group("describe")
@@ -281,7 +505,9 @@ def describe_group() -> None:
 @describe_group.command("cluster")
 @click.argument("name")
 @namespace_option
-@click.option("-o", "--output", type=click.Choice(["tree", "json"]), default="tree", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["tree", "json", "yaml"]), default="tree", show_default=True
+)
 @_run
 async def describe_cluster(name: str, namespace: str, output: str) -> None:
     """The cluster as a tree (like `clusterctl describe cluster`), or JSON."""
@@ -289,8 +515,8 @@ async def describe_cluster(name: str, namespace: str, output: str) -> None:
 
     client = await clusters.connect()
     status = await clusters.status(client, namespace, name)
-    if output == "json":
-        click.echo(json.dumps(describe.as_json(status), indent=2))
+    if output in ("json", "yaml"):
+        click.echo(_dump(describe.as_json(status), output))
     else:
         click.echo(describe.tree(status))
 
@@ -310,6 +536,12 @@ def scale() -> None:
 async def scale_controlplane(cluster: str, replicas: int, namespace: str, wait: bool, timeout: str) -> None:
     """Scale the control plane (odd numbers: 1, 3, 5, 7)."""
     from client import clusters
+    from spec import validation
+
+    if err := validation.control_plane_replicas_error(replicas) or validation.control_plane_size_error(
+        replicas
+    ):
+        raise click.BadParameter(err, param_hint="--replicas")
 
     client = await clusters.connect()
     await clusters.update(
@@ -333,6 +565,12 @@ async def scale_machinedeployment(
 ) -> None:
     """Scale a machine deployment."""
     from client import clusters
+    from spec import validation
+
+    if replicas < 0:
+        raise click.BadParameter(f"must not be negative, got {replicas}", param_hint="--replicas")
+    if err := validation.deployment_replicas_error(replicas):
+        raise click.BadParameter(err, param_hint="--replicas")
 
     client = await clusters.connect()
     await clusters.update(
@@ -355,6 +593,10 @@ async def scale_machinedeployment(
 async def upgrade(cluster: str, version: str, namespace: str, wait: bool, timeout: str) -> None:
     """Upgrade the control plane, then every machine deployment, to a Kubernetes version."""
     from client import clusters
+    from spec import validation
+
+    if err := validation.version_error(version):
+        raise click.BadParameter(err, param_hint="--version")
 
     client = await clusters.connect()
     await clusters.update(client, namespace, cluster, "upgrade", clusters.upgrade(version))
@@ -433,19 +675,121 @@ async def delete_cluster(
 @main.command()
 @click.argument("cluster")
 @namespace_option
+@click.option(
+    "--output", "output_file", type=click.Path(dir_okay=False), help="Write it to FILE (mode 0600)."
+)
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Merge it into $KUBECONFIG (its first file) or ~/.kube/config, as context CLUSTER, and use it.",
+)
+@click.option(
+    "--ttl",
+    default="12h",
+    show_default=True,
+    help="How long the issued admin certificate is valid (e.g. 1h, 12h; at most 7 days).",
+)
 @_run
-async def kubeconfig(cluster: str, namespace: str) -> None:
-    """Print the cluster's admin kubeconfig (from AWS Secrets Manager)."""
-    from activities.aws import secrets as sm
-    from client import clusters
+async def kubeconfig(cluster: str, namespace: str, output_file: str | None, merge: bool, ttl: str) -> None:
+    """A kubeconfig for the cluster's admin, with a client certificate issued now for --ttl (not
+    the long-lived one the workflows use). Printed, written to --output, or --merge'd."""
+    import datetime as dt
 
+    from activities.aws import secrets as sm
+    from activities.kubeadm import pki
+    from client import clusters
+    from spec.durations import parse_duration
+
+    try:
+        seconds = parse_duration(ttl)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from exc
+    if not 60 <= seconds <= 7 * 86400:
+        raise click.BadParameter("must be between 1m and 7 days", param_hint="--ttl")
+    if output_file and merge:
+        raise click.UsageError("give --output or --merge, not both")
     client = await clusters.connect()
     status = await clusters.status(client, namespace, cluster)
-    text = sm.get_string(sm.client(status.region), sm.pki_secret_name(namespace, cluster, "admin-kubeconfig"))
-    if text is None:
-        click.echo(f"no kubeconfig stored for {namespace}/{cluster} yet", err=True)
+    ca_text = sm.get_string(sm.client(status.region), sm.pki_secret_name(namespace, cluster, "ca"))
+    if ca_text is None or not status.endpoint:
+        click.echo(f"the cluster {namespace}/{cluster} has no API endpoint and CA yet", err=True)
         _exit(3)
-    click.echo(text, nl=False)
+    ca = sm._keypair(ca_text)
+    admin = pki.issue_cert(
+        ca, pki.ADMIN_CN, organizations=(pki.ADMIN_ORG,), client=True, validity=dt.timedelta(seconds=seconds)
+    )
+    host, _, port = status.endpoint.rpartition(":")
+    text = kubeconfig_text(cluster, pki.endpoint_url(host, int(port or 6443)), ca.cert, admin)
+    if merge:
+        path = merge_kubeconfig(text)
+        click.echo(
+            f"context {cluster} merged into {path} and made current (certificate valid for {ttl})", err=True
+        )
+    elif output_file:
+        _write_private(Path(output_file), text)
+        click.echo(f"wrote {output_file} (certificate valid for {ttl})", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def kubeconfig_text(cluster: str, server: str, ca_cert: str, admin) -> str:
+    """A kubeconfig whose cluster, user and context are named after the cluster."""
+    import base64
+
+    import yaml
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": cluster, "cluster": {"server": server, "certificate-authority-data": b64(ca_cert)}}
+        ],
+        "users": [
+            {
+                "name": f"{cluster}-admin",
+                "user": {"client-certificate-data": b64(admin.cert), "client-key-data": b64(admin.key)},
+            }
+        ],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": f"{cluster}-admin"}}],
+        "current-context": cluster,
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def merge_kubeconfig(text: str, path: Path | None = None) -> Path:
+    """Merge `text`'s cluster, user and context into the kubeconfig kubectl uses (replacing entries
+    of the same names), make its context current; returns the file written."""
+    import os
+
+    import yaml
+
+    if path is None:
+        first = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0]
+        path = Path(first) if first else Path.home() / ".kube" / "config"
+    new = yaml.safe_load(text)
+    old = (yaml.safe_load(path.read_text()) if path.exists() else None) or {
+        "apiVersion": "v1",
+        "kind": "Config",
+    }
+    for section in ("clusters", "users", "contexts"):
+        names = {e["name"] for e in new[section]}
+        old[section] = [e for e in old.get(section) or [] if e.get("name") not in names] + new[section]
+    old["current-context"] = new["current-context"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_private(path, yaml.safe_dump(old, sort_keys=False))
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    path.chmod(0o600)
 
 
 @main.group("codec")
@@ -492,7 +836,6 @@ def codec_keygen(path: Path, key_id: str) -> None:
 def codec_server(host: str, port: int, origins: tuple[str, ...], token_env: str | None) -> None:
     """Serve /encode and /decode with the keys of CAPT_CODEC_KEY_FILE / CAPT_CODEC_KEYS, for the
     Web UI (`--ui-codec-endpoint`) and `temporal workflow show --codec-endpoint`."""
-    import os
 
     from client import codec, codec_server
 
@@ -521,3 +864,14 @@ main.add_command(bootstrap_group)
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script: eval "$(capt completion bash)" (or add it to your rc file)."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None  # the three shells click supports
+    click.echo(cls(main, {}, "capt", "_CAPT_COMPLETE").source())

@@ -56,15 +56,34 @@ async def connect() -> Client:
     from client import codec
     from worker import connect_config
 
-    cfg = connect_config()
+    try:
+        cfg = connect_config()
+    except Exception as err:  # noqa: BLE001 - a bad TEMPORAL_PROFILE / config file, in one line
+        raise ConnectionError(f"Temporal client configuration: {err}") from None
     try:
         converter = codec.converter_from_env()
     except codec.CodecKeyError as err:
         raise ConnectionError(f"payload keys: {err}") from None
+    timeout = request_timeout()
     try:
-        return await Client.connect(**cfg, data_converter=converter)
+        # A server that accepts and never answers must not hang the CLI (CAPT_REQUEST_TIMEOUT).
+        return await asyncio.wait_for(Client.connect(**cfg, data_converter=converter), timeout)
     except RuntimeError:
         raise ConnectionError(f"cannot reach Temporal at {cfg['target_host']}") from None
+    except TimeoutError:
+        raise ConnectionError(
+            f"Temporal at {cfg['target_host']} did not answer within {timeout:g}s"
+        ) from None
+
+
+def request_timeout() -> float:
+    """Seconds a single request to Temporal may take (`capt --request-timeout`, CAPT_REQUEST_TIMEOUT)."""
+    import os
+
+    try:
+        return float(os.environ.get("CAPT_REQUEST_TIMEOUT", "15"))
+    except ValueError:
+        return 15.0
 
 
 def _unwrap(err: WorkflowUpdateFailedError) -> Rejected:
@@ -73,13 +92,31 @@ def _unwrap(err: WorkflowUpdateFailedError) -> Rejected:
     return Rejected(message)
 
 
+async def _elsewhere(client: Client, namespace: str, name: str) -> str:
+    """ "; found in team-a; use -n team-a" when a running cluster of that name is in another namespace."""
+    others = []
+    try:
+        query = f'WorkflowType = "ClusterWorkflow" AND ExecutionStatus = "Running" AND CaptCluster = "{name}"'
+        async for wf in client.list_workflows(query):
+            parts = wf.id.split("/")
+            if len(parts) == 3 and parts[2] == name and parts[1] != namespace:
+                others.append(parts[1])
+    except RPCError:
+        return ""
+    if not others:
+        return ""
+    return f"; found in {', '.join(sorted(others))}; use -n {sorted(others)[0]}"
+
+
 async def running_handle(client: Client, namespace: str, name: str):
     handle = client.get_workflow_handle(cluster_workflow_id(namespace, name))
     try:
         desc = await handle.describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise NotFound(f"cluster {namespace}/{name} not found") from None
+            raise NotFound(
+                f"cluster {namespace}/{name} not found" + await _elsewhere(client, namespace, name)
+            ) from None
         raise
     if desc.status != WorkflowExecutionStatus.RUNNING:
         raise NotFound(
@@ -151,14 +188,49 @@ def store_secrets(spec: ClusterSpec, secrets: Mapping[str, Mapping[str, bytes]],
     return spec.model_copy(update={"addons": addons})
 
 
+async def preview(client: Client, spec: ClusterSpec):
+    """What applying `spec` would do to the running cluster (`capt diff`, `apply --dry-run`):
+    the workflow's own rules, through a query, so nothing is recorded."""
+    from workflows.cluster import ApplyRequest
+
+    handle = await running_handle(client, spec.namespace, spec.name)
+    return await handle.query(ClusterWorkflow.preview, ApplyRequest(spec=spec))
+
+
 async def status(client: Client, namespace: str, name: str) -> ClusterStatus:
     handle = client.get_workflow_handle(cluster_workflow_id(namespace, name))
     try:
         return await handle.query(ClusterWorkflow.status)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise NotFound(f"cluster {namespace}/{name} not found") from None
+            raise NotFound(
+                f"cluster {namespace}/{name} not found" + await _elsewhere(client, namespace, name)
+            ) from None
         raise
+
+
+async def cluster_rows(client: Client) -> list[dict]:
+    """Running clusters from ONE visibility query over their search attributes (no query to any
+    workflow): namespace, name, phase, observed Kubernetes version, ready machines, age."""
+    import workflows.search_attributes as sa
+
+    rows = []
+    async for wf in client.list_workflows('WorkflowType = "ClusterWorkflow" AND ExecutionStatus = "Running"'):
+        parts = wf.id.split("/")
+        if len(parts) != 3:
+            continue
+        attrs = wf.typed_search_attributes
+        rows.append(
+            {
+                "namespace": parts[1],
+                "name": parts[2],
+                "phase": attrs.get(sa.PHASE) or "",
+                "version": attrs.get(sa.KUBERNETES_VERSION) or "",
+                "readyMachines": attrs.get(sa.READY_MACHINES),
+                "started": wf.start_time,
+            }
+        )
+    return sorted(rows, key=lambda r: (r["namespace"], r["name"]))
 
 
 async def list_clusters(client: Client) -> list[ClusterStatus]:

@@ -141,7 +141,8 @@ def tree(s: ClusterStatus, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     rows: list[tuple[str, str, str, str, str]] = []
     ready = s.phase == "Ready"
-    _row(rows, f"Cluster/{s.name}", ready, "" if ready else s.phase, "", s.message)
+    since = _age(s.phase_since, now) if s.phase_since else ""
+    _row(rows, f"Cluster/{s.name}", ready, "" if ready else s.phase, since, s.message)
     infra = s.infrastructure
     _row(
         rows,
@@ -227,3 +228,47 @@ def table(clusters: list[ClusterStatus]) -> str:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def machines_table(statuses: list[ClusterStatus]) -> str:
+    """`capt get machines`: one line per machine of every cluster given."""
+    rows = [("NAME", "CLUSTER", "ROLE", "PHASE", "VERSION", "NODE", "AZ", "INSTANCE")]
+    for s in statuses:
+        for m in as_json(s)["machines"]:
+            rows.append(
+                (
+                    m["name"],
+                    f"{s.namespace}/{s.name}",
+                    m["role"],
+                    m["phase"],
+                    m["version"] or "-",
+                    m["nodeName"] or "-",
+                    m["availabilityZone"] or "-",
+                    m["instanceId"] or "-",
+                )
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def _age(started: datetime | None, now: datetime) -> str:
+    if started is None:
+        return "-"
+    seconds = int((now - started).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def rows_table(rows: list[dict], now: datetime | None = None) -> str:
+    """`capt get clusters`: the visibility rows (client.clusters.cluster_rows) as a table."""
+    now = now or datetime.now(UTC)
+    out = [("NAMESPACE", "NAME", "PHASE", "VERSION", "READY", "AGE")]
+    for r in rows:
+        ready = "-" if r["readyMachines"] is None else str(r["readyMachines"])
+        out.append(
+            (r["namespace"], r["name"], r["phase"], r["version"] or "-", ready, _age(r["started"], now))
+        )
+    widths = [max(len(row[i]) for row in out) for i in range(len(out[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in out)

@@ -103,6 +103,9 @@ class DevConfig:
             "CAPT_RESOLVE": f"*:*={self.sim_api_address}",
             # Where `capt apply` points people to see the cluster's workflow.
             "CAPT_WEB_UI": self.ui_url,
+            # The one region the stack's simulator plays: `capt apply` refuses another one
+            # before anything is created (its instances would never boot).
+            "CAPT_DEV_REGION": self.region,
             # The payload keys (client/codec.py): written by `capt dev up` when missing.
             **(
                 {"CAPT_INSECURE_PLAINTEXT": "1"}

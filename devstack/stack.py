@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from client import codec
 from devstack import procs
 from devstack.config import DevConfig, save_config, service_env
 from devstack.probes import port_in_use
@@ -162,7 +161,10 @@ def up(cfg: DevConfig, services: list[Service] | None = None, echo: Echo = print
 
         save_config(cfg)
         if not cfg.plaintext and not cfg.codec_key_file.exists():
-            # Payloads are encrypted at rest on the local stack too (client/codec.py).
+            # Payloads are encrypted at rest on the local stack too (client/codec.py; imported
+            # here, not at the top: `capt --help` does not load the Temporal SDK).
+            from client import codec
+
             codec.write_key_file(cfg.codec_key_file, "dev-1")
         started: list[tuple[Service, procs.PidRecord]] = []
         try:

@@ -40,4 +40,9 @@ def read_cluster_resource_set(doc: Doc) -> ClusterResourceSetDoc:
 
 
 def read_config_map(doc: Doc) -> dict[str, str]:
+    doc.bool("immutable")
+    if doc.has("binaryData"):
+        doc.problem(
+            "binaryData", "is not supported by capt (a ClusterResourceSet applies YAML documents from data)"
+        )
     return doc.str_map("data")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from spec import validation as v
 from spec.documents import Doc
 from spec.models import (
     AMISelector,
@@ -160,11 +161,19 @@ def read_aws_cluster(doc: Doc) -> AWSClusterDoc:
         network=network,
         load_balancer=_build(doc, lb_path, LoadBalancerSpec, lb) or LoadBalancerSpec(),
         bastion=_build(doc, "spec.bastion", BastionSpec, bastion) or BastionSpec(),
-        additional_tags=doc.str_map("spec.additionalTags"),
+        additional_tags=_tags(doc, "spec.additionalTags"),
         endpoint_host=doc.str("spec.controlPlaneEndpoint.host") or None,
         endpoint_port=port or None,
         ami_defaults=ami_defaults,
     )
+
+
+def _tags(doc: Doc, path: str) -> dict[str, str]:
+    """User tags, checked against AWS's and capt's rules (spec/validation.py)."""
+    tags = doc.str_map(path)
+    for key, err in v.tags_errors(tags):
+        doc.problem(f"{path}.{key}" if key else path, err)
+    return tags
 
 
 def read_aws_machine_template(doc: Doc, ami_defaults: dict[str, str]) -> MachineTemplate | None:
@@ -200,7 +209,7 @@ def read_aws_machine_template(doc: Doc, ami_defaults: dict[str, str]) -> Machine
         "ssh_key_name": doc.str(f"{s}.sshKeyName") or None,
         "public_ip": doc.bool(f"{s}.publicIP", False),
         "subnet_id": doc.str(f"{s}.subnet.id") or None,
-        "additional_tags": tuple(sorted(doc.str_map(f"{s}.additionalTags").items())),
+        "additional_tags": tuple(sorted(_tags(doc, f"{s}.additionalTags").items())),
         "spot": doc.has(f"{s}.spotMarketOptions"),
     }
     groups = []

@@ -75,6 +75,13 @@ def read_kubeadm_control_plane(doc: Doc) -> KubeadmControlPlaneDoc:
         )
     infra = read_ref(doc, ref_path, ("AWSMachineTemplate",))
 
+    # KubeadmControlPlane rolls out one way only (CAPI: RollingUpdate is the only strategy).
+    for type_path in ("spec.rollout.strategy.type", "spec.rolloutStrategy.type"):
+        strategy = doc.str(type_path)
+        if strategy is not None and strategy != "RollingUpdate":
+            doc.problem(
+                type_path, f"must be RollingUpdate (the only KubeadmControlPlane strategy), got {strategy!r}"
+            )
     if doc.has("spec.rollout.strategy.rollingUpdate.maxSurge"):
         max_surge = doc.raw("spec.rollout.strategy.rollingUpdate.maxSurge")
     else:

@@ -26,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from plan.names import cluster_id
+from spec import strict
 from spec import validation as v
 from spec.addon_kinds import ClusterResourceSetDoc, read_cluster_resource_set, read_config_map
 from spec.aws_kinds import AWSClusterDoc, read_aws_cluster, read_aws_machine_template
@@ -125,6 +126,8 @@ class _Resolver:
         self.by_key: dict[tuple[str, str, str], Doc] = {}
         self.used: set[tuple[str, str, str]] = set()
         self.secrets: dict[str, dict[str, bytes]] = {}
+        self.cluster_tags: dict[str, str] = {}
+        self.strict: list[Doc] = []  # documents read for the cluster, besides those in `used`
 
     # ------------------------------------------------------------------------------------
     def resolve(self) -> LoadResult:
@@ -158,6 +161,16 @@ class _Resolver:
                 self.warnings.append(
                     f"document {doc.index}: {doc.kind}/{doc.name} is not referenced by the cluster; ignored"
                 )
+        # Unknown fields, in every document the cluster was read from (a document with a problem
+        # already may have been read only in part: its unknown fields wait for the next run).
+        with_problems = {p.document for p in self.problems}
+        read = {id(d) for d in [clusters[0], *self.strict]} | {
+            id(d) for k, d in self.by_key.items() if k in self.used
+        }
+        for doc in self.by_key.values():
+            strict.check(doc, read_fully=id(doc) in read and doc.index not in with_problems)
+        if spec is not None and not self.problems and (err := _input_size_error(spec)):
+            self.problems.append(Problem(0, "", "", "", err))
         if self.problems or spec is None:
             raise ManifestError(sorted(self.problems, key=lambda p: p.document), self.warnings)
         return LoadResult(spec=spec, warnings=self.warnings, secrets=self.secrets)
@@ -215,6 +228,7 @@ class _Resolver:
 
         aws_doc = self._lookup(cluster_doc, cluster.infrastructure_ref)
         aws = read_aws_cluster(aws_doc) if aws_doc else None
+        self.cluster_tags = dict(aws.additional_tags) if aws else {}
         ami_defaults = aws.ami_defaults if aws else {}
 
         kcp_doc = self._lookup(cluster_doc, cluster.control_plane_ref)
@@ -253,6 +267,7 @@ class _Resolver:
                     "spec.clusterName", f"{mhc.cluster_name!r} is not the manifest's cluster {name!r}"
                 )
                 continue
+            self.strict.append(mhc_doc)
             if (built := self._health_check(mhc, name, kcp_doc, deployments)) is not None:
                 health_checks.append(built)
 
@@ -330,6 +345,14 @@ class _Resolver:
                     err = err or v.subnet_in_vpc_error(subnet.cidr_block, network.vpc_cidr)
                 if err:
                     aws_doc.problem(path, err)
+        for path, err in v.overlapping_cidrs(
+            [
+                (f"{net_path}.subnets[{i}].cidrBlock", sn.cidr_block)
+                for i, sn in enumerate(network.subnets)
+                if sn.cidr_block
+            ]
+        ):
+            aws_doc.problem(path, err)
         if aws:
             for i, cidr in enumerate(aws.load_balancer.ingress_cidrs):
                 if err := v.network_error(cidr, "load balancer ingress"):
@@ -344,6 +367,13 @@ class _Resolver:
     ) -> MachineTemplate | None:
         doc = self._lookup(owner, ref)
         template = read_aws_machine_template(doc, ami_defaults) if doc else None
+        if template is not None and doc is not None and self.cluster_tags:
+            # The cluster's additionalTags land on the machines too: count them together.
+            for key, err in v.tags_errors(dict(template.additional_tags), extra=len(self.cluster_tags)):
+                if not key:
+                    doc.problem(
+                        "spec.template.spec.additionalTags", err + " (with the AWSCluster's additionalTags)"
+                    )
         if doc is not None and template is not None and template.http_tokens == "optional":
             warning = (
                 f"document {doc.index}: AWSMachineTemplate/{doc.name} "
@@ -359,8 +389,10 @@ class _Resolver:
         self, kcp: KubeadmControlPlaneDoc, ami_defaults: dict[str, str]
     ) -> ControlPlaneSpec | None:
         doc = kcp.doc
-        if err := v.control_plane_replicas_error(kcp.replicas):
+        if err := v.control_plane_replicas_error(kcp.replicas) or v.control_plane_size_error(kcp.replicas):
             doc.problem("spec.replicas", err)
+        if err := v.label_name_error(doc.name, "KubeadmControlPlane"):
+            doc.problem("metadata.name", err)
         surge_path = (
             "spec.rollout.strategy.rollingUpdate.maxSurge"
             if doc.has("spec.rollout.strategy.rollingUpdate.maxSurge")
@@ -395,6 +427,11 @@ class _Resolver:
     ) -> MachineDeploymentSpec | None:
         doc = md.doc
         ok = True
+        if err := v.deployment_replicas_error(md.replicas):
+            doc.problem("spec.replicas", err)
+            ok = False
+        if err := v.label_name_error(doc.name, "MachineDeployment"):
+            doc.problem("metadata.name", err)
         surge_path = f"{md.strategy_path}.rollingUpdate.maxSurge"
         unavailable_path = f"{md.strategy_path}.rollingUpdate.maxUnavailable"
         for value, path in ((md.max_surge, surge_path), (md.max_unavailable, unavailable_path)):
@@ -553,6 +590,7 @@ class _Resolver:
                     data = read_config_map(cm_doc)
                     self._no_embedded_secrets(cm_doc, data)
                     config_maps.append((resource.name, tuple(sorted(data.items()))))
+            self.strict.append(crs_doc)
             addons.append(
                 AddonSpec(
                     name=crs_doc.name,
@@ -578,4 +616,31 @@ def _has_values(secret: dict) -> bool:
         for field in ("data", "stringData")
         if isinstance(secret.get(field), dict)
         for value in secret[field].values()
+    )
+
+
+MAX_WORKFLOW_INPUT = 256 * 1024  # the cluster spec travels in the workflow's input and every update
+
+
+def _input_size_error(spec: ClusterSpec) -> str | None:
+    """The spec must fit a workflow input comfortably; if not, say what made it large."""
+    size = len(spec.model_dump_json())
+    if size <= MAX_WORKFLOW_INPUT:
+        return None
+    parts: list[tuple[int, str]] = []
+    for addon in spec.addons:
+        for cm, entries in addon.config_maps:
+            parts.append(
+                (sum(len(t) for _, t in entries), f"ConfigMap {cm} of ClusterResourceSet {addon.name}")
+            )
+    parts.append(
+        (len(spec.control_plane.kubeadm.model_dump_json()), "the KubeadmControlPlane's kubeadmConfigSpec")
+    )
+    for md in spec.machine_deployments:
+        parts.append((len(md.bootstrap.model_dump_json()), f"the KubeadmConfigTemplate of {md.name}"))
+    largest = ", ".join(f"{what} ({n // 1024} KiB)" for n, what in sorted(parts, reverse=True)[:3])
+    return (
+        f"the cluster's spec is {size // 1024} KiB; a workflow input may be at most "
+        f"{MAX_WORKFLOW_INPUT // 1024} KiB. Largest parts: {largest}. Move large files to a Secret "
+        "(contentFrom) or shrink the addons"
     )

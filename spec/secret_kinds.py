@@ -37,6 +37,8 @@ class SecretKeyRef:
 def read_secret(doc: Doc) -> dict[str, bytes]:
     """A Secret document's values: `data` (base64, as Kubernetes stores it) merged with
     `stringData` (plain text, which wins on a shared key, as the API server does)."""
+    doc.str("type")  # any type (a ClusterResourceSet's must be addons.cluster.x-k8s.io/resource-set)
+    doc.bool("immutable")
     values: dict[str, bytes] = {}
     for key, value in doc.dict("data").items():
         if value is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from spec import versions
 from spec.intstr import IntOrPercentError, check_int_or_percent, scaled_value
 
 _VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.+-]+)?$")
@@ -101,9 +102,89 @@ def rolling_update_error(max_surge: object, max_unavailable: object, replicas: i
 
 
 def version_skew_error(worker: str, control_plane: str) -> str | None:
-    w, c = parse_version(worker), parse_version(control_plane)
-    if not w or not c:
-        return None
-    if w[:2] > c[:2]:
-        return f"{worker} is newer than the control plane's {control_plane}: kubelets must not be newer than the API server"
+    """The workflows' own rule (spec/versions.py): not newer, at most 3 minors older."""
+    return versions.worker_version_error(worker, control_plane)
+
+
+# --------------------------------------------------------------------------------------------
+# bounds (issue 17): every one an error naming the field before anything is created
+
+MAX_CONTROL_PLANE_REPLICAS = 7
+# CAPI's scale tests go to 500 workers in one deployment; capt's planner and workflows are tested
+# to 1,000 (bench/), so that is the cap.
+MAX_DEPLOYMENT_REPLICAS = 1000
+MAX_LABEL_VALUE = 63  # a Kubernetes label value (MachineDeployment / control plane names are ones)
+# AWS: at most 50 tags per resource, keys up to 128 and values up to 256 characters, no `aws:`.
+MAX_TAGS = 50
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
+# What capt itself puts on a resource: Name, the ownership tag, the role, the cloud provider's
+# cluster tag, and on instances capt/machine (+ capt/create-token where there is no ClientToken).
+CAPT_TAG_COUNT = 6
+RESERVED_TAG_PREFIXES = (
+    "sigs.k8s.io/cluster-api-provider-aws/",
+    "kubernetes.io/cluster/",
+    "capt/",
+)
+
+
+def deployment_replicas_error(replicas: int) -> str | None:
+    if replicas > MAX_DEPLOYMENT_REPLICAS:
+        return f"{replicas} is more than capt's limit of {MAX_DEPLOYMENT_REPLICAS} machines per MachineDeployment"
     return None
+
+
+def control_plane_size_error(replicas: int) -> str | None:
+    if replicas > MAX_CONTROL_PLANE_REPLICAS:
+        return f"{replicas} is more than {MAX_CONTROL_PLANE_REPLICAS}: etcd gets slower, not safer, beyond 7 members"
+    return None
+
+
+def label_name_error(name: str, what: str) -> str | None:
+    if len(name) > MAX_LABEL_VALUE:
+        return (
+            f"{len(name)} characters: a {what} name is a label value on every machine and must be at "
+            f"most {MAX_LABEL_VALUE}"
+        )
+    return None
+
+
+def tags_errors(tags: dict[str, str], extra: int = 0) -> list[tuple[str, str]]:
+    """(tag key, message) for each problem with user tags; `extra` counts other user tags that
+    land on the same resources (the cluster's additionalTags next to a template's)."""
+    out: list[tuple[str, str]] = []
+    for key, value in tags.items():
+        if key.lower().startswith("aws:"):
+            out.append((key, "tag keys starting with aws: are reserved by AWS"))
+        elif key == "Name" or key.startswith(RESERVED_TAG_PREFIXES):
+            out.append((key, "is a tag capt sets (ownership, role, name): a user tag may not override it"))
+        elif len(key) > MAX_TAG_KEY:
+            out.append((key, f"tag keys are at most {MAX_TAG_KEY} characters"))
+        elif len(value) > MAX_TAG_VALUE:
+            out.append((key, f"tag values are at most {MAX_TAG_VALUE} characters"))
+    total = len(tags) + extra + CAPT_TAG_COUNT
+    if total > MAX_TAGS:
+        out.append(
+            (
+                "",
+                f"{len(tags) + extra} user tags plus capt's {CAPT_TAG_COUNT} make {total}: AWS allows "
+                f"{MAX_TAGS} per resource",
+            )
+        )
+    return out
+
+
+def overlapping_cidrs(cidrs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(path, message) for every CIDR overlapping an earlier one (duplicates included)."""
+    out = []
+    seen: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
+    for path, cidr in cidrs:
+        try:
+            net = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            continue  # reported by the format check
+        for other_path, other in seen:
+            if net.version == other.version and net.overlaps(other):
+                out.append((path, f"{cidr} overlaps {other} ({other_path})"))
+                break
+        seen.append((path, net))
+    return out

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -41,7 +41,14 @@ with workflow.unsafe.imports_passed_through():
     from spec.models import AddonSpec, ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
     from workflows import activity_options as opts
     from workflows import search_attributes as sa
-    from workflows.cluster_changes import ChangeRejected, ClusterChanges, plan_changes
+    from workflows.cluster_changes import (
+        ApplyPreview,
+        ChangeRejected,
+        ClusterChanges,
+        field_changes,
+        machine_effects,
+        plan_changes,
+    )
     from workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
     from workflows.control_plane_rules import parse_kubernetes_version
     from workflows.health import HealthCheckInput, HealthCheckWorkflow, HealthSettings, health_workflow_id
@@ -102,6 +109,7 @@ class ClusterCarry(BaseModel):
 
     phase: Phase = "Pending"
     message: str = ""
+    phase_since: datetime | None = None  # when the phase last changed (workflow time)
     infra: InfraResult | None = None
     context: ClusterContext | None = None
     control_plane_started: bool = False
@@ -183,6 +191,7 @@ class ClusterStatus(BaseModel):
     cluster_id: str | None = None
     phase: Phase
     message: str
+    phase_since: datetime | None = None
     paused: bool
     version: str
     endpoint: str | None
@@ -227,6 +236,7 @@ class ClusterWorkflow:
             cluster_id=c.cluster_id,
             phase=c.phase,
             message=c.message,
+            phase_since=c.phase_since,
             paused=c.paused,
             version=spec.control_plane.version,
             endpoint=(
@@ -257,6 +267,23 @@ class ClusterWorkflow:
     def deployment_changed(self, status: DeploymentStatus) -> None:
         self._carry.deployments[status.name] = status
         self._wake = True
+
+    @workflow.query
+    def preview(self, req: ApplyRequest) -> ApplyPreview:
+        """What `apply` would do with this spec, judged by the same rules (`capt diff`,
+        `capt apply --dry-run`). A query: nothing is recorded in the history."""
+        assert self._spec is not None
+        try:
+            self._reject_if_deleting()
+            changes = self._changes(req.spec)
+        except ValueError as err:
+            return ApplyPreview(accepted=False, reason=str(err))
+        return ApplyPreview(
+            accepted=True,
+            summary=changes.summary(),
+            fields=tuple(field_changes(self._spec, req.spec)),
+            machines=tuple(machine_effects(self._spec, req.spec, changes)),
+        )
 
     # --- updates ----------------------------------------------------------------------------
     @workflow.update
@@ -826,6 +853,8 @@ class ClusterWorkflow:
 
     # --- presentation -------------------------------------------------------------------------
     def _set_phase(self, phase: Phase, message: str) -> None:
+        if phase != self._carry.phase or self._carry.phase_since is None:
+            self._carry.phase_since = workflow.now()
         self._carry.phase, self._carry.message = phase, message
 
     def _event(self, text: str) -> None:

@@ -9,6 +9,8 @@ apply never enters history; the handler calls it again and forwards the result.
 
 from __future__ import annotations
 
+import json
+
 from pydantic import BaseModel, ConfigDict
 
 from spec.models import ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
@@ -54,6 +56,18 @@ class ClusterChanges(BaseModel):
         if self.paused is not None:
             parts.append("paused" if self.paused else "resumed")
         return ", ".join(parts) or "nothing"
+
+
+class ApplyPreview(BaseModel):
+    """What applying a spec would do (the `preview` query of the cluster workflow)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    accepted: bool
+    reason: str = ""  # why it would be refused
+    summary: str = "nothing"
+    fields: tuple[str, ...] = ()  # `path: old -> new`
+    machines: tuple[str, ...] = ()  # which machines are replaced, added or removed
 
 
 class ChangeRejected(ValueError):
@@ -146,3 +160,87 @@ def plan_changes(
         addons_changed=desired.addons != running.addons,
         paused=desired.paused if desired.paused != running.paused else None,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# what an apply would change, for `capt diff` and `capt apply --dry-run` (the cluster workflow's
+# `preview` query: judged by the same rules as the apply, recorded nowhere)
+# ---------------------------------------------------------------------------------------------
+
+
+def field_changes(running: ClusterSpec, desired: ClusterSpec) -> list[str]:
+    """`path: old -> new` for every spec field that differs (lists of objects by name)."""
+    out: list[str] = []
+
+    def key_of(item) -> str | None:
+        return item.get("name") if isinstance(item, dict) else None
+
+    def walk(path: str, old, new) -> None:
+        if old == new:
+            return
+        if isinstance(old, dict) and isinstance(new, dict):
+            for k in sorted(set(old) | set(new)):
+                walk(f"{path}.{k}" if path else k, old.get(k), new.get(k))
+            return
+        if isinstance(old, list) and isinstance(new, list) and all(key_of(x) for x in old + new):
+            olds, news = {key_of(x): x for x in old}, {key_of(x): x for x in new}
+            for name in sorted(set(olds) | set(news)):
+                if name not in olds:
+                    out.append(f"{path}[{name}]: added")
+                elif name not in news:
+                    out.append(f"{path}[{name}]: removed")
+                else:
+                    walk(f"{path}[{name}]", olds[name], news[name])
+            return
+        out.append(f"{path}: {_short(old)} -> {_short(new)}")
+
+    walk("", running.model_dump(mode="json"), desired.model_dump(mode="json"))
+    return out
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def machine_effects(running: ClusterSpec, desired: ClusterSpec, changes: ClusterChanges) -> list[str]:
+    """Which machines the change replaces, adds or removes (the rollout rules' outcome in words)."""
+    out: list[str] = []
+    old_cp, new_cp = running.control_plane, desired.control_plane
+    if changes.control_plane is not None:
+        rolled = (
+            old_cp.version != new_cp.version
+            or old_cp.machine_template != new_cp.machine_template
+            or old_cp.kubeadm != new_cp.kubeadm
+            or old_cp.rollout_after != new_cp.rollout_after
+        )
+        if rolled:
+            out.append(
+                f"control plane: every machine replaced, one at a time ({old_cp.replicas} -> {new_cp.replicas})"
+            )
+        elif new_cp.replicas != old_cp.replicas:
+            verb = "added" if new_cp.replicas > old_cp.replicas else "removed"
+            out.append(f"control plane: {abs(new_cp.replicas - old_cp.replicas)} machine(s) {verb}")
+    old_mds = {md.name: md for md in running.machine_deployments}
+    for md in changes.deployments_changed:
+        old = old_mds[md.name]
+        template = (
+            old.version != md.version
+            or old.machine_template != md.machine_template
+            or old.bootstrap != md.bootstrap
+            or old.rollout_after != md.rollout_after
+        )
+        if template:
+            how = "when you delete them (OnDelete)" if md.strategy == "OnDelete" else "by a rolling update"
+            out.append(
+                f"deployment {md.name}: every machine replaced {how} ({old.replicas} -> {md.replicas})"
+            )
+        elif md.replicas != old.replicas:
+            verb = "added" if md.replicas > old.replicas else "removed"
+            out.append(f"deployment {md.name}: {abs(md.replicas - old.replicas)} machine(s) {verb}")
+    out += [f"deployment {md.name}: {md.replicas} new machine(s)" for md in changes.deployments_added]
+    out += [
+        f"deployment {name}: all {old_mds[name].replicas} machine(s) removed"
+        for name in changes.deployments_removed
+    ]
+    return out

@@ -32,12 +32,12 @@ Documented choices
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from spec.versions import parse_kubernetes_version, version_change_error  # noqa: F401 - re-exported
 from workflows.failure_domains import pick_fewest, pick_most
 from workflows.rollout import MachineView
 
@@ -80,44 +80,7 @@ def rollout_strategy_error(replicas: int, max_surge: int) -> str | None:
     return None
 
 
-_VERSION = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)([-+][0-9A-Za-z.+_-]*)?$")
-
-
-def parse_kubernetes_version(version: str) -> tuple[int, int, int]:
-    """(major, minor, patch) of "v1.30.2" / "1.30.2" / "v1.30.2-rc.0+build"; ValueError otherwise."""
-    match = _VERSION.match(version.strip()) if isinstance(version, str) else None
-    if match is None:
-        raise ValueError(f"{version!r} is not a Kubernetes version like v1.30.2")
-    return int(match.group(1)), int(match.group(2)), int(match.group(3))
-
-
-def version_change_error(current: str, target: str, allow_minor_downgrade: bool = False) -> str | None:
-    """Why changing the control plane from `current` to `target` is refused, or None if allowed.
-
-    Allowed: the same version, a patch change, or the next minor (any patch). Refused: skipping a
-    minor (v1.20 -> v1.22), changing major, v1.19.0 (CAPI: kubernetes-sigs/cluster-api#3564), and —
-    unless `allow_minor_downgrade` — going down a minor.
-    """
-    try:
-        old = parse_kubernetes_version(current)
-    except ValueError as e:
-        return f"failed to parse the current version: {e}"
-    try:
-        new = parse_kubernetes_version(target)
-    except ValueError as e:
-        return f"failed to parse the requested version: {e}"
-    if old == new:
-        return None
-    if new == (1, 19, 0):
-        return "cannot update Kubernetes version to v1.19.0 (kubernetes-sigs/cluster-api#3564)"
-    if new >= (old[0], old[1] + 2, 0):
-        return (
-            f"cannot update Kubernetes version from {current} to {target}: upgrade one minor "
-            f"version at a time (next: v{old[0]}.{old[1] + 1}.x)"
-        )
-    if new[:2] < old[:2] and not allow_minor_downgrade:
-        return f"cannot downgrade Kubernetes from {current} to {target}: kubeadm cannot downgrade a control plane"
-    return None
+# Version rules live in spec/versions.py (one place for validate, apply and the workflows).
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.search_attributes as sa
     from spec.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
     from spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
-    from workflows.control_plane_rules import parse_kubernetes_version
+    from spec.versions import parse_kubernetes_version, worker_version_error  # noqa: F401 - re-exported
     from workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
     from workflows.machine_owner import (
         DELETE_POLL,
@@ -74,7 +74,6 @@ with workflow.unsafe.imports_passed_through():
 # safety net; minReadySeconds and the progress deadline get their own timers.
 IDLE_RECHECK = timedelta(minutes=5)
 # kubelet may be at most this many minors older than the API server (Kubernetes skew policy).
-MAX_KUBELET_MINOR_SKEW = 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,34 +261,6 @@ class DeploymentStatus(BaseModel):
 # ---------------------------------------------------------------------------------------------
 # Small pure helpers (validation, progress), kept apart from the Temporal code
 # ---------------------------------------------------------------------------------------------
-
-
-def worker_version_error(version: str, control_plane_version: str | None) -> str | None:
-    """Why worker machines may not run `version` next to this control plane, or None.
-
-    A worker may not be newer than the control plane (kubelet must not be newer than its API
-    server), nor more than MAX_KUBELET_MINOR_SKEW minors older."""
-    try:
-        wanted = parse_kubernetes_version(version)
-    except ValueError as e:
-        return str(e)
-    if control_plane_version is None:
-        return None
-    try:
-        cp = parse_kubernetes_version(control_plane_version)
-    except ValueError:
-        return None  # an unknown control-plane version cannot bound anything
-    if wanted > cp:
-        return (
-            f"version {version} is newer than the control plane's {control_plane_version}: "
-            "upgrade the control plane first"
-        )
-    if wanted[0] != cp[0] or cp[1] - wanted[1] > MAX_KUBELET_MINOR_SKEW:
-        return (
-            f"version {version} is more than {MAX_KUBELET_MINOR_SKEW} minor versions older than the "
-            f"control plane's {control_plane_version}"
-        )
-    return None
 
 
 def strategy_error(spec: MachineDeploymentSpec, req: StrategyRequest) -> str | None:

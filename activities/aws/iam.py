@@ -338,7 +338,13 @@ def _elb(*resources: str) -> tuple[str, ...]:
 
 
 ROLE_TAG_KEY = "sigs.k8s.io/cluster-api-provider-aws/role"
-TAGGED_ON_CREATE = {"Null": {f"aws:RequestTag/{ROLE_TAG_KEY}": "false"}}
+# A create must carry the role tag and an ownership tag key (aws:TagKeys takes patterns, unlike
+# aws:RequestTag/<key>). The role tag is CAPA's too: CAPA-made resources in the same account also
+# pass the change/delete condition below; capt's code still refuses what the cluster does not own.
+TAGGED_ON_CREATE = {
+    "Null": {f"aws:RequestTag/{ROLE_TAG_KEY}": "false"},
+    "ForAnyValue:StringLike": {"aws:TagKeys": ["sigs.k8s.io/cluster-api-provider-aws/cluster/*"]},
+}
 CAPT_TAGGED = {"Null": {f"aws:ResourceTag/{ROLE_TAG_KEY}": "false"}}
 # Made by the cluster's Kubernetes: the cloud provider tags its load balancers and target groups
 # with the Service; the EBS CSI driver names every volume it creates in a tag.

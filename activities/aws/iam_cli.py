@@ -13,10 +13,9 @@ import json
 import sys
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
 
-from activities.aws.errors import CaptAwsError
-from activities.aws.iam import WORKER_POLICY, bootstrap_iam, worker_policy
+# botocore and the policies load when the command runs: `capt --help` and `capt validate` stay
+# free of the AWS SDK (issue 17: startup time).
 
 
 @click.command("iam")
@@ -35,6 +34,11 @@ def iam_command(print_worker_policy: bool, output: str) -> None:
     JSON on stdout (the list of changes goes to stderr). Needs IAM-admin credentials; endpoint
     and credentials come from the standard AWS environment.
     """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from activities.aws.errors import CaptAwsError
+    from activities.aws.iam import bootstrap_iam, worker_policy
+
     if print_worker_policy:
         click.echo(json.dumps(worker_policy(), indent=2))
         return
@@ -58,4 +62,4 @@ bootstrap_group = click.Group(
     "bootstrap", help="One-time AWS account setup for capt.", commands={"iam": iam_command}
 )
 
-__all__ = ["WORKER_POLICY", "bootstrap_group", "iam_command"]
+__all__ = ["bootstrap_group", "iam_command"]

@@ -43,7 +43,7 @@ def test_validate_capa_template_without_vars_fails_listing_them(monkeypatch):
     for var in ("AWS_REGION", "CLUSTER_NAME", "KUBERNETES_VERSION"):
         monkeypatch.delenv(var, raising=False)
     result = CliRunner().invoke(main, ["validate", "-f", str(CAPA_TEMPLATE)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "8 variable(s) required by the manifest are not set" in result.output
     assert "WORKER_MACHINE_COUNT" in result.output
 
@@ -54,7 +54,7 @@ def test_validate_bad_manifest_lists_problems(tmp_path):
         QUICKSTART.read_text().replace("replicas: 3\n  version: v1.20.5", "replicas: 2\n  version: v1.20")
     )
     result = CliRunner().invoke(main, ["validate", "-f", str(bad)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "2 problem(s)" in result.output
     assert "KubeadmControlPlane/capi-quickstart-control-plane spec.replicas: 2 is even" in result.output
     assert "spec.version: 'v1.20' is not a Kubernetes version" in result.output
@@ -63,7 +63,7 @@ def test_validate_bad_manifest_lists_problems(tmp_path):
 def test_validate_missing_file_is_one_line():
     result = CliRunner().invoke(main, ["validate", "-f", "/nonexistent.yaml"])
     # A handled error: SystemExit with one line, not an exception CliRunner caught for us.
-    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert result.output.strip().splitlines() == ["cannot read /nonexistent.yaml: No such file or directory"]
 
 

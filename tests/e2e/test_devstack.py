@@ -164,6 +164,8 @@ def test_dev_stack_lifecycle(state_dir: Path) -> None:
         "export AWS_SECRET_ACCESS_KEY=testing",
         f"export CAPT_RESOLVE='*:*=127.0.0.1:{sim_api}'",
         f"export CAPT_WEB_UI=http://127.0.0.1:{ui}",
+        "export CAPT_DEV_REGION=ap-northeast-2",
+        f"export CAPT_CODEC_KEY_FILE={state_dir / 'codec-keys.json'}",
     ]
     shell = subprocess.run(
         ["bash", "-c", env.stdout + f"{BIN / 'temporal'} operator cluster health"],

@@ -562,7 +562,11 @@ BAD = [
         _md(["selector"], {"matchLabels": {"pool": "gpu"}}),
         ["MachineDeployment/demo-md spec.selector", "does not match"],
     ),
-    ("replicas-not-int", _md(["replicas"], "three"), ["spec.replicas", "must be an integer"]),
+    (
+        "replicas-not-int",
+        _md(["replicas"], "three"),
+        ["spec.replicas", 'got the string "three"; write a whole number'],
+    ),
     (
         "md-failure-domain-other-region",
         _set(["spec", "template", "spec", "failureDomain"], "us-east-1a", "MachineDeployment"),

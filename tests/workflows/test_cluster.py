@@ -304,6 +304,29 @@ async def test_immutable_change_is_rejected_and_nothing_moves(time_skipping_env,
         with pytest.raises(WorkflowUpdateFailedError) as info:
             await handle.execute_update(ClusterWorkflow.apply, ApplyRequest(spec=moved))
         assert "region cannot be changed" in str(info.value.cause)
+
+        # `capt diff` / `apply --dry-run`: the preview query judges with the same rules (a query:
+        # it records nothing; the spec stays as it was).
+        refused = await query(handle, ClusterWorkflow.preview, ApplyRequest(spec=moved))
+        assert not refused.accepted and "region cannot be changed" in refused.reason
+        md = spec.machine_deployments[0]
+        scaled = spec.model_copy(update={"machine_deployments": (md.model_copy(update={"replicas": 5}),)})
+        p = await query(handle, ClusterWorkflow.preview, ApplyRequest(spec=scaled))
+        assert p.accepted and p.summary == f"deployment {md.name}"
+        assert p.fields == (f"machine_deployments[{md.name}].replicas: 3 -> 5",)
+        assert p.machines == (f"deployment {md.name}: 2 machine(s) added",)
+        upgraded = spec.model_copy(
+            update={"control_plane": spec.control_plane.model_copy(update={"version": "v1.21.2"})}
+        )
+        p = await query(handle, ClusterWorkflow.preview, ApplyRequest(spec=upgraded))
+        assert p.fields == ('control_plane.version: "v1.20.5" -> "v1.21.2"',)
+        assert p.machines == ("control plane: every machine replaced, one at a time (3 -> 3)",)
+        skipped = spec.model_copy(
+            update={"control_plane": spec.control_plane.model_copy(update={"version": "v1.22.0"})}
+        )
+        p = await query(handle, ClusterWorkflow.preview, ApplyRequest(spec=skipped))
+        assert not p.accepted and "one minor version at a time" in p.reason
+        assert (await query(handle, ClusterWorkflow.preview, ApplyRequest(spec=spec))).fields == ()
         launches = cloud.calls["ensure_instance"]
         await env.sleep(600)
         assert cloud.calls["ensure_instance"] == launches

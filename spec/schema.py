@@ -1,0 +1,697 @@
+"""The fields of every kind capt reads, per API version: what is known, what capt ignores on
+purpose, and what Cluster API / CAPA define but capt does not implement.
+
+Data only; `spec.strict` walks a document against it. The field names come from the CAPI
+(`cluster.x-k8s.io`, `controlplane.`, `bootstrap.`, `addons.`) and CAPA
+(`infrastructure.cluster.x-k8s.io`) API types of v1alpha3, v1alpha4, v1beta1 and v1beta2.
+
+A schema node is one of:
+
+- a dict: a mapping whose keys are exactly these field names, each with its own node;
+- `ListOf(node)`: a list whose items are `node`;
+- `ANY`: a value capt reads (its reader checks the type);
+- `FREE`: a map or document owned by someone else (labels, annotations, additionalTags,
+  kubeadm's ClusterConfiguration/InitConfiguration/JoinConfiguration, a ConfigMap's data):
+  its contents are not checked here;
+- `IGNORED`: allowed and without effect (status, server-set metadata such as
+  creationTimestamp or managedFields, an object reference's uid);
+- `NotSupported(reason)`: a field CAPI/CAPA define but capt does not implement: a problem.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class _Marker:
+    name: str
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __deepcopy__(self, memo: dict) -> _Marker:
+        return self  # compared by identity
+
+
+ANY = _Marker("ANY")
+FREE = _Marker("FREE")
+IGNORED = _Marker("IGNORED")
+
+
+@dataclass(frozen=True)
+class NotSupported:
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: Any
+
+
+NS = NotSupported()
+
+V1ALPHA3, V1ALPHA4, V1BETA1, V1BETA2 = "v1alpha3", "v1alpha4", "v1beta1", "v1beta2"
+VERSIONS = (V1ALPHA3, V1ALPHA4, V1BETA1, V1BETA2)
+
+
+# --- helpers to derive one version's schema from another's ------------------------------
+
+
+def _with(tree: dict, changes: dict[str, Any]) -> dict:
+    """A deep copy of `tree` with dotted paths set (a value) or removed (None)."""
+    out = copy.deepcopy(tree)
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        node = out
+        for part in parents:
+            node = node[part].item if isinstance(node[part], ListOf) else node[part]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = value
+    return out
+
+
+# --- shared pieces ----------------------------------------------------------------------
+
+# metav1.ObjectMeta of a top-level object: what the API server sets is harmless in a manifest
+# (`kubectl get -o yaml` output), and labels/annotations are the user's.
+OBJECT_META = {
+    "name": ANY,
+    "namespace": ANY,
+    "labels": FREE,
+    "annotations": FREE,
+    "generateName": IGNORED,
+    "uid": IGNORED,
+    "resourceVersion": IGNORED,
+    "generation": IGNORED,
+    "creationTimestamp": IGNORED,
+    "deletionTimestamp": IGNORED,
+    "deletionGracePeriodSeconds": IGNORED,
+    "ownerReferences": IGNORED,
+    "finalizers": IGNORED,
+    "managedFields": IGNORED,
+    "selfLink": IGNORED,
+}
+
+# clusterv1.ObjectMeta of a machine template: labels (capt matches selectors against them) and
+# annotations (nothing in capt reads them; harmless).
+TEMPLATE_META = {"labels": FREE, "annotations": FREE}
+
+# corev1.ObjectReference (v1alpha3 … v1beta1); uid/resourceVersion/fieldPath are set by
+# controllers and `clusterctl move`, and mean nothing in a manifest.
+OBJECT_REF = {
+    "apiVersion": ANY,
+    "kind": ANY,
+    "name": ANY,
+    "namespace": ANY,
+    "uid": IGNORED,
+    "resourceVersion": IGNORED,
+    "fieldPath": IGNORED,
+}
+# clusterv1beta2.ContractVersionedObjectReference; capt also reads the older apiVersion and
+# namespace in one (spec.refs), so a v1beta2 document may keep them.
+CONTRACT_REF = {"apiGroup": ANY, "kind": ANY, "name": ANY, "apiVersion": ANY, "namespace": ANY}
+
+LABEL_SELECTOR = {
+    "matchLabels": FREE,
+    "matchExpressions": ListOf({"key": ANY, "operator": ANY, "values": ANY}),
+}
+
+
+def _object(spec: dict) -> dict:
+    """A CAPI/CAPA object: its status is the controllers' and ignored in a manifest."""
+    return {"apiVersion": ANY, "kind": ANY, "metadata": OBJECT_META, "spec": spec, "status": IGNORED}
+
+
+# --- Cluster ----------------------------------------------------------------------------
+
+_CLUSTER_V1ALPHA3 = {
+    "paused": ANY,
+    "clusterNetwork": {
+        "apiServerPort": NotSupported("the API server listens on 6443; set controlPlaneEndpoint.port"),
+        "services": {"cidrBlocks": ANY},
+        "pods": {"cidrBlocks": ANY},
+        "serviceDomain": ANY,
+    },
+    "controlPlaneEndpoint": {"host": ANY, "port": ANY},
+    "controlPlaneRef": OBJECT_REF,
+    "infrastructureRef": OBJECT_REF,
+}
+# spec.topology is refused by the reader with its own message (ClusterClass is not supported).
+_CLUSTER_V1ALPHA4 = _with(_CLUSTER_V1ALPHA3, {"topology": FREE})
+_CLUSTER_V1BETA1 = _with(_CLUSTER_V1ALPHA4, {"availabilityGates": NS})
+_CLUSTER_V1BETA2 = _with(
+    _CLUSTER_V1BETA1, {"controlPlaneRef": CONTRACT_REF, "infrastructureRef": CONTRACT_REF}
+)
+
+# --- AWSCluster (CAPA) ------------------------------------------------------------------
+
+_INGRESS_RULE_V1BETA2 = {
+    # capt opens the listed CIDRs to the API server's port: the rule's protocol and ports are
+    # read as CAPA writes them for that rule.
+    "description": ANY,
+    "protocol": ANY,
+    "fromPort": ANY,
+    "toPort": ANY,
+    "cidrBlocks": ANY,
+    "ipv6CidrBlocks": NS,
+    "sourceSecurityGroupIds": NS,
+    "sourceSecurityGroupRoles": NS,
+    "natGatewaysIPsSource": NS,
+}
+_AWS_CLUSTER_V1BETA2 = {
+    "network": {
+        "vpc": {
+            "id": ANY,
+            "cidrBlock": ANY,
+            "availabilityZoneUsageLimit": ANY,
+            "availabilityZoneSelection": ANY,
+            "secondaryCidrBlocks": NS,
+            "ipamPool": NS,
+            "ipv6": NS,
+            "internetGatewayId": NS,
+            "carrierGatewayId": NS,
+            "tags": NS,
+            "emptyRoutesDefaultVPCSecurityGroup": NS,
+            "privateDnsHostnameTypeOnLaunch": NS,
+            "elasticIpPool": NS,
+            "subnetSchema": NS,
+        },
+        "subnets": ListOf(
+            {
+                "id": ANY,
+                "resourceID": ANY,
+                "cidrBlock": ANY,
+                "availabilityZone": ANY,
+                "isPublic": ANY,
+                "ipv6CidrBlock": NS,
+                "isIpv6": NS,
+                "routeTableId": NS,
+                "natGatewayId": NS,
+                "tags": NS,
+                "zoneType": NS,
+                "parentZoneName": NS,
+            }
+        ),
+        "cni": {
+            "cniIngressRules": ListOf({"description": ANY, "protocol": ANY, "fromPort": ANY, "toPort": ANY})
+        },
+        "securityGroupOverrides": NS,
+        "additionalControlPlaneIngressRules": NS,
+        "additionalNodeIngressRules": NS,
+        "nodePortIngressRuleCidrBlocks": NS,
+    },
+    "region": ANY,
+    "partition": NS,
+    "sshKeyName": ANY,
+    "controlPlaneEndpoint": {"host": ANY, "port": ANY},
+    "additionalTags": FREE,
+    "controlPlaneLoadBalancer": {
+        "name": ANY,
+        "scheme": ANY,
+        "crossZoneLoadBalancing": ANY,
+        "healthCheckProtocol": ANY,
+        "additionalSecurityGroups": ANY,
+        "ingressRules": ListOf(_INGRESS_RULE_V1BETA2),
+        "loadBalancerType": ANY,
+        "subnets": NS,
+        "healthCheck": NS,
+        "additionalListeners": NS,
+        "disableHostsRewrite": NS,
+        "preserveClientIP": NS,
+        "targetGroupIPType": NS,
+        "dnsResolutionCheck": NS,
+    },
+    "secondaryControlPlaneLoadBalancer": NS,
+    "imageLookupFormat": ANY,
+    "imageLookupOrg": ANY,
+    "imageLookupBaseOS": ANY,
+    "bastion": {
+        "enabled": ANY,
+        "allowedCIDRBlocks": ANY,
+        "instanceType": ANY,
+        "ami": ANY,
+        "disableIngressRules": NS,
+    },
+    "identityRef": NotSupported("capt uses the worker's AWS credentials"),
+    "s3Bucket": NS,
+}
+_AWS_CLUSTER_V1BETA1 = _with(
+    _AWS_CLUSTER_V1BETA2,
+    {
+        "network.vpc": {
+            "id": ANY,
+            "cidrBlock": ANY,
+            "availabilityZoneUsageLimit": ANY,
+            "availabilityZoneSelection": ANY,
+            "ipv6": NS,
+            "internetGatewayId": NS,
+            "tags": NS,
+        },
+        "network.subnets.resourceID": None,
+        "network.subnets.zoneType": None,
+        "network.subnets.parentZoneName": None,
+        "network.additionalControlPlaneIngressRules": None,
+        "network.additionalNodeIngressRules": None,
+        "network.nodePortIngressRuleCidrBlocks": None,
+        "partition": None,
+        "controlPlaneLoadBalancer": {
+            "name": ANY,
+            "scheme": ANY,
+            "crossZoneLoadBalancing": ANY,
+            "healthCheckProtocol": ANY,
+            "additionalSecurityGroups": ANY,
+            "subnets": NS,
+        },
+        "secondaryControlPlaneLoadBalancer": None,
+    },
+)
+_AWS_CLUSTER_V1ALPHA4 = _with(
+    _AWS_CLUSTER_V1BETA1,
+    {
+        "network.vpc.ipv6": None,
+        "network.subnets.ipv6CidrBlock": None,
+        "network.subnets.isIpv6": None,
+        "controlPlaneLoadBalancer.name": None,
+        "controlPlaneLoadBalancer.healthCheckProtocol": None,
+        "s3Bucket": None,
+    },
+)
+_AWS_CLUSTER_V1ALPHA3 = _with(_AWS_CLUSTER_V1ALPHA4, {"network": None})
+_AWS_CLUSTER_V1ALPHA3["networkSpec"] = copy.deepcopy(_AWS_CLUSTER_V1ALPHA4["network"])
+
+# --- AWSMachineTemplate (CAPA) ----------------------------------------------------------
+
+_AWS_MACHINE_V1BETA2 = {
+    "ami": {"id": ANY, "eksLookupType": NS},
+    "imageLookupFormat": ANY,
+    "imageLookupOrg": ANY,
+    "imageLookupBaseOS": ANY,
+    "instanceType": ANY,
+    "additionalTags": FREE,
+    "iamInstanceProfile": ANY,
+    "publicIP": ANY,
+    # The reader says "by id only" for an entry without an id.
+    "additionalSecurityGroups": ListOf({"id": ANY, "filters": ANY}),
+    "subnet": {"id": ANY, "filters": NS},
+    "sshKeyName": ANY,
+    "rootVolume": {
+        "size": ANY,
+        "type": ANY,
+        "iops": ANY,
+        "throughput": ANY,
+        "encrypted": ANY,
+        "deviceName": NS,
+        "encryptionKey": NS,
+    },
+    "instanceMetadataOptions": {
+        "httpTokens": ANY,
+        "httpPutResponseHopLimit": ANY,
+        "httpEndpoint": NS,
+        "httpProtocolIpv6": NS,
+        "instanceMetadataTags": NS,
+    },
+    "spotMarketOptions": {"maxPrice": NS},
+    "providerID": NS,
+    "instanceID": NS,
+    "cpuOptions": NS,
+    "elasticIpPool": NS,
+    "securityGroupOverrides": NS,
+    "nonRootVolumes": NS,
+    "networkInterfaces": NS,
+    "networkInterfaceType": NS,
+    "assignPrimaryIPv6": NS,
+    "uncompressedUserData": NS,
+    "cloudInit": NS,
+    "ignition": NS,
+    "placementGroupName": NS,
+    "placementGroupPartition": NS,
+    "tenancy": NS,
+    "privateDnsName": NS,
+    "capacityReservationId": NS,
+    "marketType": NS,
+    "hostID": NS,
+    "hostAffinity": NS,
+    "dynamicHostAllocation": NS,
+    "capacityReservationPreference": NS,
+}
+_AWS_MACHINE_V1BETA1 = _with(
+    _AWS_MACHINE_V1BETA2,
+    {
+        "additionalSecurityGroups": ListOf({"id": ANY, "arn": ANY, "filters": ANY}),
+        "subnet": {"id": ANY, "arn": NS, "filters": NS},
+        "failureDomain": NotSupported("set spec.template.spec.failureDomain of the MachineDeployment"),
+        # instanceMetadataOptions stays in every version: capt reads it there (IMDSv2 settings
+        # matter for older manifests too; docs/security.md).
+        "cpuOptions": None,
+        "elasticIpPool": None,
+        "securityGroupOverrides": None,
+        "networkInterfaceType": None,
+        "assignPrimaryIPv6": None,
+        "placementGroupName": None,
+        "placementGroupPartition": None,
+        "privateDnsName": None,
+        "capacityReservationId": None,
+        "marketType": None,
+        "hostID": None,
+        "hostAffinity": None,
+        "dynamicHostAllocation": None,
+        "capacityReservationPreference": None,
+    },
+)
+_AWS_MACHINE_V1ALPHA4 = _with(_AWS_MACHINE_V1BETA1, {"ignition": None})
+_AWS_MACHINE_V1ALPHA3 = _with(
+    _AWS_MACHINE_V1ALPHA4,
+    {"ami": {"id": ANY, "arn": NS, "filters": NS}, "rootVolume.throughput": None},
+)
+
+
+def _machine_template(spec: dict, metadata: bool = True) -> dict:
+    template: dict = {"spec": spec}
+    if metadata:
+        template["metadata"] = TEMPLATE_META
+    return _object({"template": template})
+
+
+# --- KubeadmConfigSpec (inside KubeadmControlPlane and KubeadmConfigTemplate) -------------
+
+_FILE_V1ALPHA3 = {
+    "path": ANY,
+    "owner": ANY,
+    "permissions": ANY,
+    "encoding": ANY,
+    "content": ANY,
+    "contentFrom": {"secret": {"name": ANY, "key": ANY}},
+}
+_USER_V1ALPHA3 = {
+    "name": ANY,
+    "gecos": ANY,
+    "groups": ANY,
+    "homeDir": ANY,
+    "inactive": ANY,
+    "shell": ANY,
+    "passwd": ANY,
+    "primaryGroup": ANY,
+    "lockPassword": ANY,
+    "sudo": ANY,
+    "sshAuthorizedKeys": ANY,
+    # v1beta1 and later; capt resolves it in every version (spec.secret_kinds)
+    "passwdFrom": {"secret": {"name": ANY, "key": ANY}},
+}
+_KUBEADM_CONFIG_V1ALPHA3 = {
+    # kubeadm's own documents: their contents are kubeadm's to check.
+    "clusterConfiguration": FREE,
+    "initConfiguration": FREE,
+    "joinConfiguration": FREE,
+    "files": ListOf(_FILE_V1ALPHA3),
+    "diskSetup": NS,
+    "mounts": ANY,
+    "preKubeadmCommands": ANY,
+    "postKubeadmCommands": ANY,
+    "users": ListOf(_USER_V1ALPHA3),
+    "ntp": {"servers": ANY, "enabled": ANY},
+    "format": ANY,  # the reader refuses ignition
+    "verbosity": NS,
+    "useExperimentalRetryJoin": ANY,
+}
+_KUBEADM_CONFIG_V1ALPHA4 = _KUBEADM_CONFIG_V1ALPHA3
+_KUBEADM_CONFIG_V1BETA1 = _with(
+    _KUBEADM_CONFIG_V1ALPHA4,
+    {
+        "files.append": ANY,
+        "files.contentFormat": NS,
+        "bootCommands": NS,
+        "ignition": NS,
+    },
+)
+_KUBEADM_CONFIG_V1BETA2 = _with(_KUBEADM_CONFIG_V1BETA1, {"useExperimentalRetryJoin": None})
+
+# --- KubeadmControlPlane ----------------------------------------------------------------
+
+_KCP_V1ALPHA3 = {
+    "replicas": ANY,
+    "version": ANY,
+    "infrastructureTemplate": OBJECT_REF,
+    "kubeadmConfigSpec": _KUBEADM_CONFIG_V1ALPHA3,
+    "upgradeAfter": ANY,
+    "nodeDrainTimeout": ANY,
+    "rolloutStrategy": {"type": ANY, "rollingUpdate": {"maxSurge": ANY}},
+}
+_KCP_V1ALPHA4 = {
+    "replicas": ANY,
+    "version": ANY,
+    "machineTemplate": {"metadata": TEMPLATE_META, "infrastructureRef": OBJECT_REF, "nodeDrainTimeout": ANY},
+    "kubeadmConfigSpec": _KUBEADM_CONFIG_V1ALPHA4,
+    "rolloutAfter": ANY,
+    "rolloutStrategy": {"type": ANY, "rollingUpdate": {"maxSurge": ANY}},
+}
+_KCP_V1BETA1 = _with(
+    _KCP_V1ALPHA4,
+    {
+        "kubeadmConfigSpec": _KUBEADM_CONFIG_V1BETA1,
+        "machineTemplate.readinessGates": NS,
+        "machineTemplate.nodeVolumeDetachTimeout": NS,
+        "machineTemplate.nodeDeletionTimeout": NS,
+        "machineTemplate.taints": NS,
+        "rolloutBefore": NS,
+        "remediationStrategy": {"maxRetry": ANY, "retryPeriod": ANY, "minHealthyPeriod": NS},
+        "machineNamingStrategy": NS,
+    },
+)
+_KCP_V1BETA2 = {
+    "replicas": ANY,
+    "version": ANY,
+    "machineTemplate": {
+        "metadata": TEMPLATE_META,
+        "spec": {
+            "infrastructureRef": CONTRACT_REF,
+            "deletion": {
+                "nodeDrainTimeoutSeconds": ANY,
+                "nodeVolumeDetachTimeoutSeconds": NS,
+                "nodeDeletionTimeoutSeconds": NS,
+            },
+            "readinessGates": NS,
+            "taints": NS,
+        },
+    },
+    "kubeadmConfigSpec": _KUBEADM_CONFIG_V1BETA2,
+    "rollout": {
+        "after": ANY,
+        "strategy": {"type": ANY, "rollingUpdate": {"maxSurge": ANY}},
+        "before": NS,
+    },
+    "remediation": {"maxRetry": ANY, "retryPeriodSeconds": ANY, "minHealthyPeriodSeconds": NS},
+    "machineNaming": NS,
+}
+
+# --- KubeadmConfigTemplate --------------------------------------------------------------
+
+_KCT = {
+    V1ALPHA3: _machine_template(_KUBEADM_CONFIG_V1ALPHA3, metadata=False),
+    V1ALPHA4: _machine_template(_KUBEADM_CONFIG_V1ALPHA4, metadata=False),
+    V1BETA1: _machine_template(_KUBEADM_CONFIG_V1BETA1),
+    V1BETA2: _machine_template(_KUBEADM_CONFIG_V1BETA2),
+}
+
+# --- MachineDeployment ------------------------------------------------------------------
+
+_MD_V1ALPHA3 = {
+    "clusterName": ANY,
+    "replicas": ANY,
+    "selector": LABEL_SELECTOR,
+    "template": {
+        "metadata": TEMPLATE_META,
+        "spec": {
+            "clusterName": ANY,
+            "bootstrap": {
+                "configRef": OBJECT_REF,
+                "data": NotSupported("use a KubeadmConfigTemplate in bootstrap.configRef"),
+                "dataSecretName": NotSupported("use a KubeadmConfigTemplate in bootstrap.configRef"),
+            },
+            "infrastructureRef": OBJECT_REF,
+            "version": ANY,
+            "failureDomain": ANY,
+            "providerID": NS,
+            "nodeDrainTimeout": NS,
+        },
+    },
+    "strategy": {"type": ANY, "rollingUpdate": {"maxUnavailable": ANY, "maxSurge": ANY}},
+    "minReadySeconds": ANY,
+    "revisionHistoryLimit": ANY,
+    "paused": ANY,
+    "progressDeadlineSeconds": ANY,
+}
+_MD_V1ALPHA4 = _with(
+    _MD_V1ALPHA3,
+    {
+        "template.spec.bootstrap.data": None,
+        "strategy.rollingUpdate.deletePolicy": ANY,
+    },
+)
+_MD_V1BETA1 = _with(
+    _MD_V1ALPHA4,
+    {
+        "rolloutAfter": ANY,
+        "template.spec.readinessGates": NS,
+        "template.spec.nodeVolumeDetachTimeout": NS,
+        "template.spec.nodeDeletionTimeout": NS,
+        "template.spec.taints": NS,
+        "strategy.remediation": NS,
+        "machineNamingStrategy": NS,
+    },
+)
+_MD_V1BETA2 = {
+    "clusterName": ANY,
+    "replicas": ANY,
+    "rollout": {
+        "after": ANY,
+        "strategy": {"type": ANY, "rollingUpdate": {"maxUnavailable": ANY, "maxSurge": ANY}},
+    },
+    "selector": LABEL_SELECTOR,
+    "template": {
+        "metadata": TEMPLATE_META,
+        "spec": {
+            "clusterName": ANY,
+            "bootstrap": {
+                "configRef": CONTRACT_REF,
+                "dataSecretName": NotSupported("use a KubeadmConfigTemplate in bootstrap.configRef"),
+            },
+            "infrastructureRef": CONTRACT_REF,
+            "version": ANY,
+            "failureDomain": ANY,
+            "minReadySeconds": ANY,
+            "providerID": NS,
+            "readinessGates": NS,
+            "deletion": NS,
+            "taints": NS,
+        },
+    },
+    "machineNaming": NS,
+    "remediation": NS,
+    "deletion": {"order": ANY},
+    "paused": ANY,
+}
+
+# --- MachineHealthCheck -----------------------------------------------------------------
+
+_MHC_V1ALPHA3 = {
+    "clusterName": ANY,
+    "selector": LABEL_SELECTOR,
+    "unhealthyConditions": ListOf({"type": ANY, "status": ANY, "timeout": ANY}),
+    "maxUnhealthy": ANY,
+    "nodeStartupTimeout": ANY,
+    "remediationTemplate": NotSupported("capt remediates by replacing the machine"),
+}
+_MHC_V1ALPHA4 = _with(_MHC_V1ALPHA3, {"unhealthyRange": ANY})
+_MHC_V1BETA1 = _with(_MHC_V1ALPHA4, {"unhealthyMachineConditions": NS})
+_MHC_V1BETA2 = {
+    "clusterName": ANY,
+    "selector": LABEL_SELECTOR,
+    "checks": {
+        "nodeStartupTimeoutSeconds": ANY,
+        # unhealthyTimeoutSeconds: an earlier v1beta2 spelling capt reads as well
+        "unhealthyNodeConditions": ListOf(
+            {"type": ANY, "status": ANY, "timeoutSeconds": ANY, "unhealthyTimeoutSeconds": ANY}
+        ),
+        "unhealthyMachineConditions": NS,
+    },
+    "remediation": {
+        "triggerIf": {"unhealthyLessThanOrEqualTo": ANY, "unhealthyInRange": ANY},
+        "maxInFlight": ANY,  # capt reads it here (CAPI has it on the MachineDeployment)
+        "templateRef": NotSupported("capt remediates by replacing the machine"),
+    },
+}
+
+# --- ClusterResourceSet, ConfigMap, Secret ----------------------------------------------
+
+_CRS = {
+    "clusterSelector": LABEL_SELECTOR,
+    "resources": ListOf({"name": ANY, "kind": ANY}),
+    "strategy": ANY,
+}
+_CONFIG_MAP = {
+    "apiVersion": ANY,
+    "kind": ANY,
+    "metadata": OBJECT_META,
+    "data": FREE,
+    "binaryData": NotSupported("addons are YAML documents: put them under data"),
+    "immutable": IGNORED,
+}
+_SECRET = {
+    "apiVersion": ANY,
+    "kind": ANY,
+    "metadata": OBJECT_META,
+    "data": FREE,
+    "stringData": FREE,
+    "type": ANY,
+    "immutable": IGNORED,
+}
+
+
+def _per_version(a3: dict, a4: dict, b1: dict, b2: dict) -> dict[str, dict]:
+    return {V1ALPHA3: _object(a3), V1ALPHA4: _object(a4), V1BETA1: _object(b1), V1BETA2: _object(b2)}
+
+
+# kind -> apiVersion's version -> schema of the whole document
+SCHEMAS: dict[str, dict[str, dict]] = {
+    "Cluster": _per_version(_CLUSTER_V1ALPHA3, _CLUSTER_V1ALPHA4, _CLUSTER_V1BETA1, _CLUSTER_V1BETA2),
+    "AWSCluster": _per_version(
+        _AWS_CLUSTER_V1ALPHA3, _AWS_CLUSTER_V1ALPHA4, _AWS_CLUSTER_V1BETA1, _AWS_CLUSTER_V1BETA2
+    ),
+    "AWSMachineTemplate": {
+        V1ALPHA3: _machine_template(_AWS_MACHINE_V1ALPHA3, metadata=False),
+        V1ALPHA4: _machine_template(_AWS_MACHINE_V1ALPHA4, metadata=False),
+        V1BETA1: _machine_template(_AWS_MACHINE_V1BETA1),
+        V1BETA2: _machine_template(_AWS_MACHINE_V1BETA2),
+    },
+    "KubeadmControlPlane": _per_version(_KCP_V1ALPHA3, _KCP_V1ALPHA4, _KCP_V1BETA1, _KCP_V1BETA2),
+    "KubeadmConfigTemplate": _KCT,
+    "MachineDeployment": _per_version(_MD_V1ALPHA3, _MD_V1ALPHA4, _MD_V1BETA1, _MD_V1BETA2),
+    "MachineHealthCheck": _per_version(_MHC_V1ALPHA3, _MHC_V1ALPHA4, _MHC_V1BETA1, _MHC_V1BETA2),
+    "ClusterResourceSet": _per_version(_CRS, _CRS, _CRS, _CRS),
+    "ConfigMap": {"v1": _CONFIG_MAP},
+    "Secret": {"v1": _SECRET},
+}
+
+
+def not_supported_fields() -> dict[str, dict[str, list[str]]]:
+    """kind -> field path (`[]` for a list's items) -> the API versions that define it, for
+    every field capt refuses as not supported."""
+    out: dict[str, dict[str, list[str]]] = {}
+
+    def walk(kind: str, version: str, node: Any, path: str) -> None:
+        if isinstance(node, ListOf):
+            walk(kind, version, node.item, f"{path}[]")
+        elif isinstance(node, NotSupported):
+            out.setdefault(kind, {}).setdefault(path, []).append(version)
+        elif isinstance(node, dict):
+            for key, sub in node.items():
+                walk(kind, version, sub, f"{path}.{key}" if path else key)
+
+    for kind, versions in SCHEMAS.items():
+        for version, schema in versions.items():
+            walk(kind, version, schema, "")
+    return out
+
+
+README_BEGIN = (
+    "<!-- not-supported:begin (generated from spec/schema.py; tests/spec/test_spec_strict.py checks it) -->"
+)
+README_END = "<!-- not-supported:end -->"
+
+
+def not_supported_markdown() -> str:
+    """The README's list of the fields capt refuses as not supported, one line per kind."""
+    lines = []
+    for kind, fields in not_supported_fields().items():
+        all_versions = set(SCHEMAS[kind])
+        items = []
+        for path, versions in fields.items():
+            only = "" if set(versions) == all_versions else f" ({', '.join(versions)})"
+            items.append(f"`{path}`{only}")
+        lines.append(f"- **{kind}**: " + ", ".join(items))
+    return "\n".join(lines)
