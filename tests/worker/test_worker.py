@@ -128,10 +128,17 @@ async def test_metrics_port_serves_prometheus_metrics(
         await client.execute_workflow(
             GreetWorkflow.run, Greeting(name="m"), id=f"wf-{task_queue}", task_queue=task_queue
         )
-        body = await asyncio.to_thread(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        )
-    ours = [line for line in body.splitlines() if f'task_queue="{task_queue}"' in line]
+        # The SDK core counts the completion after the server has recorded it (the client may
+        # see the result first): read the endpoint until the counter shows, for up to 20 s.
+        ours: list[str] = []
+        for _ in range(40):
+            body = await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            )
+            ours = [line for line in body.splitlines() if f'task_queue="{task_queue}"' in line]
+            if any(line.startswith("temporal_workflow_completed") for line in ours):
+                break
+            await asyncio.sleep(0.5)
     assert any(line.startswith("temporal_workflow_completed") for line in ours), ours[:5]
 
 
