@@ -91,8 +91,10 @@ def _variables(var: tuple[str, ...], var_file: str | None) -> dict[str, str]:
 
 def _load(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None = None) -> LoadResult:
     """Load the manifests and plan their network (validate = apply), or exit 2 with every problem."""
+    from plan.cluster import build_plan
+    from plan.names import cluster_id
     from plan.network import PlanError
-    from plan.render import render_plan
+    from plan.render import plan_azs
 
     variables = _variables(var, var_file)
     try:
@@ -103,7 +105,9 @@ def _load(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None = N
         click.echo(exc.render(), err=True)
         sys.exit(EXIT_BAD_INPUT)
     try:
-        render_plan(result.spec)  # the network planner's own checks (subnets per zone, sizes)
+        # The network planner's own checks (subnets per zone, sizes), as apply's workflow plans it.
+        spec = result.spec
+        build_plan(spec, plan_azs(spec), cluster_id(spec.namespace, spec.name))
     except PlanError as exc:
         click.echo(f"the network cannot be planned: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)

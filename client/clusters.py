@@ -191,8 +191,6 @@ def store_secrets(spec: ClusterSpec, secrets: Mapping[str, Mapping[str, bytes]],
 async def preview(client: Client, spec: ClusterSpec):
     """What applying `spec` would do to the running cluster (`capt diff`, `apply --dry-run`):
     the workflow's own rules, through a query, so nothing is recorded."""
-    from workflows.cluster import ApplyRequest
-
     handle = await running_handle(client, spec.namespace, spec.name)
     return await handle.query(ClusterWorkflow.preview, ApplyRequest(spec=spec))
 

@@ -7,23 +7,21 @@ and field path.
 from __future__ import annotations
 
 import ipaddress
-import re
 
 from spec import versions
 from spec.intstr import IntOrPercentError, check_int_or_percent, scaled_value
 
-_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.+-]+)?$")
-
-
-def parse_version(version: str) -> tuple[int, int, int] | None:
-    m = _VERSION.match(version)
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
-
 
 def version_error(version: str) -> str | None:
-    if parse_version(version) is None:
-        return f"{version!r} is not a Kubernetes version of the form vMAJOR.MINOR.PATCH (e.g. v1.30.2)"
-    return None
+    """A manifest's version: spec/versions.py's rule, with the leading `v` CAPI's webhooks require."""
+    try:
+        versions.parse_kubernetes_version(version)
+    except ValueError:
+        pass
+    else:
+        if version.startswith("v"):
+            return None
+    return f"{version!r} is not a Kubernetes version of the form vMAJOR.MINOR.PATCH (e.g. v1.30.2)"
 
 
 def network_error(cidr: str, what: str) -> str | None:
