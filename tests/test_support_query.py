@@ -67,5 +67,3 @@ async def test_other_query_failures_are_not_retried(replays) -> None:
     with pytest.raises(WorkflowQueryFailedError, match="statuz"):
         await context.query(handle, "status")
     assert (handle.asked, replays) == (1, [])
-
-
