@@ -74,6 +74,8 @@ class WatchedMachine(_Frozen):
     message: str = ""
     # From the machine's own status query, fetched once for machines still booting.
     created_at: dt.datetime | None = None
+    # The owner still marks it unhealthy (from an earlier remediation request).
+    marked_unhealthy: bool = False
 
     @property
     def booting(self) -> bool:
@@ -120,6 +122,13 @@ class RemediationCall(_Frozen):
     update_id: str
 
 
+class HealthyAgainCall(_Frozen):
+    """Machines an owner still marks unhealthy that the health check now finds healthy."""
+
+    owner_workflow_id: str
+    machines: tuple[str, ...]
+
+
 class RemediationOutcome(_Frozen):
     accepted: bool
     remediated: tuple[str, ...] = ()
@@ -158,6 +167,7 @@ def _control_plane_snapshot(wf_id: str, s: cp.ControlPlaneStatus) -> OwnerSnapsh
                 node_ready=m.node_ready,
                 deleting=m.phase in ("Deleting", "Deleted"),
                 message=m.message,
+                marked_unhealthy=m.unhealthy,
             )
             for m in s.machines
         ),
@@ -184,6 +194,7 @@ def _deployment_snapshot(wf_id: str, s: md.DeploymentStatus) -> OwnerSnapshot:
                 node_ready=m.node_ready,
                 deleting=m.deleting or m.phase in ("Deleting", "Deleted"),
                 message=m.message,
+                marked_unhealthy=m.unhealthy,
             )
             for m in s.machines
         ),
@@ -312,4 +323,16 @@ async def request_remediation(call: RemediationCall) -> RemediationOutcome:
     return _outcome(call, answer)
 
 
-HEALTH_ACTIVITIES = [query_machine_owners, request_remediation]
+@activity.defn
+async def report_healthy_again(call: HealthyAgainCall) -> None:
+    """Signal the owner (`machines_healthy`) so it drops its unhealthy marks. An owner that is not
+    running has no marks to drop."""
+    handle = activity.client().get_workflow_handle(call.owner_workflow_id)
+    try:
+        await handle.signal("machines_healthy", list(call.machines))
+    except RPCError as err:
+        if not _not_found(err):
+            raise
+
+
+HEALTH_ACTIVITIES = [query_machine_owners, request_remediation, report_healthy_again]

@@ -201,6 +201,13 @@ class ControlPlaneWorkflow:
             self._wake = True
 
     @workflow.signal
+    def machines_healthy(self, names: list[str]) -> None:
+        """From the health check, each round it finds a machine marked unhealthy here healthy
+        again: the mark no longer holds scale or rollout back."""
+        if self._carry.book.clear_unhealthy(names):
+            self._wake = True
+
+    @workflow.signal
     def apply_spec(self, spec: ControlPlaneSpec) -> None:
         """The ClusterWorkflow's desired control plane, already validated by its Update
         validators with the same rules as this workflow's own Updates. Latest wins."""

@@ -66,12 +66,14 @@ with workflow.unsafe.imports_passed_through():
         describe_cluster_instances,
     )
     from activities.health import (
+        HealthyAgainCall,
         OwnersRequest,
         OwnersResult,
         RemediationCall,
         RemediationOutcome,
         WatchedMachine,
         query_machine_owners,
+        report_healthy_again,
         request_remediation,
     )
     from activities.workload.activities import (
@@ -84,6 +86,10 @@ with workflow.unsafe.imports_passed_through():
     from spec.models import HealthCheckSpec
     from workflows.health_rules import TOO_MANY_UNHEALTHY, parse_unhealthy_range
     from workflows.machine_models import ClusterContext
+
+# workflow.patched id (docs/versioning.md): each round, signal owners that still mark a machine
+# unhealthy which the checks now find healthy (or no longer select).
+PATCH_CLEAR_STALE_MARKS = "health-clears-stale-marks"
 
 DEFAULT_INTERVAL_SECONDS = 30.0
 MIN_INTERVAL_SECONDS = 1.0
@@ -541,7 +547,40 @@ class HealthCheckWorkflow:
         self._record_verdicts(evaluations, now)
         for ev in evaluations:
             await self._remediate(ev, machines, owner_ids, now)
+        await self._clear_stale_marks(
+            machines, evaluations, owner_ids, observed=instances is not None and nodes is not None
+        )
         carry.reports = [self._report(ev) for ev in evaluations]
+
+    async def _clear_stale_marks(
+        self,
+        machines: list[WatchedMachine],
+        evaluations: list[detect.CheckEvaluation],
+        owner_ids: dict[str, str],
+        *,
+        observed: bool,
+    ) -> None:
+        """Owners keep an unhealthy mark from each remediation request; scale-up and rollout wait
+        on it. Each round, tell an owner which of its marked machines are healthy again (or no
+        longer selected), so a machine that recovered, or whose remediation was refused, never
+        blocks for good. Only owners holding a stale mark are signalled."""
+        stale = detect.healthy_again(machines, evaluations, observed=observed)
+        if not stale or not workflow.patched(PATCH_CLEAR_STALE_MARKS):
+            return
+        for owner, names in stale.items():
+            if owner not in owner_ids:
+                continue
+            try:
+                await workflow.execute_activity(
+                    report_healthy_again,
+                    HealthyAgainCall(owner_workflow_id=owner_ids[owner], machines=names),
+                    **OBSERVE,
+                )
+            except ActivityError as err:
+                self._note_once(f"marks:{owner}", "marks-failed", f"{owner} not told: {_cause(err)}")
+                continue
+            for name in names:
+                self._decide(name, "", "healthy-again", f"{owner} no longer marks it unhealthy")
 
     def _instances(self, found) -> dict | None:
         if isinstance(found, BaseException):

@@ -313,3 +313,29 @@ def evaluate_check(
         in_flight=flying,
         note=limited.reason,
     )
+
+
+def healthy_again(
+    machines: Sequence[WatchedMachine], evaluations: Sequence[CheckEvaluation], *, observed: bool
+) -> dict[str, tuple[str, ...]]:
+    """Owner key -> machines the owner still marks unhealthy that are not unhealthy now.
+
+    A mark is left by a remediation request and, like CAPI's HealthCheckSucceeded condition, it
+    must follow each round's verdict: dropped when a check finds the machine healthy, or when no
+    check selects it any more (only after a complete observation: `observed`). A machine some
+    check still finds unhealthy, one still starting, and one being deleted keep their marks.
+    """
+    verdicts: dict[str, list[Verdict]] = {}
+    for ev in evaluations:
+        for v in ev.verdicts:
+            verdicts.setdefault(v.machine, []).append(v)
+    found: dict[str, list[str]] = {}
+    for m in machines:
+        if not m.marked_unhealthy or m.deleting:
+            continue
+        seen = verdicts.get(m.name, [])
+        if any(v.unhealthy for v in seen):
+            continue
+        if any(v.healthy for v in seen) or (not seen and observed):
+            found.setdefault(owner_key(m), []).append(m.name)
+    return {owner: tuple(sorted(names)) for owner, names in sorted(found.items())}

@@ -420,6 +420,13 @@ class MachineDeploymentWorkflow:
             self._wake = True
 
     @workflow.signal
+    def machines_healthy(self, names: list[str]) -> None:
+        """From the health check, each round it finds a machine marked unhealthy here healthy
+        again: the mark no longer holds scale or rollout back."""
+        if self._carry.book.clear_unhealthy(names):
+            self._wake = True
+
+    @workflow.signal
     def control_plane_changed(self, info: ControlPlaneInfo) -> None:
         """From the cluster workflow (a workflow cannot send Updates): the control plane was
         initialized and/or changed version. A malformed version is ignored (logged)."""

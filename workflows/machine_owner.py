@@ -23,6 +23,7 @@ is restarted instead of waited for forever; after `MAX_DELETE_RESTARTS` the owne
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict
@@ -121,6 +122,18 @@ class MachineBook(BaseModel):
 
     def views(self) -> list[MachineView]:
         return [m.view() for m in self.live()]
+
+    def clear_unhealthy(self, names: Iterable[str]) -> bool:
+        """The health check finds these machines healthy again (or no check selects them any
+        more): drop the marks a remediation request left, so scale and rollout stop waiting on
+        them (CAPI's MHC re-evaluates HealthCheckSucceeded every round). True if any changed."""
+        changed = False
+        for name in names:
+            owned = self.machines.get(name)
+            if owned is not None and owned.unhealthy:
+                owned.unhealthy, owned.unhealthy_reason = False, ""
+                changed = True
+        return changed
 
     def apply(self, status: MachineStatus, now: float | None = None) -> bool:
         """Record a machine's report. Returns True if it changed anything."""

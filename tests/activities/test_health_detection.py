@@ -300,3 +300,57 @@ def test_remediation_disabled_detects_but_asks_nothing() -> None:
 def test_settings_error(settings, error) -> None:
     err = settings_error(settings)
     assert (err is None) if error is None else (err is not None and error in err), err
+
+
+def _evaluation(*verdicts: tuple[str, str]) -> detect.CheckEvaluation:
+    return detect.CheckEvaluation(
+        check="workers",
+        expected=len(verdicts),
+        healthy=sum(1 for _, state in verdicts if state == "healthy"),
+        verdicts=tuple(
+            detect.Verdict(machine=n, owner="machine-deployment/md-0", state=s) for n, s in verdicts
+        ),
+        allowance=(True, 1, ""),
+    )
+
+
+@pytest.mark.parametrize(
+    ("machines", "evaluations", "observed", "cleared"),
+    [
+        # a marked machine every check finds healthy again: cleared
+        ([machine("a", marked_unhealthy=True)], [_evaluation(("a", "healthy"))], True, {"md-0": ("a",)}),
+        # still unhealthy in one check, healthy in another: kept
+        (
+            [machine("a", marked_unhealthy=True)],
+            [_evaluation(("a", "healthy")), _evaluation(("a", "unhealthy"))],
+            True,
+            {},
+        ),
+        # not marked: nothing to tell the owner
+        ([machine("a")], [_evaluation(("a", "healthy"))], True, {}),
+        # still starting (no node yet, within its budget): kept until a verdict says healthy
+        ([machine("a", marked_unhealthy=True)], [_evaluation(("a", "starting"))], True, {}),
+        # being deleted: the mark goes with the machine
+        ([machine("a", marked_unhealthy=True, deleting=True)], [_evaluation(("a", "healthy"))], True, {}),
+        # no check selects it any more (the MHC was removed or narrowed): cleared ...
+        ([machine("a", marked_unhealthy=True)], [], True, {"md-0": ("a",)}),
+        # ... but not on an incomplete observation (instances or nodes not read this round)
+        ([machine("a", marked_unhealthy=True)], [], False, {}),
+        # grouped per owner, names sorted
+        (
+            [
+                machine("b", marked_unhealthy=True),
+                machine("a", marked_unhealthy=True),
+                machine(
+                    "c", marked_unhealthy=True, owner="control-plane", owner_name="cp", role="control-plane"
+                ),
+            ],
+            [_evaluation(("a", "healthy"), ("b", "healthy"), ("c", "healthy"))],
+            True,
+            {"control-plane/cp": ("c",), "machine-deployment/md-0": ("a", "b")},
+        ),
+    ],
+)
+def test_healthy_again(machines, evaluations, observed, cleared) -> None:
+    got = detect.healthy_again(machines, evaluations, observed=observed)
+    assert got == {k if "/" in k else f"machine-deployment/{k}": v for k, v in cleared.items()}

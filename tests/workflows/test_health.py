@@ -363,6 +363,55 @@ async def test_lost_control_plane_machine_is_replaced_with_quorum_held(time_skip
         assert finished.check == "cp"
 
 
+async def test_marks_of_machines_that_recovered_are_cleared_and_scale_up_proceeds(
+    time_skipping_env, task_queue
+):
+    """Issue 18, high 1: two of three control-plane nodes go NotReady past their timeout; the
+    control plane refuses to remediate either (one removal would leave 1 healthy of 2 members,
+    below quorum) and marks both unhealthy. The nodes recover: the next rounds clear the marks,
+    and a scale-up to 5 (whose preflight needs every machine healthy) proceeds instead of
+    waiting on the stale marks for good."""
+    from workflows.control_plane import ScaleRequest as CpScale
+
+    c = Cluster(time_skipping_env, task_queue)
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_control_plane(3)
+        await c.start_health(
+            HealthCheckSpec(name="cp", control_plane=True, unhealthy_conditions=NOT_READY_120S)
+        )
+        cp = await wait_for(c.env, c.cp_status, lambda s: s.ready and s.ready_replicas == 3, what="3 ready")
+        await c.wait_health(lambda s: s.check("cp").healthy == 3, "3 healthy")
+        sick = [cp.machines[0].name, cp.machines[1].name]
+        broke_at = await c.now()
+        for name in sick:
+            c.fakes.node_not_ready(name, broke_at)
+        await c.wait_health(
+            lambda s: any(e.kind == "refused" and e.machine in sick for e in s.events),
+            "a refused remediation",
+        )
+        marked = await wait_for(
+            c.env,
+            c.cp_status,
+            lambda s: {m.name for m in s.machines if m.unhealthy} == set(sick),
+            what="both marked unhealthy",
+        )
+        assert len(marked.machines) == 3  # nothing was removed: quorum held
+        for name in sick:
+            c.fakes.node_ready_again(name)
+        for name in sick:
+            await c.wait_event("healthy-again", name, step=5)
+        await wait_for(
+            c.env, c.cp_status, lambda s: not any(m.unhealthy for m in s.machines), what="marks cleared"
+        )
+        await c.env.client.get_workflow_handle(f"controlplane/default/{c.ctx.name}").execute_update(
+            ControlPlaneWorkflow.scale, CpScale(replicas=5)
+        )
+        grown = await wait_for(
+            c.env, c.cp_status, lambda s: s.ready_replicas == 5, what="scaled to 5", limit=3600
+        )
+        assert set(sick) <= {m.name for m in grown.machines}
+
+
 async def test_settings_change_and_continue_as_new_keep_detections(time_skipping_env, task_queue):
     """The health workflow continues-as-new every 3 intervals (90 s). A node that turns NotReady
     without reporting a transition time is timed from the health check's first sighting, which must
