@@ -5,7 +5,8 @@ Deleted, or Failed with a reason.
 
 Create: bootstrap data (rendered and stored in Secrets Manager; the instance's user data is
 only a boothook that fetches it) → instance → wait until running → wait for a Ready node
-(within nodeStartupTimeout) → delete the bootstrap secret.
+→ delete the bootstrap secret. A node that is not Ready within nodeStartupTimeout does not fail
+the machine (as in CAPI, only a MachineHealthCheck remediates it): it keeps waiting, saying so.
 
 Delete (the `request_delete` signal, or cancelling the workflow): cordon and drain the node,
 deregister a control-plane machine from the API load balancer, terminate the instance and
@@ -60,9 +61,24 @@ with workflow.unsafe.imports_passed_through():
 PATCH_PERMANENT_FAILURE = "machine-permanent-failure"
 # MachineInput.mode="delete": only delete (the owner restarts a closed machine workflow so).
 PATCH_DELETE_MODE = "machine-delete-mode"
+# A node that is not Ready within nodeStartupTimeout no longer fails the machine: as in CAPI, only
+# a MachineHealthCheck remediates it; the machine keeps waiting, polling less and less often.
+PATCH_WAIT_FOR_NODE = "machine-waits-for-node"
 
 # Poll the workload node this often (a durable timer); EC2 state polls back off from 2 s to 15 s.
 NODE_POLL_SECONDS = 10.0
+# Past nodeStartupTimeout the polls back off to every 30 minutes for a day, then every 6 hours:
+# a machine whose node never comes keeps a bounded history (about 50 polls a day, then 4).
+LATE_POLL_CAP_SECONDS = 1800.0
+DEFAULT_NODE_STARTUP_SECONDS = 600
+LATE_POLL_DAY_SECONDS = 6 * 3600.0
+
+
+def late_node_poll(seconds_past_timeout: float, previous: float) -> float:
+    """Seconds to the next node poll once nodeStartupTimeout has passed (pure, table-tested)."""
+    if seconds_past_timeout >= 86400:
+        return LATE_POLL_DAY_SECONDS
+    return min(LATE_POLL_CAP_SECONDS, max(NODE_POLL_SECONDS, previous * 2))
 
 
 def _instance_polls():
@@ -272,13 +288,17 @@ class MachineWorkflow:
     async def _wait_node_ready(self, token_arn: str | None) -> None:
         """Poll the workload cluster for this instance's Node until it is Ready.
 
-        Bounded by nodeStartupTimeout, counted in workflow time from the instance running.
-        While a join is pending, the join token is refreshed before it expires.
+        Until nodeStartupTimeout (workflow time from the instance running) every 10 s, then less
+        and less often: the machine does not fail on it (CAPI: only a MachineHealthCheck
+        remediates). While a join is pending, the join token is refreshed before it expires.
         """
         inp = self._input
         assert inp is not None and self._status is not None
-        deadline = workflow.now() + timedelta(seconds=inp.node_startup_timeout_seconds)
+        # 0 disables the timeout (as in an MHC); the 10 s polls still slow down after 600 s.
+        budget = inp.node_startup_timeout_seconds or DEFAULT_NODE_STARTUP_SECONDS
+        deadline = workflow.now() + timedelta(seconds=budget)
         refresh_at = workflow.now() + timedelta(minutes=5)
+        late = 0.0
         while True:
             listed = await workflow.execute_activity(
                 workload.list_workload_nodes,
@@ -298,11 +318,23 @@ class MachineWorkflow:
                     f"instance {self._status.instance_id} is {instance.state} before its node joined"
                 )
             now = workflow.now()
+            wait = min(NODE_POLL_SECONDS, max(1.0, (deadline - now).total_seconds()))
             if now >= deadline:
                 reason = "node never registered" if node is None else f"node {node.name} never became Ready"
-                raise MachineFailed(
-                    f"{reason} within nodeStartupTimeout ({inp.node_startup_timeout_seconds}s)"
-                )
+                if not workflow.patched(PATCH_WAIT_FOR_NODE):
+                    raise MachineFailed(
+                        f"{reason} within nodeStartupTimeout ({inp.node_startup_timeout_seconds}s)"
+                    )
+                # CAPI: the machine waits; a MachineHealthCheck selecting it (nodeStartupTimeout,
+                # not 0) remediates it. Without one, it waits until it is deleted.
+                if not late:  # tell the owner once (describe shows it on the machine's row)
+                    await self._set_phase(
+                        self._status.phase,
+                        message=f"{reason} within {budget}s of the instance running; waiting "
+                        "(a MachineHealthCheck's nodeStartupTimeout remediates it)",
+                    )
+                late = late_node_poll((now - deadline).total_seconds(), late)
+                wait = late
             if token_arn and now >= refresh_at:
                 await workflow.execute_activity(
                     sm.refresh_bootstrap_token,
@@ -311,7 +343,6 @@ class MachineWorkflow:
                 )
                 await self._publish_token(token_arn)
                 refresh_at = now + timedelta(minutes=5)
-            wait = min(NODE_POLL_SECONDS, max(1.0, (deadline - now).total_seconds()))
             if await self._delete_or_wait(wait):
                 return
 

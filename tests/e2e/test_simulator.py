@@ -10,7 +10,7 @@ DNS name is the cluster endpoint) and the cluster PKI, then runs a `MachineWorkf
    (boothook → cloud-init jinja → kubeadm init) and the workflow's real client sees the Node
    Ready over mutual TLS, through the `CAPT_RESOLVE` mapping `capt dev up` configures;
 2. a worker whose bootstrap data pins a wrong CA hash: the simulator refuses the join with the
-   reason logged, and the workflow fails on its (short) nodeStartupTimeout.
+   reason logged, and past its (short) nodeStartupTimeout the workflow keeps waiting, saying why.
 
 The MachineWorkflow runs on the stack's own worker (task queue `capt`) when workflows/registry.py
 registers it; until then on a worker in this test process with the same environment.
@@ -340,10 +340,10 @@ async def test_wrong_ca_hash_leaves_the_worker_unjoined_with_the_reason_logged(s
     assert refusal and "cluster CA found in cluster-info ConfigMap is invalid" in refusal[0], log[-2000:]
     assert "will not join" in refusal[0]
 
-    # The workflow waits for a Node that never comes and fails on nodeStartupTimeout.
-    status = await wait_for(handle, lambda s: s.terminal, 40)
-    assert status.phase == "Failed", status
-    assert "nodeStartupTimeout" in (status.failure_reason or "")
+    # The workflow waits for a Node that never comes; past nodeStartupTimeout it keeps waiting
+    # and says so (as in CAPI, only a MachineHealthCheck would remediate it).
+    status = await wait_for(handle, lambda s: "nodeStartupTimeout remediates" in s.message, 40)
+    assert status.phase != "Failed" and "never registered" in status.message, status
     access = wa.WorkloadAccess(region=REGION, endpoint_host=cluster.endpoint_host, pki=cluster.pki)
     with wa.connect(access) as client:
         provider_ids = [n["spec"]["providerID"] for n in client.list_nodes()]

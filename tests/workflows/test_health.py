@@ -237,7 +237,7 @@ async def test_terminated_instance_and_not_ready_node_are_replaced(time_skipping
 
 async def test_node_startup_timeout_replaces_a_machine_that_never_gets_ready(time_skipping_env, task_queue):
     """A new machine whose node never becomes Ready is replaced once nodeStartupTimeout (120 s,
-    counted from its creation) has passed — well before its own MachineWorkflow would give up."""
+    counted from its creation) has passed (the MachineWorkflow itself waits: only the check remediates)."""
     c = Cluster(time_skipping_env, task_queue)
     broken: list[str] = []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from temporalio import activity
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -20,6 +21,7 @@ from tests.support.context import (
     unique,
     wait_for,
 )
+from workflows import machine as machine_wf
 from workflows.machine import MachineWorkflow
 from workflows.machine_models import DeleteOptions, MachineInput, machine_workflow_id
 
@@ -84,20 +86,50 @@ async def test_join_uses_a_token(time_skipping_env, task_queue):
         assert "register_with_load_balancer" not in cloud.calls  # workers are not behind the API LB
 
 
-async def test_node_never_ready_fails_after_node_startup_timeout(time_skipping_env, task_queue):
+async def test_node_never_ready_waits_past_node_startup_timeout(time_skipping_env, task_queue):
+    """Issue 18, high 2. As in CAPI, the machine itself never fails on nodeStartupTimeout (only
+    a MachineHealthCheck remediates): past it the machine keeps waiting, says why, polls less
+    and less often (bounded history), and still joins if its node comes late."""
     env, cloud = time_skipping_env, FakeCloud()
     cloud.never_ready.add("w2")
     async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities()):
         handle = await start(env, task_queue, machine_input("w2", startup=900))
-        status = await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Failed"), step=30)
-        assert "never registered within nodeStartupTimeout (900s)" in (status.failure_reason or "")
-        # Failed keeps the instance for inspection until the owner deletes the machine.
-        assert cloud.instances[status.instance_id].terminated_at is None
-        # While it waited, the 15-minute join token was refreshed (every 5 minutes) and republished.
+        status = await wait_for(
+            env,
+            lambda: query(handle, MachineWorkflow.status),
+            lambda s: "waiting (a Machine" in s.message,
+            step=60,
+        )
+        assert status.phase != "Failed" and status.failure_reason is None
+        assert "never registered" in status.message
+        polls_at_timeout = cloud.calls["list_workload_nodes"]
+        await env.sleep(timedelta(hours=24))
+        status = await query(handle, MachineWorkflow.status)
+        assert status.phase != "Failed"
+        # A day past the timeout: about 50 polls (10 s -> 30 min), not 8,640 (every 10 s).
+        assert cloud.calls["list_workload_nodes"] - polls_at_timeout <= 60
+        # While it waited, the 15-minute join token was refreshed and republished.
         assert cloud.calls["refresh_bootstrap_token"] >= 2
         assert cloud.calls["create_bootstrap_token_secret"] == 1 + cloud.calls["refresh_bootstrap_token"]
+        # The node comes after all: the machine runs.
+        cloud.never_ready.discard("w2")
+        await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Running"), step=600)
         await handle.signal(MachineWorkflow.request_delete)
         assert (await handle.result()).phase == "Deleted"
+
+
+@pytest.mark.parametrize(
+    ("past", "previous", "delay"),
+    [
+        (0, 0.0, machine_wf.NODE_POLL_SECONDS),  # first late poll: the usual 10 s
+        (10, 10.0, 20.0),  # then doubling
+        (3000, 1280.0, 1800.0),  # capped at 30 minutes
+        (86399, 1800.0, 1800.0),
+        (86400, 1800.0, 6 * 3600.0),  # after a day: every 6 hours
+    ],
+)
+def test_late_node_poll(past, previous, delay) -> None:
+    assert machine_wf.late_node_poll(past, previous) == delay
 
 
 async def test_instance_gone_while_provisioning_fails(time_skipping_env, task_queue):
