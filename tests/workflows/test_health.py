@@ -412,6 +412,44 @@ async def test_marks_of_machines_that_recovered_are_cleared_and_scale_up_proceed
         assert set(sick) <= {m.name for m in grown.machines}
 
 
+async def test_a_first_control_plane_machine_that_never_comes_up_is_replaced(time_skipping_env, task_queue):
+    """Issue 18: KCP remediates during provisioning too. The init machine's node never registers;
+    the health check (nodeStartupTimeout 300 s) asks the control plane, which deletes the machine
+    and creates a new init machine (the cluster's PKI is in Secrets Manager, not on the machine,
+    so the new `kubeadm init` serves the same CA); the control plane initializes and reaches 3."""
+    c = Cluster(time_skipping_env, task_queue)
+    first: list[str] = []
+
+    def break_the_first_launch(cloud, event: str) -> None:
+        if event.startswith("launch ") and not first:
+            first.append(event.split()[1])
+            cloud.never_ready.add(first[0])
+
+    c.cloud.on_change = break_the_first_launch
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_control_plane(3)
+        await c.start_health(HealthCheckSpec(name="cp", control_plane=True, node_startup_timeout_seconds=300))
+        status = await c.wait_health(
+            lambda s: (
+                any(e.kind == "accepted" and e.machine == first[0] for e in s.events) if first else False
+            ),
+            "the init machine's remediation",
+            step=10,
+        )
+        assert "NodeStartupTimeout" in next(
+            e.message for e in status.events if e.kind == "detected" and e.machine == first[0]
+        )
+        cp = await wait_for(
+            c.env,
+            c.cp_status,
+            lambda s: s.initialized and s.ready_replicas == 3,
+            what="initialized by a new init machine, then 3",
+            limit=3600,
+        )
+        assert first[0] not in {m.name for m in cp.machines}
+        assert sum(1 for s in c.cloud.samples if s.event.startswith("launch")) == 4
+
+
 async def test_settings_change_and_continue_as_new_keep_detections(time_skipping_env, task_queue):
     """The health workflow continues-as-new every 3 intervals (90 s). A node that turns NotReady
     without reporting a transition time is timed from the health check's first sighting, which must
