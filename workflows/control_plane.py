@@ -388,6 +388,7 @@ class ControlPlaneWorkflow:
             initialized=self._carry.initialized,
             rollout_after=_parse_time(self._spec.rollout_after) if self._spec.rollout_after else None,
             now=workflow.now().timestamp(),
+            remediation_in_progress=self._carry.remediation_in_progress is not None,
         )
 
     async def _step(self) -> None:

@@ -140,15 +140,54 @@ def can_safely_remove_etcd_member(
 
 
 def _etcd_view(
-    machines: Sequence[MachineView], etcd_members: Sequence[str] | None
+    machines: Sequence[MachineView], etcd_members: Sequence[str] | None, alarms: Collection[str] = ()
 ) -> tuple[list[str], set[str]]:
-    """Members and unhealthy members; members default to the machines' node names."""
+    """Members and unhealthy members; members default to the machines' node names.
+
+    A member with a machine is as healthy as that machine's etcd member; a member without a
+    machine (CAPI: its health cannot be read) counts as healthy unless etcd reports an alarm
+    for it (`alarms`: member names).
+    """
     by_node = {m.node_name: m for m in machines if m.node_name is not None}
     members = list(etcd_members) if etcd_members is not None else list(by_node)
     unhealthy = {
-        member for member in members if member not in by_node or not by_node[member].etcd_member_healthy
+        member
+        for member in members
+        if (member in alarms if member not in by_node else not by_node[member].etcd_member_healthy)
     }
     return members, unhealthy
+
+
+def projected_scale_up_failures(
+    machines: Sequence[MachineView],
+    etcd_members: Sequence[str] | None = None,
+    alarms: Collection[str] = (),
+) -> list[str]:
+    """CAPI's checkHealthinessWhileRemediationInProgress: may a replacement machine be added while
+    a remediation is in progress, though not every machine is healthy? Projects the target
+    control plane (the current machines plus one new machine, assumed unhealthy — the worst
+    case — unless it would be the first or second etcd member) and asks two things: is there
+    still one machine whose control-plane components are all healthy, and would the projected
+    etcd cluster keep quorum? So a 5-machine control plane that lost two machines can replace
+    them one at a time instead of waiting for every machine to be healthy (a deadlock)."""
+    failures: list[str] = []
+    alive = [m for m in machines if not m.deleting]
+    if alive and not any(m.components_healthy and m.node_name is not None for m in alive):
+        failures.append(
+            "cannot add a control plane machine when no machine has all control plane components healthy"
+        )
+    members, unhealthy = _etcd_view(machines, etcd_members, alarms)
+    if not members:
+        failures.append("cannot check etcd health before scale up: the etcd member list is empty")
+        return failures
+    voting = len(members) + 1
+    bad = len(unhealthy) + (1 if len(members) > 1 else 0)
+    quorum = voting // 2 + 1
+    if voting - bad < quorum:
+        failures.append(
+            f"adding a member could lose etcd quorum: {voting - bad} healthy of {voting} members, quorum {quorum}"
+        )
+    return failures
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +299,8 @@ class ControlPlaneState(_Frozen):
     initialized: bool = False
     rollout_after: float | None = None
     now: float = 0.0
+    # A remediation deleted a machine and its replacement is not created yet.
+    remediation_in_progress: bool = False
 
 
 class ControlPlaneStep(_Frozen):
@@ -322,6 +363,9 @@ def _scale_up(
             reason="waiting for the control plane to be initialized",
         )
     failures = preflight_failures(state.machines)
+    if failures and state.remediation_in_progress and not any(m.deleting for m in state.machines):
+        # The replacement of a remediated machine: CAPI's projected check, not "all healthy".
+        failures = projected_scale_up_failures(state.machines)
     if failures:
         return ControlPlaneStep(action="wait", purpose=purpose, outdated=outdated, reason="; ".join(failures))
     fd = pick_failure_domain_for_scale_up(
@@ -409,6 +453,7 @@ def check_control_plane_remediation(
     initialized: bool,
     now: float,
     etcd_members: Sequence[str] | None = None,
+    etcd_alarms: Collection[str] = (),
     in_progress: RemediationRecord | None = None,
     last_remediation: RemediationRecord | None = None,
     max_retry: int | None = None,
@@ -425,7 +470,8 @@ def check_control_plane_remediation(
     initialized: it has one machine or fewer; a healthy machine is still provisioning (no node);
     a machine is being deleted; removing the target's etcd member would lose quorum
     (`assess_etcd_member_removal`); or no healthy machine can take etcd leadership.
-    `etcd_members` is the etcd member list (node names); by default the machines' nodes.
+    `etcd_members` is the etcd member list (node names); by default the machines' nodes. A
+    member without a machine is healthy unless named in `etcd_alarms` (CAPI reads etcd alarms).
     """
     by_name = {m.name: m for m in machines}
     machine = by_name.get(target)
@@ -482,7 +528,7 @@ def check_control_plane_remediation(
                 machine=target,
                 reason="waiting for control plane machine deletion to complete before remediating",
             )
-        members, unhealthy = _etcd_view(machines, etcd_members)
+        members, unhealthy = _etcd_view(machines, etcd_members, etcd_alarms)
         assessment = assess_etcd_member_removal(members, unhealthy, machine.node_name)
         if not assessment.allowed:
             return ControlPlaneRemediationDecision(

@@ -450,6 +450,43 @@ async def test_a_first_control_plane_machine_that_never_comes_up_is_replaced(tim
         assert sum(1 for s in c.cloud.samples if s.event.startswith("launch")) == 4
 
 
+async def test_five_control_plane_machines_with_two_failed_are_remediated_one_at_a_time(
+    time_skipping_env, task_queue
+):
+    """Issue 18: a 5-machine control plane loses two instances at once. 5 members, 2 unhealthy:
+    removing one leaves 4 with 1 unhealthy (3 healthy >= quorum 3), so the first is remediated;
+    once its replacement joins, the second is (the same arithmetic). No deadlock, quorum held
+    throughout, one etcd member removal per failed machine."""
+    c = Cluster(time_skipping_env, task_queue)
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        await c.start_control_plane(5)
+        await c.start_health(
+            HealthCheckSpec(name="cp", control_plane=True, unhealthy_conditions=NOT_READY_120S)
+        )
+        cp = await wait_for(
+            c.env, c.cp_status, lambda s: s.ready and s.ready_replicas == 5, what="5 ready", limit=3600
+        )
+        await c.wait_health(lambda s: s.check("cp").healthy == 5, "5 healthy")
+        victims = {cp.machines[1].name, cp.machines[3].name}
+        first_sample = len(c.cloud.samples)
+        at = await c.now()
+        for name in victims:
+            c.cloud.vanish(name, at)
+        restored = await wait_for(
+            c.env,
+            c.cp_status,
+            lambda s: s.ready and s.ready_replicas == 5 and not victims & {m.name for m in s.machines},
+            what="both replaced",
+            limit=3600,
+        )
+        assert len(restored.machines) == 5
+        during = c.cloud.samples[first_sample:]
+        assert during and all(s.etcd_members >= etcd_quorum(5) for s in during)
+        removals = [s.event for s in during if s.event.startswith("etcd remove")]
+        assert sorted(removals) == sorted(f"etcd remove {v}" for v in victims)
+        assert len(c.cloud.etcd_members) == 5
+
+
 async def test_settings_change_and_continue_as_new_keep_detections(time_skipping_env, task_queue):
     """The health workflow continues-as-new every 3 intervals (90 s). A node that turns NotReady
     without reporting a transition time is timed from the health check's first sighting, which must

@@ -1229,14 +1229,26 @@ def test_remediation_refused_to_protect_quorum():
     assert not d.allowed and "quorum" in d.reason
 
 
-def test_remediation_counts_members_without_machines_as_unhealthy():
+def test_remediation_counts_members_without_machines_healthy_unless_alarmed():
+    """CAPI (issue 18): a member with no machine is healthy unless etcd reports an alarm for it."""
     members = ["node-cp1", "node-cp2", "node-cp3", "ghost"]
     ok = check_control_plane_remediation(three(), "cp1", initialized=True, now=1, etcd_members=members)
-    assert ok.allowed  # 3 left: cp2, cp3 healthy + ghost -> 2 >= 2
-    bad = check_control_plane_remediation(
+    assert ok.allowed  # 3 left: cp2, cp3, ghost all healthy -> 3 >= 2
+    # cp3's member is unhealthy too: cp2 + ghost healthy of 3 -> 2 >= 2
+    also = check_control_plane_remediation(
         three(etcd_bad=("cp1", "cp3")), "cp1", initialized=True, now=1, etcd_members=members
     )
-    assert not bad.allowed
+    assert also.allowed
+    # ... unless the ghost has an alarm: 1 healthy of 3 -> below quorum 2
+    alarmed = check_control_plane_remediation(
+        three(etcd_bad=("cp1", "cp3")),
+        "cp1",
+        initialized=True,
+        now=1,
+        etcd_members=members,
+        etcd_alarms=("ghost",),
+    )
+    assert not alarmed.allowed
 
 
 @pytest.mark.parametrize(

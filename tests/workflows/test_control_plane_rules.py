@@ -1,0 +1,130 @@
+"""KubeadmControlPlane rules added for issue 18, table-driven as CAPI's own unit tests are (one
+behaviour per case). The older KCP tables are in test_rollout.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.workflows.test_rollout import machine
+from workflows.control_plane_rules import (
+    ControlPlaneState,
+    _etcd_view,
+    plan_control_plane,
+    projected_scale_up_failures,
+)
+
+
+def sick(name: str, created: float = 0.0):
+    """A machine whose node, components and etcd member are all unhealthy (its instance is gone)."""
+    return machine(name, created=created, healthy=False, components=False, etcd=False)
+
+
+# CAPI TestTargetEtcdClusterHealthy / checkHealthinessWhileRemediationInProgress: the target is the
+# current members plus one new member, assumed unhealthy unless it is the first or second member.
+@pytest.mark.parametrize(
+    ("name", "machines", "members", "alarms", "allowed"),
+    [
+        (
+            "5 members after one removal, 1 more unhealthy: 5 with 2 bad keeps quorum 3",
+            [machine("a"), machine("b"), machine("c"), sick("d")],
+            None,
+            (),
+            True,
+        ),
+        (
+            "3 -> 2 members, 1 unhealthy: 3 with 2 bad loses quorum 2",
+            [machine("a"), sick("b")],
+            None,
+            (),
+            False,
+        ),
+        (
+            "3 -> 2 members, both healthy: 3 with 1 bad keeps quorum 2",
+            [machine("a"), machine("b")],
+            None,
+            (),
+            True,
+        ),
+        (
+            "a single member: the new one is assumed healthy (1 -> 2 must be possible)",
+            [machine("a")],
+            None,
+            (),
+            True,
+        ),
+        (
+            "a member without a machine and no alarm counts healthy",
+            [machine("a"), machine("b")],
+            ["node-a", "node-b", "orphan"],
+            (),
+            True,
+        ),
+        (
+            "a member without a machine with an alarm counts unhealthy: 4 with 2 bad loses quorum 3",
+            [machine("a"), machine("b")],
+            ["node-a", "node-b", "orphan"],
+            ("orphan",),
+            False,
+        ),
+        (
+            "three healthy and an alarmed orphan: 5 with 2 bad keeps quorum 3",
+            [machine("a"), machine("b"), machine("c")],
+            ["node-a", "node-b", "node-c", "x"],
+            ("x",),
+            True,
+        ),
+        (
+            "no machine has healthy components: nothing could serve the join",
+            [sick("a"), sick("b"), sick("c")],
+            ["node-a", "node-b", "node-c"],
+            (),
+            False,
+        ),
+        ("an empty member list cannot be judged", [machine("a", ready=False, node=False)], [], (), False),
+    ],
+)
+def test_projected_scale_up(name, machines, members, alarms, allowed) -> None:
+    failures = projected_scale_up_failures(machines, members, alarms)
+    assert (not failures) == allowed, (name, failures)
+
+
+@pytest.mark.parametrize(
+    ("members", "alarms", "unhealthy"),
+    [
+        (None, (), {"node-c"}),  # members default to the machines' nodes
+        (["node-a", "node-b", "node-c", "orphan"], (), {"node-c"}),  # no machine, no alarm: healthy
+        (["node-a", "node-b", "node-c", "orphan"], ("orphan",), {"node-c", "orphan"}),
+        (["node-a", "node-b", "node-c"], ("node-a",), {"node-c"}),  # a machine's member: its health rules
+    ],
+)
+def test_etcd_member_health(members, alarms, unhealthy) -> None:
+    machines = [machine("a"), machine("b"), sick("c")]
+    assert _etcd_view(machines, members, alarms)[1] == unhealthy
+
+
+def _state(machines, *, in_progress: bool) -> ControlPlaneState:
+    return ControlPlaneState(
+        replicas=5,
+        desired_revision="r1",
+        machines=tuple(machines),
+        failure_domains=("a", "b", "c"),
+        initialized=True,
+        remediation_in_progress=in_progress,
+    )
+
+
+@pytest.mark.parametrize(
+    ("in_progress", "machines", "action"),
+    [
+        # After a remediation deleted one of two failed machines: the replacement is created.
+        (True, [machine("a"), machine("b"), machine("c"), sick("d")], "scale_up"),
+        # The same control plane scaling up for another reason waits for every machine healthy.
+        (False, [machine("a"), machine("b"), machine("c"), sick("d")], "wait"),
+        # Still deleting the remediated machine: wait (CAPI: HasDeletingMachine comes first).
+        (True, [machine("a"), machine("b"), sick("d"), machine("e", deleting=True)], "wait"),
+        # Projected quorum would be lost: wait even during a remediation.
+        (True, [machine("a"), sick("b"), sick("c"), sick("d")], "wait"),
+    ],
+)
+def test_scale_up_preflight_during_remediation(in_progress, machines, action) -> None:
+    assert plan_control_plane(_state(machines, in_progress=in_progress)).action == action
