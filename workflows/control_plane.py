@@ -437,7 +437,7 @@ class ControlPlaneWorkflow:
                 revision=self._revision(),
                 template=spec.machine_template,
                 kubeadm=spec.kubeadm,
-                node_drain_timeout_seconds=spec.node_drain_timeout_seconds or 300,
+                node_drain_timeout_seconds=_drain_timeout(spec),
             ),
         )
 
@@ -562,7 +562,7 @@ class ControlPlaneWorkflow:
             cluster=self._cluster,
             template=spec.machine_template,
             kubeadm=spec.kubeadm,
-            node_drain_timeout_seconds=spec.node_drain_timeout_seconds or 300,
+            node_drain_timeout_seconds=_drain_timeout(spec),
         )
 
     def _recheck_after(self) -> timedelta:
@@ -601,3 +601,8 @@ def _parse_time(text: str) -> float:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError as exc:
         raise ValueError(f"rolloutAfter {text!r} is not an RFC 3339 time") from exc
+
+
+def _drain_timeout(spec: ControlPlaneSpec) -> int:
+    """KCP's nodeDrainTimeout as given: unset or 0 means no timeout (0 to the machine)."""
+    return spec.node_drain_timeout_seconds or 0

@@ -64,6 +64,8 @@ PATCH_DELETE_MODE = "machine-delete-mode"
 # A node that is not Ready within nodeStartupTimeout no longer fails the machine: as in CAPI, only
 # a MachineHealthCheck remediates it; the machine keeps waiting, polling less and less often.
 PATCH_WAIT_FOR_NODE = "machine-waits-for-node"
+# A drain attempt that returns before its time is up is followed by a timer for the rest of it.
+PATCH_DRAIN_PACED = "machine-drain-paced"
 
 # Poll the workload node this often (a durable timer); EC2 state polls back off from 2 s to 15 s.
 NODE_POLL_SECONDS = 10.0
@@ -72,6 +74,11 @@ NODE_POLL_SECONDS = 10.0
 LATE_POLL_CAP_SECONDS = 1800.0
 DEFAULT_NODE_STARTUP_SECONDS = 600
 LATE_POLL_DAY_SECONDS = 6 * 3600.0
+
+
+def drain_attempt_seconds(previous: float) -> float:
+    """Without nodeDrainTimeout, each drain attempt lasts longer, up to 10 minutes (bounded history)."""
+    return min(600.0, previous * 2) if previous >= 60 else 60.0
 
 
 def late_node_poll(seconds_past_timeout: float, previous: float) -> float:
@@ -420,12 +427,19 @@ class MachineWorkflow:
         (each heartbeats); PodDisruptionBudgets are honoured by the eviction API."""
         inp = self._input
         assert inp is not None
+        # 0: no timeout (CAPI: drain until it succeeds); attempts then grow to 10 minutes each.
+        unbounded = inp.node_drain_timeout_seconds == 0
         deadline = workflow.now() + timedelta(seconds=inp.node_drain_timeout_seconds)
+        chunk = 0.0
         while True:
             if self._skip_node_cleanup:  # the cluster is being deleted meanwhile: stop draining
                 return
-            left = (deadline - workflow.now()).total_seconds()
-            chunk = max(5.0, min(60.0, left))
+            if unbounded:
+                chunk = drain_attempt_seconds(chunk)
+            else:
+                left = (deadline - workflow.now()).total_seconds()
+                chunk = max(5.0, min(60.0, left))
+            started = workflow.now()
             result = await self._best_effort(
                 "drain",
                 workload.drain_node,
@@ -434,9 +448,17 @@ class MachineWorkflow:
             )
             if result is None or result.drained or not result.node_found:
                 return
-            if workflow.now() >= deadline:
+            if unbounded:
+                self._update(
+                    message=f"draining {node}: {len(result.blocked)} pod(s) blocked (no nodeDrainTimeout)"
+                )
+            elif workflow.now() >= deadline:
                 self._update(message=f"drain of {node} timed out; {len(result.blocked)} pod(s) blocked")
                 return
+            # An attempt that came back early (an error, a fake) waits out its time: never a spin.
+            early = chunk - (workflow.now() - started).total_seconds()
+            if early > 1 and workflow.patched(PATCH_DRAIN_PACED):
+                await workflow.sleep(early)
 
     async def _describe_instance(self) -> ec2.DescribeInstanceResult:
         inp = self._input

@@ -100,7 +100,7 @@ class MachineInput(_Frozen):
     # (AWS refuses to reuse the token of a terminated instance).
     incarnation: int = 0
     node_startup_timeout_seconds: int = 600
-    node_drain_timeout_seconds: int = 300
+    node_drain_timeout_seconds: int = 300  # 0: no timeout (drain until it succeeds)
     deployment: str | None = None
     # mode="delete" (see MachineMode): what the owner knew of the machine. Without an instance
     # id the instance is found by its tags.

@@ -75,6 +75,7 @@ class FakeCloud:
         self.not_ready: set[str] = set()  # machine names whose node went NotReady
         self.slow_boot: dict[str, float] = {}  # machine name -> extra seconds
         self.on_change: Callable[[FakeCloud, str], None] | None = None
+        self.drain_blocked_until: datetime | None = None  # a PodDisruptionBudget blocks drains until then
         # activity name -> (AWS operation, error code, message, machine names or None for all)
         self.permanent_errors: dict[str, tuple[str, str, str, frozenset[str] | None]] = {}
 
@@ -330,6 +331,15 @@ class FakeCloud:
         @activity.defn(name="drain_node")
         def drain_node(req: workload.DrainRequest) -> workload.DrainResult:
             cloud._count("drain_node")
+            if cloud.drain_blocked_until is not None and cloud.now() < cloud.drain_blocked_until:
+                return workload.DrainResult(
+                    node_name=req.node_name,
+                    node_found=True,
+                    drained=False,
+                    timed_out=True,
+                    passes=1,
+                    blocked=(workload.BlockedPod(pod="default/guarded", reason="429: disruption budget"),),
+                )
             return workload.DrainResult(
                 node_name=req.node_name, node_found=True, drained=True, timed_out=False, passes=1
             )

@@ -256,3 +256,34 @@ async def test_delete_mode_finds_the_instance_by_its_tags(time_skipping_env, tas
     await Replayer(workflows=[MachineWorkflow], data_converter=pydantic_data_converter).replay_workflow(
         history
     )
+
+
+@pytest.mark.parametrize(
+    ("previous", "seconds"), [(0.0, 60.0), (60.0, 120.0), (480.0, 600.0), (600.0, 600.0)]
+)
+def test_drain_attempts_without_a_timeout_grow_to_ten_minutes(previous, seconds) -> None:
+    assert machine_wf.drain_attempt_seconds(previous) == seconds
+
+
+@pytest.mark.parametrize(("timeout", "gives_up"), [(0, False), (300, True)])
+async def test_node_drain_timeout_as_given(time_skipping_env, task_queue, timeout, gives_up):
+    """Issue 18: nodeDrainTimeout 0 (or unset) drains until it succeeds, as CAPI; 300 gives up
+    on a drain a disruption budget blocks after 300 s and deletes the machine anyway."""
+    env, cloud = time_skipping_env, FakeCloud()
+    async with running_worker(env, task_queue, [MachineWorkflow], cloud.activities()):
+        inp = machine_input(f"d{timeout}").model_copy(update={"node_drain_timeout_seconds": timeout})
+        handle = await start(env, task_queue, inp)
+        status = await wait_for(env, lambda: query(handle, MachineWorkflow.status), phase("Running"), step=10)
+        cloud.drain_blocked_until = await env.get_current_time() + timedelta(hours=2)
+        await handle.signal(MachineWorkflow.request_delete)
+        await env.sleep(timedelta(hours=1))
+        terminated = cloud.instances[status.instance_id].terminated_at
+        if gives_up:
+            assert terminated is not None  # gave up after 300 s and deleted the machine
+        else:
+            assert terminated is None  # still draining an hour later
+            assert "no nodeDrainTimeout" in (await query(handle, MachineWorkflow.status)).message
+            # Attempts grew to 10 minutes: about a dozen calls in an hour, not 60.
+            assert cloud.calls["drain_node"] <= 12
+        assert (await handle.result()).phase == "Deleted"
+        assert cloud.instances[status.instance_id].terminated_at >= cloud.drain_blocked_until or gives_up
