@@ -24,6 +24,11 @@ from activities.workload import etcd as _etcd  # noqa: E402
 
 ACTIVITIES += _workload.ACTIVITIES + _etcd.ACTIVITIES
 
+# kubeadm-config, CoreDNS and kube-proxy follow a control-plane upgrade (issue 18).
+from activities.workload import components as _components  # noqa: E402
+
+ACTIVITIES += [_components.upgrade_cluster_components]
+
 # Machines' EC2 side: AMI lookup, instances, API load balancer membership (issue 4, instances).
 from activities.aws import images as _images  # noqa: E402
 from activities.aws import instances as _instances  # noqa: E402

@@ -26,7 +26,7 @@ import json
 import uuid
 from typing import Any
 
-from simulator import storage
+from simulator import kube_system, storage
 from simulator.world import Cluster, World, rfc3339
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -277,6 +277,8 @@ def _apply(
         {"manager": query["fieldManager"], "operation": "Apply", "apiVersion": gv}
     ]
     cluster.objects[key] = obj
+    if key == kube_system.KUBEADM_CONFIG and (version := kube_system.kubernetes_version(obj)):
+        cluster.version = version  # what the next `kubeadm join --control-plane` reads
     return (201 if existing is None else 200), copy.deepcopy(obj)
 
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from simulator import cloudinit, kubeadm, storage
+from simulator import cloudinit, kube_system, kubeadm, storage
 from simulator.etcd import EtcdCluster, Member, ScriptResult, run_script
 from simulator.ssm import SsmService
 
@@ -581,6 +581,9 @@ class World:
             created=now,
         )
         cluster.serving = self._issue_serving_cert(ca_cert, ca_key, plan.endpoint_host)
+        cluster.objects.update(
+            kube_system.initial_objects(cluster.name, cluster.version, rfc3339(now) or "", cluster.next_rv)
+        )
         self.clusters[cluster.key] = cluster
         for token in plan.tokens:
             secret = kubeadm.token_secret(token, "created by kubeadm init")
@@ -630,6 +633,8 @@ class World:
                 plan.bumps_version_to,
             )
             cluster.version = plan.bumps_version_to
+            if (config := cluster.objects.get(kube_system.KUBEADM_CONFIG)) is not None:
+                kube_system.set_kubernetes_version(config, cluster.version)
         self._register(m, cluster, plan.node, plan.kubelet_version, control_plane=plan.control_plane)
         log.info(
             "%s: kubeadm join%s: node %s joined cluster %s with token %s",

@@ -85,3 +85,45 @@ def worker_version_error(version: str, control_plane_version: str | None) -> str
             f"control plane's {control_plane_version}"
         )
     return None
+
+
+# The CoreDNS version kubeadm installs for each Kubernetes minor (kubeadm's constants.CoreDNSVersion
+# at each release). A control-plane upgrade moves CoreDNS to the target minor's version unless the
+# manifest pins `clusterConfiguration.dns.imageTag`; CoreDNS is never downgraded.
+COREDNS_BY_MINOR: dict[tuple[int, int], str] = {
+    (1, 20): "1.7.0",
+    (1, 21): "v1.8.0",
+    (1, 22): "v1.8.4",
+    (1, 23): "v1.8.6",
+    (1, 24): "v1.8.6",
+    (1, 25): "v1.9.3",
+    (1, 26): "v1.9.3",
+    (1, 27): "v1.10.1",
+    (1, 28): "v1.10.1",
+    (1, 29): "v1.11.1",
+    (1, 30): "v1.11.1",
+    (1, 31): "v1.11.3",
+    (1, 32): "v1.11.3",
+    (1, 33): "v1.12.0",
+    (1, 34): "v1.12.1",
+}
+
+
+def default_coredns_tag(kubernetes_version: str) -> str | None:
+    """kubeadm's CoreDNS tag for this Kubernetes version (None for a minor outside the table)."""
+    major, minor, _ = parse_kubernetes_version(kubernetes_version)
+    return COREDNS_BY_MINOR.get((major, minor))
+
+
+def newer_image_tag(current: str, target: str) -> bool:
+    """Is `target` a newer semantic version tag than `current` (tags such as v1.11.3 or 1.11.3)?
+    An unparsable current tag is replaced; an unparsable target never is."""
+    try:
+        want = parse_kubernetes_version(target)
+    except ValueError:
+        return False
+    try:
+        have = parse_kubernetes_version(current)
+    except ValueError:
+        return True
+    return want > have

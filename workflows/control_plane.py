@@ -27,9 +27,11 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.workload import etcd
+    from activities.workload import components, etcd
+    from activities.workload.activities import WorkloadAccess
     from spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineTemplate
     from workflows import activity_options as opts
     from workflows import control_plane_rules as rules
@@ -46,6 +48,10 @@ with workflow.unsafe.imports_passed_through():
         start_machine,
         watch_machines,
     )
+
+# workflow.patched id (docs/versioning.md): before the first machine of a new version, move
+# kubeadm-config, CoreDNS and kube-proxy to it (CAPI's KCP upgrade step).
+PATCH_COMPONENTS_FOLLOW = "control-plane-components-follow-version"
 
 # When nothing happens, look again this often (machines signal changes; this is a safety net
 # and how rolloutAfter deadlines are noticed).
@@ -67,6 +73,9 @@ class ControlPlaneCarry(BaseModel):
     # How delete_all asked the machines to go (skip_node_cleanup on cluster deletion).
     delete_options: DeleteOptions | None = None
     paused: bool = False
+    # The version kubeadm-config, CoreDNS and kube-proxy were last moved to (None: not known yet;
+    # the oldest machine's version is taken then: what kubeadm init wrote, or an older upgrade).
+    components_version: str | None = None
 
 
 class ControlPlaneInput(BaseModel):
@@ -401,6 +410,8 @@ class ControlPlaneWorkflow:
         ):
             # The first machine ran `kubeadm init` and its node is Ready: the API answers.
             self._carry.initialized = True
+        if self._carry.initialized and not await self._components_follow_version():
+            return
         step = rules.plan_control_plane(self._state())
         if step.action in ("init", "scale_up"):
             await self._create_machine(
@@ -416,6 +427,50 @@ class ControlPlaneWorkflow:
             self._operation = "idle"
         if self._remediation_in_progress_done():
             self._carry.remediation_in_progress = None
+
+    async def _components_follow_version(self) -> bool:
+        """CAPI's KCP upgrade step: before the first machine of a new version joins, move the
+        kubeadm-config ClusterConfiguration (`kubeadm join --control-plane` reads its
+        kubernetesVersion), CoreDNS and kube-proxy to it. False: not done yet (the reason is the
+        operation; the next loop turn tries again) — no machine is created or removed meanwhile."""
+        assert self._spec is not None and self._cluster is not None
+        spec, carry = self._spec, self._carry
+        if carry.components_version is None:
+            versions = [m.status.version for m in carry.book.live() if m.status.version]
+            carry.components_version = (
+                min(versions, key=rules.parse_kubernetes_version) if versions else spec.version
+            )
+        if carry.components_version == spec.version or not workflow.patched(PATCH_COMPONENTS_FOLLOW):
+            return True
+        cc = spec.kubeadm.cluster_configuration
+        dns = cc.get("dns") if isinstance(cc.get("dns"), dict) else {}
+        cluster = self._cluster
+        try:
+            result = await workflow.execute_activity(
+                components.upgrade_cluster_components,
+                components.ComponentsRequest(
+                    access=WorkloadAccess(
+                        region=cluster.region,
+                        endpoint_host=cluster.endpoint_host,
+                        endpoint_port=cluster.endpoint_port,
+                        pki=cluster.pki,
+                    ),
+                    version=spec.version,
+                    image_repository=cc.get("imageRepository") or None,
+                    coredns_image_tag=dns.get("imageTag") or None,
+                    coredns_image_repository=dns.get("imageRepository") or None,
+                ),
+                **opts.KUBE_CALL,
+            )
+        except ActivityError as err:
+            self._operation = f"upgrade: kubeadm-config, CoreDNS and kube-proxy not moved to {spec.version}: {err.cause or err}"
+            return False
+        carry.components_version = spec.version
+        self._operation = (
+            f"upgrade: kubeadm-config {result.kubeadm_config}, CoreDNS {result.coredns_image or result.coredns}, "
+            f"kube-proxy {result.kube_proxy_image or result.kube_proxy}"
+        )
+        return True
 
     async def _create_machine(self, failure_domain: str | None, kind: str) -> None:
         assert self._spec is not None and self._cluster is not None

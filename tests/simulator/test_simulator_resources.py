@@ -59,7 +59,8 @@ def test_server_side_apply_creates_then_replaces_and_get_returns_it() -> None:
     got = call(sim, "GET", "/apis/apps/v1/namespaces/kube-system/daemonsets/ccm")
     assert got.status == 200 and got.body["spec"] == {"x": 2}
     listed = call(sim, "GET", "/apis/apps/v1/namespaces/kube-system/daemonsets").body
-    assert [o["metadata"]["name"] for o in listed["items"]] == ["ccm"]
+    # kube-proxy is kubeadm's (simulator.kube_system), there from kubeadm init.
+    assert [o["metadata"]["name"] for o in listed["items"]] == ["ccm", "kube-proxy"]
     assert call(sim, "GET", "/apis/apps/v1/namespaces/default/daemonsets/ccm").status == 404
     # Cluster-scoped objects have no namespace in the path; a namespaced path for them is 404.
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"}}
@@ -135,7 +136,9 @@ def test_capt_applies_the_capa_templates_addons_over_mtls(served) -> None:  # no
     assert {o.action for o in again.applied} == {"configured"}
     kinds = {o.kind for o in first.applied}
     assert {"DaemonSet", "ServiceAccount", "ClusterRole", "CSIDriver", "Deployment"} <= kinds
-    stored = {(gv, ns, name) for gv, _, ns, name in sim.cluster.objects}
+    kubeadm_made = {("v1", "kube-system", "kubeadm-config"), ("apps/v1", "kube-system", "coredns")}
+    kubeadm_made.add(("apps/v1", "kube-system", "kube-proxy"))
+    stored = {(gv, ns, name) for gv, _, ns, name in sim.cluster.objects} - kubeadm_made
     stored |= {("v1", ns, name) for ns, name in sim.cluster.secrets if name == "aws-secret"}
     assert {(o.api_version, o.namespace or "", o.name) for o in first.applied} == stored
     csi = next(o for o in first.applied if o.kind == "CSIDriver")
@@ -199,13 +202,14 @@ def test_namespaced_kinds_list_across_namespaces_with_pagination() -> None:
     everything = call(sim, "GET", "/api/v1/configmaps").body
     assert [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in everything["items"]] == [
         ("default", "a"),
+        ("kube-system", "kubeadm-config"),  # kubeadm init's
         ("team", "b"),
         ("team", "c"),
     ]
     page = call(sim, "GET", "/api/v1/configmaps?limit=2").body
-    assert len(page["items"]) == 2 and page["metadata"]["remainingItemCount"] == 1
-    rest = call(sim, "GET", f"/api/v1/configmaps?limit=2&continue={page['metadata']['continue']}").body
-    assert [o["metadata"]["name"] for o in rest["items"]] == ["c"] and "continue" not in rest["metadata"]
+    assert len(page["items"]) == 2 and page["metadata"]["remainingItemCount"] == 2
+    rest = call(sim, "GET", f"/api/v1/configmaps?limit=3&continue={page['metadata']['continue']}").body
+    assert [o["metadata"]["name"] for o in rest["items"]] == ["b", "c"] and "continue" not in rest["metadata"]
     assert call(sim, "GET", "/api/v1/configmaps?continue=junk").status == 400
     assert [
         o["metadata"]["name"] for o in call(sim, "GET", "/api/v1/namespaces/team/configmaps").body["items"]

@@ -31,7 +31,7 @@ from activities.aws.errors import to_application_error
 from activities.kubeadm import bootstrap as kb
 from activities.temporal_tree import describe_machine_workflows
 from activities.workload import activities as workload
-from activities.workload import etcd
+from activities.workload import components, etcd
 from activities.workload.objects import NodeInfo
 
 
@@ -75,7 +75,9 @@ class FakeCloud:
         self.not_ready: set[str] = set()  # machine names whose node went NotReady
         self.slow_boot: dict[str, float] = {}  # machine name -> extra seconds
         self.on_change: Callable[[FakeCloud, str], None] | None = None
-        self.drain_blocked_until: datetime | None = None  # a PodDisruptionBudget blocks drains until then
+        self.drain_blocked_until: datetime | None = None
+        # Versions kubeadm-config/CoreDNS/kube-proxy were moved to (upgrade_cluster_components).
+        self.components_versions: list[str] = []  # a PodDisruptionBudget blocks drains until then
         # activity name -> (AWS operation, error code, message, machine names or None for all)
         self.permanent_errors: dict[str, tuple[str, str, str, frozenset[str] | None]] = {}
 
@@ -387,7 +389,20 @@ class FakeCloud:
             cloud._count("delete_bootstrap_data")
             return sm.DeleteSecretsResult(deleted=1)
 
+        @activity.defn(name="upgrade_cluster_components")
+        def upgrade_cluster_components(req: components.ComponentsRequest) -> components.ComponentsResult:
+            cloud._count("upgrade_cluster_components")
+            cloud.components_versions.append(req.version)
+            cloud.sample(f"components {req.version}")
+            return components.ComponentsResult(
+                kubeadm_config="updated",
+                coredns="updated",
+                kube_proxy="updated",
+                kube_proxy_image=f"registry.k8s.io/kube-proxy:{req.version}",
+            )
+
         return [
+            upgrade_cluster_components,
             ensure_bootstrap_token,
             refresh_bootstrap_token,
             create_bootstrap_token_secret,

@@ -128,6 +128,13 @@ async def test_rolling_upgrade_keeps_bounds_at_every_step(
         # Every machine was replaced, and the new ones are spread over the AZs again.
         assert sum(1 for s in during if s.event.startswith("launch")) == 3
         assert spread(status) == Counter(AZS)
+        # Issue 18: kubeadm-config, CoreDNS and kube-proxy moved to the new version once, before
+        # the first machine of the new version launched (its join reads kubeadm-config).
+        events = [s.event for s in during]
+        assert cloud.components_versions == ["v1.21.2"]
+        assert events.index("components v1.21.2") < next(
+            i for i, e in enumerate(events) if e.startswith("launch")
+        )
 
 
 async def test_remediation_allowed_for_one_of_three_and_refused_for_two(time_skipping_env, task_queue):
