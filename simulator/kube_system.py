@@ -111,3 +111,18 @@ def set_kubernetes_version(config_map: dict, version: str) -> None:
     config = yaml.safe_load(raw) or {}
     config["kubernetesVersion"] = version
     config_map.setdefault("data", {})["ClusterConfiguration"] = yaml.safe_dump(config, sort_keys=False)
+
+
+def _image(obj: dict | None) -> str:
+    containers = ((obj or {}).get("spec") or {}).get("template", {}).get("spec", {}).get("containers", [])
+    return containers[0].get("image", "") if containers else ""
+
+
+def summary(objects: dict) -> dict:
+    """For /sim/state: kubeadm-config's version and the CoreDNS and kube-proxy images."""
+    config = objects.get(KUBEADM_CONFIG)
+    return {
+        "kubeadm_config_version": kubernetes_version(config) if config else None,
+        "coredns_image": _image(objects.get(COREDNS)),
+        "kube_proxy_image": _image(objects.get(KUBE_PROXY)),
+    }

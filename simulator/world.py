@@ -1123,6 +1123,7 @@ class World:
                             for mem in sorted(c.etcd.members.values(), key=lambda mem: mem.name)
                         ],
                         "pods": len(c.pods),
+                        "kube_system": kube_system.summary(c.objects),
                         "cloud": dict(c.cloud),
                         "bootstrap_tokens": sorted(
                             name

@@ -103,7 +103,9 @@ class Doc:
             return default
         return value
 
-    def int(self, path: str, default: int | None = None, minimum: int | None = None) -> int | None:
+    def int(
+        self, path: str, default: int | None = None, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
         value = self.raw(path)
         if value is None:
             return default
@@ -112,6 +114,9 @@ class Doc:
             return default
         if minimum is not None and value < minimum:
             self.problem(path, f"must be >= {minimum}, got {value}")
+            return default
+        if maximum is not None and value > maximum:
+            self.problem(path, f"must be <= {maximum}, got {value}")
             return default
         return value
 

@@ -50,6 +50,7 @@ class KubeadmControlPlaneDoc:
     kubeadm: KubeadmConfigSpec
     max_surge: object  # validated later: must be 0 or 1
     rollout_after: str | None
+    certificates_expiry_days: int | None
     node_drain_timeout_seconds: int | None
     remediation_max_retry: int | None
     remediation_retry_period_seconds: int
@@ -99,6 +100,11 @@ def read_kubeadm_control_plane(doc: Doc) -> KubeadmControlPlaneDoc:
                 drain = doc.duration_seconds(path)
                 break
 
+    # rolloutBefore.certificatesExpiryDays: CAPI's minimum is 7; kubeadm's certificates last 365.
+    expiry_days = doc.int("spec.rollout.before.certificatesExpiryDays", minimum=7, maximum=364)
+    if expiry_days is None:
+        expiry_days = doc.int("spec.rolloutBefore.certificatesExpiryDays", minimum=7, maximum=364)
+
     retry_period = 0
     if doc.has("spec.remediation.retryPeriodSeconds"):
         retry_period = doc.int("spec.remediation.retryPeriodSeconds", 0, minimum=0) or 0
@@ -116,6 +122,7 @@ def read_kubeadm_control_plane(doc: Doc) -> KubeadmControlPlaneDoc:
         kubeadm=read_kubeadm_config_spec(doc, "spec.kubeadmConfigSpec"),
         max_surge=max_surge,
         rollout_after=rollout_after,
+        certificates_expiry_days=expiry_days,
         node_drain_timeout_seconds=drain,
         remediation_max_retry=max_retry,
         remediation_retry_period_seconds=retry_period,

@@ -413,6 +413,7 @@ class _Resolver:
             kubeadm=kcp.kubeadm,
             max_surge=kcp.max_surge if kcp.max_surge in (0, 1) else 1,  # type: ignore[arg-type]
             rollout_after=kcp.rollout_after,
+            certificates_expiry_days=kcp.certificates_expiry_days,
             node_drain_timeout_seconds=kcp.node_drain_timeout_seconds,
             remediation_max_retry=kcp.remediation_max_retry,
             remediation_retry_period_seconds=kcp.remediation_retry_period_seconds,

@@ -158,6 +158,9 @@ class ControlPlaneSpec(Frozen):
     # Rollout: maxSurge is 0 or 1 for a stacked-etcd control plane.
     max_surge: int = 1
     rollout_after: str | None = None
+    # rolloutBefore.certificatesExpiryDays: replace machines whose kubeadm certificates (one year
+    # from the machine's creation) expire within this many days.
+    certificates_expiry_days: int | None = None
     node_drain_timeout_seconds: int | None = None
     # Remediation knobs (KCP spec.remediation / v1beta2 spec.remediation).
     remediation_max_retry: int | None = None

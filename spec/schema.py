@@ -457,7 +457,7 @@ _KCP_V1BETA1 = _with(
         "machineTemplate.nodeVolumeDetachTimeout": NS,
         "machineTemplate.nodeDeletionTimeout": NS,
         "machineTemplate.taints": NS,
-        "rolloutBefore": NS,
+        "rolloutBefore": {"certificatesExpiryDays": ANY},
         "remediationStrategy": {"maxRetry": ANY, "retryPeriod": ANY, "minHealthyPeriod": NS},
         "machineNamingStrategy": NS,
     },
@@ -482,7 +482,7 @@ _KCP_V1BETA2 = {
     "rollout": {
         "after": ANY,
         "strategy": {"type": ANY, "rollingUpdate": {"maxSurge": ANY}},
-        "before": NS,
+        "before": {"certificatesExpiryDays": ANY},
     },
     "remediation": {"maxRetry": ANY, "retryPeriodSeconds": ANY, "minHealthyPeriodSeconds": NS},
     "machineNaming": NS,

@@ -395,7 +395,7 @@ class ControlPlaneWorkflow:
             machines=tuple(self._carry.book.views()),
             failure_domains=tuple(self._cluster.failure_domains),
             initialized=self._carry.initialized,
-            rollout_after=_parse_time(self._spec.rollout_after) if self._spec.rollout_after else None,
+            rollout_after=_rollout_threshold(self._spec, workflow.now().timestamp()),
             now=workflow.now().timestamp(),
             remediation_in_progress=self._carry.remediation_in_progress is not None,
         )
@@ -661,3 +661,19 @@ def _parse_time(text: str) -> float:
 def _drain_timeout(spec: ControlPlaneSpec) -> int:
     """KCP's nodeDrainTimeout as given: unset or 0 means no timeout (0 to the machine)."""
     return spec.node_drain_timeout_seconds or 0
+
+
+# kubeadm issues a machine's certificates for one year when it runs init or join.
+CERTIFICATE_LIFETIME_SECONDS = 365 * 86400
+
+
+def _rollout_threshold(spec: ControlPlaneSpec, now: float) -> float | None:
+    """Machines created before this need a rollout (None: none do for this reason): rolloutAfter
+    once passed, and rolloutBefore.certificatesExpiryDays — a machine whose certificates (one
+    year from its creation) expire within that many days is replaced, as CAPI does."""
+    thresholds = []
+    if spec.rollout_after:
+        thresholds.append(_parse_time(spec.rollout_after))
+    if spec.certificates_expiry_days is not None:
+        thresholds.append(now - CERTIFICATE_LIFETIME_SECONDS + spec.certificates_expiry_days * 86400)
+    return max(thresholds) if thresholds else None

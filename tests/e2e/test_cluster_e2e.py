@@ -2,7 +2,8 @@
 
 `capt dev up` (Temporal dev server, moto, the workload simulator, the worker) → `capt apply
 -f examples/capi-quickstart.yaml --wait` → Ready with 3 control-plane and 3 worker machines
-over 3 AZs → scale the workers 3 → 5 → 2 → upgrade the version (every machine replaced)
+over 3 AZs → scale the workers 3 → 5 → 2 → upgrade the version (every machine replaced; etcd membership
+sampled throughout; kubeadm-config, CoreDNS and kube-proxy follow)
 → delete, and nothing tagged for the cluster is left in the emulated AWS. Plus: the
 Temporal workflow list can be filtered by capt's search attributes.
 """
@@ -18,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -44,6 +46,7 @@ def stack(tmp_path_factory):
         *("--sim-api-port", str(sim_api), "--sim-port", str(sim)),
     )
     assert up.returncode == 0, up.stdout + up.stderr
+    os.environ["CAPT_E2E_SIM_URL"] = f"http://127.0.0.1:{sim}"
     exports = dev(state_dir, "env").stdout
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAPT_", "AWS_", "TEMPORAL_"))}
     for line in exports.splitlines():
@@ -108,6 +111,20 @@ async def scan_histories(address: str) -> tuple[int, list[str]]:
                 if PEM.search(data) or TOKEN.search(data):
                     leaks.append(f"{wf.id} event {event.event_id}")
     return scanned, leaks
+
+
+def workload_state() -> dict:
+    """The simulator's view of the quickstart's workload cluster (its /sim/state)."""
+    with urllib.request.urlopen(f"{os.environ['CAPT_E2E_SIM_URL']}/sim/state", timeout=5) as resp:
+        clusters = json.loads(resp.read())["clusters"]
+    return next(c for c in clusters if "capi-quickstart" in f"{c['name']} {c['tag_cluster']}")
+
+
+def membership(cluster: dict) -> tuple[set[str], set[str]]:
+    """(etcd member names, control-plane node names)."""
+    return {m["name"] for m in cluster["etcd_members"]}, {
+        n["name"] for n in cluster["nodes"] if n["control_plane"]
+    }
 
 
 def test_quickstart_lifecycle(stack):
@@ -184,23 +201,41 @@ def test_quickstart_lifecycle(stack):
     bad = capt(env, "scale", "controlplane", *CLUSTER[:1], "--replicas", "4", "-n", "capi-quickstart")
     assert bad.returncode != 0 and "even" in bad.stderr and "Traceback" not in bad.stderr
 
+    # Upgrade the 3+2 cluster one minor version (issue 18): sample the workload's etcd membership
+    # against its control-plane nodes all along; afterwards every node, kubeadm-config, CoreDNS
+    # and kube-proxy report the new version.
     before = {m["instanceId"] for m in describe(env)["machines"]}
-    done = capt(
-        env,
-        "upgrade",
-        *CLUSTER[:1],
-        "--version",
-        "v1.21.2",
-        "-n",
-        "capi-quickstart",
-        "--wait",
-        "--timeout",
-        "15m",
+    upgrading = subprocess.Popen(
+        [str(BIN / "capt"), "upgrade", *CLUSTER[:1], "--version", "v1.21.2", "-n", "capi-quickstart"]
+        + ["--wait", "--timeout", "15m"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert done.returncode == 0, done.stderr
+    samples = []
+    while upgrading.poll() is None:
+        samples.append(membership(workload_state()))
+        time.sleep(0.5)
+    out, err = upgrading.communicate()
+    assert upgrading.returncode == 0, out + err
+    assert len(samples) > 20
+    for members, cp_nodes in samples:
+        # A member is always a control-plane node; at most one control-plane node is between
+        # its member's removal and its own deletion (CAPI's order); quorum of 3 never lost.
+        assert members <= cp_nodes and len(cp_nodes - members) <= 1 and len(members) >= 2, (members, cp_nodes)
     after = describe(env)
     assert all(m["version"] == "v1.21.2" for m in after["machines"])
     assert not before & {m["instanceId"] for m in after["machines"]}  # every machine replaced
+    final = workload_state()
+    members, cp_nodes = membership(final)
+    assert members == cp_nodes and len(members) == 3
+    assert {n["kubelet_version"] for n in final["nodes"]} == {"v1.21.2"} and len(final["nodes"]) == 5
+    assert final["kube_system"] == {
+        "kubeadm_config_version": "v1.21.2",
+        "coredns_image": "registry.k8s.io/coredns/coredns:v1.8.0",
+        "kube_proxy_image": "registry.k8s.io/kube-proxy:v1.21.2",
+    }
 
     # The cluster's id in AWS: <namespace>.<name> (README, cluster ids).
     assert after["clusterId"] == "capi-quickstart.capi-quickstart"
