@@ -15,8 +15,10 @@ COREDNS = ("apps/v1", "deployments", "kube-system", "coredns")
 KUBE_PROXY = ("apps/v1", "daemonsets", "kube-system", "kube-proxy")
 # kubeadm's CoreDNS for the versions the simulator boots (spec.versions has the full table).
 COREDNS_TAGS = {
+    (1, 20): "1.7.0",
+    (1, 21): "v1.8.0",
     (1, 29): "v1.11.1",
-    (1, 30): "v1.11.3",
+    (1, 30): "v1.11.1",
     (1, 31): "v1.11.3",
     (1, 32): "v1.11.3",
     (1, 33): "v1.12.0",

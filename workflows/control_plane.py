@@ -52,6 +52,9 @@ with workflow.unsafe.imports_passed_through():
 # workflow.patched id (docs/versioning.md): before the first machine of a new version, move
 # kubeadm-config, CoreDNS and kube-proxy to it (CAPI's KCP upgrade step).
 PATCH_COMPONENTS_FOLLOW = "control-plane-components-follow-version"
+# A remediation request reads etcd's member list (through a healthy node, SSM) before the quorum
+# decision, instead of taking the machines' nodes for the members.
+PATCH_READS_ETCD_MEMBERS = "control-plane-reads-etcd-members"
 
 # When nothing happens, look again this often (machines signal changes; this is a safety net
 # and how rolloutAfter deadlines are noticed).
@@ -306,7 +309,8 @@ class ControlPlaneWorkflow:
         unhealthy = {req.machine, *req.unhealthy_machines}
         for name, owned in sorted(self._carry.book.machines.items()):
             owned.unhealthy = name in unhealthy
-        decision = self._remediation_decision(req.machine)
+        members = await self._etcd_members() if workflow.patched(PATCH_READS_ETCD_MEMBERS) else None
+        decision = self._remediation_decision(req.machine, members)
         if self._etcd_busy:
             decision = decision.model_copy(
                 update={"allowed": False, "reason": "another etcd member removal is in progress"}
@@ -496,12 +500,15 @@ class ControlPlaneWorkflow:
             ),
         )
 
-    def _remediation_decision(self, target: str) -> rules.ControlPlaneRemediationDecision:
+    def _remediation_decision(
+        self, target: str, etcd_members: tuple[str, ...] | None = None
+    ) -> rules.ControlPlaneRemediationDecision:
         spec = self._spec
         assert spec is not None
         return rules.check_control_plane_remediation(
             self._carry.book.views(),
             target,
+            etcd_members=etcd_members,
             initialized=self._carry.initialized,
             now=workflow.now().timestamp(),
             in_progress=self._carry.remediation_in_progress,
@@ -528,15 +535,7 @@ class ControlPlaneWorkflow:
         self, book: MachineBook, name: str, departing: MachineStatus, via: str | None
     ) -> bool:
         if departing.node_name and departing.instance_id:
-            siblings = [
-                m.status
-                for m in sorted(book.live(), key=lambda m: (m.status.name != via, -m.created))
-                if m.status.name != name
-                and m.status.instance_id
-                and m.status.phase == "Running"
-                and not m.delete_sent
-                and not m.unhealthy
-            ]
+            siblings = self._healthy_siblings(exclude=name, via=via)
             outcome = "no healthy control plane machine to run the removal on"
             for sibling in siblings[:3]:
                 outcome = await self._etcd_removal_via(sibling, departing)
@@ -548,6 +547,46 @@ class ControlPlaneWorkflow:
                 return False
         await delete_machine(book, name, restart=self._restart_inputs())
         return True
+
+    async def _etcd_members(self) -> tuple[str, ...] | None:
+        """etcd's own member list (names), read through a healthy control-plane node, for quorum
+        decisions (a member whose machine is gone still counts). None when no node could answer:
+        the machines' nodes stand in for it, as before."""
+        assert self._cluster is not None
+        for via in self._healthy_siblings(exclude=None)[:2]:
+            cmd = await workflow.execute_activity(
+                etcd.send_etcd_member_list,
+                etcd.EtcdMemberListRequest(
+                    region=self._cluster.region, via_instance_id=via.instance_id or ""
+                ),
+                **opts.KUBE_CALL,
+            )
+            for delay in opts.poll_intervals(first=2, factor=1.5, cap=10):
+                listed = await workflow.execute_activity(
+                    etcd.check_etcd_member_list,
+                    etcd.EtcdMemberListCheck(
+                        region=self._cluster.region, command_id=cmd.command_id, instance_id=cmd.instance_id
+                    ),
+                    **opts.KUBE_CALL,
+                )
+                if listed.state != "pending":
+                    break
+                await workflow.sleep(delay)
+            if listed.state == "listed" and listed.members:
+                return tuple(m.name or m.id for m in listed.members)
+        return None
+
+    def _healthy_siblings(self, exclude: str | None, via: str | None = None) -> list[MachineStatus]:
+        """Running control-plane machines nothing marks unhealthy (`via` first, then newest)."""
+        return [
+            m.status
+            for m in sorted(self._carry.book.live(), key=lambda m: (m.status.name != via, -m.created))
+            if m.status.name != exclude
+            and m.status.instance_id
+            and m.status.phase == "Running"
+            and not m.delete_sent
+            and not m.unhealthy
+        ]
 
     async def _etcd_removal_via(self, via: MachineStatus, departing: MachineStatus) -> str:
         assert self._cluster is not None

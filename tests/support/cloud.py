@@ -66,6 +66,7 @@ class FakeCloud:
         self.instances: dict[str, FakeInstance] = {}
         self.cordoned: set[str] = set()
         self.etcd_members: set[str] = set()  # machine names
+        self.extra_etcd_members: set[str] = set()  # members with no machine (names)
         self.calls: dict[str, int] = {}
         self.samples: list[Sample] = []
         self.lock = threading.Lock()
@@ -364,6 +365,29 @@ class FakeCloud:
                     command_id=f"cmd-{req.departing_instance_id}", instance_id=req.via_instance_id
                 )
 
+        @activity.defn(name="send_etcd_member_list")
+        def send_etcd_member_list(req: etcd.EtcdMemberListRequest) -> etcd.SsmCommandRef:
+            cloud._count("send_etcd_member_list")
+            return etcd.SsmCommandRef(
+                command_id=f"list-{req.via_instance_id}", instance_id=req.via_instance_id
+            )
+
+        @activity.defn(name="check_etcd_member_list")
+        def check_etcd_member_list(req: etcd.EtcdMemberListCheck) -> etcd.EtcdMembers:
+            """etcd's own member list: members are named after their node (kubeadm), and a member
+            outlives its instance until it is removed."""
+            with cloud.lock:
+                cloud._count("check_etcd_member_list")
+                names = []
+                for machine in sorted(cloud.etcd_members):
+                    ids = [i.id for i in cloud.instances.values() if i.machine == machine]
+                    names.append(f"ip-{ids[-1]}" if ids else machine)
+                names += sorted(cloud.extra_etcd_members)
+            members = tuple(
+                etcd.EtcdMember(id=f"{n:x}", name=name, started=True) for n, name in enumerate(names)
+            )
+            return etcd.EtcdMembers(state="listed", members=members)
+
         @activity.defn(name="check_etcd_member_removal")
         def check_etcd_member_removal(req: etcd.EtcdMemberRemovalCheck) -> etcd.EtcdMemberRemovalStatus:
             cloud._count("check_etcd_member_removal")
@@ -419,6 +443,8 @@ class FakeCloud:
             delete_node,
             send_etcd_member_removal,
             check_etcd_member_removal,
+            send_etcd_member_list,
+            check_etcd_member_list,
             terminate_instance,
             delete_bootstrap_data,
             # The real one: owners describe their machine workflows on the test server.

@@ -285,3 +285,23 @@ async def test_a_terminated_machine_workflow_is_seen_failed_and_deleted(time_ski
     assert final.operation == "deleted" and final.machines == []
     assert cloud.instances[machine.instance_id].terminated_at is not None
     assert not {"cordon_node", "drain_node", "delete_node"} & set(cloud.calls)
+
+
+async def test_remediation_judges_quorum_on_etcds_own_member_list(time_skipping_env, task_queue):
+    """Issue 18 (member-level quorum): the control plane reads etcd's member list through a healthy
+    node before deciding. Two of three machines unhealthy plus a fourth member with no machine
+    (healthy: etcd reports no alarm for it, as CAPI reads it): removing one unhealthy member
+    leaves 2 healthy of 3 members, quorum 2 — allowed, where the machines alone (1 healthy of 2)
+    would refuse."""
+    env, cloud = time_skipping_env, FakeCloud()
+    async with running_worker(env, task_queue, WORKFLOWS, cloud.activities()):
+        handle = await start(env, task_queue, cp_spec(3))
+        status = await wait_for(env, lambda: query(handle, ControlPlaneWorkflow.status), settled(3))
+        a, b, _ = (m.name for m in status.machines)
+        cloud.extra_etcd_members.add("ghost")
+        cloud.not_ready.update({a, b})
+        answer = await handle.execute_update(
+            ControlPlaneWorkflow.remediate, RemediationRequest(machine=a, unhealthy_machines=(a, b))
+        )
+        assert answer.accepted, answer.reason
+        assert cloud.calls["send_etcd_member_list"] == 1 and cloud.calls["check_etcd_member_list"] >= 1

@@ -132,3 +132,9 @@ def test_upgrade_against_the_simulator_is_idempotent(served) -> None:  # noqa: F
     assert kube_system.kubernetes_version(stored) == target
     assert image(sim.cluster.objects[kube_system.KUBE_PROXY]) == f"registry.k8s.io/kube-proxy:{target}"
     assert image(sim.cluster.objects[kube_system.COREDNS]) == first.coredns_image
+
+
+def test_the_simulators_kubeadm_init_coredns_matches_kubeadms_table() -> None:
+    """What the simulator boots is what kubeadm would install (spec.versions' table)."""
+    for (major, minor), tag in kube_system.COREDNS_TAGS.items():
+        assert default_coredns_tag(f"v{major}.{minor}.0") == tag
