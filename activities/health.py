@@ -230,10 +230,11 @@ def _outcome(
             skipped=answer.skipped,
             reason=answer.reason,
         )
+    machine = (answer.machine or call.machines[0],)
     return RemediationOutcome(
         accepted=answer.accepted,
-        remediated=call.machines[:1] if answer.accepted else (),
-        deferred=() if answer.accepted else call.machines[:1],
+        remediated=machine if answer.accepted else (),
+        deferred=() if answer.accepted else machine,
         reason=answer.reason,
     )
 

@@ -55,6 +55,8 @@ PATCH_COMPONENTS_FOLLOW = "control-plane-components-follow-version"
 # A remediation request reads etcd's member list (through a healthy node, SSM) before the quorum
 # decision, instead of taking the machines' nodes for the members.
 PATCH_READS_ETCD_MEMBERS = "control-plane-reads-etcd-members"
+# A remediation request remediates the machine CAPI's order picks among the unhealthy ones.
+PATCH_REMEDIATION_ORDER = "control-plane-remediation-order"
 
 # When nothing happens, look again this often (machines signal changes; this is a safety net
 # and how rolloutAfter deadlines are noticed).
@@ -121,6 +123,9 @@ class RemediationRequest(BaseModel):
 class RemediationAnswer(BaseModel):
     accepted: bool
     reason: str
+    # The machine the decision was about: CAPI's order may pick another unhealthy machine than
+    # the one the request named ("" in answers recorded before).
+    machine: str = ""
 
 
 class ControlPlaneMachine(BaseModel):
@@ -309,8 +314,14 @@ class ControlPlaneWorkflow:
         unhealthy = {req.machine, *req.unhealthy_machines}
         for name, owned in sorted(self._carry.book.machines.items()):
             owned.unhealthy = name in unhealthy
+        target = req.machine
+        if workflow.patched(PATCH_REMEDIATION_ORDER):
+            # CAPI's KCP picks which unhealthy machine goes first (no node, then an etcd problem,
+            # then a components problem, then the oldest), not whichever the request named.
+            chosen = rules.pick_machine_to_remediate(self._carry.book.views())
+            target = chosen.name if chosen is not None else req.machine
         members = await self._etcd_members() if workflow.patched(PATCH_READS_ETCD_MEMBERS) else None
-        decision = self._remediation_decision(req.machine, members)
+        decision = self._remediation_decision(target, members)
         if self._etcd_busy:
             decision = decision.model_copy(
                 update={"allowed": False, "reason": "another etcd member removal is in progress"}
@@ -320,22 +331,22 @@ class ControlPlaneWorkflow:
         if not decision.allowed:
             self._carry.last_refusal = decision.reason
             self._publish()
-            return RemediationAnswer(accepted=False, reason=decision.reason)
-        owned = self._carry.book.machines[req.machine]
+            return RemediationAnswer(accepted=False, reason=decision.reason, machine=target)
+        owned = self._carry.book.machines[target]
         owned.unhealthy, owned.unhealthy_reason = True, req.reason
-        previous = self._carry.remediations.get(req.machine)
+        previous = self._carry.remediations.get(target)
         self._carry.remediation_in_progress = rules.RemediationRecord(
-            machine=req.machine,
+            machine=target,
             timestamp=workflow.now().timestamp(),
             retry_count=decision.retry_count if previous else 0,
         )
-        self._operation = f"remediating {req.machine}: {req.reason}"
-        removed = await self._remove_etcd_member_then_delete(req.machine, decision.etcd_leader_candidate)
+        self._operation = f"remediating {target}: {req.reason}"
+        removed = await self._remove_etcd_member_then_delete(target, decision.etcd_leader_candidate)
         self._wake = True
         if not removed:
             self._carry.remediation_in_progress = None
-            return RemediationAnswer(accepted=False, reason=self._carry.last_refusal)
-        return RemediationAnswer(accepted=True, reason=decision.reason)
+            return RemediationAnswer(accepted=False, reason=self._carry.last_refusal, machine=target)
+        return RemediationAnswer(accepted=True, reason=decision.reason, machine=target)
 
     @remediate.validator
     def _validate_remediate(self, req: RemediationRequest) -> None:

@@ -305,3 +305,22 @@ async def test_remediation_judges_quorum_on_etcds_own_member_list(time_skipping_
         )
         assert answer.accepted, answer.reason
         assert cloud.calls["send_etcd_member_list"] == 1 and cloud.calls["check_etcd_member_list"] >= 1
+
+
+async def test_remediation_follows_capis_order_not_the_requested_machine(time_skipping_env, task_queue):
+    """Issue 18: among the unhealthy machines KCP picks (no node, etcd, components, then the
+    oldest): asked about the newer of two unhealthy machines, the control plane remediates the
+    older one and says so; the health check books the one it names."""
+    env, cloud = time_skipping_env, FakeCloud()
+    async with running_worker(env, task_queue, WORKFLOWS, cloud.activities()):
+        handle = await start(env, task_queue, cp_spec(5))
+        status = await wait_for(env, lambda: query(handle, ControlPlaneWorkflow.status), settled(5), limit=7200)
+        by_age = [m.name for m in status.machines]  # creation order
+        older, newer = by_age[0], by_age[3]
+        cloud.not_ready.update({older, newer})
+        answer = await handle.execute_update(
+            ControlPlaneWorkflow.remediate, RemediationRequest(machine=newer, unhealthy_machines=(older, newer))
+        )
+        assert answer.accepted and answer.machine == older, answer
+        events = [s.event for s in cloud.samples]
+        assert f"etcd remove {older}" in events and f"etcd remove {newer}" not in events
