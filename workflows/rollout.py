@@ -557,7 +557,12 @@ def plan_machine_deployment(state: DeploymentState) -> DeploymentPlan:
     notes: list[str] = []
     record: RevisionView | None = None
 
-    if state.paused or _is_scaling_event(state, sets.values()):
+    # A replica change alone sizes the revisions proportionally (CAPI's scale). Not when the
+    # current revision has no machines yet (the template changed in the same apply: that is a
+    # rollout, and new machines come from the new revision), and never with OnDelete (CAPI grows
+    # only the newest MachineSet; old ones shrink as their machines are deleted).
+    scaling = new is not None and strategy.type == "RollingUpdate" and _is_scaling_event(state, sets.values())
+    if state.paused or scaling:
         mode: Literal["rolling", "on_delete", "scale"] = "scale"
         notes.append("paused: scaling only" if state.paused else "scaling event: proportional scaling")
         _scale(state, new, olds, notes)

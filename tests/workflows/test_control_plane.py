@@ -314,12 +314,15 @@ async def test_remediation_follows_capis_order_not_the_requested_machine(time_sk
     env, cloud = time_skipping_env, FakeCloud()
     async with running_worker(env, task_queue, WORKFLOWS, cloud.activities()):
         handle = await start(env, task_queue, cp_spec(5))
-        status = await wait_for(env, lambda: query(handle, ControlPlaneWorkflow.status), settled(5), limit=7200)
+        status = await wait_for(
+            env, lambda: query(handle, ControlPlaneWorkflow.status), settled(5), limit=7200
+        )
         by_age = [m.name for m in status.machines]  # creation order
         older, newer = by_age[0], by_age[3]
         cloud.not_ready.update({older, newer})
         answer = await handle.execute_update(
-            ControlPlaneWorkflow.remediate, RemediationRequest(machine=newer, unhealthy_machines=(older, newer))
+            ControlPlaneWorkflow.remediate,
+            RemediationRequest(machine=newer, unhealthy_machines=(older, newer)),
         )
         assert answer.accepted and answer.machine == older, answer
         events = [s.event for s in cloud.samples]

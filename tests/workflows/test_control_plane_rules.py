@@ -128,3 +128,57 @@ def _state(machines, *, in_progress: bool) -> ControlPlaneState:
 )
 def test_scale_up_preflight_during_remediation(in_progress, machines, action) -> None:
     assert plan_control_plane(_state(machines, in_progress=in_progress)).action == action
+
+
+# --- MachineDeployment: new machines always come from the newest revision (issue 18, high 3) ---
+
+from workflows.rollout import (  # noqa: E402
+    DeploymentState,
+    DeploymentStrategy,
+    ReplicaAnnotations,
+    plan_machine_deployment,
+)
+
+ON_DELETE = DeploymentStrategy(type="OnDelete", max_surge=0, max_unavailable=0)
+ROLLING = DeploymentStrategy(max_surge=1, max_unavailable=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "strategy", "machines", "replicas", "creates"),
+    [
+        (
+            "OnDelete, template and replicas changed in one apply: both new machines from r2",
+            ON_DELETE,
+            [("a", "r1"), ("b", "r1"), ("c", "r1")],
+            5,
+            ["r2", "r2"],
+        ),
+        (
+            "OnDelete mid-way (old and new revisions live), replicas up: new machines from r2",
+            ON_DELETE,
+            [("a", "r1"), ("b", "r1"), ("c", "r2")],
+            5,
+            ["r2", "r2"],
+        ),
+        (
+            "RollingUpdate, template and replicas changed in one apply: the surge is from r2",
+            ROLLING,
+            [("a", "r1"), ("b", "r1"), ("c", "r1")],
+            5,
+            ["r2"] * 3,
+        ),
+    ],
+)
+def test_new_machines_come_from_the_newest_revision(name, strategy, machines, replicas, creates) -> None:
+    views = tuple(machine(n, rev, float(i)) for i, (n, rev) in enumerate(machines))
+    state = DeploymentState(
+        replicas=replicas,
+        strategy=strategy,
+        current_revision="r2",
+        machines=views,
+        now=100,
+        sized_for=ReplicaAnnotations(desired_replicas=3, max_replicas=3 + strategy.surge(3)),
+    )
+    plan = plan_machine_deployment(state)
+    assert sorted(c.revision for c in plan.create) == creates, (name, plan)
+    assert plan.delete == (), name

@@ -580,6 +580,29 @@ async def test_on_delete_replaces_only_what_the_user_deletes(time_skipping_env, 
     recorder.assert_held()
 
 
+async def test_on_delete_apply_with_new_template_and_more_replicas_creates_from_the_new_template(
+    time_skipping_env, task_queue
+):
+    """Issue 18, high 3: one apply changes the template and raises replicas 2 -> 4 under OnDelete.
+    The two new machines come from the new revision (they came from the old template); the old
+    two stay until someone deletes them."""
+    env = time_skipping_env
+    cloud = FakeCloud(BOOT, JOIN, TERMINATE)
+    spec = _spec(2, strategy="OnDelete")
+    async with worker(env, task_queue, cloud):
+        handle = await start(env, task_queue, spec)
+        st = await wait_for(env, handle, complete(2))
+        old = {m.name for m in st.machines}
+        changed = spec.model_copy(update={"machine_template": NEW_TEMPLATE, "replicas": 4})
+        await handle.signal(MachineDeploymentWorkflow.apply_spec, changed)
+        new = current_revision(spec, machine_template=NEW_TEMPLATE)
+        st = await wait_for(env, handle, lambda s: s.available_replicas == 4 and s.replicas == 4)
+        added = [m for m in st.machines if m.name not in old]
+        assert len(added) == 2 and {m.revision for m in added} == {new}
+        assert {m.name for m in st.machines if m.revision != new} == old
+        assert st.up_to_date_replicas == 2
+
+
 async def test_remediation_current_revision_newest_first_within_max_in_flight(time_skipping_env, task_queue):
     env = time_skipping_env
     cloud = FakeCloud(BOOT, JOIN, TERMINATE)
