@@ -118,6 +118,10 @@ class DeploymentCarry(BaseModel):
     delete_options: DeleteOptions | None = None
     # The cluster is paused (CAPI's Cluster.spec.paused): nothing is created or deleted.
     cluster_paused: bool = False
+    # The KubeadmConfigTemplate name the deployment started with (None: not recorded yet, then
+    # the current one). A different name is part of the revision: renaming the template rolls
+    # the machines, as in CAPI, while deployments created before keep their revisions.
+    first_bootstrap_template_name: str | None = None
 
 
 class MachineDeploymentInput(BaseModel):
@@ -324,6 +328,8 @@ class MachineDeploymentWorkflow:
             self._carry = inp.carry
         else:
             self._carry.cluster_paused = inp.paused
+        if self._carry.first_bootstrap_template_name is None:
+            self._carry.first_bootstrap_template_name = inp.spec.bootstrap_template_name
 
     # --- ids ----------------------------------------------------------------------------------
     @staticmethod
@@ -690,7 +696,7 @@ class MachineDeploymentWorkflow:
     def _revision(self) -> str:
         s = self._spec
         assert s is not None
-        return revision_of(s.machine_template, s.bootstrap, s.version, s.failure_domain)
+        return deployment_revision(s, self._carry.first_bootstrap_template_name)
 
     def _state(self) -> rollout.DeploymentState:
         spec, cluster = self._spec, self._input.cluster if self._input else None
@@ -1029,3 +1035,14 @@ class MachineDeploymentWorkflow:
         if s.last_remediation:
             lines.append(f"last remediation: {s.last_remediation}")
         workflow.set_current_details("\n\n".join(lines))
+
+
+def deployment_revision(spec: MachineDeploymentSpec, first_bootstrap_template: str | None = None) -> str:
+    """What makes a deployment's machines differ (CAPI: a new MachineSet): the infrastructure
+    template (its name and contents), the bootstrap config's contents, the version, the failure
+    domain — and the bootstrap template's name once it differs from the one the deployment
+    started with (so revisions recorded before it counted stay the same)."""
+    parts: list = [spec.machine_template, spec.bootstrap, spec.version, spec.failure_domain]
+    if first_bootstrap_template is not None and spec.bootstrap_template_name != first_bootstrap_template:
+        parts.append(f"bootstrap-template:{spec.bootstrap_template_name}")
+    return revision_of(*parts)

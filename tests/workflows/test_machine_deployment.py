@@ -603,6 +603,24 @@ async def test_on_delete_apply_with_new_template_and_more_replicas_creates_from_
         assert st.up_to_date_replicas == 2
 
 
+async def test_renaming_the_bootstrap_template_rolls_the_machines(time_skipping_env, task_queue):
+    """Issue 18: the KubeadmConfigTemplate's name is part of the revision (CAPI rolls a
+    MachineDeployment whose bootstrap configRef changes), even with identical contents."""
+    env = time_skipping_env
+    cloud = FakeCloud(BOOT, JOIN, TERMINATE)
+    spec = _spec(2)
+    async with worker(env, task_queue, cloud):
+        handle = await start(env, task_queue, spec)
+        st = await wait_for(env, handle, complete(2))
+        before, old_revision = {m.name for m in st.machines}, st.revision
+        await handle.execute_update(
+            MachineDeploymentWorkflow.change_template,
+            TemplateRequest(bootstrap_template_name="md-0-bootstrap-v2"),
+        )
+        st = await wait_for(env, handle, lambda s: complete(2)(s) and s.revision != old_revision)
+        assert not before & {m.name for m in st.machines}
+
+
 async def test_remediation_current_revision_newest_first_within_max_in_flight(time_skipping_env, task_queue):
     env = time_skipping_env
     cloud = FakeCloud(BOOT, JOIN, TERMINATE)

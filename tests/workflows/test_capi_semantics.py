@@ -1,5 +1,6 @@
-"""KubeadmControlPlane rules added for issue 18, table-driven as CAPI's own unit tests are (one
-behaviour per case). The older KCP tables are in test_rollout.py."""
+"""Cluster API v1.10 semantics added for issue 18 — KubeadmControlPlane and MachineDeployment
+rules — table-driven as CAPI's own unit tests are (one behaviour per case). The older KCP and
+rollout tables are in test_rollout.py."""
 
 from __future__ import annotations
 
@@ -182,3 +183,58 @@ def test_new_machines_come_from_the_newest_revision(name, strategy, machines, re
     plan = plan_machine_deployment(state)
     assert sorted(c.revision for c in plan.create) == creates, (name, plan)
     assert plan.delete == (), name
+
+
+# --- MachineDeployment revision identity (issue 18) -------------------------------------------
+
+from spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate  # noqa: E402
+from workflows.machine_deployment import deployment_revision  # noqa: E402
+
+MD = MachineDeploymentSpec(
+    name="md-0",
+    replicas=3,
+    version="v1.30.2",
+    machine_template=MachineTemplate(name="md-0-infra", instance_type="m5.large"),
+    bootstrap=KubeadmConfigSpec(),
+    bootstrap_template_name="md-0-bootstrap",
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "same"),
+    [
+        ("nothing changed", {}, True),
+        (
+            "infrastructure template renamed",
+            {"machine_template": MD.machine_template.model_copy(update={"name": "md-0-infra-v2"})},
+            False,
+        ),
+        (
+            "infrastructure template contents",
+            {"machine_template": MD.machine_template.model_copy(update={"instance_type": "m5.xlarge"})},
+            False,
+        ),
+        (
+            "bootstrap config contents",
+            {"bootstrap": KubeadmConfigSpec(pre_kubeadm_commands=("echo hi",))},
+            False,
+        ),
+        ("bootstrap template renamed", {"bootstrap_template_name": "md-0-bootstrap-v2"}, False),
+        ("version", {"version": "v1.30.3"}, False),
+        ("failure domain", {"failure_domain": "us-west-2a"}, False),
+        ("replicas are not part of it", {"replicas": 5}, True),
+    ],
+)
+def test_deployment_revision(name, changes, same) -> None:
+    first = MD.bootstrap_template_name
+    before = deployment_revision(MD, first)
+    after = deployment_revision(MD.model_copy(update=changes), first)
+    assert (before == after) is same, name
+
+
+def test_revisions_recorded_before_the_template_name_counted_stay_the_same() -> None:
+    from workflows.machine_owner import revision_of
+
+    legacy = revision_of(MD.machine_template, MD.bootstrap, MD.version, MD.failure_domain)
+    assert deployment_revision(MD, MD.bootstrap_template_name) == legacy
+    assert deployment_revision(MD, None) == legacy
