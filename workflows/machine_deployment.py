@@ -47,6 +47,7 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
+from temporalio.exceptions import ActivityError
 
 # Note: `import workflows.rollout as rollout`, not `from workflows import rollout`: written the
 # second way, this module got a sandbox copy of `rollout` (re-imported on every workflow task), whose
@@ -54,9 +55,11 @@ from temporalio.common import VersioningBehavior
 with workflow.unsafe.imports_passed_through():
     import workflows.rollout as rollout
     import workflows.search_attributes as sa
+    from activities.workload import activities as workload
     from spec.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
     from spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
     from spec.versions import parse_kubernetes_version, worker_version_error  # noqa: F401 - re-exported
+    from workflows import activity_options as opts
     from workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
     from workflows.machine_owner import (
         DELETE_POLL,
@@ -73,6 +76,10 @@ with workflow.unsafe.imports_passed_through():
 # When nothing happens, look again this often. Machines signal every change, so this is only a
 # safety net; minReadySeconds and the progress deadline get their own timers.
 IDLE_RECHECK = timedelta(minutes=5)
+# workflow.patched id (docs/versioning.md): while a rollout or scale is in progress, look at the
+# machines' nodes at most this often, so availability follows the node's current Ready state.
+PATCH_OBSERVE_NODES = "deployment-observes-nodes"
+NODE_CHECK = timedelta(seconds=30)
 # kubelet may be at most this many minors older than the API server (Kubernetes skew policy).
 
 
@@ -122,6 +129,8 @@ class DeploymentCarry(BaseModel):
     # the current one). A different name is part of the revision: renaming the template rolls
     # the machines, as in CAPI, while deployments created before keep their revisions.
     first_bootstrap_template_name: str | None = None
+    # When the machines' nodes were last listed (workflow-clock seconds; None: never).
+    nodes_checked_at: float | None = None
 
 
 class MachineDeploymentInput(BaseModel):
@@ -729,6 +738,8 @@ class MachineDeploymentWorkflow:
             self._operation = "waiting for the control plane to be initialized"
             return
         state = self._state()
+        if not rollout.deployment_complete(state) and await self._observe_nodes():
+            state = self._state()
         plan = rollout.plan_machine_deployment(state)
         ceiling = state.replicas + state.strategy.surge(state.replicas)
         if plan.mode == "scale" and plan.create and len(state.machines) + len(plan.create) > ceiling:
@@ -759,6 +770,46 @@ class MachineDeploymentWorkflow:
             self._operation = f"{plan.mode}: creating {len(plan.create)}, deleting {len(plan.delete)}" + (
                 f" — {'; '.join(plan.notes)}" if plan.notes else ""
             )
+
+    async def _observe_nodes(self) -> bool:
+        """While a rollout or scale is in progress, list the running machines' nodes (at most every
+        NODE_CHECK) so a node that went NotReady stops counting as available, and one Ready again
+        counts minReadySeconds from now (CAPI reads the node through its watch). True if any
+        machine's availability changed. Best effort: an unreachable API changes nothing."""
+        book, carry = self._carry.book, self._carry
+        assert self._input is not None
+        now = workflow.now().timestamp()
+        if carry.nodes_checked_at is not None and now - carry.nodes_checked_at < NODE_CHECK.total_seconds():
+            return False
+        running = {
+            m.status.instance_id: m.status.name
+            for m in book.live()
+            if m.status.instance_id and m.status.phase == "Running" and not m.delete_sent
+        }
+        if not running or not workflow.patched(PATCH_OBSERVE_NODES):
+            return False
+        carry.nodes_checked_at = now
+        cluster = self._input.cluster
+        try:
+            listed = await workflow.execute_activity(
+                workload.list_workload_nodes,
+                workload.ListNodesRequest(
+                    access=workload.WorkloadAccess(
+                        region=cluster.region,
+                        endpoint_host=cluster.endpoint_host,
+                        endpoint_port=cluster.endpoint_port,
+                        pki=cluster.pki,
+                    ),
+                    instance_ids=tuple(sorted(running)),
+                ),
+                **opts.KUBE_CALL,
+            )
+        except ActivityError:
+            return False
+        if not listed.reachable:
+            return False
+        seen = {n.instance_id: n.ready for n in listed.nodes}
+        return book.observe_nodes({name: seen.get(iid, False) for iid, name in running.items()}, now)
 
     async def _create_machine(self, create: rollout.MachineToCreate) -> None:
         spec, inp = self._spec, self._input
@@ -966,6 +1017,8 @@ class MachineDeploymentWorkflow:
     def _wait_after(self) -> timedelta:
         """The loop's wait: `_recheck_after`, and no longer than until machines are due a look."""
         recheck = self._recheck_after()
+        if self._carry.nodes_checked_at is not None and not rollout.deployment_complete(self._state()):
+            recheck = min(recheck, NODE_CHECK)  # a rollout or scale: keep the nodes' state fresh
         if not self._sees_closed_machines():
             return recheck
         due = self._carry.book.next_check()

@@ -84,10 +84,18 @@ class OwnedMachine(BaseModel):
     delete_restarts: int = 0
     # What the delete was asked with (passed on when the deletion is restarted).
     delete_options: DeleteOptions | None = None
+    # The node as the owner last saw it (observe_nodes): NotReady now, or Ready again since when.
+    # Both unset: the machine's own report (Ready since it ran) stands.
+    node_not_ready: bool = False
+    node_ready_since: float | None = None
 
     def view(self) -> MachineView:
         s = self.status
         ready_since = s.running_at.timestamp() if (s.node_ready and s.running_at) else None
+        if self.node_not_ready:
+            ready_since = None
+        elif ready_since is not None and self.node_ready_since is not None:
+            ready_since = max(ready_since, self.node_ready_since)
         return MachineView(
             name=s.name,
             revision=s.revision,
@@ -133,6 +141,21 @@ class MachineBook(BaseModel):
             if owned is not None and owned.unhealthy:
                 owned.unhealthy, owned.unhealthy_reason = False, ""
                 changed = True
+        return changed
+
+    def observe_nodes(self, ready: dict[str, bool], now: float) -> bool:
+        """Record the nodes' current Ready state (machine name -> Ready) so availability is
+        re-evaluated (CAPI: a Machine is available while its node is Ready for minReadySeconds),
+        not latched when the machine first ran. A node Ready again counts from now."""
+        changed = False
+        for name, is_ready in ready.items():
+            owned = self.machines.get(name)
+            if owned is None:
+                continue
+            if not is_ready and not owned.node_not_ready:
+                owned.node_not_ready, changed = True, True
+            elif is_ready and owned.node_not_ready:
+                owned.node_not_ready, owned.node_ready_since, changed = False, now, True
         return changed
 
     def apply(self, status: MachineStatus, now: float | None = None) -> bool:

@@ -621,6 +621,34 @@ async def test_renaming_the_bootstrap_template_rolls_the_machines(time_skipping_
         assert not before & {m.name for m in st.machines}
 
 
+async def test_availability_follows_the_nodes_current_state_during_a_rollout(time_skipping_env, task_queue):
+    """Issue 18: availability is re-evaluated from the node, not latched when the machine ran.
+    An old machine's node is NotReady when a rollout (maxSurge 1, maxUnavailable 0) starts: it
+    no longer counts as available, so it is the first old machine the rollout removes (CAPI
+    cleans up unavailable old machines first) and no Ready old machine goes before the new ones
+    are available; the rollout completes."""
+    env = time_skipping_env
+    cloud = FakeCloud(BOOT, JOIN, TERMINATE)
+    spec = _spec(3, min_ready_seconds=60)
+    async with worker(env, task_queue, cloud):
+        handle = await start(env, task_queue, spec)
+        st = await wait_for(env, handle, complete(3), step=10)
+        old = {m.name for m in st.machines}
+        sick = sorted(old)[1]
+        cloud.not_ready.add(sick)
+        first = len(cloud.samples)
+        await handle.execute_update(
+            MachineDeploymentWorkflow.change_template, TemplateRequest(machine_template=NEW_TEMPLATE)
+        )
+        # The surge machine is created; the sick node already counts as unavailable (2, not 3).
+        st = await wait_for(env, handle, lambda s: s.replicas == 4, step=1)
+        assert st.available_replicas == 2, st
+        new = current_revision(spec, machine_template=NEW_TEMPLATE)
+        await wait_for(env, handle, complete(3, new), step=10)
+        terminated = [s.event.split()[1] for s in cloud.samples[first:] if s.event.startswith("terminate ")]
+        assert terminated[0] == sick and set(terminated) == old
+
+
 async def test_remediation_current_revision_newest_first_within_max_in_flight(time_skipping_env, task_queue):
     env = time_skipping_env
     cloud = FakeCloud(BOOT, JOIN, TERMINATE)
