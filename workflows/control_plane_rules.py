@@ -392,11 +392,46 @@ class ControlPlaneRemediationDecision(_Frozen):
     etcd_leader_candidate: str | None = None
 
 
-def pick_machine_to_remediate(machines: Sequence[MachineView]) -> MachineView | None:
-    """CAPI's getMachineToBeRemediated: among unhealthy machines, the oldest that never got a node,
-    else the oldest."""
-    unhealthy = [m for m in machines if not m.healthy]
-    return _oldest(m for m in unhealthy if m.node_name is None) or _oldest(unhealthy)
+def remediation_order_key(
+    m: MachineView, marked: Collection[str] = (), *, etcd_managed: bool = True
+) -> tuple[bool, bool, bool, bool, float, str]:
+    """Sort key of CAPI's pickMachineToBeRemediated (KCP): lower goes first.
+
+    1. a machine carrying the `cluster.x-k8s.io/remediate-machine` annotation (`marked`: the
+       names of such machines) before one without;
+    2. a machine without a node (provisioning failed: no control-plane components at all);
+    3. with a stacked (managed) etcd: a machine whose etcd member or etcd pod is not healthy;
+    4. a machine whose API server, controller-manager or scheduler pod is not healthy
+       (`components_healthy`, which also covers the etcd pod: rule 3 has already ordered those);
+    5. the oldest, then the name.
+    """
+    return (
+        m.name not in marked,
+        m.node_name is not None,
+        etcd_managed and m.etcd_member_healthy,
+        m.components_healthy,
+        m.created,
+        m.name,
+    )
+
+
+def order_machines_to_remediate(
+    machines: Sequence[MachineView], marked: Collection[str] = (), *, etcd_managed: bool = True
+) -> list[MachineView]:
+    """The unhealthy machines (`healthy` False, or marked with the remediate-machine annotation,
+    which the health check turns into unhealthy) in the order KCP remediates them
+    (`remediation_order_key`). As in CAPI, a machine being deleted is not left out: when it comes
+    first, `check_control_plane_remediation` refuses ("already being deleted") and KCP waits."""
+    candidates = [m for m in machines if not m.healthy or m.name in marked]
+    return sorted(candidates, key=lambda m: remediation_order_key(m, marked, etcd_managed=etcd_managed))
+
+
+def pick_machine_to_remediate(
+    machines: Sequence[MachineView], marked: Collection[str] = (), *, etcd_managed: bool = True
+) -> MachineView | None:
+    """CAPI's getMachineToBeRemediated: the first of `order_machines_to_remediate`, or None."""
+    ordered = order_machines_to_remediate(machines, marked, etcd_managed=etcd_managed)
+    return ordered[0] if ordered else None
 
 
 DEFAULT_MIN_HEALTHY_PERIOD_SECONDS = 3600  # CAPI's DefaultMinHealthyPeriod (1h)

@@ -1,0 +1,128 @@
+"""KCP's choice of the control-plane machine to remediate first (CAPI's pickMachineToBeRemediated,
+controlplane/kubeadm/internal/controllers/remediation.go): one rule per case, as CAPI's own
+TestPickMachineToBeRemediated table does."""
+
+from __future__ import annotations
+
+import pytest
+
+from workflows.control_plane_rules import (
+    order_machines_to_remediate,
+    pick_machine_to_remediate,
+)
+from workflows.rollout import MachineView
+
+
+def cp(
+    name: str,
+    created: float,
+    *,
+    healthy: bool = False,
+    node: bool = True,
+    etcd: bool = True,
+    components: bool = True,
+    deleting: bool = False,
+) -> MachineView:
+    return MachineView(
+        name=name,
+        revision="r1",
+        created=created,
+        node_name=f"node-{name}" if node else None,
+        healthy=healthy,
+        etcd_member_healthy=etcd,
+        components_healthy=components,
+        deleting=deleting,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "machines", "marked", "expected"),
+    [
+        ("no unhealthy machine: nothing", [cp("a", 1, healthy=True)], (), None),
+        ("one unhealthy machine: that one", [cp("a", 1, healthy=True), cp("b", 2)], (), "b"),
+        (
+            "remediate-machine annotation first, over an older one",
+            [cp("old", 1), cp("new", 9)],
+            ("new",),
+            "new",
+        ),
+        (
+            "the annotation beats a machine without a node",
+            [cp("nonode", 1, node=False), cp("marked", 9)],
+            ("marked",),
+            "marked",
+        ),
+        (
+            "the annotation makes a machine a candidate even when it looks healthy",
+            [cp("bad", 1), cp("marked", 9, healthy=True)],
+            ("marked",),
+            "marked",
+        ),
+        (
+            "a machine without a node before an older one with a node",
+            [cp("old", 1), cp("nonode", 9, node=False)],
+            (),
+            "nonode",
+        ),
+        ("an etcd problem before an older machine", [cp("old", 1), cp("etcd", 9, etcd=False)], (), "etcd"),
+        (
+            "no node beats an etcd problem",
+            [cp("etcd", 1, etcd=False), cp("nonode", 9, node=False)],
+            (),
+            "nonode",
+        ),
+        (
+            "a component (API server) problem before an older machine",
+            [cp("old", 1), cp("api", 9, components=False)],
+            (),
+            "api",
+        ),
+        (
+            "an etcd problem beats a component problem",
+            [cp("api", 1, components=False), cp("etcd", 9, etcd=False)],
+            (),
+            "etcd",
+        ),
+        ("otherwise the oldest", [cp("b", 5), cp("a", 3), cp("c", 4)], (), "a"),
+        ("same age: by name", [cp("b", 5), cp("a", 5)], (), "a"),
+        (
+            "two without a node: the oldest of them",
+            [cp("n2", 7, node=False), cp("n1", 6, node=False), cp("old", 1)],
+            (),
+            "n1",
+        ),
+        (
+            "a machine being deleted is still ordered (the remediation check then refuses it)",
+            [cp("old", 1, deleting=True), cp("new", 9)],
+            (),
+            "old",
+        ),
+    ],
+)
+def test_pick_machine_to_remediate_order(case, machines, marked, expected) -> None:
+    picked = pick_machine_to_remediate(machines, marked)
+    assert (picked.name if picked else None) == expected, case
+
+
+def test_external_etcd_skips_the_etcd_rule() -> None:
+    # CAPI checks etcd health only when KCP manages etcd (stacked); capt always does, by default.
+    machines = [cp("old", 1), cp("etcd", 9, etcd=False)]
+    assert pick_machine_to_remediate(machines, etcd_managed=False).name == "old"
+
+
+def test_order_lists_every_candidate_in_remediation_order() -> None:
+    machines = [
+        cp("ok", 0, healthy=True),
+        cp("oldest", 1),
+        cp("api", 2, components=False),
+        cp("etcd", 3, etcd=False),
+        cp("nonode", 4, node=False),
+        cp("marked", 5),
+    ]
+    assert [m.name for m in order_machines_to_remediate(machines, ("marked",))] == [
+        "marked",
+        "nonode",
+        "etcd",
+        "api",
+        "oldest",
+    ]
