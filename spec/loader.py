@@ -416,6 +416,7 @@ class _Resolver:
             node_drain_timeout_seconds=kcp.node_drain_timeout_seconds,
             remediation_max_retry=kcp.remediation_max_retry,
             remediation_retry_period_seconds=kcp.remediation_retry_period_seconds,
+            remediation_min_healthy_period_seconds=kcp.remediation_min_healthy_period_seconds,
         )
 
     def _deployment(

@@ -25,6 +25,10 @@ DEFAULT_CNI_RULES: tuple[dict[str, Any], ...] = (
 )
 
 
+# CAPI's DefaultMinHealthyPeriod (KubeadmControlPlane remediation): 1 hour.
+DEFAULT_MIN_HEALTHY_PERIOD_SECONDS = 3600
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -162,6 +166,8 @@ class ControlPlaneSpec(Frozen):
     # Remediation knobs (KCP spec.remediation / v1beta2 spec.remediation).
     remediation_max_retry: int | None = None
     remediation_retry_period_seconds: int = 0
+    # KCP spec.remediationStrategy.minHealthyPeriod / v1beta2 spec.remediation.minHealthyPeriodSeconds.
+    remediation_min_healthy_period_seconds: int = DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
 
 
 class RollingUpdate(Frozen):

@@ -458,7 +458,7 @@ _KCP_V1BETA1 = _with(
         "machineTemplate.nodeDeletionTimeout": NS,
         "machineTemplate.taints": NS,
         "rolloutBefore": NS,
-        "remediationStrategy": {"maxRetry": ANY, "retryPeriod": ANY, "minHealthyPeriod": NS},
+        "remediationStrategy": {"maxRetry": ANY, "retryPeriod": ANY, "minHealthyPeriod": ANY},
         "machineNamingStrategy": NS,
     },
 )
@@ -484,7 +484,7 @@ _KCP_V1BETA2 = {
         "strategy": {"type": ANY, "rollingUpdate": {"maxSurge": ANY}},
         "before": NS,
     },
-    "remediation": {"maxRetry": ANY, "retryPeriodSeconds": ANY, "minHealthyPeriodSeconds": NS},
+    "remediation": {"maxRetry": ANY, "retryPeriodSeconds": ANY, "minHealthyPeriodSeconds": ANY},
     "machineNaming": NS,
 }
 
