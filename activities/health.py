@@ -74,6 +74,8 @@ class WatchedMachine(_Frozen):
     message: str = ""
     # From the machine's own status query, fetched once for machines still booting.
     created_at: dt.datetime | None = None
+    # The owner's view: made from its current revision (None: the owner did not say).
+    up_to_date: bool | None = None
 
     @property
     def booting(self) -> bool:
@@ -158,6 +160,7 @@ def _control_plane_snapshot(wf_id: str, s: cp.ControlPlaneStatus) -> OwnerSnapsh
                 node_ready=m.node_ready,
                 deleting=m.phase in ("Deleting", "Deleted"),
                 message=m.message,
+                up_to_date=m.up_to_date,
             )
             for m in s.machines
         ),
@@ -184,6 +187,7 @@ def _deployment_snapshot(wf_id: str, s: md.DeploymentStatus) -> OwnerSnapshot:
                 node_ready=m.node_ready,
                 deleting=m.deleting or m.phase in ("Deleting", "Deleted"),
                 message=m.message,
+                up_to_date=m.up_to_date,
             )
             for m in s.machines
         ),

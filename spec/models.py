@@ -194,6 +194,12 @@ class MachineDeploymentSpec(Frozen):
     rollout_after: str | None = None
 
 
+# The machine conditions (CAPI v1beta2 Machine condition types) capt's machines report, derived
+# from their status by workflows/health_detection.machine_conditions; an unhealthyMachineConditions
+# entry naming another type never matches (the loader warns).
+MACHINE_CONDITION_TYPES = ("BootstrapConfigReady", "InfrastructureReady", "NodeReady", "UpToDate", "Deleting")
+
+
 class UnhealthyCondition(Frozen):
     type: str
     status: str
@@ -209,6 +215,10 @@ class HealthCheckSpec(Frozen):
     control_plane: bool = False
     machine_deployments: tuple[str, ...] = ()
     unhealthy_conditions: tuple[UnhealthyCondition, ...] = ()
+    # Machine conditions (v1beta1 spec.unhealthyMachineConditions, v1beta2
+    # spec.checks.unhealthyMachineConditions), judged on what capt's machine status carries
+    # (workflows/health_detection.machine_conditions).
+    unhealthy_machine_conditions: tuple[UnhealthyCondition, ...] = ()
     max_unhealthy: IntOrPercent = "100%"
     unhealthy_range: tuple[int, int] | None = None
     node_startup_timeout_seconds: int = 600

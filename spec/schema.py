@@ -587,7 +587,9 @@ _MHC_V1ALPHA3 = {
     "remediationTemplate": NotSupported("capt remediates by replacing the machine"),
 }
 _MHC_V1ALPHA4 = _with(_MHC_V1ALPHA3, {"unhealthyRange": ANY})
-_MHC_V1BETA1 = _with(_MHC_V1ALPHA4, {"unhealthyMachineConditions": NS})
+_MHC_V1BETA1 = _with(
+    _MHC_V1ALPHA4, {"unhealthyMachineConditions": ListOf({"type": ANY, "status": ANY, "timeout": ANY})}
+)
 _MHC_V1BETA2 = {
     "clusterName": ANY,
     "selector": LABEL_SELECTOR,
@@ -597,7 +599,7 @@ _MHC_V1BETA2 = {
         "unhealthyNodeConditions": ListOf(
             {"type": ANY, "status": ANY, "timeoutSeconds": ANY, "unhealthyTimeoutSeconds": ANY}
         ),
-        "unhealthyMachineConditions": NS,
+        "unhealthyMachineConditions": ListOf({"type": ANY, "status": ANY, "timeoutSeconds": ANY}),
     },
     "remediation": {
         "triggerIf": {"unhealthyLessThanOrEqualTo": ANY, "unhealthyInRange": ANY},

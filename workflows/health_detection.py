@@ -22,7 +22,15 @@ needsRemediation), as capt applies them:
    the control plane's initialization → unhealthy (NodeStartupTimeout). 0 disables it.
 6. A node condition listed in unhealthyConditions whose status has held longer than its timeout
    (since the condition's lastTransitionTime, or since the health check first saw it when the
-   node reports none) → unhealthy. Holding exactly the timeout is not yet unhealthy.
+   node reports none) → unhealthy. Holding exactly the timeout is not yet unhealthy (CAPI:
+   lastTransitionTime + timeout is before now). Only judged when the node is found; a condition
+   the node does not report, or reports with another status, never matches.
+7. A machine condition listed in unhealthyMachineConditions (v1beta2 MHC) likewise (CAPI reason
+   UnhealthyMachine). capt's machines carry no conditions list: `machine_conditions` derives
+   CAPI's v1beta2 machine conditions from what their status does carry (`spec.models.
+   MACHINE_CONDITION_TYPES`), and, having no lastTransitionTime, a condition's clock starts when
+   the health check first sees it hold (kept across intervals like rule 6's fallback). As in
+   CAPI, judged after rule 4 (a worker is not judged before the control plane is initialized).
 
 Healthy = not unhealthy, not being deleted, and has a node (seen in the node list, or reported
 by its owner when the API server could not be listed). Per check, `expected` is the number of
@@ -41,7 +49,7 @@ from pydantic import BaseModel, ConfigDict
 from activities.aws.instances import InstanceInfo
 from activities.health import WatchedMachine
 from activities.workload.objects import NodeCondition, NodeInfo
-from spec.models import HealthCheckSpec
+from spec.models import MACHINE_CONDITION_TYPES, HealthCheckSpec
 from workflows.health_rules import RemediationAllowance, limit_in_flight, max_unhealthy_allows
 
 GONE_STATES = ("terminated", "shutting-down", "stopped")
@@ -52,6 +60,7 @@ INSTANCE_GONE = "InstanceGone"
 NODE_NOT_FOUND = "NodeNotFound"
 NODE_STARTUP_TIMEOUT = "NodeStartupTimeout"
 UNHEALTHY_CONDITION = "UnhealthyNodeCondition"
+UNHEALTHY_MACHINE_CONDITION = "UnhealthyMachine"
 
 
 class _Frozen(BaseModel):
@@ -112,6 +121,45 @@ def node_conditions(node: NodeInfo) -> tuple[NodeCondition, ...]:
     return (NodeCondition(type="Ready", status=node.ready_status, since=node.ready_since),)
 
 
+class MachineCondition(_Frozen):
+    type: str
+    status: str  # True, False, Unknown
+
+
+def machine_conditions(m: WatchedMachine, node: NodeInfo | None = None) -> tuple[MachineCondition, ...]:
+    """CAPI's v1beta2 machine conditions, as far as capt's machine status carries them:
+
+    - BootstrapConfigReady: True once past Pending (capt renders the bootstrap data before it
+      launches the instance);
+    - InfrastructureReady: True when the instance runs (phase Provisioned or Running; a Deleting
+      machine keeps the instance it had), else False;
+    - NodeReady: the Ready condition of the node found this interval; without one in view, what
+      the owner reports (True, or False when it knows a node that is not Ready); False without a
+      node (CAPI: the node does not exist yet);
+    - UpToDate: the owner's view (made from its current revision); not reported when unknown;
+    - Deleting: True while it is being deleted, else False.
+    """
+    running = m.phase in ("Provisioned", "Running") or (m.deleting and m.instance_id is not None)
+    if node is not None:
+        ready = next((c.status for c in node_conditions(node) if c.type == "Ready"), "Unknown")
+    else:
+        ready = "True" if m.node_ready else "False"
+    conds = [
+        MachineCondition(type="BootstrapConfigReady", status="False" if m.phase == "Pending" else "True"),
+        MachineCondition(type="InfrastructureReady", status="True" if running else "False"),
+        MachineCondition(type="NodeReady", status=ready),
+    ]
+    if m.up_to_date is not None:
+        conds.append(MachineCondition(type="UpToDate", status="True" if m.up_to_date else "False"))
+    conds.append(MachineCondition(type="Deleting", status="True" if m.deleting else "False"))
+    assert {c.type for c in conds} <= set(MACHINE_CONDITION_TYPES)
+    return tuple(conds)
+
+
+def machine_condition_key(machine: str, type_: str, status: str) -> str:
+    return condition_key(machine, f"machine:{type_}", status)
+
+
 def observed_conditions(
     machines: Iterable[WatchedMachine],
     obs: Observation,
@@ -120,14 +168,22 @@ def observed_conditions(
 ) -> dict[str, float]:
     """When each (machine, condition type, status) named by some check's unhealthyConditions was
     first seen holding — kept across intervals (and continue-as-new) for nodes that report no
-    lastTransitionTime. A condition no longer holding is forgotten. Unreachable API: kept as is."""
-    if obs.nodes is None:
-        return dict(previous)
+    lastTransitionTime — and each (machine, machine condition, status) named by some check's
+    unhealthyMachineConditions (machines never report one). A condition no longer holding is
+    forgotten. Unreachable API: node conditions kept as they were."""
     wanted = {(c.type, c.status) for check in checks for c in check.unhealthy_conditions}
+    wanted_machine = {(c.type, c.status) for check in checks for c in check.unhealthy_machine_conditions}
     now = obs.now.timestamp()
     seen: dict[str, float] = {}
+    if obs.nodes is None:
+        seen.update({k: v for k, v in previous.items() if "|machine:" not in k})
     for m in machines:
         node = obs.node_of(m)
+        if wanted_machine:
+            for mc in machine_conditions(m, node):
+                if (mc.type, mc.status) in wanted_machine:
+                    key = machine_condition_key(m.name, mc.type, mc.status)
+                    seen[key] = previous.get(key, now)
         if node is None:
             continue
         for c in node_conditions(node):
@@ -187,6 +243,21 @@ def assess(
     if m.role == "worker" and not obs.control_plane_initialized:
         return Verdict(machine=m.name, owner=owner, state="starting")
 
+    held = condition_first_seen or {}
+    if check.unhealthy_machine_conditions:
+        current = {c.type: c.status for c in machine_conditions(m, node)}
+        for umc in check.unhealthy_machine_conditions:
+            if current.get(umc.type) != umc.status:
+                continue
+            t = held.get(machine_condition_key(m.name, umc.type, umc.status))
+            if t is None:
+                continue  # first sighting: the clock starts now
+            if _seconds(obs.now - dt.datetime.fromtimestamp(t, dt.UTC)) > umc.timeout_seconds:
+                reasons.append(
+                    f"{UNHEALTHY_MACHINE_CONDITION}: machine {m.name} reports {umc.type}={umc.status} "
+                    f"for more than {umc.timeout_seconds}s (since {dt.datetime.fromtimestamp(t, dt.UTC).isoformat()})"
+                )
+
     if m.booting and not (node is not None and node.ready):
         timeout = check.node_startup_timeout_seconds
         began = startup_began(m, obs, first_seen)
@@ -199,7 +270,6 @@ def assess(
             )
 
     if node is not None:
-        held = condition_first_seen or {}
         for uc in check.unhealthy_conditions:
             c = next((c for c in node_conditions(node) if c.type == uc.type), None)
             if c is None or c.status != uc.status:
