@@ -76,6 +76,13 @@ class WatchedMachine(_Frozen):
     created_at: dt.datetime | None = None
     # The owner's view: made from its current revision (None: the owner did not say).
     up_to_date: bool | None = None
+    # The machine's annotations. capt's machines are not manifest objects and their owners'
+    # status carries none: the health workflow keeps those set through its `annotate` Update and
+    # adds them here before judging (workflows/health.py).
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    def annotation(self, key: str) -> str | None:
+        return next((v for k, v in self.annotations if k == key), None)
 
     @property
     def booting(self) -> bool:

@@ -32,6 +32,12 @@ node condition (for nodes that report no lastTransitionTime), since when each ma
 unhealthy, the remediations owners accepted that have not finished (they hold maxInFlight slots),
 when the control plane became initialized, the event list and the AWS call totals.
 
+Machine annotations. capt's machines are not manifest objects and their owners' status carries
+no annotations, so the health workflow keeps them: the `annotate` Update sets or removes a
+machine's annotations (CAPI's `cluster.x-k8s.io/remediate-machine`, `skip-remediation`,
+`paused`: see workflows/health_detection.py for what each does), carried across continue-as-new
+and forgotten with the machine.
+
 Settings. A client changes them with the `configure` Update (validated before it enters history);
 the ClusterWorkflow's apply, which cannot send Updates, with the `apply_settings` signal. Accepted
 settings take effect at the next interval, never in the middle of one. The `stop` signal ends the
@@ -49,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
@@ -145,6 +152,17 @@ class CheckReport(BaseModel):
     deferred: list[str] = []
     note: str = ""
     machines: list[MachineHealth] = []
+    # Matched by the selector but not targets (paused / skip-remediation annotation): "<machine>: why".
+    skipped: list[str] = []
+
+
+class MachineAnnotations(BaseModel):
+    """Set (a value, "" allowed) or remove (None) annotations of one machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    machine: str
+    annotations: dict[str, str | None]
 
 
 class HealthSettings(BaseModel):
@@ -181,6 +199,8 @@ class HealthCarry(BaseModel):
     aws_calls: dict[str, int] = {}
     aws_calls_since: datetime | None = None
     pending: HealthSettings | None = None
+    # machine -> annotations set through the `annotate` Update.
+    annotations: dict[str, dict[str, str]] = {}
 
 
 class HealthCheckInput(BaseModel):
@@ -213,6 +233,7 @@ class HealthStatus(BaseModel):
     aws_calls_since: datetime | None
     pending_settings: bool
     stopped: bool
+    annotations: dict[str, dict[str, str]] = {}
 
     def check(self, name: str) -> CheckReport | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -252,6 +273,25 @@ def settings_error(settings: HealthSettings) -> str | None:
                 return f"{c.name}: timeout of condition {uc.type}={uc.status} must not be negative"
         if not c.control_plane and not c.machine_deployments:
             return f"{c.name}: its selector matches no machine (neither the control plane nor a deployment)"
+    return None
+
+
+_ANNOTATION_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+
+
+def annotations_error(change: MachineAnnotations) -> str | None:
+    """Why an `annotate` request is refused (before it enters history), or None."""
+    if not change.machine:
+        return "name the machine"
+    if not change.annotations:
+        return "give at least one annotation to set or remove"
+    for key, value in change.annotations.items():
+        if len(key) > 316 or not _ANNOTATION_KEY.match(key):
+            return f"{key!r} is not a valid annotation key"
+        if value is not None and len(value) > 4096:
+            return f"the value of {key} is longer than 4096 characters"
     return None
 
 
@@ -296,6 +336,7 @@ class HealthCheckWorkflow:
             aws_calls_since=c.aws_calls_since,
             pending_settings=c.pending is not None,
             stopped=self._stop,
+            annotations=c.annotations,
         )
 
     # --- update / signal -----------------------------------------------------------------------
@@ -312,6 +353,31 @@ class HealthCheckWorkflow:
         if self._stop:
             raise ValueError("the health check is stopping")
         if err := settings_error(settings):
+            raise ValueError(err)
+
+    @workflow.update
+    def annotate(self, change: MachineAnnotations) -> HealthStatus:
+        """Set or remove a machine's annotations; they count from the next interval. A machine
+        that no owner reports at the next interval has its annotations forgotten."""
+        current = dict(self._carry.annotations.get(change.machine, {}))
+        for key, value in change.annotations.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+        if current:
+            self._carry.annotations[change.machine] = current
+        else:
+            self._carry.annotations.pop(change.machine, None)
+        shown = ", ".join(f"{k}={v}" if v is not None else f"{k}-" for k, v in change.annotations.items())
+        self._event("annotated", machine=change.machine, message=shown)
+        return self.status()
+
+    @annotate.validator
+    def _validate_annotate(self, change: MachineAnnotations) -> None:
+        if self._stop:
+            raise ValueError("the health check is stopping")
+        if err := annotations_error(change):
             raise ValueError(err)
 
     @workflow.signal
@@ -499,7 +565,14 @@ class HealthCheckWorkflow:
         instances = self._instances(found_instances)
         nodes = self._nodes(found_nodes)
 
-        machines = [m for o in owners.owners if o.found for m in o.machines]
+        machines = [
+            m.model_copy(update={"annotations": tuple(sorted(carry.annotations[m.name].items()))})
+            if m.name in carry.annotations
+            else m
+            for o in owners.owners
+            if o.found
+            for m in o.machines
+        ]
         owner_ids = {f"{o.kind}/{o.name}": o.workflow_id for o in owners.owners if o.found}
         self._remember_machines(machines, owners, now)
         carry.watched_instances = {m.instance_id: m.name for m in machines if m.instance_id}
@@ -539,6 +612,9 @@ class HealthCheckWorkflow:
             for check in self._checks
         ]
         self._record_verdicts(evaluations, now)
+        for ev in evaluations:
+            for name, why in ev.skipped:
+                self._decide(name, ev.check, "skipped", why)
         for ev in evaluations:
             await self._remediate(ev, machines, owner_ids, now)
         carry.reports = [self._report(ev) for ev in evaluations]
@@ -583,6 +659,11 @@ class HealthCheckWorkflow:
                 self._event(
                     "finished", check=flight.check, machine=name, message=f"{name} is gone: remediation done"
                 )
+        # An owner that is not found does not exist (other query failures skip the interval), so
+        # a machine no owner reports is gone.
+        for name in [n for n in carry.annotations if n not in present]:
+            del carry.annotations[name]
+            self._event("annotations-forgotten", machine=name, message="no owner reports this machine")
         for book in (carry.first_seen, carry.unhealthy_since):
             for name in [n for n in book if n not in present]:
                 del book[name]
@@ -751,6 +832,7 @@ class HealthCheckWorkflow:
             in_flight=list(ev.in_flight),
             deferred=list(ev.deferred),
             note=ev.note,
+            skipped=[f"{name}: {why}" for name, why in ev.skipped],
             machines=[
                 MachineHealth(
                     machine=v.machine,

@@ -32,6 +32,11 @@ needsRemediation), as capt applies them:
    the health check first sees it hold (kept across intervals like rule 6's fallback). As in
    CAPI, judged after rule 4 (a worker is not judged before the control plane is initialized).
 
+Before rule 1, as CAPI: a machine carrying the `cluster.x-k8s.io/remediate-machine` annotation
+is unhealthy (HasRemediateMachineAnnotation), and goes first among the candidates. A machine
+carrying `cluster.x-k8s.io/paused` or `cluster.x-k8s.io/skip-remediation` is not a target at all
+(CAPI's shouldSkipRemediation): not judged, not counted in `expected`, never remediated.
+
 Healthy = not unhealthy, not being deleted, and has a node (seen in the node list, or reported
 by its owner when the API server could not be listed). Per check, `expected` is the number of
 machines the selector matches and `unhealthy = expected - healthy` (booting and deleting
@@ -61,6 +66,23 @@ NODE_NOT_FOUND = "NodeNotFound"
 NODE_STARTUP_TIMEOUT = "NodeStartupTimeout"
 UNHEALTHY_CONDITION = "UnhealthyNodeCondition"
 UNHEALTHY_MACHINE_CONDITION = "UnhealthyMachine"
+HAS_REMEDIATE_ANNOTATION = "HasRemediateMachineAnnotation"
+
+REMEDIATE_MACHINE_ANNOTATION = "cluster.x-k8s.io/remediate-machine"
+SKIP_REMEDIATION_ANNOTATION = "cluster.x-k8s.io/skip-remediation"
+PAUSED_ANNOTATION = "cluster.x-k8s.io/paused"
+
+
+def skip_reason(m: WatchedMachine) -> str | None:
+    """CAPI's shouldSkipRemediation: the annotation's presence counts, whatever its value."""
+    for key in (PAUSED_ANNOTATION, SKIP_REMEDIATION_ANNOTATION):
+        if m.annotation(key) is not None:
+            return f"machine has {key!r} annotation"
+    return None
+
+
+def marked_for_remediation(m: WatchedMachine) -> bool:
+    return m.annotation(REMEDIATE_MACHINE_ANNOTATION) is not None
 
 
 class _Frozen(BaseModel):
@@ -225,6 +247,15 @@ def assess(
     owner = owner_key(m)
     if m.deleting:
         return Verdict(machine=m.name, owner=owner, state="deleting")
+    if marked_for_remediation(m):
+        return Verdict(
+            machine=m.name,
+            owner=owner,
+            state="unhealthy",
+            reasons=(
+                f"{HAS_REMEDIATE_ANNOTATION}: marked for remediation via the {REMEDIATE_MACHINE_ANNOTATION} annotation",
+            ),
+        )
     reasons: list[str] = []
     if m.phase == "Failed":
         reasons.append(f"{MACHINE_FAILED}: {m.message or 'the machine failed'}")
@@ -309,6 +340,8 @@ class CheckEvaluation(_Frozen):
     deferred: tuple[str, ...] = ()
     in_flight: tuple[str, ...] = ()
     note: str = ""
+    # Machines the selector matches that are not targets (paused / skip-remediation), and why.
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -337,9 +370,12 @@ def evaluate_check(
 
     `in_flight`: machines whose remediation an owner accepted and which still exist; they are
     not asked about again and they take maxInFlight slots. Candidates go oldest detection first
-    (then by name), so a machine waiting longest is remediated first.
+    (then by name), so a machine waiting longest is remediated first — after the ones marked with
+    the remediate-machine annotation.
     """
-    targets = [m for m in machines if covered(check, m)]
+    matched = [m for m in machines if covered(check, m)]
+    skipped = tuple((m.name, why) for m in matched if (why := skip_reason(m)) is not None)
+    targets = [m for m in matched if skip_reason(m) is None]
     verdicts = tuple(
         assess(
             m,
@@ -366,10 +402,12 @@ def evaluate_check(
             allowance=tuple(allowance),  # type: ignore[arg-type]
             in_flight=flying,
             note="" if check.remediation_enabled else "remediation disabled for this check",
+            skipped=skipped,
         )
+    marked = {m.name for m in targets if marked_for_remediation(m)}
     candidates = sorted(
         (v.machine for v in verdicts if v.unhealthy and v.machine not in flying),
-        key=lambda n: (unhealthy_since.get(n, obs.now.timestamp()), n),
+        key=lambda n: (n not in marked, unhealthy_since.get(n, obs.now.timestamp()), n),
     )
     limited = limit_in_flight(candidates, check.max_in_flight, expected, len(flying))
     return CheckEvaluation(
@@ -382,4 +420,5 @@ def evaluate_check(
         deferred=limited.deferred,
         in_flight=flying,
         note=limited.reason,
+        skipped=skipped,
     )
