@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from spec.documents import Doc
 from spec.durations import parse_duration
-from spec.models import UnhealthyCondition
+from spec.models import RemediationTemplateRef, UnhealthyCondition
 from spec.refs import Ref, read_ref
 
 CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
@@ -176,6 +176,19 @@ class MachineHealthCheckDoc:
     node_startup_timeout_seconds: int
     max_in_flight: object | None
     unhealthy_machine_conditions: list[UnhealthyCondition] = field(default_factory=list)
+    remediation_template: RemediationTemplateRef | None = None
+
+
+def _remediation_template(doc: Doc, path: str) -> RemediationTemplateRef | None:
+    if not doc.has(path):
+        return None
+    kind, name, api_version = doc.str(f"{path}.kind"), doc.str(f"{path}.name"), doc.str(f"{path}.apiVersion")
+    namespace = doc.str(f"{path}.namespace") if doc.has(f"{path}.namespace") else None
+    missing = [f for f, v in (("apiVersion", api_version), ("kind", kind), ("name", name)) if not v]
+    if missing:
+        doc.problem(path, f"needs {', '.join(missing)}")
+        return None
+    return RemediationTemplateRef(api_version=api_version, kind=kind, name=name, namespace=namespace)  # type: ignore[arg-type]
 
 
 # Machine conditions an unhealthyMachineConditions entry may not name (CAPI's validation: the
@@ -242,6 +255,7 @@ def read_machine_health_check(doc: Doc) -> MachineHealthCheckDoc:
         range_path = "spec.remediation.triggerIf.unhealthyInRange"
         in_flight = doc.raw("spec.remediation.maxInFlight")
         machine_conditions = _machine_conditions(doc, "spec.checks.unhealthyMachineConditions", seconds=True)
+        template = _remediation_template(doc, "spec.remediation.templateRef")
     else:
         for i, c in enumerate(doc.list("spec.unhealthyConditions")):
             p = f"spec.unhealthyConditions[{i}]"
@@ -263,6 +277,7 @@ def read_machine_health_check(doc: Doc) -> MachineHealthCheckDoc:
         range_path = "spec.unhealthyRange"
         in_flight = None
         machine_conditions = _machine_conditions(doc, "spec.unhealthyMachineConditions", seconds=False)
+        template = _remediation_template(doc, "spec.remediationTemplate")
     unhealthy_range = None
     if (text := doc.str(range_path)) is not None:
         unhealthy_range = parse_unhealthy_range(text)
@@ -279,6 +294,7 @@ def read_machine_health_check(doc: Doc) -> MachineHealthCheckDoc:
         node_startup_timeout_seconds=startup if startup is not None else 600,
         max_in_flight=in_flight,
         unhealthy_machine_conditions=machine_conditions,
+        remediation_template=template,
     )
 
 

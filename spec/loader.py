@@ -544,6 +544,7 @@ class _Resolver:
             machine_deployments=covered,
             unhealthy_conditions=tuple(mhc.unhealthy_conditions),
             unhealthy_machine_conditions=tuple(mhc.unhealthy_machine_conditions),
+            remediation_template=mhc.remediation_template,
             max_unhealthy=mhc.max_unhealthy,  # type: ignore[arg-type]
             unhealthy_range=mhc.unhealthy_range,
             node_startup_timeout_seconds=mhc.node_startup_timeout_seconds,

@@ -206,6 +206,17 @@ class UnhealthyCondition(Frozen):
     timeout_seconds: int
 
 
+class RemediationTemplateRef(Frozen):
+    """MachineHealthCheck spec.remediationTemplate / v1beta2 spec.remediation.templateRef: remediation
+    is left to another system. capt records an external remediation request per unhealthy machine
+    (the health workflow's status) and does not replace the machine."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None = None
+
+
 class HealthCheckSpec(Frozen):
     """MachineHealthCheck, with its selector already resolved to the machine sets it covers."""
 
@@ -224,6 +235,7 @@ class HealthCheckSpec(Frozen):
     node_startup_timeout_seconds: int = 600
     max_in_flight: IntOrPercent | None = None
     remediation_enabled: bool = True
+    remediation_template: RemediationTemplateRef | None = None
 
 
 class AddonResource(Frozen):

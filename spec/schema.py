@@ -584,7 +584,8 @@ _MHC_V1ALPHA3 = {
     "unhealthyConditions": ListOf({"type": ANY, "status": ANY, "timeout": ANY}),
     "maxUnhealthy": ANY,
     "nodeStartupTimeout": ANY,
-    "remediationTemplate": NotSupported("capt remediates by replacing the machine"),
+    # capt records an external remediation request instead of replacing the machine
+    "remediationTemplate": OBJECT_REF,
 }
 _MHC_V1ALPHA4 = _with(_MHC_V1ALPHA3, {"unhealthyRange": ANY})
 _MHC_V1BETA1 = _with(
@@ -604,7 +605,7 @@ _MHC_V1BETA2 = {
     "remediation": {
         "triggerIf": {"unhealthyLessThanOrEqualTo": ANY, "unhealthyInRange": ANY},
         "maxInFlight": ANY,  # capt reads it here (CAPI has it on the MachineDeployment)
-        "templateRef": NotSupported("capt remediates by replacing the machine"),
+        "templateRef": {"apiVersion": ANY, "kind": ANY, "name": ANY},
     },
 }
 

@@ -92,6 +92,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.health_rules import TOO_MANY_UNHEALTHY, parse_unhealthy_range
     from workflows.machine_models import ClusterContext
 
+# A check with a remediation template (MachineHealthCheck spec.remediationTemplate / v1beta2
+# spec.remediation.templateRef) records an external remediation request instead of asking the
+# owner to replace the machine (no request_remediation activity for it).
+PATCH_EXTERNAL_REMEDIATION = "health-external-remediation"
+
 DEFAULT_INTERVAL_SECONDS = 30.0
 MIN_INTERVAL_SECONDS = 1.0
 
@@ -131,6 +136,18 @@ class InFlight(BaseModel):
     requested_at: float
 
 
+class ExternalRemediation(BaseModel):
+    """A request for another system (or a human) to remediate a machine: what CAPI creates from
+    the check's remediation template. capt does not delete the machine; the request is withdrawn
+    when the machine is healthy again or gone."""
+
+    machine: str
+    check: str
+    template: str  # "<kind>/<name> (<apiVersion>)"
+    requested_at: datetime
+    reason: str = ""
+
+
 class MachineHealth(BaseModel):
     machine: str
     owner: str
@@ -154,6 +171,8 @@ class CheckReport(BaseModel):
     machines: list[MachineHealth] = []
     # Matched by the selector but not targets (paused / skip-remediation annotation): "<machine>: why".
     skipped: list[str] = []
+    # Machines with an open external remediation request (the check has a remediation template).
+    external: list[str] = []
 
 
 class MachineAnnotations(BaseModel):
@@ -201,6 +220,8 @@ class HealthCarry(BaseModel):
     pending: HealthSettings | None = None
     # machine -> annotations set through the `annotate` Update.
     annotations: dict[str, dict[str, str]] = {}
+    # machine -> its open external remediation request.
+    external: dict[str, ExternalRemediation] = {}
 
 
 class HealthCheckInput(BaseModel):
@@ -234,6 +255,7 @@ class HealthStatus(BaseModel):
     pending_settings: bool
     stopped: bool
     annotations: dict[str, dict[str, str]] = {}
+    external_remediations: list[ExternalRemediation] = []
 
     def check(self, name: str) -> CheckReport | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -337,6 +359,7 @@ class HealthCheckWorkflow:
             pending_settings=c.pending is not None,
             stopped=self._stop,
             annotations=c.annotations,
+            external_remediations=sorted(c.external.values(), key=lambda r: r.machine),
         )
 
     # --- update / signal -----------------------------------------------------------------------
@@ -612,6 +635,7 @@ class HealthCheckWorkflow:
             for check in self._checks
         ]
         self._record_verdicts(evaluations, now)
+        self._withdraw_external(evaluations, machines)
         for ev in evaluations:
             for name, why in ev.skipped:
                 self._decide(name, ev.check, "skipped", why)
@@ -724,12 +748,16 @@ class HealthCheckWorkflow:
     ) -> None:
         """Ask each owner about this check's candidates: the control plane one machine at a time
         (KCP remediates one at a time and judges quorum on the whole unhealthy set), each
-        deployment all of its candidates in one Update."""
+        deployment all of its candidates in one Update. A check with a remediation template asks
+        no owner: it records external remediation requests."""
+        check = next(c for c in self._checks if c.name == ev.check)
+        if check.remediation_template is not None and workflow.patched(PATCH_EXTERNAL_REMEDIATION):
+            self._request_external(ev, check, now)
+            return
         if not ev.remediate:
             for name in ev.deferred:
                 self._decide(name, ev.check, "deferred", ev.note)
             return
-        check = next(c for c in self._checks if c.name == ev.check)
         by_name = {m.name: m for m in machines}
         verdicts = {v.machine: v for v in ev.verdicts}
         groups: dict[str, list[str]] = {}
@@ -782,6 +810,45 @@ class HealthCheckWorkflow:
             for name in outcome.skipped:
                 self._decide(name, ev.check, "skipped", outcome.reason or "left to the rollout")
 
+    def _request_external(self, ev: detect.CheckEvaluation, check: HealthCheckSpec, now: datetime) -> None:
+        """CAPI's external remediation: one request per unhealthy machine while remediation is
+        allowed (maxUnhealthy / unhealthyRange; maxInFlight is the owners' and does not apply)."""
+        t = check.remediation_template
+        assert t is not None
+        if not ev.allowed or not check.remediation_enabled:
+            return
+        template = f"{t.kind}/{t.name} ({t.api_version})"
+        for v in ev.unhealthy:
+            if v.machine in self._carry.external:
+                continue
+            reason = "; ".join(v.reasons)
+            self._carry.external[v.machine] = ExternalRemediation(
+                machine=v.machine, check=ev.check, template=template, requested_at=now, reason=reason
+            )
+            self._decide(
+                v.machine,
+                ev.check,
+                "external-remediation",
+                f"requested from {template}; capt leaves the machine ({reason})",
+            )
+
+    def _withdraw_external(
+        self, evaluations: list[detect.CheckEvaluation], machines: list[WatchedMachine]
+    ) -> None:
+        """A request whose machine is gone, or healthy again by its check, is withdrawn (CAPI
+        deletes the remediation object when the machine is healthy)."""
+        present = {m.name for m in machines}
+        healthy = {(ev.check, v.machine) for ev in evaluations for v in ev.verdicts if v.healthy}
+        for name, req in list(self._carry.external.items()):
+            if name not in present:
+                why = "the machine is gone"
+            elif (req.check, name) in healthy:
+                why = "the machine is healthy again"
+            else:
+                continue
+            del self._carry.external[name]
+            self._decide(name, req.check, "external-remediation-withdrawn", why)
+
     # --- helpers -----------------------------------------------------------------------------------
     def _update_id(self, check: str, names: list[str], now: datetime) -> str:
         # Same id for every retry of this activity (Temporal dedupes Updates by id).
@@ -818,6 +885,8 @@ class HealthCheckWorkflow:
         def remediation(name: str) -> str:
             if name in carry.in_flight:
                 return "in flight"
+            if name in carry.external:
+                return "external"
             decision = carry.last_decision.get(f"machine:{name}", "")
             return decision.split(":", 1)[0]
 
@@ -833,6 +902,7 @@ class HealthCheckWorkflow:
             deferred=list(ev.deferred),
             note=ev.note,
             skipped=[f"{name}: {why}" for name, why in ev.skipped],
+            external=sorted(n for n, r in carry.external.items() if r.check == ev.check),
             machines=[
                 MachineHealth(
                     machine=v.machine,

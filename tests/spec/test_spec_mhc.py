@@ -155,3 +155,49 @@ def test_a_machine_condition_capt_does_not_report_is_a_warning() -> None:
 
     result = load_manifest(mutate(edit), env={})
     assert any("EtcdMemberHealthy=False never matches" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("case", "edit", "expected"),
+    [
+        ("none by default: capt replaces the machine", lambda docs: None, None),
+        (
+            "v1beta1 spec.remediationTemplate (an ObjectReference)",
+            lambda docs: by_kind(docs, "MachineHealthCheck")["spec"].update(
+                remediationTemplate={
+                    "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1",
+                    "kind": "Metal3RemediationTemplate",
+                    "name": "reboot",
+                    "namespace": "default",
+                }
+            ),
+            ("infrastructure.cluster.x-k8s.io/v1beta1", "Metal3RemediationTemplate", "reboot", "default"),
+        ),
+        (
+            "v1beta2 spec.remediation.templateRef",
+            lambda docs: _mhc_v1beta2(
+                docs,
+                remediation={
+                    "templateRef": {
+                        "apiVersion": "remediation.example.com/v1",
+                        "kind": "TicketTemplate",
+                        "name": "ops",
+                    }
+                },
+            ),
+            ("remediation.example.com/v1", "TicketTemplate", "ops", None),
+        ),
+    ],
+)
+def test_remediation_template_is_read(case, edit, expected) -> None:
+    t = load_manifest(mutate(edit), env={}).spec.health_checks[0].remediation_template
+    assert (None if t is None else (t.api_version, t.kind, t.name, t.namespace)) == expected, case
+
+
+def test_remediation_template_needs_kind_name_and_api_version() -> None:
+    def edit(docs):
+        by_kind(docs, "MachineHealthCheck")["spec"]["remediationTemplate"] = {"kind": "X", "name": "r"}
+
+    with pytest.raises(ManifestError) as err:
+        load_manifest(mutate(edit), env={})
+    assert "spec.remediationTemplate: needs apiVersion" in str(err.value)
