@@ -76,6 +76,15 @@ class WatchedMachine(_Frozen):
     created_at: dt.datetime | None = None
     # The owner still marks it unhealthy (from an earlier remediation request).
     marked_unhealthy: bool = False
+    # The owner's view: made from its current revision (None: the owner did not say).
+    up_to_date: bool | None = None
+    # The machine's annotations. capt's machines are not manifest objects and their owners'
+    # status carries none: the health workflow keeps those set through its `annotate` Update and
+    # adds them here before judging (workflows/health.py).
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    def annotation(self, key: str) -> str | None:
+        return next((v for k, v in self.annotations if k == key), None)
 
     @property
     def booting(self) -> bool:
@@ -168,6 +177,7 @@ def _control_plane_snapshot(wf_id: str, s: cp.ControlPlaneStatus) -> OwnerSnapsh
                 deleting=m.phase in ("Deleting", "Deleted"),
                 message=m.message,
                 marked_unhealthy=m.unhealthy,
+                up_to_date=m.up_to_date,
             )
             for m in s.machines
         ),
@@ -195,6 +205,7 @@ def _deployment_snapshot(wf_id: str, s: md.DeploymentStatus) -> OwnerSnapshot:
                 deleting=m.deleting or m.phase in ("Deleting", "Deleted"),
                 message=m.message,
                 marked_unhealthy=m.unhealthy,
+                up_to_date=m.up_to_date,
             )
             for m in s.machines
         ),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from spec.documents import Doc
 from spec.durations import parse_duration
-from spec.models import UnhealthyCondition
+from spec.models import RemediationTemplateRef, UnhealthyCondition
 from spec.refs import Ref, read_ref
 
 CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
@@ -175,6 +175,62 @@ class MachineHealthCheckDoc:
     unhealthy_range: tuple[int, int] | None
     node_startup_timeout_seconds: int
     max_in_flight: object | None
+    unhealthy_machine_conditions: list[UnhealthyCondition] = field(default_factory=list)
+    remediation_template: RemediationTemplateRef | None = None
+
+
+def _remediation_template(doc: Doc, path: str) -> RemediationTemplateRef | None:
+    if not doc.has(path):
+        return None
+    kind, name, api_version = doc.str(f"{path}.kind"), doc.str(f"{path}.name"), doc.str(f"{path}.apiVersion")
+    namespace = doc.str(f"{path}.namespace") if doc.has(f"{path}.namespace") else None
+    missing = [f for f, v in (("apiVersion", api_version), ("kind", kind), ("name", name)) if not v]
+    if missing:
+        doc.problem(path, f"needs {', '.join(missing)}")
+        return None
+    return RemediationTemplateRef(api_version=api_version, kind=kind, name=name, namespace=namespace)  # type: ignore[arg-type]
+
+
+# Machine conditions an unhealthyMachineConditions entry may not name (CAPI's validation: the
+# health check's own conditions and the summaries built from them).
+FORBIDDEN_MACHINE_CONDITIONS = (
+    "Ready",
+    "Available",
+    "HealthCheckSucceeded",
+    "OwnerRemediated",
+    "ExternallyRemediated",
+)
+CONDITION_STATUSES = ("True", "False", "Unknown")
+
+
+def _machine_conditions(doc: Doc, path: str, *, seconds: bool) -> list[UnhealthyCondition]:
+    """v1beta1 spec.unhealthyMachineConditions[] {type, status, timeout: duration} or v1beta2
+    spec.checks.unhealthyMachineConditions[] {type, status, timeoutSeconds}."""
+    out: list[UnhealthyCondition] = []
+    for i, c in enumerate(doc.list(path)):
+        p = f"{path}[{i}]"
+        if not isinstance(c, dict) or not c.get("type") or not c.get("status"):
+            doc.problem(p, "needs type, status and " + ("timeoutSeconds" if seconds else "timeout"))
+            continue
+        if str(c["type"]) in FORBIDDEN_MACHINE_CONDITIONS:
+            doc.problem(f"{p}.type", f"must not be one of: {', '.join(FORBIDDEN_MACHINE_CONDITIONS)}")
+            continue
+        if str(c["status"]) not in CONDITION_STATUSES:
+            doc.problem(f"{p}.status", f"must be one of True, False, Unknown, got {c['status']!r}")
+            continue
+        if seconds:
+            timeout = c.get("timeoutSeconds", 0)
+            if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
+                doc.problem(f"{p}.timeoutSeconds", f"must be a non-negative integer, got {timeout!r}")
+                continue
+        else:
+            try:
+                timeout = int(parse_duration(str(c.get("timeout", ""))))
+            except ValueError as exc:
+                doc.problem(f"{p}.timeout", str(exc))
+                continue
+        out.append(UnhealthyCondition(type=str(c["type"]), status=str(c["status"]), timeout_seconds=timeout))
+    return out
 
 
 def read_machine_health_check(doc: Doc) -> MachineHealthCheckDoc:
@@ -198,6 +254,8 @@ def read_machine_health_check(doc: Doc) -> MachineHealthCheckDoc:
         max_path = "spec.remediation.triggerIf.unhealthyLessThanOrEqualTo"
         range_path = "spec.remediation.triggerIf.unhealthyInRange"
         in_flight = doc.raw("spec.remediation.maxInFlight")
+        machine_conditions = _machine_conditions(doc, "spec.checks.unhealthyMachineConditions", seconds=True)
+        template = _remediation_template(doc, "spec.remediation.templateRef")
     else:
         for i, c in enumerate(doc.list("spec.unhealthyConditions")):
             p = f"spec.unhealthyConditions[{i}]"
@@ -218,6 +276,8 @@ def read_machine_health_check(doc: Doc) -> MachineHealthCheckDoc:
         max_path = "spec.maxUnhealthy"
         range_path = "spec.unhealthyRange"
         in_flight = None
+        machine_conditions = _machine_conditions(doc, "spec.unhealthyMachineConditions", seconds=False)
+        template = _remediation_template(doc, "spec.remediationTemplate")
     unhealthy_range = None
     if (text := doc.str(range_path)) is not None:
         unhealthy_range = parse_unhealthy_range(text)
@@ -233,6 +293,8 @@ def read_machine_health_check(doc: Doc) -> MachineHealthCheckDoc:
         unhealthy_range=unhealthy_range,
         node_startup_timeout_seconds=startup if startup is not None else 600,
         max_in_flight=in_flight,
+        unhealthy_machine_conditions=machine_conditions,
+        remediation_template=template,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec.documents import Doc
-from spec.models import KubeadmConfigSpec
+from spec.models import DEFAULT_MIN_HEALTHY_PERIOD_SECONDS, KubeadmConfigSpec
 from spec.refs import Ref, read_ref
 
 
@@ -54,6 +54,7 @@ class KubeadmControlPlaneDoc:
     node_drain_timeout_seconds: int | None
     remediation_max_retry: int | None
     remediation_retry_period_seconds: int
+    remediation_min_healthy_period_seconds: int
 
 
 def read_kubeadm_control_plane(doc: Doc) -> KubeadmControlPlaneDoc:
@@ -110,6 +111,14 @@ def read_kubeadm_control_plane(doc: Doc) -> KubeadmControlPlaneDoc:
         retry_period = doc.int("spec.remediation.retryPeriodSeconds", 0, minimum=0) or 0
     else:
         retry_period = doc.duration_seconds("spec.remediationStrategy.retryPeriod") or 0
+    # CAPI's DefaultMinHealthyPeriod is 1h: a machine failing again within it after being a
+    # replacement counts as a retry of that remediation.
+    if doc.has("spec.remediation.minHealthyPeriodSeconds"):
+        min_healthy = doc.int("spec.remediation.minHealthyPeriodSeconds", minimum=0)
+    else:
+        min_healthy = doc.duration_seconds("spec.remediationStrategy.minHealthyPeriod")
+    if min_healthy is None:
+        min_healthy = DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
     max_retry = doc.int("spec.remediation.maxRetry", minimum=0)
     if max_retry is None:
         max_retry = doc.int("spec.remediationStrategy.maxRetry", minimum=0)
@@ -126,6 +135,7 @@ def read_kubeadm_control_plane(doc: Doc) -> KubeadmControlPlaneDoc:
         node_drain_timeout_seconds=drain,
         remediation_max_retry=max_retry,
         remediation_retry_period_seconds=retry_period,
+        remediation_min_healthy_period_seconds=min_healthy,
     )
 
 

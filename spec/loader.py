@@ -50,6 +50,7 @@ from spec.kubeadm_kinds import (
     read_kubeadm_control_plane,
 )
 from spec.models import (
+    MACHINE_CONDITION_TYPES,
     AddonSpec,
     ClusterSpec,
     ControlPlaneSpec,
@@ -417,6 +418,7 @@ class _Resolver:
             node_drain_timeout_seconds=kcp.node_drain_timeout_seconds,
             remediation_max_retry=kcp.remediation_max_retry,
             remediation_retry_period_seconds=kcp.remediation_retry_period_seconds,
+            remediation_min_healthy_period_seconds=kcp.remediation_min_healthy_period_seconds,
         )
 
     def _deployment(
@@ -529,12 +531,21 @@ class _Resolver:
             self.warnings.append(
                 f"document {doc.index}: MachineHealthCheck/{doc.name} selects no machine of cluster {cluster_name}"
             )
+        for c in mhc.unhealthy_machine_conditions:
+            if c.type not in MACHINE_CONDITION_TYPES:
+                self.warnings.append(
+                    f"document {doc.index}: MachineHealthCheck/{doc.name}: capt's machines report no "
+                    f"{c.type} condition (only {', '.join(MACHINE_CONDITION_TYPES)}): "
+                    f"{c.type}={c.status} never matches"
+                )
         return HealthCheckSpec(
             name=doc.name,
             selector=mhc.selector.match_labels,
             control_plane=covers_cp,
             machine_deployments=covered,
             unhealthy_conditions=tuple(mhc.unhealthy_conditions),
+            unhealthy_machine_conditions=tuple(mhc.unhealthy_machine_conditions),
+            remediation_template=mhc.remediation_template,
             max_unhealthy=mhc.max_unhealthy,  # type: ignore[arg-type]
             unhealthy_range=mhc.unhealthy_range,
             node_startup_timeout_seconds=mhc.node_startup_timeout_seconds,

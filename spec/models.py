@@ -25,6 +25,10 @@ DEFAULT_CNI_RULES: tuple[dict[str, Any], ...] = (
 )
 
 
+# CAPI's DefaultMinHealthyPeriod (KubeadmControlPlane remediation): 1 hour.
+DEFAULT_MIN_HEALTHY_PERIOD_SECONDS = 3600
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -165,6 +169,8 @@ class ControlPlaneSpec(Frozen):
     # Remediation knobs (KCP spec.remediation / v1beta2 spec.remediation).
     remediation_max_retry: int | None = None
     remediation_retry_period_seconds: int = 0
+    # KCP spec.remediationStrategy.minHealthyPeriod / v1beta2 spec.remediation.minHealthyPeriodSeconds.
+    remediation_min_healthy_period_seconds: int = DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
 
 
 class RollingUpdate(Frozen):
@@ -191,10 +197,27 @@ class MachineDeploymentSpec(Frozen):
     rollout_after: str | None = None
 
 
+# The machine conditions (CAPI v1beta2 Machine condition types) capt's machines report, derived
+# from their status by workflows/health_detection.machine_conditions; an unhealthyMachineConditions
+# entry naming another type never matches (the loader warns).
+MACHINE_CONDITION_TYPES = ("BootstrapConfigReady", "InfrastructureReady", "NodeReady", "UpToDate", "Deleting")
+
+
 class UnhealthyCondition(Frozen):
     type: str
     status: str
     timeout_seconds: int
+
+
+class RemediationTemplateRef(Frozen):
+    """MachineHealthCheck spec.remediationTemplate / v1beta2 spec.remediation.templateRef: remediation
+    is left to another system. capt records an external remediation request per unhealthy machine
+    (the health workflow's status) and does not replace the machine."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None = None
 
 
 class HealthCheckSpec(Frozen):
@@ -206,11 +229,16 @@ class HealthCheckSpec(Frozen):
     control_plane: bool = False
     machine_deployments: tuple[str, ...] = ()
     unhealthy_conditions: tuple[UnhealthyCondition, ...] = ()
+    # Machine conditions (v1beta1 spec.unhealthyMachineConditions, v1beta2
+    # spec.checks.unhealthyMachineConditions), judged on what capt's machine status carries
+    # (workflows/health_detection.machine_conditions).
+    unhealthy_machine_conditions: tuple[UnhealthyCondition, ...] = ()
     max_unhealthy: IntOrPercent = "100%"
     unhealthy_range: tuple[int, int] | None = None
     node_startup_timeout_seconds: int = 600
     max_in_flight: IntOrPercent | None = None
     remediation_enabled: bool = True
+    remediation_template: RemediationTemplateRef | None = None
 
 
 class AddonResource(Frozen):

@@ -458,7 +458,7 @@ _KCP_V1BETA1 = _with(
         "machineTemplate.nodeDeletionTimeout": NS,
         "machineTemplate.taints": NS,
         "rolloutBefore": {"certificatesExpiryDays": ANY},
-        "remediationStrategy": {"maxRetry": ANY, "retryPeriod": ANY, "minHealthyPeriod": NS},
+        "remediationStrategy": {"maxRetry": ANY, "retryPeriod": ANY, "minHealthyPeriod": ANY},
         "machineNamingStrategy": NS,
     },
 )
@@ -484,7 +484,7 @@ _KCP_V1BETA2 = {
         "strategy": {"type": ANY, "rollingUpdate": {"maxSurge": ANY}},
         "before": {"certificatesExpiryDays": ANY},
     },
-    "remediation": {"maxRetry": ANY, "retryPeriodSeconds": ANY, "minHealthyPeriodSeconds": NS},
+    "remediation": {"maxRetry": ANY, "retryPeriodSeconds": ANY, "minHealthyPeriodSeconds": ANY},
     "machineNaming": NS,
 }
 
@@ -584,10 +584,13 @@ _MHC_V1ALPHA3 = {
     "unhealthyConditions": ListOf({"type": ANY, "status": ANY, "timeout": ANY}),
     "maxUnhealthy": ANY,
     "nodeStartupTimeout": ANY,
-    "remediationTemplate": NotSupported("capt remediates by replacing the machine"),
+    # capt records an external remediation request instead of replacing the machine
+    "remediationTemplate": OBJECT_REF,
 }
 _MHC_V1ALPHA4 = _with(_MHC_V1ALPHA3, {"unhealthyRange": ANY})
-_MHC_V1BETA1 = _with(_MHC_V1ALPHA4, {"unhealthyMachineConditions": NS})
+_MHC_V1BETA1 = _with(
+    _MHC_V1ALPHA4, {"unhealthyMachineConditions": ListOf({"type": ANY, "status": ANY, "timeout": ANY})}
+)
 _MHC_V1BETA2 = {
     "clusterName": ANY,
     "selector": LABEL_SELECTOR,
@@ -597,12 +600,12 @@ _MHC_V1BETA2 = {
         "unhealthyNodeConditions": ListOf(
             {"type": ANY, "status": ANY, "timeoutSeconds": ANY, "unhealthyTimeoutSeconds": ANY}
         ),
-        "unhealthyMachineConditions": NS,
+        "unhealthyMachineConditions": ListOf({"type": ANY, "status": ANY, "timeoutSeconds": ANY}),
     },
     "remediation": {
         "triggerIf": {"unhealthyLessThanOrEqualTo": ANY, "unhealthyInRange": ANY},
         "maxInFlight": ANY,  # capt reads it here (CAPI has it on the MachineDeployment)
-        "templateRef": NotSupported("capt remediates by replacing the machine"),
+        "templateRef": {"apiVersion": ANY, "kind": ANY, "name": ANY},
     },
 }
 

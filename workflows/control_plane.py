@@ -526,6 +526,7 @@ class ControlPlaneWorkflow:
             last_remediation=self._carry.remediations.get(target),
             max_retry=spec.remediation_max_retry,
             retry_period_seconds=spec.remediation_retry_period_seconds,
+            min_healthy_period_seconds=spec.remediation_min_healthy_period_seconds,
         )
 
     async def _remove_etcd_member_then_delete(self, name: str, via: str | None) -> bool:

@@ -37,6 +37,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from spec.models import DEFAULT_MIN_HEALTHY_PERIOD_SECONDS as _SPEC_DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
 from spec.versions import parse_kubernetes_version, version_change_error  # noqa: F401 - re-exported
 from workflows.failure_domains import pick_fewest, pick_most
 from workflows.rollout import MachineView
@@ -478,7 +479,9 @@ def pick_machine_to_remediate(
     return ordered[0] if ordered else None
 
 
-DEFAULT_MIN_HEALTHY_PERIOD_SECONDS = 3600  # CAPI's DefaultMinHealthyPeriod (1h)
+# CAPI's DefaultMinHealthyPeriod (1h); a manifest's KCP sets its own
+# (ControlPlaneSpec.remediation_min_healthy_period_seconds, which the caller passes).
+DEFAULT_MIN_HEALTHY_PERIOD_SECONDS = _SPEC_DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
 
 
 def check_control_plane_remediation(

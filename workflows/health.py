@@ -32,6 +32,12 @@ node condition (for nodes that report no lastTransitionTime), since when each ma
 unhealthy, the remediations owners accepted that have not finished (they hold maxInFlight slots),
 when the control plane became initialized, the event list and the AWS call totals.
 
+Machine annotations. capt's machines are not manifest objects and their owners' status carries
+no annotations, so the health workflow keeps them: the `annotate` Update sets or removes a
+machine's annotations (CAPI's `cluster.x-k8s.io/remediate-machine`, `skip-remediation`,
+`paused`: see workflows/health_detection.py for what each does), carried across continue-as-new
+and forgotten with the machine.
+
 Settings. A client changes them with the `configure` Update (validated before it enters history);
 the ClusterWorkflow's apply, which cannot send Updates, with the `apply_settings` signal. Accepted
 settings take effect at the next interval, never in the middle of one. The `stop` signal ends the
@@ -49,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
@@ -91,6 +98,11 @@ with workflow.unsafe.imports_passed_through():
 # unhealthy which the checks now find healthy (or no longer select).
 PATCH_CLEAR_STALE_MARKS = "health-clears-stale-marks"
 
+# A check with a remediation template (MachineHealthCheck spec.remediationTemplate / v1beta2
+# spec.remediation.templateRef) records an external remediation request instead of asking the
+# owner to replace the machine (no request_remediation activity for it).
+PATCH_EXTERNAL_REMEDIATION = "health-external-remediation"
+
 DEFAULT_INTERVAL_SECONDS = 30.0
 MIN_INTERVAL_SECONDS = 1.0
 
@@ -130,6 +142,18 @@ class InFlight(BaseModel):
     requested_at: float
 
 
+class ExternalRemediation(BaseModel):
+    """A request for another system (or a human) to remediate a machine: what CAPI creates from
+    the check's remediation template. capt does not delete the machine; the request is withdrawn
+    when the machine is healthy again or gone."""
+
+    machine: str
+    check: str
+    template: str  # "<kind>/<name> (<apiVersion>)"
+    requested_at: datetime
+    reason: str = ""
+
+
 class MachineHealth(BaseModel):
     machine: str
     owner: str
@@ -151,6 +175,19 @@ class CheckReport(BaseModel):
     deferred: list[str] = []
     note: str = ""
     machines: list[MachineHealth] = []
+    # Matched by the selector but not targets (paused / skip-remediation annotation): "<machine>: why".
+    skipped: list[str] = []
+    # Machines with an open external remediation request (the check has a remediation template).
+    external: list[str] = []
+
+
+class MachineAnnotations(BaseModel):
+    """Set (a value, "" allowed) or remove (None) annotations of one machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    machine: str
+    annotations: dict[str, str | None]
 
 
 class HealthSettings(BaseModel):
@@ -187,6 +224,10 @@ class HealthCarry(BaseModel):
     aws_calls: dict[str, int] = {}
     aws_calls_since: datetime | None = None
     pending: HealthSettings | None = None
+    # machine -> annotations set through the `annotate` Update.
+    annotations: dict[str, dict[str, str]] = {}
+    # machine -> its open external remediation request.
+    external: dict[str, ExternalRemediation] = {}
 
 
 class HealthCheckInput(BaseModel):
@@ -219,6 +260,8 @@ class HealthStatus(BaseModel):
     aws_calls_since: datetime | None
     pending_settings: bool
     stopped: bool
+    annotations: dict[str, dict[str, str]] = {}
+    external_remediations: list[ExternalRemediation] = []
 
     def check(self, name: str) -> CheckReport | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -258,6 +301,25 @@ def settings_error(settings: HealthSettings) -> str | None:
                 return f"{c.name}: timeout of condition {uc.type}={uc.status} must not be negative"
         if not c.control_plane and not c.machine_deployments:
             return f"{c.name}: its selector matches no machine (neither the control plane nor a deployment)"
+    return None
+
+
+_ANNOTATION_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+
+
+def annotations_error(change: MachineAnnotations) -> str | None:
+    """Why an `annotate` request is refused (before it enters history), or None."""
+    if not change.machine:
+        return "name the machine"
+    if not change.annotations:
+        return "give at least one annotation to set or remove"
+    for key, value in change.annotations.items():
+        if len(key) > 316 or not _ANNOTATION_KEY.match(key):
+            return f"{key!r} is not a valid annotation key"
+        if value is not None and len(value) > 4096:
+            return f"the value of {key} is longer than 4096 characters"
     return None
 
 
@@ -302,6 +364,8 @@ class HealthCheckWorkflow:
             aws_calls_since=c.aws_calls_since,
             pending_settings=c.pending is not None,
             stopped=self._stop,
+            annotations=c.annotations,
+            external_remediations=sorted(c.external.values(), key=lambda r: r.machine),
         )
 
     # --- update / signal -----------------------------------------------------------------------
@@ -318,6 +382,31 @@ class HealthCheckWorkflow:
         if self._stop:
             raise ValueError("the health check is stopping")
         if err := settings_error(settings):
+            raise ValueError(err)
+
+    @workflow.update
+    def annotate(self, change: MachineAnnotations) -> HealthStatus:
+        """Set or remove a machine's annotations; they count from the next interval. A machine
+        that no owner reports at the next interval has its annotations forgotten."""
+        current = dict(self._carry.annotations.get(change.machine, {}))
+        for key, value in change.annotations.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+        if current:
+            self._carry.annotations[change.machine] = current
+        else:
+            self._carry.annotations.pop(change.machine, None)
+        shown = ", ".join(f"{k}={v}" if v is not None else f"{k}-" for k, v in change.annotations.items())
+        self._event("annotated", machine=change.machine, message=shown)
+        return self.status()
+
+    @annotate.validator
+    def _validate_annotate(self, change: MachineAnnotations) -> None:
+        if self._stop:
+            raise ValueError("the health check is stopping")
+        if err := annotations_error(change):
             raise ValueError(err)
 
     @workflow.signal
@@ -505,7 +594,14 @@ class HealthCheckWorkflow:
         instances = self._instances(found_instances)
         nodes = self._nodes(found_nodes)
 
-        machines = [m for o in owners.owners if o.found for m in o.machines]
+        machines = [
+            m.model_copy(update={"annotations": tuple(sorted(carry.annotations[m.name].items()))})
+            if m.name in carry.annotations
+            else m
+            for o in owners.owners
+            if o.found
+            for m in o.machines
+        ]
         owner_ids = {f"{o.kind}/{o.name}": o.workflow_id for o in owners.owners if o.found}
         self._remember_machines(machines, owners, now)
         carry.watched_instances = {m.instance_id: m.name for m in machines if m.instance_id}
@@ -545,6 +641,10 @@ class HealthCheckWorkflow:
             for check in self._checks
         ]
         self._record_verdicts(evaluations, now)
+        self._withdraw_external(evaluations, machines)
+        for ev in evaluations:
+            for name, why in ev.skipped:
+                self._decide(name, ev.check, "skipped", why)
         for ev in evaluations:
             await self._remediate(ev, machines, owner_ids, now)
         await self._clear_stale_marks(
@@ -622,6 +722,11 @@ class HealthCheckWorkflow:
                 self._event(
                     "finished", check=flight.check, machine=name, message=f"{name} is gone: remediation done"
                 )
+        # An owner that is not found does not exist (other query failures skip the interval), so
+        # a machine no owner reports is gone.
+        for name in [n for n in carry.annotations if n not in present]:
+            del carry.annotations[name]
+            self._event("annotations-forgotten", machine=name, message="no owner reports this machine")
         for book in (carry.first_seen, carry.unhealthy_since):
             for name in [n for n in book if n not in present]:
                 del book[name]
@@ -682,12 +787,16 @@ class HealthCheckWorkflow:
     ) -> None:
         """Ask each owner about this check's candidates: the control plane one machine at a time
         (KCP remediates one at a time and judges quorum on the whole unhealthy set), each
-        deployment all of its candidates in one Update."""
+        deployment all of its candidates in one Update. A check with a remediation template asks
+        no owner: it records external remediation requests."""
+        check = next(c for c in self._checks if c.name == ev.check)
+        if check.remediation_template is not None and workflow.patched(PATCH_EXTERNAL_REMEDIATION):
+            self._request_external(ev, check, now)
+            return
         if not ev.remediate:
             for name in ev.deferred:
                 self._decide(name, ev.check, "deferred", ev.note)
             return
-        check = next(c for c in self._checks if c.name == ev.check)
         by_name = {m.name: m for m in machines}
         verdicts = {v.machine: v for v in ev.verdicts}
         groups: dict[str, list[str]] = {}
@@ -740,6 +849,45 @@ class HealthCheckWorkflow:
             for name in outcome.skipped:
                 self._decide(name, ev.check, "skipped", outcome.reason or "left to the rollout")
 
+    def _request_external(self, ev: detect.CheckEvaluation, check: HealthCheckSpec, now: datetime) -> None:
+        """CAPI's external remediation: one request per unhealthy machine while remediation is
+        allowed (maxUnhealthy / unhealthyRange; maxInFlight is the owners' and does not apply)."""
+        t = check.remediation_template
+        assert t is not None
+        if not ev.allowed or not check.remediation_enabled:
+            return
+        template = f"{t.kind}/{t.name} ({t.api_version})"
+        for v in ev.unhealthy:
+            if v.machine in self._carry.external:
+                continue
+            reason = "; ".join(v.reasons)
+            self._carry.external[v.machine] = ExternalRemediation(
+                machine=v.machine, check=ev.check, template=template, requested_at=now, reason=reason
+            )
+            self._decide(
+                v.machine,
+                ev.check,
+                "external-remediation",
+                f"requested from {template}; capt leaves the machine ({reason})",
+            )
+
+    def _withdraw_external(
+        self, evaluations: list[detect.CheckEvaluation], machines: list[WatchedMachine]
+    ) -> None:
+        """A request whose machine is gone, or healthy again by its check, is withdrawn (CAPI
+        deletes the remediation object when the machine is healthy)."""
+        present = {m.name for m in machines}
+        healthy = {(ev.check, v.machine) for ev in evaluations for v in ev.verdicts if v.healthy}
+        for name, req in list(self._carry.external.items()):
+            if name not in present:
+                why = "the machine is gone"
+            elif (req.check, name) in healthy:
+                why = "the machine is healthy again"
+            else:
+                continue
+            del self._carry.external[name]
+            self._decide(name, req.check, "external-remediation-withdrawn", why)
+
     # --- helpers -----------------------------------------------------------------------------------
     def _update_id(self, check: str, names: list[str], now: datetime) -> str:
         # Same id for every retry of this activity (Temporal dedupes Updates by id).
@@ -776,6 +924,8 @@ class HealthCheckWorkflow:
         def remediation(name: str) -> str:
             if name in carry.in_flight:
                 return "in flight"
+            if name in carry.external:
+                return "external"
             decision = carry.last_decision.get(f"machine:{name}", "")
             return decision.split(":", 1)[0]
 
@@ -790,6 +940,8 @@ class HealthCheckWorkflow:
             in_flight=list(ev.in_flight),
             deferred=list(ev.deferred),
             note=ev.note,
+            skipped=[f"{name}: {why}" for name, why in ev.skipped],
+            external=sorted(n for n, r in carry.external.items() if r.check == ev.check),
             machines=[
                 MachineHealth(
                     machine=v.machine,

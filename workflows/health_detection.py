@@ -22,7 +22,20 @@ needsRemediation), as capt applies them:
    the control plane's initialization → unhealthy (NodeStartupTimeout). 0 disables it.
 6. A node condition listed in unhealthyConditions whose status has held longer than its timeout
    (since the condition's lastTransitionTime, or since the health check first saw it when the
-   node reports none) → unhealthy. Holding exactly the timeout is not yet unhealthy.
+   node reports none) → unhealthy. Holding exactly the timeout is not yet unhealthy (CAPI:
+   lastTransitionTime + timeout is before now). Only judged when the node is found; a condition
+   the node does not report, or reports with another status, never matches.
+7. A machine condition listed in unhealthyMachineConditions (v1beta2 MHC) likewise (CAPI reason
+   UnhealthyMachine). capt's machines carry no conditions list: `machine_conditions` derives
+   CAPI's v1beta2 machine conditions from what their status does carry (`spec.models.
+   MACHINE_CONDITION_TYPES`), and, having no lastTransitionTime, a condition's clock starts when
+   the health check first sees it hold (kept across intervals like rule 6's fallback). As in
+   CAPI, judged after rule 4 (a worker is not judged before the control plane is initialized).
+
+Before rule 1, as CAPI: a machine carrying the `cluster.x-k8s.io/remediate-machine` annotation
+is unhealthy (HasRemediateMachineAnnotation), and goes first among the candidates. A machine
+carrying `cluster.x-k8s.io/paused` or `cluster.x-k8s.io/skip-remediation` is not a target at all
+(CAPI's shouldSkipRemediation): not judged, not counted in `expected`, never remediated.
 
 Healthy = not unhealthy, not being deleted, and has a node (seen in the node list, or reported
 by its owner when the API server could not be listed). Per check, `expected` is the number of
@@ -41,7 +54,7 @@ from pydantic import BaseModel, ConfigDict
 from activities.aws.instances import InstanceInfo
 from activities.health import WatchedMachine
 from activities.workload.objects import NodeCondition, NodeInfo
-from spec.models import HealthCheckSpec
+from spec.models import MACHINE_CONDITION_TYPES, HealthCheckSpec
 from workflows.health_rules import RemediationAllowance, limit_in_flight, max_unhealthy_allows
 
 GONE_STATES = ("terminated", "shutting-down", "stopped")
@@ -52,6 +65,24 @@ INSTANCE_GONE = "InstanceGone"
 NODE_NOT_FOUND = "NodeNotFound"
 NODE_STARTUP_TIMEOUT = "NodeStartupTimeout"
 UNHEALTHY_CONDITION = "UnhealthyNodeCondition"
+UNHEALTHY_MACHINE_CONDITION = "UnhealthyMachine"
+HAS_REMEDIATE_ANNOTATION = "HasRemediateMachineAnnotation"
+
+REMEDIATE_MACHINE_ANNOTATION = "cluster.x-k8s.io/remediate-machine"
+SKIP_REMEDIATION_ANNOTATION = "cluster.x-k8s.io/skip-remediation"
+PAUSED_ANNOTATION = "cluster.x-k8s.io/paused"
+
+
+def skip_reason(m: WatchedMachine) -> str | None:
+    """CAPI's shouldSkipRemediation: the annotation's presence counts, whatever its value."""
+    for key in (PAUSED_ANNOTATION, SKIP_REMEDIATION_ANNOTATION):
+        if m.annotation(key) is not None:
+            return f"machine has {key!r} annotation"
+    return None
+
+
+def marked_for_remediation(m: WatchedMachine) -> bool:
+    return m.annotation(REMEDIATE_MACHINE_ANNOTATION) is not None
 
 
 class _Frozen(BaseModel):
@@ -112,6 +143,45 @@ def node_conditions(node: NodeInfo) -> tuple[NodeCondition, ...]:
     return (NodeCondition(type="Ready", status=node.ready_status, since=node.ready_since),)
 
 
+class MachineCondition(_Frozen):
+    type: str
+    status: str  # True, False, Unknown
+
+
+def machine_conditions(m: WatchedMachine, node: NodeInfo | None = None) -> tuple[MachineCondition, ...]:
+    """CAPI's v1beta2 machine conditions, as far as capt's machine status carries them:
+
+    - BootstrapConfigReady: True once past Pending (capt renders the bootstrap data before it
+      launches the instance);
+    - InfrastructureReady: True when the instance runs (phase Provisioned or Running; a Deleting
+      machine keeps the instance it had), else False;
+    - NodeReady: the Ready condition of the node found this interval; without one in view, what
+      the owner reports (True, or False when it knows a node that is not Ready); False without a
+      node (CAPI: the node does not exist yet);
+    - UpToDate: the owner's view (made from its current revision); not reported when unknown;
+    - Deleting: True while it is being deleted, else False.
+    """
+    running = m.phase in ("Provisioned", "Running") or (m.deleting and m.instance_id is not None)
+    if node is not None:
+        ready = next((c.status for c in node_conditions(node) if c.type == "Ready"), "Unknown")
+    else:
+        ready = "True" if m.node_ready else "False"
+    conds = [
+        MachineCondition(type="BootstrapConfigReady", status="False" if m.phase == "Pending" else "True"),
+        MachineCondition(type="InfrastructureReady", status="True" if running else "False"),
+        MachineCondition(type="NodeReady", status=ready),
+    ]
+    if m.up_to_date is not None:
+        conds.append(MachineCondition(type="UpToDate", status="True" if m.up_to_date else "False"))
+    conds.append(MachineCondition(type="Deleting", status="True" if m.deleting else "False"))
+    assert {c.type for c in conds} <= set(MACHINE_CONDITION_TYPES)
+    return tuple(conds)
+
+
+def machine_condition_key(machine: str, type_: str, status: str) -> str:
+    return condition_key(machine, f"machine:{type_}", status)
+
+
 def observed_conditions(
     machines: Iterable[WatchedMachine],
     obs: Observation,
@@ -120,14 +190,22 @@ def observed_conditions(
 ) -> dict[str, float]:
     """When each (machine, condition type, status) named by some check's unhealthyConditions was
     first seen holding — kept across intervals (and continue-as-new) for nodes that report no
-    lastTransitionTime. A condition no longer holding is forgotten. Unreachable API: kept as is."""
-    if obs.nodes is None:
-        return dict(previous)
+    lastTransitionTime — and each (machine, machine condition, status) named by some check's
+    unhealthyMachineConditions (machines never report one). A condition no longer holding is
+    forgotten. Unreachable API: node conditions kept as they were."""
     wanted = {(c.type, c.status) for check in checks for c in check.unhealthy_conditions}
+    wanted_machine = {(c.type, c.status) for check in checks for c in check.unhealthy_machine_conditions}
     now = obs.now.timestamp()
     seen: dict[str, float] = {}
+    if obs.nodes is None:
+        seen.update({k: v for k, v in previous.items() if "|machine:" not in k})
     for m in machines:
         node = obs.node_of(m)
+        if wanted_machine:
+            for mc in machine_conditions(m, node):
+                if (mc.type, mc.status) in wanted_machine:
+                    key = machine_condition_key(m.name, mc.type, mc.status)
+                    seen[key] = previous.get(key, now)
         if node is None:
             continue
         for c in node_conditions(node):
@@ -169,6 +247,15 @@ def assess(
     owner = owner_key(m)
     if m.deleting:
         return Verdict(machine=m.name, owner=owner, state="deleting")
+    if marked_for_remediation(m):
+        return Verdict(
+            machine=m.name,
+            owner=owner,
+            state="unhealthy",
+            reasons=(
+                f"{HAS_REMEDIATE_ANNOTATION}: marked for remediation via the {REMEDIATE_MACHINE_ANNOTATION} annotation",
+            ),
+        )
     reasons: list[str] = []
     if m.phase == "Failed":
         reasons.append(f"{MACHINE_FAILED}: {m.message or 'the machine failed'}")
@@ -187,6 +274,21 @@ def assess(
     if m.role == "worker" and not obs.control_plane_initialized:
         return Verdict(machine=m.name, owner=owner, state="starting")
 
+    held = condition_first_seen or {}
+    if check.unhealthy_machine_conditions:
+        current = {c.type: c.status for c in machine_conditions(m, node)}
+        for umc in check.unhealthy_machine_conditions:
+            if current.get(umc.type) != umc.status:
+                continue
+            t = held.get(machine_condition_key(m.name, umc.type, umc.status))
+            if t is None:
+                continue  # first sighting: the clock starts now
+            if _seconds(obs.now - dt.datetime.fromtimestamp(t, dt.UTC)) > umc.timeout_seconds:
+                reasons.append(
+                    f"{UNHEALTHY_MACHINE_CONDITION}: machine {m.name} reports {umc.type}={umc.status} "
+                    f"for more than {umc.timeout_seconds}s (since {dt.datetime.fromtimestamp(t, dt.UTC).isoformat()})"
+                )
+
     if m.booting and not (node is not None and node.ready):
         timeout = check.node_startup_timeout_seconds
         began = startup_began(m, obs, first_seen)
@@ -199,7 +301,6 @@ def assess(
             )
 
     if node is not None:
-        held = condition_first_seen or {}
         for uc in check.unhealthy_conditions:
             c = next((c for c in node_conditions(node) if c.type == uc.type), None)
             if c is None or c.status != uc.status:
@@ -239,6 +340,8 @@ class CheckEvaluation(_Frozen):
     deferred: tuple[str, ...] = ()
     in_flight: tuple[str, ...] = ()
     note: str = ""
+    # Machines the selector matches that are not targets (paused / skip-remediation), and why.
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -267,9 +370,12 @@ def evaluate_check(
 
     `in_flight`: machines whose remediation an owner accepted and which still exist; they are
     not asked about again and they take maxInFlight slots. Candidates go oldest detection first
-    (then by name), so a machine waiting longest is remediated first.
+    (then by name), so a machine waiting longest is remediated first — after the ones marked with
+    the remediate-machine annotation.
     """
-    targets = [m for m in machines if covered(check, m)]
+    matched = [m for m in machines if covered(check, m)]
+    skipped = tuple((m.name, why) for m in matched if (why := skip_reason(m)) is not None)
+    targets = [m for m in matched if skip_reason(m) is None]
     verdicts = tuple(
         assess(
             m,
@@ -296,10 +402,12 @@ def evaluate_check(
             allowance=tuple(allowance),  # type: ignore[arg-type]
             in_flight=flying,
             note="" if check.remediation_enabled else "remediation disabled for this check",
+            skipped=skipped,
         )
+    marked = {m.name for m in targets if marked_for_remediation(m)}
     candidates = sorted(
         (v.machine for v in verdicts if v.unhealthy and v.machine not in flying),
-        key=lambda n: (unhealthy_since.get(n, obs.now.timestamp()), n),
+        key=lambda n: (n not in marked, unhealthy_since.get(n, obs.now.timestamp()), n),
     )
     limited = limit_in_flight(candidates, check.max_in_flight, expected, len(flying))
     return CheckEvaluation(
@@ -312,6 +420,7 @@ def evaluate_check(
         deferred=limited.deferred,
         in_flight=flying,
         note=limited.reason,
+        skipped=skipped,
     )
 
 

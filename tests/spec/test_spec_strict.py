@@ -260,16 +260,13 @@ CASES: list[tuple[str, Mutation, list[str]]] = [
         ["document 5 MachineDeployment/demo-md spec.template.spec.taints: is not supported by capt"],
     ),
     (
-        "mhc-remediation-template",
+        "md-machine-naming-strategy",
         put(
-            "MachineHealthCheck",
-            "spec.remediationTemplate",
-            {"kind": "Metal3RemediationTemplate", "name": "r"},
+            "MachineDeployment",
+            "spec.machineNamingStrategy",
+            {"template": "{{ .machineSet.name }}-{{ .random }}"},
         ),
-        [
-            "document 8 MachineHealthCheck/demo-mhc spec.remediationTemplate: is not supported by capt "
-            "(capt remediates by replacing the machine)"
-        ],
+        ["document 5 MachineDeployment/demo-md spec.machineNamingStrategy: is not supported by capt"],
     ),
     # --- type errors say what to write ----------------------------------------------------
     (

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from spec.models import ControlPlaneSpec
 from workflows.control_plane_rules import (
+    DEFAULT_MIN_HEALTHY_PERIOD_SECONDS,
+    RemediationRecord,
+    check_control_plane_remediation,
     order_machines_to_remediate,
     pick_machine_to_remediate,
 )
@@ -126,3 +130,35 @@ def test_order_lists_every_candidate_in_remediation_order() -> None:
         "api",
         "oldest",
     ]
+
+
+def _three_healthy_but(target: str) -> list[MachineView]:
+    return [cp(n, i, healthy=n != target) for i, n in enumerate(("cp0", "cp1", "cp2"))]
+
+
+@pytest.mark.parametrize(
+    ("case", "min_healthy", "now", "retry_count"),
+    [
+        # The target replaced cp0 at t=10 (retry 1 of that remediation) and fails again.
+        ("default 1h: within it, a retry", None, 10 + 3599, 2),
+        ("default 1h: exactly 1h later, a new sequence (CAPI: After, strict)", None, 10 + 3600, 0),
+        ("10 min from the spec: within it, a retry", 600, 10 + 599, 2),
+        ("10 min from the spec: exactly then, a new sequence", 600, 10 + 600, 0),
+        ("zero: never a retry", 0, 11, 0),
+    ],
+)
+def test_min_healthy_period_comes_from_the_spec(case, min_healthy, now, retry_count) -> None:
+    last = RemediationRecord(machine="cp0", timestamp=10, retry_count=1)
+    kw = {} if min_healthy is None else {"min_healthy_period_seconds": min_healthy}
+    d = check_control_plane_remediation(
+        _three_healthy_but("cp1"), "cp1", initialized=True, now=now, last_remediation=last, **kw
+    )
+    assert d.allowed and d.retry_count == retry_count, case
+
+
+def test_min_healthy_period_default_is_the_spec_models() -> None:
+    assert (
+        DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
+        == ControlPlaneSpec.model_fields["remediation_min_healthy_period_seconds"].default
+        == 3600
+    )
