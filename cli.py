@@ -638,6 +638,32 @@ async def resume(cluster: str, namespace: str) -> None:
 
 
 @main.group()
+def annotate() -> None:
+    """Set or remove annotations (kubectl's key=value / key- syntax)."""
+
+
+@annotate.command("machine")
+@click.argument("cluster")
+@click.argument("machine")
+@click.argument("annotations", nargs=-1, required=True)
+@namespace_option
+@_run
+async def annotate_machine(cluster: str, machine: str, annotations: tuple[str, ...], namespace: str) -> None:
+    """Annotate a machine for its health checks: cluster.x-k8s.io/skip-remediation,
+    cluster.x-k8s.io/paused (not judged or remediated) or cluster.x-k8s.io/remediate-machine
+    (remediated first), e.g. `capt annotate machine prod prod-md-0-x7k2p cluster.x-k8s.io/paused=`."""
+    from client import clusters
+
+    try:
+        parsed = clusters.parse_annotations(annotations)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="ANNOTATIONS") from None
+    client = await clusters.connect()
+    await clusters.annotate_machine(client, namespace, cluster, machine, parsed)
+    click.echo(f"{namespace}/{cluster}: machine {machine} annotated")
+
+
+@main.group()
 def delete() -> None:
     """Delete resources."""
 

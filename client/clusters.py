@@ -465,3 +465,47 @@ async def delete(
         f"{why}: deleting what it has in AWS ({region}, id {cluster_id})",
         started.result_run_id,
     )
+
+
+def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str | None]:
+    """kubectl's syntax: `key=value` sets, `key-` removes. ValueError names a malformed pair."""
+    out: dict[str, str | None] = {}
+    for pair in pairs:
+        if "=" in pair:
+            key, _, value = pair.partition("=")
+            out[key] = value
+        elif pair.endswith("-") and len(pair) > 1:
+            out[pair[:-1]] = None
+        else:
+            raise ValueError(f"{pair!r}: write key=value to set an annotation or key- to remove it")
+        if not key_ok(pair.partition("=")[0].rstrip("-")):
+            raise ValueError(f"{pair!r}: not an annotation key")
+    return out
+
+
+def key_ok(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    return (
+        bool(name) and len(name) <= 63 and all(c.isalnum() or c in "-_." for c in name) and len(prefix) <= 253
+    )
+
+
+async def annotate_machine(
+    client: Client, namespace: str, cluster: str, machine: str, annotations: dict[str, str | None]
+):
+    """The health workflow keeps machine annotations (skip-remediation, paused, remediate-machine)."""
+    from workflows.health import HealthCheckWorkflow, MachineAnnotations, health_workflow_id
+
+    handle = client.get_workflow_handle(health_workflow_id(namespace, cluster))
+    try:
+        return await handle.execute_update(
+            HealthCheckWorkflow.annotate, MachineAnnotations(machine=machine, annotations=annotations)
+        )
+    except WorkflowUpdateFailedError as err:
+        raise _unwrap(err) from None
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise NotFound(
+            f"cluster {namespace}/{cluster} has no running health check (no MachineHealthCheck selects its machines)"
+        ) from None
