@@ -289,7 +289,9 @@ def assess(
                     f"for more than {umc.timeout_seconds}s (since {dt.datetime.fromtimestamp(t, dt.UTC).isoformat()})"
                 )
 
-    if m.booting and not (node is not None and node.ready):
+    # CAPI: nodeStartupTimeout applies while the machine has no node (no nodeRef); a node that
+    # registered but is not Ready is judged by unhealthyConditions instead.
+    if m.booting and node is None and m.node_name is None:
         timeout = check.node_startup_timeout_seconds
         began = startup_began(m, obs, first_seen)
         waited = _seconds(obs.now - began)

@@ -150,7 +150,10 @@ def booting(created: float | None = 0, **kw) -> WatchedMachine:
         ),
         # a worker before the control plane is initialized is not penalized
         (booting(0), obs(5000, [instance()], [], control_plane_initialized=False), None, "starting"),
-        # a registered node that never became Ready counts too
+        # a registered node that is not Ready: not nodeStartupTimeout's (CAPI applies it only while
+        # there is no node) — unhealthyConditions judge it: Ready=False 201 s < 300 s: not yet…
+        (booting(0), obs(601, [instance()], [node(ready="False", since=at(400))]), None, "healthy"),
+        # …and past the condition's 300 s it is unhealthy
         (booting(0), obs(601, [instance()], [node(ready="False", since=at(50))]), None, "unhealthy"),
         # a Ready node seen before the owner noticed: fine
         (booting(0), obs(601, [instance()], [node()]), None, "healthy"),
@@ -160,7 +163,9 @@ def test_node_startup_timeout(m, observation, first_seen, state) -> None:
     v = detect.assess(m, CHECK, observation, first_seen=first_seen)
     assert v.state == state, v.reasons
     if state == "unhealthy":
-        assert v.reasons[0].startswith("NodeStartupTimeout")
+        # With a node, its conditions judge it (CAPI); without one, nodeStartupTimeout does.
+        has_node = bool(observation.nodes) and any(n.instance_id == m.instance_id for n in observation.nodes)
+        assert v.reasons[0].startswith("UnhealthyNodeCondition" if has_node else "NodeStartupTimeout")
 
 
 def test_node_startup_timeout_zero_disables_it() -> None:
