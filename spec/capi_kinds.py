@@ -117,6 +117,9 @@ class MachineDeploymentDoc:
     template_cluster_name: str | None = None
     strategy_path: str = "spec.strategy"
     delete_policy_path: str = "spec.strategy.rollingUpdate.deletePolicy"
+    # MachineSet remediation (v1beta1 spec.strategy.remediation / v1beta2 spec.remediation).
+    remediation_max_in_flight: object | None = None
+    remediation_path: str = "spec.strategy.remediation.maxInFlight"
     extra: dict = field(default_factory=dict)
 
 
@@ -139,6 +142,11 @@ def read_machine_deployment(doc: Doc) -> MachineDeploymentDoc:
     min_ready = doc.int(f"{t}.minReadySeconds", minimum=0)
     if min_ready is None:
         min_ready = doc.int("spec.minReadySeconds", 0, minimum=0) or 0
+    remediation_path = (
+        "spec.remediation.maxInFlight"
+        if doc.has("spec.remediation")
+        else "spec.strategy.remediation.maxInFlight"
+    )
     return MachineDeploymentDoc(
         doc=doc,
         cluster_name=doc.str("spec.clusterName", required=True),
@@ -161,6 +169,8 @@ def read_machine_deployment(doc: Doc) -> MachineDeploymentDoc:
         rollout_after=doc.str("spec.rollout.after") or doc.str("spec.rolloutAfter"),
         strategy_path=strategy_path,
         delete_policy_path=delete_path,
+        remediation_max_in_flight=doc.raw(remediation_path),
+        remediation_path=remediation_path,
     )
 
 

@@ -478,6 +478,11 @@ class _Resolver:
         template = self._machine_template(doc, md.infrastructure_ref, ami_defaults)
         if template is None or bootstrap is None or bootstrap_doc is None or not md.version:
             return None
+        if md.remediation_max_in_flight is not None and (
+            err := v.int_or_percent_error(md.remediation_max_in_flight)
+        ):
+            doc.problem(md.remediation_path, err)
+            md.remediation_max_in_flight = None
         try:
             rolling = RollingUpdate(max_surge=md.max_surge, max_unavailable=md.max_unavailable)  # type: ignore[arg-type]
         except ValidationError:
@@ -499,6 +504,7 @@ class _Resolver:
             paused=md.paused,
             labels=tuple(sorted(labels.items())),
             rollout_after=md.rollout_after,
+            remediation_max_in_flight=md.remediation_max_in_flight,  # type: ignore[arg-type]
         )
 
     def _health_check(

@@ -195,6 +195,9 @@ class MachineDeploymentSpec(Frozen):
     paused: bool = False
     labels: tuple[tuple[str, str], ...] = ()
     rollout_after: str | None = None
+    # MachineSet remediation: at most this many (int or percent of replicas) remediated at once;
+    # None: the health check's maxInFlight, else unlimited.
+    remediation_max_in_flight: IntOrPercent | None = None
 
 
 # The machine conditions (CAPI v1beta2 Machine condition types) capt's machines report, derived

@@ -540,7 +540,7 @@ _MD_V1BETA1 = _with(
         "template.spec.nodeVolumeDetachTimeout": NS,
         "template.spec.nodeDeletionTimeout": NS,
         "template.spec.taints": NS,
-        "strategy.remediation": NS,
+        "strategy.remediation": {"maxInFlight": ANY},
         "machineNamingStrategy": NS,
     },
 )
@@ -571,7 +571,7 @@ _MD_V1BETA2 = {
         },
     },
     "machineNaming": NS,
-    "remediation": NS,
+    "remediation": {"maxInFlight": ANY},
     "deletion": {"order": ANY},
     "paused": ANY,
 }

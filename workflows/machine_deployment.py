@@ -618,7 +618,10 @@ class MachineDeploymentWorkflow:
             names,
             current_revision=self._revision(),
             replicas=self._spec.replicas,  # type: ignore[union-attr]
-            max_in_flight=req.max_in_flight,
+            # CAPI reads maxInFlight from the MachineDeployment; the check's is capt's fallback.
+            max_in_flight=self._spec.remediation_max_in_flight  # type: ignore[union-attr]
+            if self._spec.remediation_max_in_flight is not None  # type: ignore[union-attr]
+            else req.max_in_flight,
             in_flight=len(self._carry.remediating),
         )
         for name in decision.remediate:

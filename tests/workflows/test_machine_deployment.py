@@ -649,6 +649,23 @@ async def test_availability_follows_the_nodes_current_state_during_a_rollout(tim
         assert terminated[0] == sick and set(terminated) == old
 
 
+async def test_the_deployments_own_max_in_flight_limits_remediation(time_skipping_env, task_queue):
+    """Issue 18: CAPI reads maxInFlight from the MachineDeployment (spec.strategy.remediation):
+    with 1 there, a request for two machines (and no limit from the check) replaces one now and
+    defers the other."""
+    env = time_skipping_env
+    cloud = FakeCloud(BOOT, JOIN, TERMINATE)
+    spec = _spec(3, remediation_max_in_flight=1)
+    async with worker(env, task_queue, cloud):
+        handle = await start(env, task_queue, spec)
+        st = await wait_for(env, handle, complete(3))
+        a, b = sorted(m.name for m in st.machines)[:2]
+        answer = await handle.execute_update(
+            MachineDeploymentWorkflow.remediate, RemediationRequest(machines=(a, b), reason="test")
+        )
+        assert len(answer.remediated) == 1 and len(answer.deferred) == 1, answer
+
+
 async def test_remediation_current_revision_newest_first_within_max_in_flight(time_skipping_env, task_queue):
     env = time_skipping_env
     cloud = FakeCloud(BOOT, JOIN, TERMINATE)

@@ -1,0 +1,37 @@
+"""MachineDeployment remediation.maxInFlight (issue 18): CAPI keeps it on the MachineDeployment
+(v1beta1 spec.strategy.remediation, v1beta2 spec.remediation), not on the health check."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from spec.errors import ManifestError
+from spec.loader import load_manifest
+from tests.spec.test_spec_loader import CLUSTERCTL_VARS
+from tests.support.paths import CAPA_TEMPLATE
+
+
+def with_md(path: str, value) -> str:
+    docs = [d for d in yaml.safe_load_all(CAPA_TEMPLATE.read_text()) if d]
+    for d in docs:
+        if d["kind"] == "MachineDeployment":
+            node = d["spec"]
+            keys = path.split(".")
+            for k in keys[:-1]:
+                node = node.setdefault(k, {})
+            node[keys[-1]] = value
+    return yaml.safe_dump_all(docs)
+
+
+@pytest.mark.parametrize("value", [1, "50%"])
+def test_max_in_flight_is_read(value) -> None:
+    spec = load_manifest(with_md("strategy.remediation.maxInFlight", value), CLUSTERCTL_VARS, env={}).spec
+    assert [d.remediation_max_in_flight for d in spec.machine_deployments] == [value]
+
+
+@pytest.mark.parametrize("value", ["lots", -1, "150x"])
+def test_a_bad_max_in_flight_names_the_field(value) -> None:
+    with pytest.raises(ManifestError) as info:
+        load_manifest(with_md("strategy.remediation.maxInFlight", value), CLUSTERCTL_VARS, env={})
+    assert "spec.strategy.remediation.maxInFlight" in str(info.value)
