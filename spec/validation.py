@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 
 from spec import versions
-from spec.intstr import IntOrPercentError, check_int_or_percent, scaled_value
+from spec.intstr import IntOrPercentError, check_int_or_percent
 
 
 def version_error(version: str) -> str | None:
@@ -87,16 +87,17 @@ def int_or_percent_error(value: object) -> str | None:
 
 
 def rolling_update_error(max_surge: object, max_unavailable: object, replicas: int) -> str | None:
-    """CAPI's webhook: both scaled (rounding up, over max(replicas, 1)) must not be zero."""
-    total = max(replicas, 1)
-    try:
-        surge = scaled_value(max_surge, total, round_up=True)  # type: ignore[arg-type]
-        unavailable = scaled_value(max_unavailable, total, round_up=True)  # type: ignore[arg-type]
-    except IntOrPercentError:
-        return None  # reported by the format check
-    if surge == 0 and unavailable == 0:
+    """CAPI's webhook: maxSurge and maxUnavailable may not both be the integer 0. Percentages
+    that scale to 0 ("0%"/"0%", or "10%" of 3 rounded down) are accepted, as in CAPI: the
+    fenceposts then allow one machine unavailable (workflows/rollout.resolve_fenceposts)."""
+    del replicas  # CAPI's check does not scale
+    if _int_zero(max_surge) and _int_zero(max_unavailable):
         return "maxSurge and maxUnavailable must not both be 0: the rollout could never make progress"
     return None
+
+
+def _int_zero(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value == 0
 
 
 def version_skew_error(worker: str, control_plane: str) -> str | None:

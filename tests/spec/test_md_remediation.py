@@ -35,3 +35,21 @@ def test_a_bad_max_in_flight_names_the_field(value) -> None:
     with pytest.raises(ManifestError) as info:
         load_manifest(with_md("strategy.remediation.maxInFlight", value), CLUSTERCTL_VARS, env={})
     assert "spec.strategy.remediation.maxInFlight" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("surge", "unavailable", "refused"),
+    [
+        (0, 0, True),  # CAPI's webhook: both the integer 0
+        ("0%", "0%", False),  # percentages are not refused; the fenceposts allow 1 unavailable
+        (0, "0%", False),
+        ("10%", 0, False),
+    ],
+)
+def test_zero_zero_strategy_is_refused_only_as_capi_refuses_it(surge, unavailable, refused) -> None:
+    text = with_md("strategy.rollingUpdate", {"maxSurge": surge, "maxUnavailable": unavailable})
+    if refused:
+        with pytest.raises(ManifestError, match="must not both be 0"):
+            load_manifest(text, CLUSTERCTL_VARS, env={})
+    else:
+        load_manifest(text, CLUSTERCTL_VARS, env={})

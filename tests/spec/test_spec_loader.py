@@ -400,11 +400,6 @@ BAD = [
         ["MachineDeployment/demo-md spec.strategy.rollingUpdate", "must not both be 0"],
     ),
     (
-        "md-percent-zero-both",
-        _md(["strategy"], {"rollingUpdate": {"maxSurge": "0%", "maxUnavailable": "0%"}}),
-        ["must not both be 0"],
-    ),
-    (
         "md-surge-string-int",
         _md(["strategy"], {"rollingUpdate": {"maxSurge": "5"}}),
         ["spec.strategy.rollingUpdate.maxSurge", "'5' is not a percentage"],
