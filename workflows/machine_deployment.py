@@ -80,6 +80,9 @@ IDLE_RECHECK = timedelta(minutes=5)
 # machines' nodes at most this often, so availability follows the node's current Ready state.
 PATCH_OBSERVE_NODES = "deployment-observes-nodes"
 NODE_CHECK = timedelta(seconds=30)
+# workflow.patched id: scale-downs pick machines by CAPI's delete priorities exactly (Random ties
+# by name, whole-second ages, a node not Ready counts as unhealthy).
+PATCH_EXACT_DELETE_ORDER = "deployment-exact-delete-order"
 # kubelet may be at most this many minors older than the API server (Kubernetes skew policy).
 
 
@@ -131,6 +134,8 @@ class DeploymentCarry(BaseModel):
     first_bootstrap_template_name: str | None = None
     # When the machines' nodes were last listed (workflow-clock seconds; None: never).
     nodes_checked_at: float | None = None
+    # Scale-downs use CAPI's delete priorities exactly (set once, under PATCH_EXACT_DELETE_ORDER).
+    exact_delete_order: bool = False
 
 
 class MachineDeploymentInput(BaseModel):
@@ -733,6 +738,7 @@ class MachineDeploymentWorkflow:
             pinned_failure_domain=spec.failure_domain,
             now=workflow.now().timestamp(),
             seed=spec.name,
+            exact_delete_order=self._carry.exact_delete_order,
         )
 
     async def _step(self) -> None:
@@ -740,6 +746,8 @@ class MachineDeploymentWorkflow:
         if not self._cp_initialized:
             self._operation = "waiting for the control plane to be initialized"
             return
+        if not self._carry.exact_delete_order and workflow.patched(PATCH_EXACT_DELETE_ORDER):
+            self._carry.exact_delete_order = True
         state = self._state()
         if not rollout.deployment_complete(state) and await self._observe_nodes():
             state = self._state()

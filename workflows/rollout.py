@@ -42,12 +42,14 @@ Documented differences from CAPI
   rolling step "cleans up unhealthy replicas" of an old revision it deletes exactly machines that
   are not available (CAPI scales the MachineSet down and hopes its deletion order picks them).
   Every other scale-down uses CAPI's deletion order (`deletion_order`).
-- *Random deletion order.* CAPI ranks healthy machines equally and breaks ties by name, which is
-  random only because machine names end in random characters. capt's names may be sequential, so
-  ties are broken by a hash of (seed, name): deterministic for a given seed, unrelated to age.
-- *Newest/Oldest.* CAPI maps age onto a 0–50 priority with an exponential; that mapping is
-  monotonic, so capt sorts on creation time directly (the only difference: CAPI ranks a machine
-  created *this instant* level with an unhealthy one under "Newest").
+- *Deletion order.* `capi_deletion_order` is CAPI v1.10's delete priorities exactly: being
+  deleted, the delete-machine annotation, unhealthy (no node, failed, node not Ready, reported
+  unhealthy), then Random ranks every healthy machine the same and breaks ties by name (random
+  because machine names end in random characters, capt's too), Oldest/Newest map whole-second
+  ages through CAPI's exponential (so a machine created this instant ranks level with an
+  unhealthy one under Newest). `deletion_order` (a seeded shuffle for Random, exact creation times)
+  is what deployments used before; a deployment switches at its next step
+  (`DeploymentState.exact_delete_order`, patch `deployment-exact-delete-order`).
 - *Failure domains.* CAPI gives every machine of a MachineSet the MachineDeployment's failure
   domain (often none). capt spreads new worker machines over the cluster's AZs with
   `failure_domains.spread` (fewest machines of the same revision first, then fewest overall, then
@@ -62,6 +64,7 @@ OnDelete never deletes a machine to roll it.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -227,6 +230,38 @@ def _random_rank(seed: str, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}\x00{name}".encode()).digest()[:8], "big")
 
 
+# CAPI's MachineSet delete priorities (machineset_delete_policy.go).
+MUST_DELETE, SHOULD_DELETE, BETTER_DELETE, COULD_DELETE, MUST_NOT_DELETE = 100.0, 75.0, 50.0, 20.0, 0.0
+SECONDS_PER_TEN_DAYS = 864000.0
+
+
+def capi_delete_priority(m: MachineView, policy: DeletePolicy, now: float) -> float:
+    """CAPI v1.10's deletePriority of one machine (higher goes first): being deleted 100; the
+    delete-machine annotation 75; not healthy (no node, failed, node not Ready, reported
+    unhealthy) 50; then Random 20 for all (ties by name), Oldest 50·(1 − e^(−age/10 d)) and
+    Newest 50 minus that, on whole-second ages as Kubernetes timestamps are."""
+    if m.deleting:
+        return MUST_DELETE
+    if m.marked_for_deletion:
+        return SHOULD_DELETE
+    if not m.deletion_healthy or m.ready_since is None:
+        return BETTER_DELETE
+    if policy == "Random":
+        return COULD_DELETE
+    if policy not in ("Oldest", "Newest"):
+        raise ValueError(f"unsupported delete policy {policy!r}: must be Random, Newest or Oldest")
+    age = math.floor(now) - math.floor(m.created)
+    oldest = MUST_NOT_DELETE if age < 0 else BETTER_DELETE * (1.0 - math.exp(-age / SECONDS_PER_TEN_DAYS))
+    return oldest if policy == "Oldest" else BETTER_DELETE - oldest
+
+
+def capi_deletion_order(
+    machines: Iterable[MachineView], policy: DeletePolicy, now: float
+) -> list[MachineView]:
+    """CAPI's getMachinesToDeletePrioritized: by `capi_delete_priority`, highest first, ties by name."""
+    return sorted(machines, key=lambda m: (-capi_delete_priority(m, policy, now), m.name))
+
+
 def deletion_order(
     machines: Iterable[MachineView], policy: DeletePolicy = "Random", seed: str = ""
 ) -> list[MachineView]:
@@ -296,6 +331,9 @@ class DeploymentState(_Frozen):
     now: float = 0.0
     # Keys the Random delete policy's shuffle (use the deployment's name).
     seed: str = ""
+    # CAPI's delete priorities exactly (`capi_deletion_order`); False: the order histories
+    # recorded before it was used (`deletion_order`).
+    exact_delete_order: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentState:
@@ -615,10 +653,16 @@ def _materialize(state: DeploymentState, ordered: list[_Set]) -> tuple[list[Mach
         elif s.target < len(members):
             count = len(members) - s.target
             unavailable = [m for m in members if not m.available(now, min_ready)]
-            victims = deletion_order(unavailable, policy, seed)[: min(s.cleanup, count)]
+
+            def order(ms: list[MachineView]) -> list[MachineView]:
+                if state.exact_delete_order:
+                    return capi_deletion_order(ms, policy, now)
+                return deletion_order(ms, policy, seed)
+
+            victims = order(unavailable)[: min(s.cleanup, count)]
             chosen = {m.name for m in victims}
             rest = [m for m in members if m.name not in chosen]
-            victims += deletion_order(rest, policy, seed)[: count - len(victims)]
+            victims += order(rest)[: count - len(victims)]
             delete.extend(m.name for m in victims)
     return planned, delete
 

@@ -238,3 +238,55 @@ def test_revisions_recorded_before_the_template_name_counted_stay_the_same() -> 
     legacy = revision_of(MD.machine_template, MD.bootstrap, MD.version, MD.failure_domain)
     assert deployment_revision(MD, MD.bootstrap_template_name) == legacy
     assert deployment_revision(MD, None) == legacy
+
+
+# --- MachineSet delete priorities exactly (CAPI machineset_delete_policy_test.go) --------------
+
+from workflows.rollout import capi_deletion_order  # noqa: E402
+
+NOW = 100 * 86400.0
+
+
+def aged(name: str, days: float, **kw):
+    return machine(name, created=NOW - days * 86400, **kw)
+
+
+@pytest.mark.parametrize(
+    ("policy", "machines", "first"),
+    [
+        # Random: every healthy machine ranks the same; ties by name (CAPI: names end in random chars)
+        ("Random", [aged("c", 1), aged("a", 5), aged("b", 3)], ["a", "b", "c"]),
+        ("Random", [aged("a", 5), aged("z", 1, deleting=True)], ["z", "a"]),  # being deleted first
+        ("Random", [aged("a", 5), aged("y", 1, marked=True)], ["y", "a"]),  # delete-machine annotation
+        ("Random", [aged("a", 5), aged("x", 1, ready=False, node=True)], ["x", "a"]),  # node not Ready
+        ("Random", [aged("a", 5), aged("w", 1, ready=False, node=False)], ["w", "a"]),  # no node
+        ("Random", [aged("a", 5), aged("v", 1, healthy=False)], ["v", "a"]),  # MHC unhealthy
+        # annotation (75) before unhealthy (50)
+        ("Random", [aged("u", 1, healthy=False), aged("y", 1, marked=True)], ["y", "u"]),
+        # Oldest / Newest by age
+        ("Oldest", [aged("b", 1), aged("a", 5), aged("c", 3)], ["a", "c", "b"]),
+        ("Newest", [aged("b", 1), aged("a", 5), aged("c", 3)], ["b", "c", "a"]),
+        # whole-second ages: created within the same second tie, by name
+        ("Oldest", [machine("b", created=NOW - 10.2), machine("a", created=NOW - 10.7)], ["a", "b"]),
+        ("Oldest", [machine("b", created=NOW - 10.9), machine("a", created=NOW - 10.1)], ["a", "b"]),
+        # Newest: a machine created this instant ranks level with an unhealthy one (50): by name
+        ("Newest", [machine("b", created=NOW), aged("a", 1, healthy=False)], ["a", "b"]),
+        ("Newest", [machine("a", created=NOW), aged("b", 1, healthy=False)], ["a", "b"]),
+    ],
+)
+def test_capi_deletion_order(policy, machines, first) -> None:
+    assert [m.name for m in capi_deletion_order(machines, policy, NOW)] == first
+
+
+def test_scale_down_uses_capis_order_when_exact() -> None:
+    views = (aged("c", 1), aged("a", 5), aged("b", 3))
+    state = DeploymentState(
+        replicas=2,
+        strategy=DeploymentStrategy(delete_policy="Random"),
+        current_revision="r1",
+        machines=views,
+        now=NOW,
+        seed="md-0",
+        exact_delete_order=True,
+    )
+    assert plan_machine_deployment(state).delete == ("a",)
