@@ -73,6 +73,8 @@ class ControlPlaneCarry(BaseModel):
     remediation_in_progress: rules.RemediationRecord | None = None
     remediations: dict[str, rules.RemediationRecord] = {}  # replacement machine -> its record
     last_refusal: str = ""
+    # The latest remediation, with its retry count (CAPI reports each retry).
+    last_remediation: str = ""
     iterations: int = 0
     deleting: bool = False
     # How delete_all asked the machines to go (skip_node_cleanup on cluster deletion).
@@ -153,6 +155,7 @@ class ControlPlaneStatus(BaseModel):
     paused: bool = False
     operation: str
     last_refusal: str
+    last_remediation: str = ""
     machines: list[ControlPlaneMachine]
 
 
@@ -208,6 +211,7 @@ class ControlPlaneWorkflow:
             paused=self._carry.paused,
             operation=self._operation,
             last_refusal=self._carry.last_refusal,
+            last_remediation=self._carry.last_remediation,
             machines=machines,
         )
 
@@ -340,7 +344,14 @@ class ControlPlaneWorkflow:
             timestamp=workflow.now().timestamp(),
             retry_count=decision.retry_count if previous else 0,
         )
-        self._operation = f"remediating {target}: {req.reason}"
+        retry = self._carry.remediation_in_progress.retry_count
+        limit = (
+            f" of {self._spec.remediation_max_retry}" if self._spec.remediation_max_retry is not None else ""
+        )  # type: ignore[union-attr]
+        self._operation = (
+            f"remediating {target}" + (f" (retry {retry}{limit})" if retry else "") + f": {req.reason}"
+        )
+        self._carry.last_remediation = f"{workflow.now().isoformat()}: {self._operation}"
         removed = await self._remove_etcd_member_then_delete(target, decision.etcd_leader_candidate)
         self._wake = True
         if not removed:

@@ -487,6 +487,48 @@ async def test_five_control_plane_machines_with_two_failed_are_remediated_one_at
         assert len(c.cloud.etcd_members) == 5
 
 
+async def test_control_plane_remediation_reports_each_retry(time_skipping_env, task_queue):
+    """Issue 18: KCP remediation retries (remediationStrategy maxRetry 1): the first two init
+    machines never get a node; the second replacement is retry 1 of 1 and says so; the third
+    machine initializes the control plane."""
+    c = Cluster(time_skipping_env, task_queue)
+    broken: list[str] = []
+
+    def break_two_launches(cloud, event: str) -> None:
+        if event.startswith("launch ") and len(broken) < 2:
+            broken.append(event.split()[1])
+            cloud.never_ready.add(broken[-1])
+
+    c.cloud.on_change = break_two_launches
+    async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):
+        spec = ControlPlaneSpec(
+            name="cp",
+            replicas=1,
+            version=VERSION,
+            machine_template=machine_template("cp"),
+            remediation_max_retry=1,
+        )
+        await c.env.client.start_workflow(
+            ControlPlaneWorkflow.run,
+            ControlPlaneInput(cluster=c.ctx, spec=spec),
+            id=f"controlplane/default/{c.ctx.name}",
+            task_queue=c.task_queue,
+        )
+        await c.start_health(HealthCheckSpec(name="cp", control_plane=True, node_startup_timeout_seconds=300))
+        retried = await wait_for(
+            c.env,
+            c.cp_status,
+            lambda s: "(retry 1 of 1)" in s.last_remediation,
+            what="retry 1 reported",
+            limit=7200,
+        )
+        assert broken[1] in retried.last_remediation
+        done = await wait_for(
+            c.env, c.cp_status, lambda s: s.initialized and s.ready_replicas == 1, limit=7200
+        )
+        assert not set(broken) & {m.name for m in done.machines}
+
+
 async def test_settings_change_and_continue_as_new_keep_detections(time_skipping_env, task_queue):
     """The health workflow continues-as-new every 3 intervals (90 s). A node that turns NotReady
     without reporting a transition time is timed from the health check's first sighting, which must
