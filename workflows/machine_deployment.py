@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
@@ -83,6 +83,8 @@ NODE_CHECK = timedelta(seconds=30)
 # workflow.patched id: scale-downs pick machines by CAPI's delete priorities exactly (Random ties
 # by name, whole-second ages, a node not Ready counts as unhealthy).
 PATCH_EXACT_DELETE_ORDER = "deployment-exact-delete-order"
+# workflow.patched id: spec.rolloutAfter, once passed, is part of the revision (the machines roll).
+PATCH_ROLLOUT_AFTER = "deployment-rollout-after"
 # kubelet may be at most this many minors older than the API server (Kubernetes skew policy).
 
 
@@ -136,6 +138,9 @@ class DeploymentCarry(BaseModel):
     nodes_checked_at: float | None = None
     # Scale-downs use CAPI's delete priorities exactly (set once, under PATCH_EXACT_DELETE_ORDER).
     exact_delete_order: bool = False
+    # spec.rolloutAfter rolls the machines once it passes (set once, under PATCH_ROLLOUT_AFTER).
+    honours_rollout_after: bool = False
+    rollout_after_seen: float | None = None
 
 
 class MachineDeploymentInput(BaseModel):
@@ -713,7 +718,23 @@ class MachineDeploymentWorkflow:
     def _revision(self) -> str:
         s = self._spec
         assert s is not None
-        return deployment_revision(s, self._carry.first_bootstrap_template_name)
+        rollout_after = self._rollout_after() if self._carry.honours_rollout_after else None
+        return deployment_revision(
+            s,
+            self._carry.first_bootstrap_template_name,
+            rollout_after=rollout_after,
+            now=workflow.now().timestamp(),
+        )
+
+    def _rollout_after(self) -> float | None:
+        """spec.rolloutAfter as workflow-clock seconds (None: unset or not a time)."""
+        text = self._spec.rollout_after if self._spec is not None else None
+        if not text:
+            return None
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
 
     def _state(self) -> rollout.DeploymentState:
         spec, cluster = self._spec, self._input.cluster if self._input else None
@@ -748,6 +769,13 @@ class MachineDeploymentWorkflow:
             return
         if not self._carry.exact_delete_order and workflow.patched(PATCH_EXACT_DELETE_ORDER):
             self._carry.exact_delete_order = True
+        if not self._carry.honours_rollout_after and workflow.patched(PATCH_ROLLOUT_AFTER):
+            self._carry.honours_rollout_after = True
+        at = self._rollout_after() if self._carry.honours_rollout_after else None
+        if at is not None and at <= workflow.now().timestamp() and self._carry.rollout_after_seen != at:
+            # rolloutAfter just passed: a new target, so the progress deadline counts from now.
+            self._carry.rollout_after_seen = at
+            self._carry.last_progress = workflow.now().timestamp()
         state = self._state()
         if not rollout.deployment_complete(state) and await self._observe_nodes():
             state = self._state()
@@ -974,6 +1002,8 @@ class MachineDeploymentWorkflow:
         spec = self._spec
         assert spec is not None
         wake_at = state.now + IDLE_RECHECK.total_seconds()
+        if self._carry.honours_rollout_after and (at := self._rollout_after()) is not None and at > state.now:
+            wake_at = min(wake_at, at + 1)  # roll as soon as rolloutAfter passes
         if (
             t := rollout.next_availability_time(state.machines, state.now, spec.min_ready_seconds)
         ) is not None:
@@ -1101,7 +1131,13 @@ class MachineDeploymentWorkflow:
         workflow.set_current_details("\n\n".join(lines))
 
 
-def deployment_revision(spec: MachineDeploymentSpec, first_bootstrap_template: str | None = None) -> str:
+def deployment_revision(
+    spec: MachineDeploymentSpec,
+    first_bootstrap_template: str | None = None,
+    *,
+    rollout_after: float | None = None,
+    now: float = 0.0,
+) -> str:
     """What makes a deployment's machines differ (CAPI: a new MachineSet): the infrastructure
     template (its name and contents), the bootstrap config's contents, the version, the failure
     domain — and the bootstrap template's name once it differs from the one the deployment
@@ -1109,4 +1145,7 @@ def deployment_revision(spec: MachineDeploymentSpec, first_bootstrap_template: s
     parts: list = [spec.machine_template, spec.bootstrap, spec.version, spec.failure_domain]
     if first_bootstrap_template is not None and spec.bootstrap_template_name != first_bootstrap_template:
         parts.append(f"bootstrap-template:{spec.bootstrap_template_name}")
+    if rollout_after is not None and now >= rollout_after:
+        # CAPI: once rolloutAfter has passed, machines made before it roll (a new MachineSet).
+        parts.append(f"rollout-after:{rollout_after:.0f}")
     return revision_of(*parts)

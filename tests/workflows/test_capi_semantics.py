@@ -290,3 +290,13 @@ def test_scale_down_uses_capis_order_when_exact() -> None:
         exact_delete_order=True,
     )
     assert plan_machine_deployment(state).delete == ("a",)
+
+
+@pytest.mark.parametrize(
+    ("rollout_after", "now", "same"),
+    [(None, 100.0, True), (200.0, 100.0, True), (200.0, 200.0, False), (200.0, 500.0, False)],
+)
+def test_rollout_after_is_part_of_the_revision_once_passed(rollout_after, now, same) -> None:
+    base = deployment_revision(MD, MD.bootstrap_template_name)
+    got = deployment_revision(MD, MD.bootstrap_template_name, rollout_after=rollout_after, now=now)
+    assert (got == base) is same

@@ -666,6 +666,28 @@ async def test_the_deployments_own_max_in_flight_limits_remediation(time_skippin
         assert len(answer.remediated) == 1 and len(answer.deferred) == 1, answer
 
 
+async def test_rollout_after_rolls_every_machine_once_it_passes(time_skipping_env, task_queue):
+    """Issue 18: a MachineDeployment's rolloutAfter (CAPI): nothing happens before it; once it
+    passes, every machine made before it is replaced (a new revision, same template)."""
+    env = time_skipping_env
+    cloud = FakeCloud(BOOT, JOIN, TERMINATE)
+    spec = _spec(2)
+    async with worker(env, task_queue, cloud):
+        handle = await start(env, task_queue, spec)
+        st = await wait_for(env, handle, complete(2))
+        before, revision = {m.name for m in st.machines}, st.revision
+        at = await env.get_current_time() + timedelta(minutes=30)
+        await handle.signal(
+            MachineDeploymentWorkflow.apply_spec,
+            spec.model_copy(update={"rollout_after": at.isoformat().replace("+00:00", "Z")}),
+        )
+        await env.sleep(20 * 60)
+        st = await status(env, handle)
+        assert {m.name for m in st.machines} == before and st.revision == revision
+        st = await wait_for(env, handle, lambda s: complete(2)(s) and s.revision != revision, step=30)
+        assert not before & {m.name for m in st.machines}
+
+
 async def test_remediation_current_revision_newest_first_within_max_in_flight(time_skipping_env, task_queue):
     env = time_skipping_env
     cloud = FakeCloud(BOOT, JOIN, TERMINATE)
