@@ -14,7 +14,7 @@ things every orchestration test needs and that must be right once, here, not tes
 - A query answered with a nondeterminism error. Once in about ten fresh-clone CI runs, the
   query after an InfrastructureWorkflow completed failed with "[TMPRL1100] Nondeterminism error:
   Activity type of scheduled event 'ensure_nat_gateway' does not match ... 'ensure_route_table'"
-  (a run whose EIP activity had been retried). It has not reproduced here in 40 runs, loaded or
+  (a run whose EIP activity had been retried). It has not reproduced here in about 20 runs, loaded or
   not. The query path replays the run inside the worker; `query` then replays the run's
   recorded history with the `Replayer`, exactly as `tests/workflows/test_replay.py` does. A
   history that replays cleanly means the workflow code is deterministic for that history, so the
