@@ -224,6 +224,22 @@ def by_kind(docs: list[dict], kind: str) -> dict:
     return next(d for d in docs if d["kind"] == kind)
 
 
+def kcp_to_v1beta2(docs: list[dict]) -> dict:
+    """The demo's KubeadmControlPlane as v1beta2 (its machine template under spec.machineTemplate.spec)."""
+    kcp = by_kind(docs, "KubeadmControlPlane")
+    kcp["apiVersion"] = "controlplane.cluster.x-k8s.io/v1beta2"
+    kcp["spec"]["machineTemplate"] = {
+        "spec": {
+            "infrastructureRef": {
+                "apiGroup": "infrastructure.cluster.x-k8s.io",
+                "kind": "AWSMachineTemplate",
+                "name": "demo-cp",
+            }
+        }
+    }
+    return kcp
+
+
 def md_tpl(docs: list[dict]) -> dict:
     return next(d for d in docs if d["kind"] == "AWSMachineTemplate" and d["metadata"]["name"] == "demo-md")
 
@@ -255,17 +271,7 @@ def test_health_check_defaults_are_capis():
 
 def test_v1beta2_shapes_are_understood():
     def to_v1beta2(docs):
-        kcp = by_kind(docs, "KubeadmControlPlane")
-        kcp["apiVersion"] = "controlplane.cluster.x-k8s.io/v1beta2"
-        kcp["spec"]["machineTemplate"] = {
-            "spec": {
-                "infrastructureRef": {
-                    "apiGroup": "infrastructure.cluster.x-k8s.io",
-                    "kind": "AWSMachineTemplate",
-                    "name": "demo-cp",
-                }
-            }
-        }
+        kcp = kcp_to_v1beta2(docs)
         kcp["spec"]["rollout"] = {"strategy": {"rollingUpdate": {"maxSurge": 0}}}
         md = by_kind(docs, "MachineDeployment")
         md["apiVersion"] = "cluster.x-k8s.io/v1beta2"

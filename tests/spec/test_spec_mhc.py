@@ -5,22 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spec.loader import ManifestError, load_manifest
-from tests.spec.test_spec_loader import by_kind, mutate
-
-
-def _kcp_v1beta2(docs: list[dict]) -> dict:
-    kcp = by_kind(docs, "KubeadmControlPlane")
-    kcp["apiVersion"] = "controlplane.cluster.x-k8s.io/v1beta2"
-    kcp["spec"]["machineTemplate"] = {
-        "spec": {
-            "infrastructureRef": {
-                "apiGroup": "infrastructure.cluster.x-k8s.io",
-                "kind": "AWSMachineTemplate",
-                "name": "demo-cp",
-            }
-        }
-    }
-    return kcp
+from tests.spec.test_spec_loader import by_kind, kcp_to_v1beta2, mutate
 
 
 @pytest.mark.parametrize(
@@ -36,12 +21,12 @@ def _kcp_v1beta2(docs: list[dict]) -> dict:
         ),
         (
             "v1beta2 spec.remediation.minHealthyPeriodSeconds",
-            lambda docs: _kcp_v1beta2(docs)["spec"].update(remediation={"minHealthyPeriodSeconds": 600}),
+            lambda docs: kcp_to_v1beta2(docs)["spec"].update(remediation={"minHealthyPeriodSeconds": 600}),
             600,
         ),
         (
             "zero is allowed (every failure is a new remediation sequence)",
-            lambda docs: _kcp_v1beta2(docs)["spec"].update(remediation={"minHealthyPeriodSeconds": 0}),
+            lambda docs: kcp_to_v1beta2(docs)["spec"].update(remediation={"minHealthyPeriodSeconds": 0}),
             0,
         ),
     ],
@@ -61,7 +46,7 @@ def test_kcp_min_healthy_period(case, edit, expected) -> None:
             "spec.remediationStrategy.minHealthyPeriod",
         ),
         (
-            lambda docs: _kcp_v1beta2(docs)["spec"].update(remediation={"minHealthyPeriodSeconds": -1}),
+            lambda docs: kcp_to_v1beta2(docs)["spec"].update(remediation={"minHealthyPeriodSeconds": -1}),
             "spec.remediation.minHealthyPeriodSeconds",
         ),
     ],
