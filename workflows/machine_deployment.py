@@ -140,7 +140,9 @@ class DeploymentCarry(BaseModel):
     exact_delete_order: bool = False
     # spec.rolloutAfter rolls the machines once it passes (set once, under PATCH_ROLLOUT_AFTER).
     honours_rollout_after: bool = False
-    rollout_after_seen: float | None = None
+    # Base revision (templates, version, failure domain) -> the rolloutAfter that last rolled its
+    # machines (CAPI: a new MachineSet of the same template); part of the revision id.
+    rolled_after: dict[str, float] = {}
 
 
 class MachineDeploymentInput(BaseModel):
@@ -718,13 +720,26 @@ class MachineDeploymentWorkflow:
     def _revision(self) -> str:
         s = self._spec
         assert s is not None
-        rollout_after = self._rollout_after() if self._carry.honours_rollout_after else None
-        return deployment_revision(
-            s,
-            self._carry.first_bootstrap_template_name,
-            rollout_after=rollout_after,
-            now=workflow.now().timestamp(),
-        )
+        first = self._carry.first_bootstrap_template_name
+        base = deployment_revision(s, first)
+        return deployment_revision(s, first, rolled_after=self._carry.rolled_after.get(base))
+
+    def _roll_if_rollout_after_passed(self) -> None:
+        """CAPI's rolloutAfter: once it has passed, a current MachineSet created before it is
+        replaced by a new one of the same template (here: a new revision id); one created after
+        it (or not used yet) keeps its machines, whatever rolloutAfter says later."""
+        at = self._rollout_after() if self._carry.honours_rollout_after else None
+        now = workflow.now().timestamp()
+        if at is None or at > now:
+            return
+        current = self._revision()
+        made = next((r.created for r in self._carry.revisions if r.revision == current), None)
+        if made is None or made >= at:
+            return
+        spec = self._spec
+        assert spec is not None
+        self._carry.rolled_after[deployment_revision(spec, self._carry.first_bootstrap_template_name)] = at
+        self._carry.last_progress = now  # a new target: the progress deadline counts from now
 
     def _rollout_after(self) -> float | None:
         """spec.rolloutAfter as workflow-clock seconds (None: unset or not a time)."""
@@ -771,11 +786,7 @@ class MachineDeploymentWorkflow:
             self._carry.exact_delete_order = True
         if not self._carry.honours_rollout_after and workflow.patched(PATCH_ROLLOUT_AFTER):
             self._carry.honours_rollout_after = True
-        at = self._rollout_after() if self._carry.honours_rollout_after else None
-        if at is not None and at <= workflow.now().timestamp() and self._carry.rollout_after_seen != at:
-            # rolloutAfter just passed: a new target, so the progress deadline counts from now.
-            self._carry.rollout_after_seen = at
-            self._carry.last_progress = workflow.now().timestamp()
+        self._roll_if_rollout_after_passed()
         state = self._state()
         if not rollout.deployment_complete(state) and await self._observe_nodes():
             state = self._state()
@@ -1135,17 +1146,16 @@ def deployment_revision(
     spec: MachineDeploymentSpec,
     first_bootstrap_template: str | None = None,
     *,
-    rollout_after: float | None = None,
-    now: float = 0.0,
+    rolled_after: float | None = None,
 ) -> str:
     """What makes a deployment's machines differ (CAPI: a new MachineSet): the infrastructure
     template (its name and contents), the bootstrap config's contents, the version, the failure
-    domain — and the bootstrap template's name once it differs from the one the deployment
-    started with (so revisions recorded before it counted stay the same)."""
+    domain — the bootstrap template's name once it differs from the one the deployment started
+    with (so revisions recorded before it counted stay the same) — and the rolloutAfter that last
+    rolled machines of that template."""
     parts: list = [spec.machine_template, spec.bootstrap, spec.version, spec.failure_domain]
     if first_bootstrap_template is not None and spec.bootstrap_template_name != first_bootstrap_template:
         parts.append(f"bootstrap-template:{spec.bootstrap_template_name}")
-    if rollout_after is not None and now >= rollout_after:
-        # CAPI: once rolloutAfter has passed, machines made before it roll (a new MachineSet).
-        parts.append(f"rollout-after:{rollout_after:.0f}")
+    if rolled_after is not None:
+        parts.append(f"rollout-after:{rolled_after:.0f}")
     return revision_of(*parts)

@@ -292,11 +292,9 @@ def test_scale_down_uses_capis_order_when_exact() -> None:
     assert plan_machine_deployment(state).delete == ("a",)
 
 
-@pytest.mark.parametrize(
-    ("rollout_after", "now", "same"),
-    [(None, 100.0, True), (200.0, 100.0, True), (200.0, 200.0, False), (200.0, 500.0, False)],
-)
-def test_rollout_after_is_part_of_the_revision_once_passed(rollout_after, now, same) -> None:
+def test_a_rollout_after_roll_is_a_new_revision_of_the_same_template() -> None:
     base = deployment_revision(MD, MD.bootstrap_template_name)
-    got = deployment_revision(MD, MD.bootstrap_template_name, rollout_after=rollout_after, now=now)
-    assert (got == base) is same
+    once = deployment_revision(MD, MD.bootstrap_template_name, rolled_after=200.0)
+    again = deployment_revision(MD, MD.bootstrap_template_name, rolled_after=900.0)
+    assert len({base, once, again}) == 3
+    assert deployment_revision(MD, MD.bootstrap_template_name, rolled_after=200.0) == once

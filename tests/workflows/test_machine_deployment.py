@@ -686,6 +686,16 @@ async def test_rollout_after_rolls_every_machine_once_it_passes(time_skipping_en
         assert {m.name for m in st.machines} == before and st.revision == revision
         st = await wait_for(env, handle, lambda s: complete(2)(s) and s.revision != revision, step=30)
         assert not before & {m.name for m in st.machines}
+        # A rolloutAfter already past when the machines were made rolls nothing (CAPI compares it
+        # with the MachineSet's creation).
+        rolled, revision = {m.name for m in st.machines}, st.revision
+        await handle.signal(
+            MachineDeploymentWorkflow.apply_spec,
+            spec.model_copy(update={"rollout_after": "2020-01-01T00:00:00Z"}),
+        )
+        await env.sleep(15 * 60)
+        st = await status(env, handle)
+        assert {m.name for m in st.machines} == rolled
 
 
 async def test_remediation_current_revision_newest_first_within_max_in_flight(time_skipping_env, task_queue):
