@@ -57,6 +57,8 @@ PATCH_COMPONENTS_FOLLOW = "control-plane-components-follow-version"
 PATCH_READS_ETCD_MEMBERS = "control-plane-reads-etcd-members"
 # A remediation request remediates the machine CAPI's order picks among the unhealthy ones.
 PATCH_REMEDIATION_ORDER = "control-plane-remediation-order"
+# How long an etcd member list read for a remediation decision is reused (workflow seconds).
+ETCD_MEMBERS_FRESH_SECONDS = 120.0
 
 # When nothing happens, look again this often (machines signal changes; this is a safety net
 # and how rolloutAfter deadlines are noticed).
@@ -173,6 +175,8 @@ class ControlPlaneWorkflow:
         # True while an etcd member is being removed (scale-down or remediation): one at a time.
         self._etcd_busy = False
         self._operation = "starting"
+        # (when, names) of the last etcd member list read; not carried across continue-as-new.
+        self._members_read: tuple[float, tuple[str, ...]] | None = None
         self._last_reported: ControlPlaneStatus | None = None
         self._owner: str | None = inp.owner_workflow_id
 
@@ -324,7 +328,9 @@ class ControlPlaneWorkflow:
             # then a components problem, then the oldest), not whichever the request named.
             chosen = rules.pick_machine_to_remediate(self._carry.book.views())
             target = chosen.name if chosen is not None else req.machine
-        members = await self._etcd_members() if workflow.patched(PATCH_READS_ETCD_MEMBERS) else None
+        members = None
+        if not self._etcd_busy and not self._carry.paused and workflow.patched(PATCH_READS_ETCD_MEMBERS):
+            members = await self._etcd_members()
         decision = self._remediation_decision(target, members)
         if self._etcd_busy:
             decision = decision.model_copy(
@@ -553,6 +559,7 @@ class ControlPlaneWorkflow:
             return await self._remove_member_and_delete(book, name, departing, via)
         finally:
             self._etcd_busy = False
+            self._members_read = None  # the membership changed (or may have): read it again
 
     async def _remove_member_and_delete(
         self, book: MachineBook, name: str, departing: MachineStatus, via: str | None
@@ -576,6 +583,10 @@ class ControlPlaneWorkflow:
         decisions (a member whose machine is gone still counts). None when no node could answer:
         the machines' nodes stand in for it, as before."""
         assert self._cluster is not None
+        now = workflow.now().timestamp()
+        if self._members_read is not None and now - self._members_read[0] < ETCD_MEMBERS_FRESH_SECONDS:
+            # A refused remediation is asked again every health interval: one list serves a while.
+            return self._members_read[1]
         for via in self._healthy_siblings(exclude=None)[:2]:
             cmd = await workflow.execute_activity(
                 etcd.send_etcd_member_list,
@@ -596,7 +607,9 @@ class ControlPlaneWorkflow:
                     break
                 await workflow.sleep(delay)
             if listed.state == "listed" and listed.members:
-                return tuple(m.name or m.id for m in listed.members)
+                members = tuple(m.name or m.id for m in listed.members)
+                self._members_read = (now, members)
+                return members
         return None
 
     def _healthy_siblings(self, exclude: str | None, via: str | None = None) -> list[MachineStatus]:
