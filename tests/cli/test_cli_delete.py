@@ -34,9 +34,9 @@ from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from client import clusters
 from plan import names
 from spec.loader import load_file
-from tests.support.cloud import FakeCloud
+from testkit.fake_cloud import FakeCloud
+from testkit.health_fakes import HealthFakes
 from tests.support.context import query, running_worker, wait_for
-from tests.support.health import HealthFakes
 from tests.support.paths import QUICKSTART
 from tests.support.strict_aws import strict_aws
 from workflows.cluster import (

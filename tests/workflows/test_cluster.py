@@ -27,9 +27,9 @@ from activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsR
 from plan import names
 from spec.loader import load_file
 from spec.models import AddonSpec
-from tests.support.cloud import FakeCloud
+from testkit.fake_cloud import FakeCloud
+from testkit.health_fakes import HealthFakes
 from tests.support.context import query, running_worker, wait_for
-from tests.support.health import HealthFakes
 from tests.support.paths import QUICKSTART
 from workflows.cluster import (
     ClusterCarry,

@@ -12,7 +12,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from spec.models import ControlPlaneSpec
-from tests.support.cloud import FakeCloud
+from testkit.fake_cloud import FakeCloud
 from tests.support.context import (
     AZS,
     cluster_context,

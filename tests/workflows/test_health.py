@@ -26,9 +26,9 @@ from spec.models import (
     MachineDeploymentSpec,
     UnhealthyCondition,
 )
-from tests.support.cloud import FakeCloud
+from testkit.fake_cloud import FakeCloud
+from testkit.health_fakes import HealthFakes
 from tests.support.context import cluster_context, machine_template, query, running_worker, unique, wait_for
-from tests.support.health import HealthFakes
 from workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
 from workflows.control_plane_rules import etcd_quorum
 from workflows.health import (

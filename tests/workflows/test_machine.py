@@ -11,7 +11,7 @@ from temporalio.worker import Replayer
 
 from activities.aws import images
 from spec.models import AMISelector
-from tests.support.cloud import FakeCloud
+from testkit.fake_cloud import FakeCloud
 from tests.support.context import (
     cluster_context,
     kubeadm,

@@ -29,7 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
-from tests.support.cloud import FakeCloud
+from testkit.fake_cloud import FakeCloud
 from tests.support.context import AZS, cluster_context, query, running_worker, unique
 from workflows import rollout
 from workflows.machine import MachineWorkflow

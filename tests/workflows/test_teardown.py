@@ -37,10 +37,10 @@ from activities.workload.teardown import (
 )
 from plan import names
 from spec.loader import load_file
+from testkit.fake_cloud import FakeCloud
+from testkit.health_fakes import HealthFakes
 from testkit.reference import AZS, REGION, reference_spec
-from tests.support.cloud import FakeCloud
 from tests.support.context import query, running_worker, wait_for
-from tests.support.health import HealthFakes
 from tests.support.paths import QUICKSTART
 from tests.support.strict_aws import StrictAws, strict_aws
 from workflows.cluster import ClusterInput, ClusterStatus, ClusterWorkflow, cluster_workflow_id

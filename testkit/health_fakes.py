@@ -25,7 +25,7 @@ from activities.aws import instance_events
 from activities.aws import instances as ec2
 from activities.workload import activities as workload
 from activities.workload.objects import NodeCondition
-from tests.support.cloud import FakeCloud
+from testkit.fake_cloud import FakeCloud
 
 
 class HealthFakes:
