@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.capt-installed
 EXAMPLE ?= examples/capi-quickstart.yaml
 
-.PHONY: help install system-deps test e2e e2e-ui chaos check lint demo down clean histories
+.PHONY: help install system-deps test e2e e2e-ui chaos check lint demo down clean histories bench bench-small
 
 help:
 	@echo "make test   create .venv if missing, install, lint, then the unit and time-skipping workflow tests (parallel)"
@@ -19,6 +19,8 @@ help:
 	@echo "make e2e-ui the Temporal Web UI in Debian's chromium (Selenium), screenshots in docs/img/"
 	@echo "make chaos  the chaos suite on its own local stack: worker/server kill -9, AWS faults, account audit (SEED=N, SCENARIO=id)"
 	@echo "make check  both"
+	@echo "make bench  every benchmark at full size (hours), tables printed, docs/BENCHMARKS.md + docs/img/ rewritten"
+	@echo "make bench-small  every benchmark at its small default (a few minutes), same outputs"
 	@echo "make demo   start the local stack (capt dev up) and create the cluster in $(EXAMPLE)"
 	@echo "make down   stop the local stack (capt dev down)"
 	@echo "make histories  re-record tests/histories/ from real runs on a local stack of its own (docs/versioning.md)"
@@ -72,6 +74,15 @@ chaos: install
 	$(BIN)/python -m testkit.chaos $(if $(SEED),--seed $(SEED)) $(foreach s,$(SCENARIO),--scenario $(s))
 
 check: test e2e
+
+# The benchmarks (bench/, `python -m bench <name>` runs one): each prints a table and saves
+# docs/bench/<name>.json; the report turns them into docs/BENCHMARKS.md with plots in docs/img/.
+# Run alone: they measure CPU and wall time, and anything else on the 2 cores skews them.
+bench: install
+	$(BIN)/python -m bench all --full
+
+bench-small: install
+	$(BIN)/python -m bench all
 
 # The Temporal Web UI in a real browser: Debian's chromium + chromium-driver (apt-get, as root),
 # Selenium from PyPI; screenshots in docs/img/. Skipped with its reason where chromium is missing.

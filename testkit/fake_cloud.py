@@ -59,9 +59,20 @@ class Sample:
 
 
 class FakeCloud:
-    def __init__(self, boot_seconds: float = 30, join_seconds: float = 30, terminate_seconds: float = 10):
+    def __init__(
+        self,
+        boot_seconds: float = 30,
+        join_seconds: float = 30,
+        terminate_seconds: float = 10,
+        init_seconds: float | None = None,
+    ):
         self.boot = timedelta(seconds=boot_seconds)
         self.join = timedelta(seconds=join_seconds)
+        # The first control-plane machine runs `kubeadm init` (this long, when given) instead of
+        # a join; `node_not_before` holds any node back further (e.g. until the API server's
+        # load balancer is active: kubeadm init uploads its config through the endpoint).
+        self.init = timedelta(seconds=init_seconds) if init_seconds is not None else None
+        self.node_not_before: Callable[[FakeInstance], datetime | None] | None = None
         self.terminate_delay = timedelta(seconds=terminate_seconds)
         self.instances: dict[str, FakeInstance] = {}
         self.cordoned: set[str] = set()
@@ -129,12 +140,22 @@ class FakeCloud:
         ):
             return False
         extra = timedelta(seconds=self.slow_boot.get(inst.machine, 0))
-        return now >= inst.launched_at + self.boot + self.join + extra
+        return now >= self.node_up_at(inst) + extra
 
     def node_registered(self, inst: FakeInstance, now: datetime) -> bool:
         if inst.machine in self.never_ready:
             return False
-        return inst.terminated_at is None and now >= inst.launched_at + self.boot + self.join
+        return inst.terminated_at is None and now >= self.node_up_at(inst)
+
+    def node_up_at(self, inst: FakeInstance) -> datetime:
+        """When the instance's node registers Ready: boot, then kubeadm init or join."""
+        first = self.init is not None and inst.role == "control-plane" and inst is self._first_control_plane()
+        at = inst.launched_at + self.boot + (self.init if first and self.init is not None else self.join)
+        not_before = self.node_not_before(inst) if self.node_not_before else None
+        return max(at, not_before) if not_before else at
+
+    def _first_control_plane(self) -> FakeInstance | None:
+        return next((i for i in self.instances.values() if i.role == "control-plane"), None)
 
     def ready_count(self, now: datetime) -> int:
         return sum(1 for i in self._alive(now) if self.node_ready(i, now) and i.machine not in self.cordoned)

@@ -1,0 +1,367 @@
+"""Benchmark 1: a create's critical path in simulated time, against its dependency lower bound.
+
+    python -m bench critical_path [--manifest PATH] [--lb classic|nlb|both]
+
+The whole ClusterWorkflow tree runs on Temporal's time-skipping test server: the network's real
+activities against in-process moto, the machines on the fake cloud (testkit/fake_cloud.py). The
+latency model (bench/latencies.toml) is applied in workflow time, so minutes of AWS cost
+milliseconds of wall time:
+
+- an AWS call that takes L seconds fails its first attempt at once with `next_retry_delay=L`
+  (a Temporal retry timer, skipped by the test server), and the real activity runs as attempt 2
+  — the workflow sees its result L seconds after it asked, and concurrent calls overlap as they
+  would in AWS;
+- a NAT gateway is "pending" for `nat_gateway` seconds after its create: capt's describe polls
+  see that state until then;
+- the load balancer answers `classic_elb` / `nlb` seconds after its create; the first
+  control-plane node cannot be Ready before (kubeadm init uploads its config through it);
+- instances are pending for `instance_pending` s, then kubeadm init (`kubeadm_init`) or join
+  (`kubeadm_join`) until the node is Ready.
+
+capt's create time is the cluster's Ready transition (ClusterStatus.phase_since) minus the
+workflow's start, both in workflow time; the report divides it by the lower bound
+(bench/model.py) and shows the same model walked in CAPA's order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import model, results  # noqa: E402
+
+QUICKSTART = ROOT / "examples" / "capi-quickstart.yaml"
+
+# Activity name -> the latency field (bench/latencies.toml) its call costs.
+CALL_LATENCY = {
+    "ensure_vpc": "vpc",
+    "ensure_subnet": "subnet",
+    "ensure_internet_gateway": "internet_gateway",
+    "ensure_eip": "elastic_ip",
+    "ensure_nat_gateway": "elastic_ip",  # the create call; "available" comes later (see above)
+    "ensure_route_table": "route_table",
+    "ensure_security_group": "security_group",
+    "reconcile_security_group_rules": "security_group",
+    "revoke_default_security_group_rules": "security_group",
+    "ensure_load_balancer": "elastic_ip",  # the create call; answering comes later (see above)
+}
+
+
+def _aws_env() -> None:
+    for var in [v for v in os.environ if v.startswith("AWS_ENDPOINT_URL")]:
+        del os.environ[var]
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="ap-northeast-2",
+        AWS_REGION="ap-northeast-2",
+    )
+
+
+class LatencyModel:
+    """Wraps the real network activities so each costs its modelled latency in workflow time, and
+    records every step (name, start, end) for the timeline."""
+
+    def __init__(self, lat: model.Latencies, lb_type: str) -> None:
+        self.lat = lat
+        self.lb_seconds = lat.load_balancer(lb_type)
+        self.steps: list[tuple[str, datetime, datetime]] = []
+        self.nat_created: dict[str, datetime] = {}
+        self.lb_ready_at: datetime | None = None
+        self.lock = threading.Lock()
+
+    def wrap(self, fn: Callable) -> Callable:
+        from temporalio import activity
+        from temporalio.exceptions import ApplicationError
+
+        name = activity._Definition.must_from_callable(fn).name
+        seconds = getattr(self.lat, CALL_LATENCY[name]) if name in CALL_LATENCY else 0.0
+        me = self
+
+        def timed(arg: Any) -> Any:
+            info = activity.info()
+            if seconds and info.attempt == 1:
+                # Answered `seconds` later: Temporal retries the call after this delay (a timer
+                # the time-skipping server skips), and the real activity runs then.
+                raise ApplicationError(
+                    "modelled latency", type="ModelledLatency", next_retry_delay=timedelta(seconds=seconds)
+                )
+            now = info.current_attempt_scheduled_time
+            result = fn(arg)
+            with me.lock:
+                me.steps.append((name, now - timedelta(seconds=seconds), now))
+                if name == "ensure_nat_gateway":
+                    created = me.nat_created.setdefault(result.nat_gateway_id, now)
+                    result = me._nat_state(result, created, now)
+                elif name == "describe_nat_gateway":
+                    created = me.nat_created.get(arg.nat_gateway_id, now)
+                    result = me._nat_state(result, created, now)
+                elif name == "ensure_load_balancer" and me.lb_ready_at is None:
+                    me.lb_ready_at = now + timedelta(seconds=me.lb_seconds)
+            return result
+
+        # The real function's name and annotations (the payload types), not its __dict__ (which
+        # holds its activity definition).
+        functools.update_wrapper(timed, fn, updated=())
+        return activity.defn(name=name)(timed)
+
+    def _nat_state(self, result: Any, created: datetime, now: datetime) -> Any:
+        if now < created + timedelta(seconds=self.lat.nat_gateway):
+            return result.model_copy(update={"state": "pending"})
+        return result
+
+    def node_not_before(self, inst: Any) -> datetime | None:
+        # Every node talks to the API server through the load balancer; kubeadm init uploads
+        # its configuration through it, so no node is Ready before the load balancer answers.
+        return self.lb_ready_at
+
+
+async def _start_env():
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from testkit.binaries import find_binary
+    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL_SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    return env
+
+
+async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[str, Any]:
+    """Create the manifest's cluster once under the latency model; its timeline in seconds."""
+    from moto import mock_aws
+
+    from activities import cluster_tree
+    from activities import health as health_activities
+    from activities.aws import cleanup, instance_events
+    from activities.aws import secrets as sm
+    from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+    from spec.loader import load_file
+    from testkit.context import running_worker
+    from testkit.fake_cloud import FakeCloud
+    from testkit.health_fakes import HealthFakes
+    from workflows.cluster import ClusterInput, ClusterWorkflow, cluster_workflow_id
+    from workflows.registry import WORKFLOWS
+
+    spec = load_file(manifest, env={}).spec
+    spec = spec.model_copy(update={"load_balancer": spec.load_balancer.model_copy(update={"type": lb_type})})
+    timing = LatencyModel(lat, lb_type)
+    cloud = FakeCloud(
+        boot_seconds=lat.instance_pending,
+        join_seconds=lat.kubeadm_join,
+        terminate_seconds=lat.instance_terminate,
+        init_seconds=lat.kubeadm_init,
+    )
+    cloud.node_not_before = timing.node_not_before
+    env = await _start_env()
+    wall = time.monotonic()
+    try:
+        with mock_aws():
+            acts = [
+                *(timing.wrap(a) for a in INFRASTRUCTURE_ACTIVITIES),
+                sm.ensure_cluster_pki,
+                sm.delete_cluster_secrets,
+                *cleanup.CLEANUP_ACTIVITIES,
+                *cluster_tree.CLUSTER_TREE_ACTIVITIES,
+                instance_events.delete_instance_events,
+                *health_activities.HEALTH_ACTIVITIES,
+                *HealthFakes(cloud).activities(),
+            ]
+            queue = f"bench-{uuid.uuid4().hex[:6]}"
+            async with running_worker(env, queue, list(WORKFLOWS), acts):
+                handle = await env.client.start_workflow(
+                    ClusterWorkflow.run,
+                    ClusterInput(spec=spec),
+                    id=cluster_workflow_id(spec.namespace, spec.name),
+                    task_queue=queue,
+                )
+                started = (await handle.describe()).start_time
+                status = None
+                for _ in range(600):
+                    status = await handle.query(ClusterWorkflow.status)
+                    if status.phase == "Ready":
+                        break
+                    await env.sleep(5)
+                if status is None or status.phase != "Ready":
+                    raise RuntimeError(f"cluster not Ready: {status and status.phase}")
+    finally:
+        await env.shutdown()
+    assert status.phase_since is not None
+    at = lambda t: round((t - started).total_seconds(), 1)  # noqa: E731
+    network = sorted(((n, at(s), at(e)) for n, s, e in timing.steps), key=lambda x: (x[1], x[2]))
+    machines = []
+    for inst in cloud.instances.values():
+        machines.append((f"{inst.role} {inst.machine}", at(inst.launched_at), at(cloud.node_up_at(inst))))
+    machines.sort(key=lambda x: x[1])
+    control_plane = sum(1 for i in cloud.instances.values() if i.role == "control-plane")
+    workers = len(cloud.instances) - control_plane
+    bound = model.lower_bound(lat, lb_type, control_plane, workers)
+    capa = model.capa_order(
+        lat,
+        lb_type,
+        zones=len({i.az for i in cloud.instances.values()}) or 3,
+        control_plane=control_plane,
+        workers=workers,
+    )
+    create = at(status.phase_since)
+    return {
+        "lb_type": lb_type,
+        "control_plane": control_plane,
+        "workers": workers,
+        "create_seconds": create,
+        "lower_bound_seconds": model.bound_seconds(bound),
+        "capa_order_seconds": model.bound_seconds(capa),
+        "ratio": round(create / model.bound_seconds(bound), 3),
+        "capa_ratio": round(model.bound_seconds(capa) / model.bound_seconds(bound), 3),
+        "wall_seconds": round(time.monotonic() - wall, 1),
+        "network_ready_seconds": max((e for _, _, e in network), default=0.0),
+        "timeline": {
+            "network": network,
+            "machines": machines,
+            "lower_bound": [(s.name, s.start, s.end) for s in bound],
+            "capa_order": [(s.name, s.start, s.end) for s in capa],
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench critical_path", description=__doc__.split("\n")[0])
+    p.add_argument("--manifest", type=Path, default=QUICKSTART)
+    p.add_argument("--lb", choices=("classic", "nlb", "both"), default="both")
+    p.add_argument("--full", action="store_true", help="(same as the default: the create is small)")
+    p.add_argument("--results", type=Path, default=results.RESULTS, help="where to save critical_path.json")
+    args = p.parse_args(argv or [])
+    _aws_env()
+    # Every modelled latency is a failed first attempt: the SDK would log each one as a warning.
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
+    lat = model.load()
+    runs = []
+    for lb in ("classic", "nlb") if args.lb == "both" else (args.lb,):
+        runs.append(asyncio.run(measure(args.manifest, lb, lat)))
+    print(
+        f"{'load balancer':<14} {'capt':>7} {'bound':>7} {'ratio':>6} {'CAPA order':>11} {'ratio':>6} {'wall':>6}"
+    )
+    for r in runs:
+        print(
+            f"{r['lb_type']:<14} {r['create_seconds']:>6.0f}s {r['lower_bound_seconds']:>6.0f}s {r['ratio']:>6.2f}"
+            f" {r['capa_order_seconds']:>10.0f}s {r['capa_ratio']:>6.2f} {r['wall_seconds']:>5.1f}s"
+        )
+    results.save(
+        "critical_path",
+        {
+            "manifest": str(args.manifest.relative_to(ROOT))
+            if args.manifest.is_relative_to(ROOT)
+            else str(args.manifest),
+            "runs": runs,
+        },
+        args.results,
+    )
+    return 0
+
+
+def section(data: dict[str, Any]) -> str:
+    lines = [
+        "## 1. A create's critical path, in simulated time",
+        "",
+        f"`{data.get('manifest', '')}` ({data['runs'][0]['control_plane']} control-plane machines,"
+        f" {data['runs'][0]['workers']} workers) created on the time-skipping server under the latency model"
+        " (`bench/latencies.toml`). The lower bound is the longest dependency chain"
+        " (VPC → subnet → max(NAT gateway, load balancer) → route → CP1 init → CP2 join → CP3 join; workers in"
+        " parallel after CP1). The CAPA column walks the same model in CAPA's order (serial network steps,"
+        " load balancer requeued every 15 s, one KCP machine per reconcile with a preflight requeue): a model of"
+        " CAPA, not a run of it.",
+        "",
+        "| load balancer | capt | lower bound | capt / bound | CAPA order (model) | CAPA / bound | capt faster than CAPA | wall |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["runs"]:
+        lines.append(
+            f"| {r['lb_type']} | {r['create_seconds']:.0f} s | {r['lower_bound_seconds']:.0f} s | **{r['ratio']:.2f}**"
+            f" | {r['capa_order_seconds']:.0f} s | {r['capa_ratio']:.2f} |"
+            f" {r['capa_order_seconds'] / r['create_seconds']:.2f}× | {r['wall_seconds']:.1f} s |"
+        )
+    lines += ["", "![create timeline](img/bench-critical-path.png)", ""]
+    return "\n".join(lines)
+
+
+def plots(data: dict[str, Any]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = data["runs"]
+    fig, axes = plt.subplots(len(runs), 1, figsize=(10, 4.2 * len(runs)), squeeze=False)
+    for ax, r in zip(axes[:, 0], runs, strict=True):
+        rows: list[tuple[str, float, float, str]] = []
+        for name, s, e in r["timeline"]["lower_bound"]:
+            rows.append((f"bound: {name}", s, e, "#bbbbbb"))
+        for name, s, e in r["timeline"]["capa_order"]:
+            rows.append((f"CAPA: {name}", s, e, "#e8a87c"))
+        for name, s, e in _merge_network(r["timeline"]["network"]):
+            rows.append((f"capt: {name}", s, e, "#41b3a3"))
+        for name, s, e in r["timeline"]["machines"]:
+            rows.append((f"capt: {name}", s, e, "#2a7ab0"))
+        for y, (name, s, e, color) in enumerate(reversed(rows)):
+            ax.barh(y, max(e - s, 0.5), left=s, color=color)
+            ax.text(e + 2, y, name, va="center", fontsize=6)
+        ax.axvline(r["create_seconds"], color="#2a7ab0", linestyle="--", linewidth=1)
+        ax.axvline(r["lower_bound_seconds"], color="#777777", linestyle=":", linewidth=1)
+        ax.set_yticks([])
+        ax.set_xlabel("seconds after the create (simulated)")
+        ax.set_title(
+            f"{r['lb_type']} load balancer: capt Ready at {r['create_seconds']:.0f} s, bound {r['lower_bound_seconds']:.0f} s,"
+            f" CAPA order {r['capa_order_seconds']:.0f} s",
+            fontsize=9,
+        )
+        ax.set_xlim(0, max(r["capa_order_seconds"], r["create_seconds"]) * 1.35)
+    fig.tight_layout()
+    results.IMAGES.mkdir(parents=True, exist_ok=True)
+    path = results.IMAGES / "bench-critical-path.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def _merge_network(steps: list) -> list[tuple[str, float, float]]:
+    """One bar per kind of network step (first start to last end) to keep the chart readable."""
+    kinds: dict[str, tuple[float, float, int]] = {}
+    for name, s, e in steps:
+        kind = name.removeprefix("ensure_").removeprefix("reconcile_").replace("_", " ")
+        s0, e0, n = kinds.get(kind, (s, e, 0))
+        kinds[kind] = (min(s0, s), max(e0, e), n + 1)
+    return [
+        (f"{k} ×{n}" if n > 1 else k, s, e) for k, (s, e, n) in sorted(kinds.items(), key=lambda x: x[1][0])
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
