@@ -83,6 +83,7 @@ class LatencyModel:
         self.steps: list[tuple[str, datetime, datetime]] = []
         self.nat_created: dict[str, datetime] = {}
         self.lb_ready_at: datetime | None = None
+        self.answers: dict[tuple[str, str], Any] = {}
         self.lock = threading.Lock()
 
     def wrap(self, fn: Callable) -> Callable:
@@ -95,24 +96,34 @@ class LatencyModel:
 
         def timed(arg: Any) -> Any:
             info = activity.info()
-            if seconds and info.attempt == 1:
-                # Answered `seconds` later: Temporal retries the call after this delay (a timer
-                # the time-skipping server skips), and the real activity runs then.
-                raise ApplicationError(
-                    "modelled latency", type="ModelledLatency", next_retry_delay=timedelta(seconds=seconds)
-                )
+            key = (info.workflow_run_id, info.activity_id)
+            if seconds:
+                with me.lock:
+                    answered = me.answers.pop(key, None) if info.attempt > 1 else None
+                if answered is not None:
+                    return answered  # the call was made; its answer arrives now
             now = info.current_attempt_scheduled_time
             result = fn(arg)
             with me.lock:
-                me.steps.append((name, now - timedelta(seconds=seconds), now))
+                me.steps.append((name, now, now + timedelta(seconds=seconds)))
                 if name == "ensure_nat_gateway":
                     created = me.nat_created.setdefault(result.nat_gateway_id, now)
-                    result = me._nat_state(result, created, now)
+                    result = me._nat_state(result, created, now + timedelta(seconds=seconds))
                 elif name == "describe_nat_gateway":
                     created = me.nat_created.get(arg.nat_gateway_id, now)
                     result = me._nat_state(result, created, now)
                 elif name == "ensure_load_balancer" and me.lb_ready_at is None:
                     me.lb_ready_at = now + timedelta(seconds=me.lb_seconds)
+                if seconds:
+                    me.answers[key] = result
+            if seconds:
+                # AWS did it; the answer takes `seconds`: the first attempt fails at once and
+                # Temporal retries it after exactly that long (a timer the time-skipping server
+                # skips), and the retry returns the answer kept here. capt's own "an earlier
+                # attempt may have created it" logic never sees a missing resource.
+                raise ApplicationError(
+                    "modelled latency", type="ModelledLatency", next_retry_delay=timedelta(seconds=seconds)
+                )
             return result
 
         # The real function's name and annotations (the payload types), not its __dict__ (which
@@ -129,6 +140,21 @@ class LatencyModel:
         # Every node talks to the API server through the load balancer; kubeadm init uploads
         # its configuration through it, so no node is Ready before the load balancer answers.
         return self.lb_ready_at
+
+
+def _warm_moto(region: str) -> None:
+    """moto loads each service's backend (EC2's AMI and instance-type catalogues: seconds) on its
+    first call in a process. The test server's clock runs in real time while an activity runs,
+    so that one-off load would count as AWS latency: pay it before the create starts."""
+    import boto3
+
+    for service, call in (
+        ("ec2", "describe_vpcs"),
+        ("elb", "describe_load_balancers"),
+        ("elbv2", "describe_load_balancers"),
+        ("secretsmanager", "list_secrets"),
+    ):
+        getattr(boto3.client(service, region_name=region), call)()
 
 
 async def _start_env():
@@ -165,9 +191,9 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
     from activities.aws import secrets as sm
     from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
     from spec.loader import load_file
-    from testkit.context import running_worker
     from testkit.fake_cloud import FakeCloud
     from testkit.health_fakes import HealthFakes
+    from worker import build_worker
     from workflows.cluster import ClusterInput, ClusterWorkflow, cluster_workflow_id
     from workflows.registry import WORKFLOWS
 
@@ -195,8 +221,10 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
                 *health_activities.HEALTH_ACTIVITIES,
                 *HealthFakes(cloud).activities(),
             ]
+            _warm_moto(spec.region)
             queue = f"bench-{uuid.uuid4().hex[:6]}"
-            async with running_worker(env, queue, list(WORKFLOWS), acts):
+            # The production worker's settings (activity slots and threads), not a test's.
+            async with build_worker(env.client, queue, workflows=list(WORKFLOWS), activities=acts):
                 handle = await env.client.start_workflow(
                     ClusterWorkflow.run,
                     ClusterInput(spec=spec),

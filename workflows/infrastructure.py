@@ -69,6 +69,8 @@ INSTANCE_TERMINATED_TIMEOUT = timedelta(minutes=10)
 # The final sweep is re-read a few times: AWS reads lag deletions by seconds.
 FINAL_SWEEP_ATTEMPTS = 6
 FINAL_SWEEP_INTERVAL = timedelta(seconds=10)
+# workflow.patched id (docs/versioning.md): NAT gateway polls capped at 10 s instead of 30 s.
+PATCH_NAT_POLL = "infra-nat-poll-10s"
 
 
 def workflow_id(spec: ClusterSpec) -> str:
@@ -500,7 +502,10 @@ class InfrastructureWorkflow:
     ) -> None:
         """Poll the NAT gateway between durable timers until it reaches `want`."""
         deadline = workflow.now() + timeout
-        delays = opts.poll_intervals(first=5, factor=1.5, cap=30)
+        # A NAT gateway takes 1-2 minutes: polls capped at 10 s see it at most 10 s late (at 30 s,
+        # up to 30 s late on every create's critical path); ~12 describes per gateway, not ~7.
+        cap = 10 if workflow.patched(PATCH_NAT_POLL) else 30
+        delays = opts.poll_intervals(first=5, factor=1.5, cap=cap)
         state, failure = nat.state, nat.failure
         while state != want:
             if state == "failed" and want == "available":

@@ -66,9 +66,16 @@ PATCH_DELETE_MODE = "machine-delete-mode"
 PATCH_WAIT_FOR_NODE = "machine-waits-for-node"
 # A drain attempt that returns before its time is up is followed by a timer for the rest of it.
 PATCH_DRAIN_PACED = "machine-drain-paced"
+# Until the node is Ready, poll the workload cluster every 5 s (a cheap list of one node) and
+# describe the EC2 instance only every 30 s (an AWS call, a guard against an instance that died
+# while joining): a node is seen Ready sooner, with fewer AWS calls (issue 19, bench/critical_path).
+PATCH_NODE_POLL_FAST = "machine-node-poll-fast"
 
 # Poll the workload node this often (a durable timer); EC2 state polls back off from 2 s to 15 s.
 NODE_POLL_SECONDS = 10.0
+# With PATCH_NODE_POLL_FAST: the node every 5 s, its instance every 30 s.
+FAST_NODE_POLL_SECONDS = 5.0
+INSTANCE_GUARD_SECONDS = 30.0
 # Past nodeStartupTimeout the polls back off to every 30 minutes for a day, then every 6 hours:
 # a machine whose node never comes keeps a bounded history (about 50 polls a day, then 4).
 LATE_POLL_CAP_SECONDS = 1800.0
@@ -306,6 +313,8 @@ class MachineWorkflow:
         deadline = workflow.now() + timedelta(seconds=budget)
         refresh_at = workflow.now() + timedelta(minutes=5)
         late = 0.0
+        fast = workflow.patched(PATCH_NODE_POLL_FAST)
+        guarded_at = workflow.now()  # the instance was just seen running
         while True:
             listed = await workflow.execute_activity(
                 workload.list_workload_nodes,
@@ -319,13 +328,16 @@ class MachineWorkflow:
                     return
             elif not listed.reachable:
                 self._update(message=f"waiting for the API server: {listed.detail}")
-            instance = await self._describe_instance()
-            if instance.state != "running":
-                raise MachineFailed(
-                    f"instance {self._status.instance_id} is {instance.state} before its node joined"
-                )
+            if not fast or (workflow.now() - guarded_at).total_seconds() >= INSTANCE_GUARD_SECONDS:
+                instance = await self._describe_instance()
+                guarded_at = workflow.now()
+                if instance.state != "running":
+                    raise MachineFailed(
+                        f"instance {self._status.instance_id} is {instance.state} before its node joined"
+                    )
             now = workflow.now()
-            wait = min(NODE_POLL_SECONDS, max(1.0, (deadline - now).total_seconds()))
+            poll = FAST_NODE_POLL_SECONDS if fast else NODE_POLL_SECONDS
+            wait = min(poll, max(1.0, (deadline - now).total_seconds()))
             if now >= deadline:
                 reason = "node never registered" if node is None else f"node {node.name} never became Ready"
                 if not workflow.patched(PATCH_WAIT_FOR_NODE):
