@@ -24,17 +24,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-for var in [v for v in os.environ if v.startswith("AWS_ENDPOINT_URL")]:
-    del os.environ[var]
-os.environ.update(
-    AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",
-    AWS_DEFAULT_REGION="ap-northeast-2",
-    AWS_REGION="ap-northeast-2",
-)
+SIZES = ((3, 3), (3, 50))
 
 
-async def main(hours: float) -> None:
+def _offline_aws_env() -> None:
+    for var in [v for v in os.environ if v.startswith("AWS_ENDPOINT_URL")]:
+        del os.environ[var]  # in-process moto only; never a real endpoint
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="ap-northeast-2",
+        AWS_REGION="ap-northeast-2",
+    )
+
+
+async def measure(hours: float = 1.0, sizes: tuple[tuple[int, int], ...] = SIZES) -> list[dict]:
+    """The health check's AWS calls over `hours` of workflow time for each (control plane,
+    workers) size: one row each with `cluster`, `checks`, `by_operation` and `per_hour`."""
     from moto import mock_aws
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -60,17 +66,33 @@ async def main(hours: float) -> None:
     )
     rows = []
     try:
-        for cp, workers in ((3, 3), (3, 50)):
+        for cp, workers in sizes:
             with mock_aws():
                 status = await measure_steady_state(env, f"bench-{cp}-{workers}", cp, workers, hours=hours)
             calls = sum(status.aws_calls.values())
-            rows.append((f"{cp}+{workers}", status.iterations, status.aws_calls, calls / hours))
+            rows.append(
+                {
+                    "cluster": f"{cp}+{workers}",
+                    "control_plane": cp,
+                    "workers": workers,
+                    "hours": hours,
+                    "checks": status.iterations,
+                    "by_operation": dict(status.aws_calls),
+                    "per_hour": calls / hours,
+                }
+            )
     finally:
         await env.shutdown()
+    return rows
+
+
+async def main(hours: float) -> None:
+    _offline_aws_env()
+    rows = await measure(hours)
     print(f"health check, interval 30 s, {hours:g} h of workflow time")
     print(f"{'cluster':<8} {'checks':>6} {'AWS calls per hour':>19}  by operation")
-    for name, iterations, by_op, per_hour in rows:
-        print(f"{name:<8} {iterations:>6} {per_hour:>19.0f}  {by_op}")
+    for r in rows:
+        print(f"{r['cluster']:<8} {r['checks']:>6} {r['per_hour']:>19.0f}  {r['by_operation']}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,16 +33,20 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES  # noqa: E402
+from testkit.binaries import find_binary  # noqa: E402
 from testkit.reference import AZS, reference_spec  # noqa: E402
 from workflows.infrastructure import InfraInput, InfrastructureWorkflow  # noqa: E402
 
 PHASES = ("create", "create again", "delete")
 
 
-async def measure() -> dict[str, dict[str, int]]:
-    server = Path(sys.executable).parent / "temporal-test-server"
+async def measure(inspect: Callable[[str], None] | None = None) -> dict[str, dict[str, int]]:
+    """AWS calls per operation of each phase (create, create again, delete), inside one moto.
+
+    `inspect(phase)` runs after each phase, still inside moto (e.g. to take a census of what the
+    create made); its own AWS calls are not counted."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(server), data_converter=pydantic_data_converter
+        test_server_existing_path=find_binary("temporal-test-server"), data_converter=pydantic_data_converter
     )
     results: dict[str, dict[str, int]] = {}
     try:
@@ -63,6 +68,8 @@ async def measure() -> dict[str, dict[str, int]]:
                         task_queue="bench",
                     )
                     results[phase] = result.aws_calls
+                    if inspect is not None:
+                        inspect(phase)
     finally:
         await env.shutdown()
     return results
