@@ -36,7 +36,10 @@ def test_aws_calls_per_operation(tmp_path) -> None:
 
     net = data["network"]
     create, again = net["create"], net["create again"]
-    assert create["mutating_minimum"] > 0 and create["total"] > create["mutating"] >= create["mutating_minimum"] - 1
+    assert (
+        create["mutating_minimum"] > 0
+        and create["total"] > create["mutating"] >= create["mutating_minimum"] - 1
+    )
     # A re-run creates nothing. Its only writes are the attribute settings capt makes unconditionally
     # (setting an attribute again changes nothing, and a read first would cost the same one call).
     assert again["creating"] == 0
