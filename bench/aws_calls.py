@@ -1009,3 +1009,105 @@ def _ops(ops: dict[str, Any]) -> str:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def summary(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    create, again = data["network"]["create"], data["network"]["create again"]
+    steady = {r["cluster"]: r for r in data["steady_state"]}
+    up = data["rolling_upgrade"]
+    rows = [
+        (
+            "network create: AWS calls",
+            f"mutating minimum {create['mutating_minimum']} (census of what it made)",
+            f"{create['total']} ({create['mutating']} mutating)",
+            f"{create['total'] / max(create['mutating_minimum'], 1):.2f}× the minimum"
+            f" (mutating {create['mutating'] / max(create['mutating_minimum'], 1):.2f}×)",
+        ),
+        (
+            "network create again",
+            "0 creating calls",
+            f"{again['total']} ({again['creating']} creating, {again['mutating']} attribute re-sets)",
+            f"{again['total'] / max(create['total'], 1):.2f}× the create",
+        ),
+    ]
+    if "3+3" in steady and "3+50" in steady:
+        small, big = steady["3+3"], steady["3+50"]
+        rows.append(
+            (
+                "health check AWS calls per hour, 3+50 vs 3+3",
+                "CAPA #1764: per-machine Describe calls ~80 % of an account's calls; per-machine poll"
+                f" (1 per machine per {data['capa_model']['sync_period_minutes']} min)"
+                f" {small['capa_sync_period_per_hour']:.0f} → {big['capa_sync_period_per_hour']:.0f}",
+                f"{small['per_hour']:.0f} → {big['per_hour']:.0f}",
+                f"{big['per_hour'] / small['per_hour']:.2f}× (per-machine poll"
+                f" {big['capa_sync_period_per_hour'] / small['capa_sync_period_per_hour']:.2f}×)",
+            )
+        )
+    rows.append(
+        (
+            f"rolling upgrade of {up['workers']} workers: AWS calls",
+            "—",
+            f"{up['total']:.0f} ({up['mutating']:.0f} mutating)",
+            f"{up['per_replaced_machine']['total']:.1f} per replaced machine",
+        )
+    )
+    return rows
+
+
+def plots(data: dict[str, Any]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    # Steady state: capt's measured points and flat line against the per-machine poll models.
+    steady = data["steady_state"]
+    capt = steady[0]["per_hour"]
+    most = max(r["machines"] for r in steady)
+    xs = list(range(1, max(100, most) + 1))
+    sync = data["capa_model"]["sync_period_minutes"] * 60
+    right.plot(xs, [capt] * len(xs), color="#2a7ab0", label="capt health check (cluster-wide describe)")
+    right.scatter([r["machines"] for r in steady], [r["per_hour"] for r in steady], color="#2a7ab0", zorder=3)
+    right.plot(
+        xs,
+        [capa_poll_per_hour(x, sync) for x in xs],
+        color="#e8a87c",
+        label=f"per-machine poll every {sync // 60} min",
+    )
+    right.plot(
+        xs,
+        [capa_poll_per_hour(x, CAPT_HEALTH_INTERVAL_SECONDS) for x in xs],
+        color="#c38d9e",
+        linestyle="--",
+        label=f"per-machine poll every {CAPT_HEALTH_INTERVAL_SECONDS} s",
+    )
+    right.set_yscale("log")
+    right.set_xlabel("machines in the cluster")
+    right.set_ylabel("AWS calls per hour")
+    right.set_title("steady state", fontsize=10)
+    right.legend(fontsize=7)
+    # Per operation: mutating vs reads.
+    bars = [(f"network {p}", d["mutating"], d["reads"]) for p, d in data["network"].items()]
+    for kind, d in data["machine_create"].items():
+        bars.append((f"create {kind}", d["mutating"], d["reads"]))
+    bars.append(("delete worker", data["worker_delete"]["mutating"], data["worker_delete"]["reads"]))
+    per = data["rolling_upgrade"]["per_replaced_machine"]
+    bars.append(("upgrade, per replaced worker", per["mutating"], per["reads"]))
+    ys = list(range(len(bars)))[::-1]
+    left.barh(ys, [b[1] for b in bars], color="#c0392b", label="mutating")
+    left.barh(ys, [b[2] for b in bars], left=[b[1] for b in bars], color="#bbbbbb", label="reads")
+    minimum = data["network"]["create"]["mutating_minimum"]
+    left.plot(
+        [minimum, minimum], [ys[0] - 0.4, ys[0] + 0.4], color="black", linewidth=2, label="mutating minimum"
+    )
+    left.set_yticks(ys, [b[0] for b in bars], fontsize=7)
+    left.set_xlabel("AWS calls")
+    left.set_title("AWS calls per operation", fontsize=10)
+    left.legend(fontsize=7)
+    fig.tight_layout()
+    results.IMAGES.mkdir(parents=True, exist_ok=True)
+    path = results.IMAGES / "bench-aws-calls.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
