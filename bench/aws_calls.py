@@ -294,7 +294,7 @@ async def measure_network() -> dict[str, Any]:
 
 # Labels: an activity, or an activity in one of its cases (how the workflow run meets it).
 NOT_MEASURED = {
-    "send_etcd_member_removal": "SSM SendCommand on a control-plane instance (moto has no SSM agent)",
+    "send_etcd_member_removal": "SSM SendCommand to a control-plane instance; moto runs no SSM agent",
     "check_etcd_member_removal": "SSM GetCommandInvocation",
     "send_etcd_member_list": "SSM SendCommand",
     "check_etcd_member_list": "SSM GetCommandInvocation",
@@ -858,14 +858,14 @@ def render_tables(data: dict[str, Any]) -> str:
     again = net["create again"]["mutating_by_operation"]
     lines.append(f"create again, mutating: {again or 'none'}")
     lines.append(f"create beyond the mutating minimum: {net['create']['beyond_minimum'] or 'nothing'}")
-    lines += ["", "one machine (AWS calls)", f"{'machine':<32} {'total':>6} {'mutating':>9} {'reads':>6}"]
+    lines += ["", "one machine (AWS calls)", f"{'machine':<40} {'total':>6} {'mutating':>9} {'reads':>6}"]
     for kind, d in data["machine_create"].items():
-        lines.append(f"{'create: ' + kind:<32} {d['total']:>6} {d['mutating']:>9} {d['reads']:>6}")
+        lines.append(f"{'create: ' + kind:<40} {d['total']:>6g} {d['mutating']:>9g} {d['reads']:>6g}")
     for label, d in (
         ("create: worker (deployment)", data["worker_create_deployment"]),
         ("delete: worker", data["worker_delete"]),
     ):
-        lines.append(f"{label:<32} {d['total']:>6} {d['mutating']:>9} {d['reads']:>6}")
+        lines.append(f"{label:<40} {d['total']:>6g} {d['mutating']:>9g} {d['reads']:>6g}")
     up = data["rolling_upgrade"]
     lines += [
         "",
@@ -939,7 +939,30 @@ def section(data: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | {d['total']:g} | {d['mutating']:g} | {d['reads']:g} | {d['aws_calls'].get('ec2:RunInstances', 0):g} |"
         )
+    kinds = list(mc)
     lines += [
+        "",
+        "Each activity's calls, measured once against moto, and how often a machine's create ran it in the 3+3"
+        " create (the fake cloud's count over the latency model's boot and join times; `describe_instance` is the"
+        " poll until the instance runs):",
+        "",
+        "| activity (case) | AWS calls per execution | " + " | ".join(f"per {k}" for k in kinds) + " |",
+        "|---|---|" + "---:|" * len(kinds),
+    ]
+    for label, ops in data["activity_costs"].items():
+        per = [mc[k]["executions"].get(label, 0) for k in kinds]
+        lines.append(
+            f"| `{label}` | {', '.join(f'{operation(o)} {n}' for o, n in ops.items())} | "
+            + " | ".join(f"{n:g}" if n else "" for n in per)
+            + " |"
+        )
+    lines += [
+        "",
+        "Measured but not run by these creates: `refresh_bootstrap_token` (a join pending past 5 minutes),"
+        " `lookup_machine_instance` (deleting a machine whose workflow never recorded its instance),"
+        " `deregister_from_load_balancer` and the second-call cases (retries, deletes)."
+        " moto shows a new instance at once: `ensure_instance`'s wait until DescribeInstances knows it took one"
+        " call here and may take a few more in AWS (every 2 s, up to 10).",
         "",
         "Not measured against moto (counted as executions, not AWS calls): "
         + "; ".join(f"`{k}` ({v})" for k, v in data["not_measured"].items())
