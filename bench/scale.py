@@ -230,6 +230,7 @@ class Scale:
         self.client = None
         self.created = 0
         self.windows: list[dict[str, Any]] = []  # [start, end] wall clock of each measurement
+        self.idle_rate: dict[str, float] = {}  # CPU-s per second, last idle window
 
     async def connect(self):
         from temporalio.client import Client
@@ -310,10 +311,14 @@ class Scale:
         wall = time.monotonic() - t0
         after, metrics_after = self.cpu(), self.metrics()
         peak = {name: round(rss_mib(pid, "VmHWM")) for name, pid in self.pids().items()}
-        self.windows.append({"label": f"create {size}", "start": wall0, "end": time.time(), "clusters": n})
+        self.windows.append(
+            {"label": f"create {size}", "start": wall0, "end": time.time(), "clusters": [s.name for s in new]}
+        )
         self.created = size
         per_cluster = await self._times_to_ready(new, applied_at)
         spent = {name: round(after[name] - before[name], 1) for name in SERVICES}
+        # What the clusters that already existed cost meanwhile, at the last idle window's rate.
+        steady = {name: round(self.idle_rate.get(name, 0.0) * wall, 1) for name in SERVICES}
         wft = counters_delta(metrics_before, metrics_after)
         return {
             "size": size,
@@ -330,6 +335,9 @@ class Scale:
             "worker_cpu_s_per_cluster": round(spent["worker"] / n, 2),
             "server_cpu_s_per_cluster": round(spent["temporal"] / n, 2),
             "emulation_cpu_s_per_cluster": round((spent["moto"] + spent["simulator"]) / n, 2),
+            "existing_clusters_steady_cpu_seconds": steady,
+            "worker_cpu_s_per_cluster_net": round((spent["worker"] - steady["worker"]) / n, 2),
+            "server_cpu_s_per_cluster_net": round((spent["temporal"] - steady["temporal"]) / n, 2),
             "cores_busy": round(sum(spent.values()) / wall, 2),
             "peak_rss_mib": peak,
             "worker_counters": wft,
@@ -366,14 +374,25 @@ class Scale:
         wall = time.monotonic() - t0
         after, metrics_after = self.cpu(), self.metrics()
         wall1 = time.time()
-        self.windows.append({"label": f"idle {size}", "start": wall0, "end": wall1, "clusters": size})
+        self.windows.append(
+            {
+                "label": f"idle {size}",
+                "start": wall0,
+                "end": wall1,
+                "clusters": [self.spec(i).name for i in range(size)],
+            }
+        )
+        self.idle_rate = {name: (after[name] - before[name]) / wall for name in SERVICES}
         pct = {name: round(100 * (after[name] - before[name]) / wall, 1) for name in SERVICES}
         rounds = await self.health_rounds(size, wall0, wall1)
+        client = await self.connect()
+        running = (await client.count_workflows('ExecutionStatus = "Running"')).count
         return {
             "size": size,
             "seconds": round(wall, 1),
             "cpu_pct_of_a_core": pct,
             "rss_mib": {k: round(v) for k, v in rss_peak.items()},
+            "running_workflows": running,
             "workflow_task_schedule_to_start_ms": histogram_delta(
                 metrics_before, metrics_after, "temporal_workflow_task_schedule_to_start_latency"
             ),
@@ -453,8 +472,9 @@ class Scale:
         for w in self.windows:
             by_type: dict[str, Counter] = defaultdict(Counter)
             activities: Counter = Counter()
-            for (_, _, wf_type), history in zip(runs, histories, strict=True):
-                if history is None:
+            names = w["clusters"]
+            for (wf_id, _, wf_type), history in zip(runs, histories, strict=True):
+                if history is None or not any(name in wf_id for name in names):
                     continue
                 for e in history.events:
                     t = e.event_time.ToDatetime().timestamp()
@@ -466,13 +486,13 @@ class Scale:
                         by_type[wf_type][kind] += 1
                     if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                         activities[e.activity_task_scheduled_event_attributes.activity_type.name] += 1
-            n = max(1, w["clusters"])
+            n = max(1, len(names))
             total = sum(by_type.values(), Counter())
             out.append(
                 {
                     "window": w["label"],
                     "seconds": round(w["end"] - w["start"], 1),
-                    "clusters": w["clusters"],
+                    "clusters": len(names),
                     "per_cluster": {k: round(v / n, 1) for k, v in sorted(total.items())},
                     "by_workflow_type": {
                         t: {k: round(v / n, 1) for k, v in sorted(c.items())}
@@ -628,6 +648,15 @@ def _ms(q: dict | None, key: str) -> str:
     return "> 60 s" if v == float("inf") else f"{v:g} ms"
 
 
+def _net(c: dict[str, Any], who: str) -> float:
+    return c.get(f"{who}_cpu_s_per_cluster_net", c[f"{who}_cpu_s_per_cluster"])
+
+
+def _cpu(c: dict[str, Any], who: str) -> str:
+    gross, net = c[f"{who}_cpu_s_per_cluster"], _net(c, who)
+    return f"{gross}" if c["size"] == c["new_clusters"] else f"{gross} (net {net})"
+
+
 def _ratio(capt: float | None, anchor: float) -> str:
     if not capt:
         return "–"
@@ -659,20 +688,26 @@ def section(data: dict[str, Any]) -> str:
             )
             lines.append(
                 f"| {r['label']} | {c['size']} | {c['new_clusters']} (1+{r['workers_per_cluster']}) | {ready}"
-                f" | {c['time_to_ready_p50']} s / {c['time_to_ready_p99']} s | {c['worker_cpu_s_per_cluster']}"
-                f" | {c['server_cpu_s_per_cluster']} | {c['emulation_cpu_s_per_cluster']} | {c['cores_busy']}"
+                f" | {c['time_to_ready_p50']} s / {c['time_to_ready_p99']} s | {_cpu(c, 'worker')}"
+                f" | {_cpu(c, 'server')} | {c['emulation_cpu_s_per_cluster']} | {c['cores_busy']}"
                 f" | {c['peak_rss_mib']['worker']} / {c['peak_rss_mib']['temporal']} MiB"
                 f" | {c['workflow_tasks_per_second']} |"
             )
+    if any(c["size"] > c["new_clusters"] for r in data["runs"] for c in r["creates"]):
+        lines += [
+            "",
+            "A step's CPU includes what the clusters that already existed cost meanwhile; (net …) takes that out at"
+            " the previous steady state's rate.",
+        ]
     idles = [(r, s) for r in data["runs"] for s in r["idle"]]
     if idles:
         lines += [
             "",
             "Steady state (nothing changing: the health rounds, the owners' rechecks, continue-as-new):",
             "",
-            "| clusters | seconds | worker % of a core | server % of a core | per cluster (worker + server) |"
+            "| clusters | running workflows | seconds | worker % of a core | server % of a core | per cluster (worker + server) |"
             " RSS worker / server | WFT schedule-to-start p50 / p99 | WFT execution p50 / p99 | health round p50 / p99 |",
-            "|---:|---:|---:|---:|---:|---|---|---|---|",
+            "|---:|---:|---:|---:|---:|---:|---|---|---|---|",
         ]
         for r, s in idles:
             pct = s["cpu_pct_of_a_core"]
@@ -683,7 +718,7 @@ def section(data: dict[str, Any]) -> str:
                 else f"– ({hr.get('note', '')})"
             )
             lines.append(
-                f"| {s['size']} (1+{r['workers_per_cluster']}) | {s['seconds']:.0f} | {pct['worker']} | {pct['temporal']}"
+                f"| {s['size']} (1+{r['workers_per_cluster']}) | {s.get('running_workflows', '–')} | {s['seconds']:.0f} | {pct['worker']} | {pct['temporal']}"
                 f" | {(pct['worker'] + pct['temporal']) / s['size']:.3f} % | {s['rss_mib']['worker']} / {s['rss_mib']['temporal']} MiB"
                 f" | {_ms(s['workflow_task_schedule_to_start_ms'], 'p50')} / {_ms(s['workflow_task_schedule_to_start_ms'], 'p99')}"
                 f" | {_ms(s['workflow_task_execution_ms'], 'p50')} / {_ms(s['workflow_task_execution_ms'], 'p99')}"
@@ -747,10 +782,11 @@ def _anchor_lines(data: dict[str, Any]) -> list[str]:
             if c["all_ready"]
             else f"{c['ready']} Ready after {c['wall_seconds']:.0f} s"
         )
+        w, sv = _net(c, "worker"), _net(c, "server")
+        net = " net of the existing clusters' steady state" if c["size"] > c["new_clusters"] else ""
         out.append(
-            f"  - now, {c['new_clusters']} new clusters of {shape}: {wall}; worker {c['worker_cpu_s_per_cluster']} CPU-s"
-            f" per cluster ({_ratio(c['worker_cpu_s_per_cluster'], b['worker_cpu_s_per_cluster'])}), server"
-            f" {c['server_cpu_s_per_cluster']} ({_ratio(c['server_cpu_s_per_cluster'], b['server_cpu_s_per_cluster'])})."
+            f"  - now, {c['new_clusters']} new clusters of {shape}: {wall}; per cluster{net}, worker {w} CPU-s"
+            f" ({_ratio(w, b['worker_cpu_s_per_cluster'])}), server {sv} ({_ratio(sv, b['server_cpu_s_per_cluster'])})."
         )
     for r, s in idles:
         pct = s["cpu_pct_of_a_core"]
@@ -798,7 +834,7 @@ def summary(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     creates = [(r, c) for r in data["runs"] for c in r["creates"] if r["workers_per_cluster"] == 1]
     if creates:
         r, c = creates[-1]
-        per = c["worker_cpu_s_per_cluster"] + c["server_cpu_s_per_cluster"]
+        per = _net(c, "worker") + _net(c, "server")
         base = b["worker_cpu_s_per_cluster"] + b["server_cpu_s_per_cluster"]
         rows.append(
             (
@@ -844,7 +880,7 @@ def plots(data: dict[str, Any]) -> list[Path]:
         tag = f" (1+{r['workers_per_cluster']})"
         ax1.plot(
             x,
-            [c["worker_cpu_s_per_cluster"] for c in cs],
+            [_net(c, "worker") for c in cs],
             "o-",
             color="C0",
             alpha=1 - 0.4 * i,
@@ -852,7 +888,7 @@ def plots(data: dict[str, Any]) -> list[Path]:
         )
         ax1.plot(
             x,
-            [c["server_cpu_s_per_cluster"] for c in cs],
+            [_net(c, "server") for c in cs],
             "s-",
             color="C1",
             alpha=1 - 0.4 * i,
@@ -869,7 +905,7 @@ def plots(data: dict[str, Any]) -> list[Path]:
     ax1.axhline(b["worker_cpu_s_per_cluster"], color="C0", linestyle=":", linewidth=1)
     ax1.axhline(b["server_cpu_s_per_cluster"], color="C1", linestyle=":", linewidth=1)
     ax1.set_xlabel("clusters")
-    ax1.set_ylabel("CPU-s per new cluster (dotted: before, 20 × 1+1)")
+    ax1.set_ylabel("CPU-s per new cluster, net (dotted: before)")
     ax1.set_ylim(bottom=0)
     ax1.legend(fontsize=7)
     ax1.set_title("create cost", fontsize=9)
