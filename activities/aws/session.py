@@ -13,11 +13,6 @@
 - Clients are cached (creating one loads service models, ~0.1 s) and shared by the
   activity threads; boto3 clients are thread-safe. The per-activity tally is thread-local:
   a sync activity runs in one executor thread from start to finish.
-- Each client keeps up to MAX_POOL_CONNECTIONS open connections, as many as the worker's default
-  activity slots: with botocore's default of 10, the activities beyond 10 at a time opened a new
-  connection per call and closed it after (a TLS handshake each against real AWS). On the local
-  stack, 50 clusters applied at once were all Ready in ~108 s instead of ~120 s (bench/scale.py;
-  CPU per cluster unchanged within noise).
 """
 
 from __future__ import annotations
@@ -39,13 +34,7 @@ from activities.aws.errors import to_application_error
 
 AWS_CALLS = Counter("capt_aws_calls", "AWS API requests sent by capt activities", ["service", "operation"])
 
-MAX_POOL_CONNECTIONS = 64  # worker.DEFAULT_MAX_CONCURRENT_ACTIVITIES
-RETRY_CONFIG = Config(
-    retries={"mode": "standard"},
-    connect_timeout=10,
-    read_timeout=30,
-    max_pool_connections=MAX_POOL_CONNECTIONS,
-)
+RETRY_CONFIG = Config(retries={"mode": "standard"}, connect_timeout=10, read_timeout=30)
 
 _lock = threading.Lock()
 _session: boto3.session.Session | None = None
