@@ -59,8 +59,15 @@ CP_VERSION = "v1.30.2"
 VERSIONS = ("v1.30.0", "v1.30.1", "v1.30.2")
 SURGES: tuple[int | str, ...] = (1, "10%")
 DEFAULT_WORKERS = (20,)
-FULL_WORKERS = (50, 500)
+# --full: N = 20 with both rollouts, N = 50 and 500 with the 10 % one. Once the deployment has
+# continued as new (Temporal suggests it after a few MB of history), the time-skipping test server
+# no longer skips time for the machines the earlier run started (temporalio/sdk-java#1540): the
+# rest of the run takes real time, 1:1. A maxSurge-1 rollout of 500 (500 waves, ≥ 22,500 s) would
+# take over six hours of wall time, 50 waves close to an hour.
+FULL_RUNS: tuple[tuple[int, tuple[int | str, ...]], ...] = ((20, SURGES), (50, ("10%",)), (500, ("10%",)))
 CONTROL_PLANE = 3
+# The owners' default: continue-as-new after this many loop turns (or when Temporal suggests it).
+DEFAULT_MAX_ITERATIONS = 500
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +272,8 @@ class TypeHistory:
     workflow_tasks: int = 0
     activities: int = 0
     signals_sent_bytes: int = 0
+    largest_event_bytes: int = 0
+    largest_event: str = ""
     max_run: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -296,6 +305,8 @@ async def histories(client, workflow_ids: list[str], concurrency: int = 8) -> di
                 if (events, size) > (t.max_events, t.max_bytes):
                     t.max_events, t.max_bytes, t.max_run = events, size, f"{wid}@{run_id[:8]}"
                 for e in history.events:
+                    if (b := e.ByteSize()) > t.largest_event_bytes:
+                        t.largest_event_bytes, t.largest_event = b, EventType.Name(e.event_type)
                     if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
                         t.workflow_tasks += 1
                     elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
@@ -333,7 +344,9 @@ def create_bound(lat: model.Latencies, control_plane: int = CONTROL_PLANE) -> fl
     return max(cp, lat.first_control_plane + lat.joining_machine)
 
 
-async def measure(workers: int, lat: model.Latencies, step: float | None = None) -> dict[str, Any]:
+async def measure(
+    workers: int, lat: model.Latencies, surges: tuple[int | str, ...] = SURGES, step: float | None = None
+) -> dict[str, Any]:
     from spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineDeploymentSpec, RollingUpdate
     from testkit.context import cluster_context, machine_template
     from worker import build_worker
@@ -416,9 +429,16 @@ async def measure(workers: int, lat: model.Latencies, step: float | None = None)
             async def until_complete(version: str, what: str, limit: float) -> float:
                 """Skip time until the owner has been told the deployment is complete at `version`;
                 the workflow time it was told (seconds after t0)."""
-                waited = 0.0
+                waited, shown = 0.0, time.monotonic()
                 while True:
                     await poll()
+                    if time.monotonic() - shown > 30 and points:
+                        shown, p = time.monotonic(), points[-1]
+                        print(
+                            f"    {what}: at {p.at - t0:.0f} s {p.version} {p.up_to_date} up to date,"
+                            f" {p.available} available, {p.replicas} machines",
+                            flush=True,
+                        )
                     done = next(
                         (
                             p
@@ -463,7 +483,7 @@ async def measure(workers: int, lat: model.Latencies, step: float | None = None)
 
             # 2. Two rollouts: a new version with each surge.
             out["rollouts"] = []
-            for surge, version in zip(SURGES, VERSIONS[1:], strict=True):
+            for surge, version in zip(surges, VERSIONS[1:], strict=False):
                 wall = time.monotonic()
                 await md.execute_update(
                     MachineDeploymentWorkflow.set_strategy,
@@ -539,16 +559,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--workers", type=_workers, default=None, help="worker counts, comma-separated (default 20)"
     )
-    p.add_argument("--full", action="store_true", help=f"N = {', '.join(map(str, FULL_WORKERS))}")
+    p.add_argument(
+        "--surges", default=None, help="maxSurge of each rollout, comma-separated (default 1,10%%)"
+    )
+    p.add_argument("--full", action="store_true", help="N = 20 (both rollouts), 50 and 500 (10 %% only)")
     p.add_argument("--results", type=Path, default=results.RESULTS, help="where to save big_cluster.json")
     args = p.parse_args(argv or [])
     quiet_sdk()
     lat = model.load()
-    sizes = args.workers or (FULL_WORKERS if args.full else DEFAULT_WORKERS)
+    surges = tuple(int(x) if x.isdigit() else x for x in args.surges.split(",")) if args.surges else SURGES
+    plan = (
+        FULL_RUNS
+        if args.full and not args.workers
+        else tuple((n, surges) for n in args.workers or DEFAULT_WORKERS)
+    )
     runs = []
-    for n in sizes:
+    for n, these in plan:
         print(f"3 + {n}:", flush=True)
-        runs.append(asyncio.run(measure(n, lat)))
+        runs.append(asyncio.run(measure(n, lat, these)))
     print(table(runs))
     results.save(
         "big_cluster",
