@@ -41,6 +41,7 @@ DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TASK_QUEUE = "capt"
 DEFAULT_MAX_CONCURRENT_ACTIVITIES = 64
+DEFAULT_MAX_CACHED_WORKFLOWS = 1000  # the SDK's default
 DEFAULT_GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
@@ -238,6 +239,7 @@ async def _amain(
     connect_timeout: float,
     deployment_name: str | None = None,
     build_id: str | None = None,
+    max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
 ) -> None:
     workflows, activities = registered()
     if not workflows and not activities:
@@ -260,6 +262,7 @@ async def _amain(
             activity_executor=executor,
             max_concurrent_activities=max_concurrent_activities,
             graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown),
+            max_cached_workflows=max_cached_workflows,
             **versioning,
             interceptors=_chaos_hooks(),
         )
@@ -307,6 +310,15 @@ async def _amain(
     default=DEFAULT_MAX_CONCURRENT_ACTIVITIES,
     show_default=True,
 )
+@click.option(
+    "--max-cached-workflows",
+    type=int,
+    envvar="CAPT_MAX_CACHED_WORKFLOWS",
+    default=DEFAULT_MAX_CACHED_WORKFLOWS,
+    show_default=True,
+    help="Workflows kept in memory between their tasks (the SDK's sticky cache); one evicted is "
+    "replayed from its history at its next task. About 6 per cluster run at once (bench/scale.py).",
+)
 @click.option("--connect-timeout", type=float, default=30.0, show_default=True)
 @click.option(
     "--deployment-name",
@@ -336,6 +348,7 @@ def main(
     ready_file: Path | None,
     graceful_shutdown: float,
     max_concurrent_activities: int,
+    max_cached_workflows: int,
     connect_timeout: float,
     deployment_name: str | None,
     build_id: str | None,
@@ -373,6 +386,7 @@ def main(
                 connect_timeout,
                 deployment_name,
                 build_id,
+                max_cached_workflows,
             )
         )
     except (NothingToRunError, ConnectionError) as err:

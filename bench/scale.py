@@ -28,7 +28,8 @@ long) and larger sizes are not attempted: no number is extrapolated.
 
 `--full` runs the issue's sizes: 1,000 single-node clusters (1 CP, no worker) applied at once to
 Ready on one stack, then on a fresh stack steady state at 100, 300 and 1,000 clusters of 1 CP +
-1 worker (60 s idle each).
+1 worker (60 s idle each), with the worker's sticky cache sized for them (FULL_CACHE; about 6
+workflows run per cluster, and the default cache of 1000 holds ~160 clusters' worth).
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ DEFAULT_IDLE = 15.0
 FULL_CREATE = 1000
 FULL_STEADY = [100, 300, 1000]
 FULL_IDLE = 60.0
+# The worker's sticky cache for --full: room for every running workflow of 1,000 clusters (~6 each).
+# Measured at 50 clusters of 1+1 (300 running workflows) with a cache of 100: the worker spent 2.2
+# instead of ~1.0 CPU-s per cluster creating them and 28.8 % instead of ~5.7 % of a core idle.
+FULL_CACHE = 8000
 HISTORY_LIMIT = 200  # clusters; beyond, histories are not counted (minutes of fetching)
 HEALTH_SAMPLE = 30  # health workflows whose rounds are timed per idle window
 # The anchors of the issue (docs/BENCHMARKS.md quotes them beside capt's figures).
@@ -219,12 +224,12 @@ def counters_delta(before: str, after: str) -> dict[str, float]:
 class Scale:
     """One stack, one worker; clusters added in cumulative steps."""
 
-    def __init__(self, state_dir: Path, workers: int) -> None:
+    def __init__(self, state_dir: Path, workers: int, worker_env: dict[str, str] | None = None) -> None:
         from testkit.chaos import ChaosStack, client_environ, free_ports
 
         self.stack = ChaosStack.on_free_ports(state_dir)
         [self.metrics_port] = free_ports(1)
-        self.stack.worker_env = {"CAPT_METRICS_PORT": str(self.metrics_port)}
+        self.stack.worker_env = {"CAPT_METRICS_PORT": str(self.metrics_port), **(worker_env or {})}
         client_environ(self.stack.cfg)
         self.workers = workers
         self.client = None
@@ -505,13 +510,19 @@ class Scale:
 
 
 async def run_stack(
-    label: str, sizes: list[int], workers: int, idle_seconds: float, deadline: float | None, keep: bool
+    label: str,
+    sizes: list[int],
+    workers: int,
+    idle_seconds: float,
+    deadline: float | None,
+    keep: bool,
+    worker_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     from testkit.chaos import SIM_SETTINGS
 
     state_dir = Path(tempfile.mkdtemp(prefix="capt-bench-scale-"))
     environ = dict(os.environ)
-    scale = Scale(state_dir, workers)
+    scale = Scale(state_dir, workers, worker_env)
     creates: list[dict[str, Any]] = []
     idles: list[dict[str, Any]] = []
     histories: list[dict[str, Any]] | None = None
@@ -551,6 +562,7 @@ async def run_stack(
         "label": label,
         "workers_per_cluster": workers,
         "control_plane_per_cluster": 1,
+        "worker_env": worker_env or {},
         "creates": creates,
         "idle": idles,
         "histories": histories,
@@ -603,24 +615,37 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"{FULL_CREATE} single-node clusters to Ready, then steady state at {FULL_STEADY} (1 CP + 1 worker)",
     )
+    p.add_argument(
+        "--max-cached-workflows",
+        type=int,
+        help=f"the worker's sticky cache size (CAPT_MAX_CACHED_WORKFLOWS) [the worker's default, 1000; {FULL_CACHE} with --full]",
+    )
     p.add_argument("--keep-stack", action="store_true", help="leave the stack running (debugging)")
     p.add_argument("--results", type=Path, default=results.RESULTS, help="directory of the JSON result")
     args = p.parse_args(argv or [])
     sizes = sorted({int(s) for arg in args.clusters for s in arg.split(",") if s.strip()}) or DEFAULT_SIZES
+    cache = args.max_cached_workflows
+    if args.full and cache is None:
+        # ~6 workflows run per cluster: the worker's default cache (1000) holds ~160 clusters; past
+        # that every task of an evicted workflow replays its history (see FULL_CACHE).
+        cache = FULL_CACHE
+    env = {"CAPT_MAX_CACHED_WORKFLOWS": str(cache)} if cache else {}
     runs = []
     if args.full:
         runs.append(
             asyncio.run(
-                run_stack(f"create {FULL_CREATE}", [FULL_CREATE], 0, 0.0, args.deadline, args.keep_stack)
+                run_stack(f"create {FULL_CREATE}", [FULL_CREATE], 0, 0.0, args.deadline, args.keep_stack, env)
             )
         )
         idle = FULL_IDLE if args.idle is None else args.idle
         runs.append(
-            asyncio.run(run_stack("steady state", FULL_STEADY, 1, idle, args.deadline, args.keep_stack))
+            asyncio.run(run_stack("steady state", FULL_STEADY, 1, idle, args.deadline, args.keep_stack, env))
         )
     else:
         idle = DEFAULT_IDLE if args.idle is None else args.idle
-        runs.append(asyncio.run(run_stack("run", sizes, args.workers, idle, args.deadline, args.keep_stack)))
+        runs.append(
+            asyncio.run(run_stack("run", sizes, args.workers, idle, args.deadline, args.keep_stack, env))
+        )
     from testkit.chaos import SIM_SETTINGS
 
     data = {
@@ -646,6 +671,11 @@ def _ms(q: dict | None, key: str) -> str:
     if v is None:
         return "–"
     return "> 60 s" if v == float("inf") else f"{v:g} ms"
+
+
+def _settings(r: dict[str, Any]) -> str:
+    env = r.get("worker_env") or {}
+    return "".join(f", {k.removeprefix('CAPT_').lower()}={v}" for k, v in sorted(env.items()))
 
 
 def _net(c: dict[str, Any], who: str) -> float:
@@ -687,7 +717,7 @@ def section(data: dict[str, Any]) -> str:
                 else f"**{c['ready']}/{c['size']} Ready after {c['wall_seconds']:.0f} s**"
             )
             lines.append(
-                f"| {r['label']} | {c['size']} | {c['new_clusters']} (1+{r['workers_per_cluster']}) | {ready}"
+                f"| {r['label']}{_settings(r)} | {c['size']} | {c['new_clusters']} (1+{r['workers_per_cluster']}) | {ready}"
                 f" | {c['time_to_ready_p50']} s / {c['time_to_ready_p99']} s | {_cpu(c, 'worker')}"
                 f" | {_cpu(c, 'server')} | {c['emulation_cpu_s_per_cluster']} | {c['cores_busy']}"
                 f" | {c['peak_rss_mib']['worker']} / {c['peak_rss_mib']['temporal']} MiB"
