@@ -66,6 +66,14 @@ DEFAULT_WORKERS = (20,)
 # take over six hours of wall time, 50 waves close to an hour.
 FULL_RUNS: tuple[tuple[int, tuple[int | str, ...]], ...] = ((20, SURGES), (50, ("10%",)), (500, ("10%",)))
 CONTROL_PLANE = 3
+# Wall seconds after which a run stops waiting and reports what it reached.
+WALL_LIMIT = 1200.0
+
+
+class Incomplete(Exception):
+    """A phase did not complete within its limits; the message says what was reached."""
+
+
 # The owners' default: continue-as-new after this many loop turns (or when Temporal suggests it).
 DEFAULT_MAX_ITERATIONS = 500
 
@@ -450,10 +458,17 @@ async def measure(
                     )
                     if done is not None:
                         return done.at - t0
-                    if waited > limit:
+                    if waited > limit or time.monotonic() - wall0 > WALL_LIMIT:
                         last = points[-1] if points else None
-                        raise RuntimeError(
-                            f"{what}: not complete within {limit:.0f} s of workflow time: {last}"
+                        raise Incomplete(
+                            f"{what}: not complete after {waited:.0f} s of workflow time"
+                            f" ({time.monotonic() - wall0:.0f} s wall); last status:"
+                            + (
+                                f" {last.up_to_date} of {workers} up to date, {last.available} available,"
+                                f" {last.replicas} machines at {last.at - t0:.0f} s"
+                                if last
+                                else " none"
+                            )
                         )
                     await skip(env, step)
                     waited += step
@@ -498,7 +513,12 @@ async def measure(
                 )
                 n_surge = surge_of(surge, workers)
                 bound = model.rollout_bound(lat, workers, n_surge)
-                end = await until_complete(version, f"rollout maxSurge {surge}", 4 * bound + 3600)
+                try:
+                    end = await until_complete(version, f"rollout maxSurge {surge}", 4 * bound + 3600)
+                except Incomplete as gone:
+                    out["incomplete"] = str(gone)
+                    print(f"  N={workers}: {gone}", flush=True)
+                    break
                 replaced = len(cloud.instances) - launched_before
                 seconds = end - start
                 out["rollouts"].append(
@@ -660,6 +680,9 @@ def section(data: dict[str, Any]) -> str:
                 f" {ro['waves']} waves | {ro['seconds']:.0f} s | {ro['bound_seconds']:.0f} s"
                 f" | **{ro['ratio']:.2f}** | {ro['seconds_per_wave']:.1f} s | {ro['wall_seconds']:.1f} s |"
             )
+    for r in runs:
+        if r.get("incomplete"):
+            lines.append(f"| {r['workers']} | not complete | {r['incomplete']} | | | | |")
     lines += [
         "",
         "Histories per workflow type (every run of every workflow; `max` is the largest single run,"

@@ -233,7 +233,6 @@ async def measure(clusters: int, mode: str, lat: model.Latencies, workers: int =
 
             # Health checks, started over one interval (up to 30 groups, evenly apart).
             groups = min(30, clusters)
-            await skip(env, INTERVAL / groups / 2)
             for g in range(groups):
 
                 async def start_health(name: str) -> None:
@@ -257,7 +256,9 @@ async def measure(clusters: int, mode: str, lat: model.Latencies, workers: int =
 
                 await asyncio.gather(*(start_health(n) for n in names[g::groups]))
                 await skip(env, INTERVAL / groups)
-            await skip(env, 2 * INTERVAL)  # every check has looked at least once
+            # Every check has looked at least once; the half step puts the checks' phases at
+            # (k + ½) × interval / groups before the instant below, never on it.
+            await skip(env, 2 * INTERVAL + INTERVAL / groups / 2)
 
             # One instance of every cluster vanishes at T.
             t = await env.get_current_time()
