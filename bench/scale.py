@@ -80,6 +80,24 @@ BASELINE = {
     "idle_server_pct": 5.3,
 }
 METAL3 = {"clusters": 1000, "minutes": 15, "cores": 14}
+# Where the CPU goes: measured once by hand (2026-12-05, 2 cores, 50 clusters of 1+1 applied at once),
+# py-spy on the worker (all threads, 50 Hz) and the SDK's request counters; not re-measured by a run.
+PROFILE_NOTE = (
+    "Where the CPU goes (profiled by hand once: 50 clusters of 1+1 applied at once, py-spy on the worker,"
+    " the SDK's request counters): the worker's largest single cost is the cluster PKI (5 RSA-2048 keys and"
+    " 4 certificates per cluster, 0.27 CPU-s measured alone, about a quarter of its CPU per cluster; CAPI makes"
+    " the same keys), then the boto3 client side of ~52 AWS calls per cluster (every call a new connection:"
+    " moto's server closes each one), then creating sandboxed workflow instances (~6 workflows per cluster)"
+    " and their activations; payload encryption is < 1 %. Per cluster, creating it takes ~83 workflow tasks"
+    " (machines ~26, infrastructure ~18, cluster ~16, deployment ~10, control plane ~9) and ~52 activities,"
+    " and the dev server spends ~8 ms of CPU per task (workflow or activity; about a third of it in the"
+    " kernel: SQLite and sockets), the same rate idle. Idle, each cluster costs ~8 workflow tasks, 6"
+    " activities and 4 queries a minute: two health rounds of 30 s (query the machine owners, describe the"
+    " instances, list the nodes). About 6 workflows per cluster stay running: the worker's default sticky cache"
+    " (1000) holds ~160 clusters; with a cache of 100 at 50 clusters (300 running) the worker spent 2.2 instead"
+    " of ~1.0 CPU-s per cluster creating them and 28.8 % instead of ~5.7 % of a core idle (health round p99 30 s"
+    " instead of 2–5 s), so `--full` sizes the cache (`--max-cached-workflows`)."
+)
 SDK_BENCH = {"workflows_per_second": 86, "what": "trivial sandboxed workflows/s on a CI runner"}
 
 
@@ -673,6 +691,10 @@ def _ms(q: dict | None, key: str) -> str:
     return "> 60 s" if v == float("inf") else f"{v:g} ms"
 
 
+def _s(v: float | None) -> str:
+    return "–" if v is None else f"{v} s"
+
+
 def _settings(r: dict[str, Any]) -> str:
     env = r.get("worker_env") or {}
     return "".join(f", {k.removeprefix('CAPT_').lower()}={v}" for k, v in sorted(env.items()))
@@ -718,7 +740,7 @@ def section(data: dict[str, Any]) -> str:
             )
             lines.append(
                 f"| {r['label']}{_settings(r)} | {c['size']} | {c['new_clusters']} (1+{r['workers_per_cluster']}) | {ready}"
-                f" | {c['time_to_ready_p50']} s / {c['time_to_ready_p99']} s | {_cpu(c, 'worker')}"
+                f" | {_s(c['time_to_ready_p50'])} / {_s(c['time_to_ready_p99'])} | {_cpu(c, 'worker')}"
                 f" | {_cpu(c, 'server')} | {c['emulation_cpu_s_per_cluster']} | {c['cores_busy']}"
                 f" | {c['peak_rss_mib']['worker']} / {c['peak_rss_mib']['temporal']} MiB"
                 f" | {c['workflow_tasks_per_second']} |"
@@ -774,6 +796,9 @@ def section(data: dict[str, Any]) -> str:
                 f" {pc.get('workflow_tasks', 0):g} workflow tasks ({types}), {pc.get('activities', 0):g} activities"
                 f" (most: {top}), {pc.get('timers', 0):g} timers, {pc.get('events', 0):g} events."
             )
+    if data.get("note"):
+        lines += ["", f"_Note on this run:_ {data['note']}"]
+    lines += ["", PROFILE_NOTE]
     stopped = [r["stopped"] for r in data["runs"] if r.get("stopped")]
     if stopped:
         lines += ["", *(f"**Not reached:** {s}." for s in stopped)]
@@ -801,6 +826,12 @@ def _anchor_lines(data: dict[str, Any]) -> list[str]:
         f" the worker at {b['idle_worker_pct']} % and the server at {b['idle_server_pct']} % of a core."
     )
     for r, c in like or creates[:1]:
+        if not c["all_ready"]:
+            out.append(
+                f"  - now, {c['new_clusters']} new clusters of 1+{r['workers_per_cluster']}: {c['ready']} of {c['size']}"
+                f" Ready after {c['wall_seconds']:.0f} s (cut off: no cost per cluster to compare)."
+            )
+            continue
         shape = f"1+{r['workers_per_cluster']}"
         wall = (
             f"all Ready in {c['wall_seconds']:.0f} s"
@@ -861,9 +892,12 @@ def _anchor_lines(data: dict[str, Any]) -> list[str]:
 def summary(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows = []
     b = data["baseline"]
-    creates = [(r, c) for r in data["runs"] for c in r["creates"] if r["workers_per_cluster"] == 1]
+    creates = [
+        (r, c) for r in data["runs"] for c in r["creates"] if r["workers_per_cluster"] == 1 and c["all_ready"]
+    ]
     if creates:
-        r, c = creates[-1]
+        same = [(r, c) for r, c in creates if c["new_clusters"] == b["clusters"]]
+        r, c = (same or creates)[-1]
         per = _net(c, "worker") + _net(c, "server")
         base = b["worker_cpu_s_per_cluster"] + b["server_cpu_s_per_cluster"]
         rows.append(
@@ -903,7 +937,7 @@ def plots(data: dict[str, Any]) -> list[Path]:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for i, r in enumerate(data["runs"]):
-        cs = r["creates"]
+        cs = [c for c in r["creates"] if c["all_ready"]]  # a step cut off by its deadline has no cost
         if not cs:
             continue
         x = [c["size"] for c in cs]
@@ -961,8 +995,8 @@ def plots(data: dict[str, Any]) -> list[Path]:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for i, r in enumerate(data["runs"]):
-        cs = r["creates"]
-        if not cs:
+        cs = [c for c in r["creates"] if c["all_ready"]]
+        if not r["creates"]:
             continue
         x = [c["size"] for c in cs]
         tag = f" (1+{r['workers_per_cluster']})"
@@ -981,9 +1015,10 @@ def plots(data: dict[str, Any]) -> list[Path]:
             color=f"C{3 * i + 2}",
             label="apply→Ready p50" + tag,
         )
-        for c in cs:
+        for c in r["creates"]:
             t = [p[0] for p in c["timeline"]]
-            ax2.plot(t, [p[1] for p in c["timeline"]], label=f"{c['size']} clusters{tag}")
+            cut = "" if c["all_ready"] else " (cut off)"
+            ax2.plot(t, [p[1] for p in c["timeline"]], label=f"{c['size']} clusters{tag}{cut}")
     ax1.plot([b["clusters"]], [b["ready_seconds"]], "*", color="k", label="before (20 × 1+1)")
     ax1.set_xlabel("clusters")
     ax1.set_ylabel("seconds")
