@@ -70,6 +70,9 @@ def render(directory: Path = results.RESULTS, plots: bool = True, images: Path |
         if plots and hasattr(module, "plots"):
             module.plots(data)
         lines += [module.section(data).rstrip(), "", f"_Measured {data['measured_at']}._", ""]
+    findings = Path(__file__).with_name("findings.md")
+    if findings.exists():
+        lines += [findings.read_text().rstrip(), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
