@@ -42,7 +42,17 @@ def test_product_code_and_bench_never_import_tests() -> None:
 
 
 def test_tests_mirror_the_source_tree() -> None:
-    allowed = {*PRODUCT_PACKAGES, "e2e", "support", "histories", "cli", "worker", "deploy", "testkit", "bench"}
+    allowed = {
+        *PRODUCT_PACKAGES,
+        "e2e",
+        "support",
+        "histories",
+        "cli",
+        "worker",
+        "deploy",
+        "testkit",
+        "bench",
+    }
     misplaced = [
         str(p.relative_to(ROOT))
         for p in (ROOT / "tests").rglob("test_*.py")
