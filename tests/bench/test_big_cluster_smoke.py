@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import big_cluster, results
+
+# A benchmark run of ~20 s: with the end-to-end tests (`make e2e`), keeping `make test` under 5 min.
+pytestmark = pytest.mark.e2e
 
 
 def test_big_cluster_create_and_rollouts_against_their_bounds(tmp_path, monkeypatch):

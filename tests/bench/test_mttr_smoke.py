@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import mttr, results
+
+# A benchmark run of ~20 s: with the end-to-end tests (`make e2e`), keeping `make test` under 5 min.
+pytestmark = pytest.mark.e2e
 
 SLACK = 5.0  # activities run between a timer firing and the verdict
 
