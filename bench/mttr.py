@@ -54,7 +54,8 @@ from activities.aws import instances as ec2  # noqa: E402
 from activities.workload import activities as workload  # noqa: E402
 from activities.workload.objects import NodeCondition, NodeInfo  # noqa: E402
 from bench import model, results  # noqa: E402
-from bench.big_cluster import BenchCloud, quiet_sdk, skip, start_env  # noqa: E402
+from bench.big_cluster import BenchCloud, quiet_sdk, skip  # noqa: E402
+from testkit import time_skipping  # noqa: E402
 
 VERSION = "v1.30.2"
 DEFAULT_CLUSTERS = (1, 10)
@@ -188,7 +189,7 @@ async def measure(clusters: int, mode: str, lat: model.Latencies, workers: int =
     tag = uuid.uuid4().hex[:4]
     names = [f"c{i:04d}-{tag}" for i in range(clusters)]
     queue = f"bench-mttr-{tag}"
-    env = await start_env()
+    env = await time_skipping.start_env()
     wall0 = time.monotonic()
     out: dict[str, Any] = {"clusters": clusters, "mode": mode, "workers_per_cluster": workers}
     try:
