@@ -91,10 +91,10 @@ def _variables(var: tuple[str, ...], var_file: str | None) -> dict[str, str]:
 
 def _load(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None = None) -> LoadResult:
     """Load the manifests and plan their network (validate = apply), or exit 2 with every problem."""
-    from plan.cluster import build_plan
-    from plan.names import cluster_id
-    from plan.network import PlanError
-    from plan.render import plan_azs
+    from capt.plan.cluster import build_plan
+    from capt.plan.names import cluster_id
+    from capt.plan.network import PlanError
+    from capt.plan.render import plan_azs
 
     variables = _variables(var, var_file)
     try:
@@ -177,8 +177,8 @@ def validate(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None,
 def plan_command(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None, output: str) -> None:
     """What capt would build in AWS, without calling AWS: VPC, subnets per AZ, gateways,
     route tables, security groups with every rule, load balancer, bastion, machines."""
-    from plan.network import PlanError
-    from plan.render import render_plan
+    from capt.plan.network import PlanError
+    from capt.plan.render import render_plan
 
     result = _load(files, var, var_file)
     try:

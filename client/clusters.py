@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from plan import names
+from capt.plan import names
 from spec.models import ClusterSpec
 from workflows.cluster import (
     ApplyAnswer,

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from plan.names import cluster_id
+from capt.plan.names import cluster_id
 from spec import strict
 from spec import validation as v
 from spec.addon_kinds import ClusterResourceSetDoc, read_cluster_resource_set, read_config_map

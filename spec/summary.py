@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plan.names import cluster_id
+from capt.plan.names import cluster_id
 from spec.models import ClusterSpec, MachineTemplate
 
 

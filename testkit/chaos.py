@@ -68,12 +68,12 @@ from temporalio.service import RPCError
 
 from activities import kill_points
 from activities.aws import audit, faults
+from capt.plan.cluster import build_plan
+from capt.plan.names import cluster_id
 from client import codec
 from devstack import procs, stack
 from devstack.config import DevConfig
 from devstack.services import Service, build_services
-from plan.cluster import build_plan
-from plan.names import cluster_id
 from spec.loader import load_manifest
 from spec.models import ClusterSpec
 from testkit import history_sizes as histories

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.support.paths import ROOT
 
-PRODUCT_PACKAGES = ("spec", "plan", "activities", "workflows", "client", "devstack", "simulator", "templates")
+PRODUCT_PACKAGES = ("capt", "spec", "activities", "workflows", "client", "devstack", "simulator", "templates")
 TOP_LEVEL_MODULES = ("cli.py", "worker.py")
 
 
@@ -44,6 +44,7 @@ def test_product_code_and_bench_never_import_tests() -> None:
 def test_tests_mirror_the_source_tree() -> None:
     allowed = {
         *PRODUCT_PACKAGES,
+        "plan",
         "e2e",
         "support",
         "histories",

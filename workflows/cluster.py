@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.aws.models import Blocker
     from activities.workload.activities import WorkloadAccess
     from activities.workload.addons import ApplyAddonsRequest, apply_addons
-    from plan import names
+    from capt.plan import names
     from spec.models import AddonSpec, ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
     from workflows import activity_options as opts
     from workflows import search_attributes as sa

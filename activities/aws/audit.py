@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from activities.aws import secrets as sm
 from activities.aws import session, tags
-from plan.cluster import ClusterPlan
+from capt.plan.cluster import ClusterPlan
 
 KINDS = (
     "instance",

@@ -16,7 +16,7 @@ from activities.aws import tags
 from activities.aws.errors import NotOwnedError, NotYetVisibleError, is_code
 from activities.aws.models import AwsResult, ClusterRef, DoneResult
 from activities.aws.session import aws_activity, client
-from plan.cluster import LoadBalancerPlan
+from capt.plan.cluster import LoadBalancerPlan
 
 
 class _In(BaseModel):

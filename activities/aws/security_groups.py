@@ -15,7 +15,7 @@ from activities.aws.errors import NotOwnedError, NotYetVisibleError, is_code
 from activities.aws.models import AwsResult, ClusterRef, DoneResult
 from activities.aws.session import aws_activity, client
 from activities.aws.vpc import VpcIdInput
-from plan.security_groups import LB, Permission, diff_permissions, permission
+from capt.plan.security_groups import LB, Permission, diff_permissions, permission
 
 
 class _In(BaseModel):

@@ -12,7 +12,7 @@ from activities.aws import tags
 from activities.aws.errors import ConflictError, NotYetVisibleError, is_code
 from activities.aws.models import AwsResult, ClusterRef, DoneResult
 from activities.aws.session import aws_activity, client
-from plan.network import SubnetPlan
+from capt.plan.network import SubnetPlan
 
 
 class EnsureSubnetInput(BaseModel):

@@ -13,7 +13,7 @@ from activities.aws import idempotent
 from activities.aws.errors import ConflictError, is_code
 from activities.aws.models import AwsResult, ClusterRef, DoneResult
 from activities.aws.session import aws_activity, client
-from plan.network import SubnetPlan
+from capt.plan.network import SubnetPlan
 
 
 class _In(BaseModel):

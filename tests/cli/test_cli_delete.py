@@ -31,8 +31,8 @@ from activities import health as health_activities
 from activities.aws import cleanup, instance_events, tags
 from activities.aws import secrets as sm
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+from capt.plan import names
 from client import clusters
-from plan import names
 from spec.loader import load_file
 from testkit.fake_cloud import FakeCloud
 from testkit.health_fakes import HealthFakes

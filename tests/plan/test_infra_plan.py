@@ -7,13 +7,13 @@ import re
 
 import pytest
 
-from plan import names
-from plan.cluster import ClusterPlan, build_plan
-from plan.network import PlanError, SubnetPlan, network_plan, resolve_existing, select_zones, split_cidr
-from plan.placement import fewest_first, spread
-from plan.regions import default_azs
-from plan.render import plan_azs, render_plan
-from plan.security_groups import (
+from capt.plan import names
+from capt.plan.cluster import ClusterPlan, build_plan
+from capt.plan.network import PlanError, SubnetPlan, network_plan, resolve_existing, select_zones, split_cidr
+from capt.plan.placement import fewest_first, spread
+from capt.plan.regions import default_azs
+from capt.plan.render import plan_azs, render_plan
+from capt.plan.security_groups import (
     ANY_IPV4,
     Rule,
     diff_permissions,

@@ -24,7 +24,7 @@ from activities.aws import cleanup, instance_events, tags
 from activities.aws import secrets as sm
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsRequest, ApplyAddonsResult
-from plan import names
+from capt.plan import names
 from spec.loader import load_file
 from spec.models import AddonSpec
 from testkit.fake_cloud import FakeCloud

@@ -35,7 +35,7 @@ from activities.workload.teardown import (
     CloudBackedService,
     DeleteCloudBackedObjectsRequest,
 )
-from plan import names
+from capt.plan import names
 from spec.loader import load_file
 from testkit.fake_cloud import FakeCloud
 from testkit.health_fakes import HealthFakes

@@ -25,7 +25,7 @@ from activities.workload.teardown import (
     CloudBackedService,
     DeleteCloudBackedObjectsRequest,
 )
-from plan import names
+from capt.plan import names
 from testkit.reference import REGION
 from tests.support.context import running_worker
 from tests.support.strict_aws import StrictAws, strict_aws

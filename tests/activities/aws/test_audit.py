@@ -8,8 +8,8 @@ import pytest
 
 from activities.aws import audit, tags
 from activities.aws import secrets as sm
-from plan.cluster import build_plan
-from plan.names import cluster_id
+from capt.plan.cluster import build_plan
+from capt.plan.names import cluster_id
 from testkit.reference import AZS, REGION, reference_spec
 
 C = "audited"

@@ -27,8 +27,8 @@ from activities.aws import (
 from activities.aws.client_tokens import MAX_LENGTH, client_token
 from activities.aws.errors import NON_RETRYABLE_CODES, NotOwnedError, to_application_error
 from activities.aws.models import ClusterRef
-from plan.cluster import build_plan
-from plan.network import SubnetPlan
+from capt.plan.cluster import build_plan
+from capt.plan.network import SubnetPlan
 from testkit.reference import AZS, NAME, REGION, reference_spec
 
 CLUSTER = ClusterRef(name=NAME, region=REGION, additional_tags=(("team", "infra"), ("Name", "ignored")))

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from plan import names
+from capt.plan import names
 from spec.models import ClusterSpec
 
 APISERVER_LB = "apiserver-lb"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from plan import names
+from capt.plan import names
 from spec.models import ClusterSpec
 
 

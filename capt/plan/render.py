@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from plan import names
-from plan.cluster import ClusterPlan, build_plan
-from plan.regions import default_azs
-from plan.security_groups import Rule
+from capt.plan import names
+from capt.plan.cluster import ClusterPlan, build_plan
+from capt.plan.regions import default_azs
+from capt.plan.security_groups import Rule
 from spec.models import ClusterSpec
 
 __all__ = ["default_azs", "plan_azs", "render_plan"]

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from plan import names
-from plan.network import NetworkPlan, PlanError, network_plan
-from plan.placement import fewest_first, spread
-from plan.security_groups import APISERVER_LB, BASTION, SecurityGroupPlan, security_group_plans
+from capt.plan import names
+from capt.plan.network import NetworkPlan, PlanError, network_plan
+from capt.plan.placement import fewest_first, spread
+from capt.plan.security_groups import APISERVER_LB, BASTION, SecurityGroupPlan, security_group_plans
 from spec.models import ClusterSpec
 
 
