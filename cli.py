@@ -18,11 +18,11 @@ import click
 
 from activities import redaction
 from activities.aws.iam_cli import bootstrap_group
+from capt.spec.errors import ManifestError
+from capt.spec.loader import LoadResult, load_manifest
+from capt.spec.summary import summarize
+from capt.spec.variables import parse_var_options
 from devstack.cli import dev
-from spec.errors import ManifestError
-from spec.loader import LoadResult, load_manifest
-from spec.summary import summarize
-from spec.variables import parse_var_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -265,7 +265,7 @@ timeout_option = click.option(
 
 
 def _seconds(text: str) -> float:
-    from spec.durations import parse_duration
+    from capt.spec.durations import parse_duration
 
     try:
         return parse_duration(text)
@@ -539,8 +539,8 @@ def scale() -> None:
 @_run
 async def scale_controlplane(cluster: str, replicas: int, namespace: str, wait: bool, timeout: str) -> None:
     """Scale the control plane (odd numbers: 1, 3, 5, 7)."""
+    from capt.spec import validation
     from client import clusters
-    from spec import validation
 
     if err := validation.control_plane_replicas_error(replicas) or validation.control_plane_size_error(
         replicas
@@ -568,8 +568,8 @@ async def scale_machinedeployment(
     cluster: str, deployment: str, replicas: int, namespace: str, wait: bool, timeout: str
 ) -> None:
     """Scale a machine deployment."""
+    from capt.spec import validation
     from client import clusters
-    from spec import validation
 
     if replicas < 0:
         raise click.BadParameter(f"must not be negative, got {replicas}", param_hint="--replicas")
@@ -596,8 +596,8 @@ async def scale_machinedeployment(
 @_run
 async def upgrade(cluster: str, version: str, namespace: str, wait: bool, timeout: str) -> None:
     """Upgrade the control plane, then every machine deployment, to a Kubernetes version."""
+    from capt.spec import validation
     from client import clusters
-    from spec import validation
 
     if err := validation.version_error(version):
         raise click.BadParameter(err, param_hint="--version")
@@ -727,8 +727,8 @@ async def kubeconfig(cluster: str, namespace: str, output_file: str | None, merg
 
     from activities.aws import secrets as sm
     from activities.kubeadm import pki
+    from capt.spec.durations import parse_duration
     from client import clusters
-    from spec.durations import parse_duration
 
     try:
         seconds = parse_duration(ttl)

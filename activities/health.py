@@ -36,7 +36,7 @@ from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from spec.intstr import IntOrPercent
+from capt.spec.intstr import IntOrPercent
 from workflows import control_plane as cp
 from workflows.machine_models import MachineStatus, machine_workflow_id
 

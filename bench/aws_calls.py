@@ -321,7 +321,7 @@ def activity_costs(region: str = REGION) -> dict[str, dict[str, int]]:
     from activities.aws import instances as ec2
     from activities.aws import secrets as sm
     from activities.kubeadm import bootstrap as kb
-    from spec.models import KubeadmConfigSpec, MachineTemplate
+    from capt.spec.models import KubeadmConfigSpec, MachineTemplate
     from testkit import aws_setup
 
     cluster = "bench-calls"
@@ -614,7 +614,7 @@ async def measure_rollout(workers: int) -> dict[str, Any]:
     from datetime import timedelta
 
     from bench import model
-    from spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
+    from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
     from testkit.context import cluster_context, running_worker, unique
     from workflows.machine import MachineWorkflow
     from workflows.machine_deployment import (

@@ -330,7 +330,7 @@ def create_bound(lat: model.Latencies, control_plane: int = CONTROL_PLANE) -> fl
 async def measure(
     workers: int, lat: model.Latencies, surges: tuple[int | str, ...] = SURGES, step: float | None = None
 ) -> dict[str, Any]:
-    from spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineDeploymentSpec, RollingUpdate
+    from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineDeploymentSpec, RollingUpdate
     from testkit.context import cluster_context, machine_template
     from worker import build_worker
     from workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow

@@ -177,7 +177,7 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
     from activities.aws import cleanup, instance_events
     from activities.aws import secrets as sm
     from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
-    from spec.loader import load_file
+    from capt.spec.loader import load_file
     from testkit.fake_cloud import FakeCloud
     from testkit.health_fakes import HealthFakes
     from worker import build_worker

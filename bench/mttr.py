@@ -178,7 +178,7 @@ def percentile(values: list[float], p: float) -> float:
 
 async def measure(clusters: int, mode: str, lat: model.Latencies, workers: int = 2) -> dict[str, Any]:
     from activities.health import HEALTH_ACTIVITIES
-    from spec.models import HealthCheckSpec, KubeadmConfigSpec, MachineDeploymentSpec
+    from capt.spec.models import HealthCheckSpec, KubeadmConfigSpec, MachineDeploymentSpec
     from testkit.context import cluster_context, machine_template
     from worker import build_worker
     from workflows.health import HealthCheckInput, HealthCheckWorkflow, health_workflow_id

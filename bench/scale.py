@@ -283,7 +283,7 @@ class Scale:
             return ""
 
     def spec(self, i: int):
-        from spec.loader import load_manifest
+        from capt.spec.loader import load_manifest
 
         name = f"scale-{i:04d}"
         text = EXAMPLE.read_text().replace("capi-quickstart", name)  # the name and the namespace

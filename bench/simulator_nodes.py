@@ -144,7 +144,7 @@ def run(args: argparse.Namespace, total: int, sim_url: str, pids: dict[str, int]
     from activities.kubeadm import bootstrap as kb
     from activities.kubeadm import tokens as kt
     from activities.workload import activities as wa
-    from spec.models import AMISelector, KubeadmConfigSpec, MachineTemplate
+    from capt.spec.models import AMISelector, KubeadmConfigSpec, MachineTemplate
 
     ec2, elb, smc = boto3.client("ec2"), boto3.client("elb"), sm.client(REGION)
     nr = {"name": "{{ ds.meta_data.local_hostname }}", "kubeletExtraArgs": {"cloud-provider": "external"}}

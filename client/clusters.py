@@ -19,7 +19,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from capt.plan import names
-from spec.models import ClusterSpec
+from capt.spec.models import ClusterSpec
 from workflows.cluster import (
     ApplyAnswer,
     ApplyRequest,

@@ -11,7 +11,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 
-from spec.models import AMISelector
+from capt.spec.models import AMISelector
 
 REGION = "ap-northeast-2"
 CAPA_ORG = AMISelector().lookup_org

@@ -8,7 +8,7 @@ import functools
 
 from activities.kubeadm import pki, tokens
 from activities.kubeadm.bootstrap import KubeadmInputs, RenderInput
-from spec.models import (
+from capt.spec.models import (
     ClusterSpec,
     ControlPlaneSpec,
     KubeadmConfigSpec,

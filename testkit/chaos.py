@@ -70,12 +70,12 @@ from activities import kill_points
 from activities.aws import audit, faults
 from capt.plan.cluster import build_plan
 from capt.plan.names import cluster_id
+from capt.spec.loader import load_manifest
+from capt.spec.models import ClusterSpec
 from client import codec
 from devstack import procs, stack
 from devstack.config import DevConfig
 from devstack.services import Service, build_services
-from spec.loader import load_manifest
-from spec.models import ClusterSpec
 from testkit import history_sizes as histories
 from workflows.cluster import (
     ClusterStatus,

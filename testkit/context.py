@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.aws.secrets import ClusterPKIRefs
-from spec.models import KubeadmConfigSpec, MachineTemplate
+from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 from workflows.machine_models import ClusterContext, LoadBalancerRef
 
 AZS = ("ap-northeast-2a", "ap-northeast-2b", "ap-northeast-2c")

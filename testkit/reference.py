@@ -6,7 +6,7 @@ control plane of 3 t3.large at v1.20.5 and md-0 with 3 workers.
 
 from __future__ import annotations
 
-from spec.models import (
+from capt.spec.models import (
     BastionSpec,
     ClusterSpec,
     ControlPlaneSpec,

@@ -123,7 +123,7 @@ async def measure_steady_state(env, task_queue: str, control_plane: int, workers
     check sent, as counted by the real activities' botocore hooks."""
     from datetime import timedelta
 
-    from spec.models import HealthCheckSpec
+    from capt.spec.models import HealthCheckSpec
     from testkit.context import cluster_context, running_worker, unique
     from workflows.health import HealthCheckInput, HealthCheckWorkflow, health_workflow_id
 

@@ -38,7 +38,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.workload.activities import WorkloadAccess
     from activities.workload.addons import ApplyAddonsRequest, apply_addons
     from capt.plan import names
-    from spec.models import AddonSpec, ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
+    from capt.spec.models import (
+        AddonSpec,
+        ClusterSpec,
+        ControlPlaneSpec,
+        HealthCheckSpec,
+        MachineDeploymentSpec,
+    )
     from workflows import activity_options as opts
     from workflows import search_attributes as sa
     from workflows.cluster_changes import (

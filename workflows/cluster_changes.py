@@ -13,7 +13,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
-from spec.models import ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
+from capt.spec.models import ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
 from workflows import control_plane_rules as cp_rules
 from workflows.machine_deployment import worker_version_error
 

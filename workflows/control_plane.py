@@ -32,7 +32,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.workload import components, etcd
     from activities.workload.activities import WorkloadAccess
-    from spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineTemplate
+    from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineTemplate
     from workflows import activity_options as opts
     from workflows import control_plane_rules as rules
     from workflows import search_attributes as sa

@@ -89,8 +89,8 @@ with workflow.unsafe.imports_passed_through():
         WorkloadNodes,
         list_workload_nodes,
     )
-    from spec.intstr import IntOrPercentError, check_int_or_percent
-    from spec.models import HealthCheckSpec
+    from capt.spec.intstr import IntOrPercentError, check_int_or_percent
+    from capt.spec.models import HealthCheckSpec
     from workflows.health_rules import TOO_MANY_UNHEALTHY, parse_unhealthy_range
     from workflows.machine_models import ClusterContext
 

@@ -54,7 +54,7 @@ from pydantic import BaseModel, ConfigDict
 from activities.aws.instances import InstanceInfo
 from activities.health import WatchedMachine
 from activities.workload.objects import NodeCondition, NodeInfo
-from spec.models import MACHINE_CONDITION_TYPES, HealthCheckSpec
+from capt.spec.models import MACHINE_CONDITION_TYPES, HealthCheckSpec
 from workflows.health_rules import RemediationAllowance, limit_in_flight, max_unhealthy_allows
 
 GONE_STATES = ("terminated", "shutting-down", "stopped")

@@ -57,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from capt.plan.cluster import ClusterPlan, build_plan, plan_for_network
     from capt.plan.network import NetworkPlan, PlanError, SubnetPlan, resolve_existing
     from capt.plan.security_groups import resolve_permissions, security_group_plans
-    from spec.models import ClusterSpec
+    from capt.spec.models import ClusterSpec
     from workflows import activity_options as opts
 
 ResourceState = Literal["planned", "creating", "ready", "deleting", "deleted"]

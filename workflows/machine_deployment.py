@@ -56,9 +56,9 @@ with workflow.unsafe.imports_passed_through():
     import workflows.rollout as rollout
     import workflows.search_attributes as sa
     from activities.workload import activities as workload
-    from spec.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
-    from spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
-    from spec.versions import parse_kubernetes_version, worker_version_error  # noqa: F401 - re-exported
+    from capt.spec.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
+    from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
+    from capt.spec.versions import parse_kubernetes_version, worker_version_error  # noqa: F401 - re-exported
     from workflows import activity_options as opts
     from workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
     from workflows.machine_owner import (

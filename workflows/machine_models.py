@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from activities.aws.secrets import ClusterPKIRefs
-from spec.models import KubeadmConfigSpec, MachineTemplate
+from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 
 MachinePhase = Literal["Pending", "Provisioning", "Provisioned", "Running", "Deleting", "Deleted", "Failed"]
 MachineRole = Literal["control-plane", "worker"]

@@ -34,7 +34,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities import temporal_tree
-    from spec.models import KubeadmConfigSpec, MachineTemplate
+    from capt.spec.models import KubeadmConfigSpec, MachineTemplate
     from workflows.machine import MachineWorkflow
     from workflows.machine_models import (
         ClusterContext,

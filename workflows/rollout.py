@@ -71,8 +71,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from spec.intstr import IntOrPercent, scaled_value
-from spec.models import MachineDeploymentSpec
+from capt.spec.intstr import IntOrPercent, scaled_value
+from capt.spec.models import MachineDeploymentSpec
 from workflows.failure_domains import spread
 from workflows.health_rules import limit_in_flight
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from activities.aws import session
 from activities.aws.errors import CaptAwsError
 from activities.aws.models import AwsResult
-from spec.models import AMISelector
+from capt.spec.models import AMISelector
 
 
 class ImageNotFoundError(CaptAwsError):

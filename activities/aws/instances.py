@@ -38,7 +38,7 @@ from activities.aws.client_tokens import client_token
 from activities.aws.errors import CaptAwsError, NotOwnedError, NotYetVisibleError, is_code
 from activities.aws.models import AwsResult
 from activities.kubeadm.bootstrap import render_user_data
-from spec.models import AMISelector, MachineTemplate
+from capt.spec.models import AMISelector, MachineTemplate
 
 # "worker" is the machine workflows' word for what CAPA tags as "node".
 InstanceRole = Literal["control-plane", "node", "worker"]

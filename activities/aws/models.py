@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from spec.models import ClusterSpec
+from capt.spec.models import ClusterSpec
 
 
 class ClusterRef(BaseModel):

@@ -48,7 +48,7 @@ from activities.aws.secrets import ClusterPKIRefs
 from activities.aws.session import aws_activity
 from activities.kubeadm.pki import ClusterPKI
 from activities.kubeadm.tokens import BootstrapToken, init_configuration_token
-from spec.models import ClusterSpec, KubeadmConfigSpec
+from capt.spec.models import ClusterSpec, KubeadmConfigSpec
 
 BootstrapKind = Literal["init", "join-control-plane", "join-worker"]
 

@@ -35,7 +35,7 @@ from activities.aws.models import AwsResult
 from activities.aws.session import aws_activity
 from activities.workload.activities import WorkloadAccess, connect
 from activities.workload.client import WorkloadClient, _path
-from spec.models import AddonResource, AddonSpec
+from capt.spec.models import AddonResource, AddonSpec
 
 FIELD_MANAGER = "capt"
 APPLY_PATCH = "application/apply-patch+yaml"

@@ -27,7 +27,7 @@ from activities.aws.models import AwsResult
 from activities.aws.session import aws_activity
 from activities.workload.activities import WorkloadAccess, connect
 from activities.workload.client import WorkloadClient, _path, api_path
-from spec.versions import default_coredns_tag, newer_image_tag
+from capt.spec.versions import default_coredns_tag, newer_image_tag
 
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "capt"

@@ -10,7 +10,7 @@ from capt.plan import names
 from capt.plan.network import NetworkPlan, PlanError, network_plan
 from capt.plan.placement import fewest_first, spread
 from capt.plan.security_groups import APISERVER_LB, BASTION, SecurityGroupPlan, security_group_plans
-from spec.models import ClusterSpec
+from capt.spec.models import ClusterSpec
 
 
 class _Frozen(BaseModel):

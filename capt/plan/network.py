@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict
 
 from capt.plan import names
-from spec.models import ClusterSpec
+from capt.spec.models import ClusterSpec
 
 
 class PlanError(ValueError):

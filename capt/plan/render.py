@@ -9,7 +9,7 @@ from capt.plan import names
 from capt.plan.cluster import ClusterPlan, build_plan
 from capt.plan.regions import default_azs
 from capt.plan.security_groups import Rule
-from spec.models import ClusterSpec
+from capt.spec.models import ClusterSpec
 
 __all__ = ["default_azs", "plan_azs", "render_plan"]
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from capt.plan import names
-from spec.models import ClusterSpec
+from capt.spec.models import ClusterSpec
 
 APISERVER_LB = "apiserver-lb"
 LB = "lb"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from spec.models import HealthCheckSpec
+from capt.spec.models import HealthCheckSpec
 from tests.activities.test_health_detection import CHECK, evaluate, instance, machine, node, obs
 from workflows import health_detection as detect
 from workflows.health import MachineAnnotations, annotations_error

@@ -9,7 +9,7 @@ import pytest
 from activities.aws.instances import InstanceInfo
 from activities.health import WatchedMachine
 from activities.workload.objects import NodeCondition, NodeInfo
-from spec.models import HealthCheckSpec, UnhealthyCondition
+from capt.spec.models import HealthCheckSpec, UnhealthyCondition
 from workflows import health_detection as detect
 from workflows.health import HealthSettings, settings_error
 

@@ -32,8 +32,8 @@ from activities.aws import cleanup, instance_events, tags
 from activities.aws import secrets as sm
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.plan import names
+from capt.spec.loader import load_file
 from client import clusters
-from spec.loader import load_file
 from testkit.fake_cloud import FakeCloud
 from testkit.health_fakes import HealthFakes
 from tests.support.context import query, running_worker, wait_for

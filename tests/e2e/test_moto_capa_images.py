@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from activities.aws import images
-from spec.models import AMISelector
+from capt.spec.models import AMISelector
 
 pytestmark = pytest.mark.e2e
 

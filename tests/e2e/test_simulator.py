@@ -41,9 +41,9 @@ from activities.kubeadm import pki as kpki
 from activities.workload import activities as wa
 from activities.workload import client as wc
 from activities.workload import etcd as we
+from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 from client import codec
 from devstack.config import DevConfig
-from spec.models import KubeadmConfigSpec, MachineTemplate
 from workflows.machine import MachineWorkflow
 from workflows.machine_models import (
     ClusterContext,

@@ -21,7 +21,7 @@ from capt.plan.security_groups import (
     resolve_permissions,
     security_group_plans,
 )
-from spec.models import BastionSpec, IngressRule, LoadBalancerSpec, NetworkSpec, SubnetSpec
+from capt.spec.models import BastionSpec, IngressRule, LoadBalancerSpec, NetworkSpec, SubnetSpec
 from testkit.reference import AZS, NAME, existing_vpc_spec, reference_spec
 
 # --- CIDR arithmetic (CAPA's SplitIntoSubnetsIPv4) -------------------------------------------

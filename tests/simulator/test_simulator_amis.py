@@ -6,8 +6,8 @@ import fnmatch
 import json
 from pathlib import Path
 
+from capt.spec.models import AMISelector
 from simulator import amis
-from spec.models import AMISelector
 
 
 def test_capa_names_match_the_lookup_pattern_for_every_version() -> None:

@@ -9,8 +9,8 @@ import json
 import yaml
 
 from activities.workload import addons as wad
+from capt.spec.loader import load_file
 from simulator import kubeapi
-from spec.loader import load_file
 from tests.simulator.test_simulator_kubeapi import MASTERS, cluster_with_worker, served, workload_client  # noqa: F401
 from tests.spec.test_spec_loader import CLUSTERCTL_VARS
 from tests.support.paths import CAPA_TEMPLATE

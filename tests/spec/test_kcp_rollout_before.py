@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from spec.errors import ManifestError
-from spec.loader import load_manifest
-from spec.models import ControlPlaneSpec, MachineTemplate
+from capt.spec.errors import ManifestError
+from capt.spec.loader import load_manifest
+from capt.spec.models import ControlPlaneSpec, MachineTemplate
 from tests.spec.test_spec_loader import CLUSTERCTL_VARS
 from tests.support.paths import CAPA_TEMPLATE
 from workflows.control_plane import CERTIFICATE_LIFETIME_SECONDS, _rollout_threshold

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from spec.errors import ManifestError
-from spec.loader import load_manifest
+from capt.spec.errors import ManifestError
+from capt.spec.loader import load_manifest
 from tests.spec.test_spec_loader import CLUSTERCTL_VARS
 from tests.support.paths import CAPA_TEMPLATE
 

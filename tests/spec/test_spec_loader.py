@@ -10,8 +10,8 @@ import pydantic
 import pytest
 import yaml
 
-from spec.errors import ManifestError, MissingVariablesError
-from spec.loader import load_file, load_manifest
+from capt.spec.errors import ManifestError, MissingVariablesError
+from capt.spec.loader import load_file, load_manifest
 from tests.support.paths import CAPA_TEMPLATE, QUICKSTART
 
 CLUSTERCTL_VARS = {

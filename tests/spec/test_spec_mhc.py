@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spec.loader import ManifestError, load_manifest
+from capt.spec.loader import ManifestError, load_manifest
 from tests.spec.test_spec_loader import by_kind, kcp_to_v1beta2, mutate
 
 

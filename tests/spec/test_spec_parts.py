@@ -2,11 +2,11 @@
 
 import pytest
 
-from spec.durations import parse_duration
-from spec.errors import MissingVariablesError
-from spec.intstr import IntOrPercentError, scaled_value
-from spec.models import AMISelector
-from spec.variables import parse_var_options, referenced_variables, substitute
+from capt.spec.durations import parse_duration
+from capt.spec.errors import MissingVariablesError
+from capt.spec.intstr import IntOrPercentError, scaled_value
+from capt.spec.models import AMISelector
+from capt.spec.variables import parse_var_options, referenced_variables, substitute
 
 
 @pytest.mark.parametrize(

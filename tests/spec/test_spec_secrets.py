@@ -10,9 +10,9 @@ import base64
 import pytest
 import yaml
 
-from spec.errors import ManifestError, MissingVariablesError
-from spec.loader import load_manifest
-from spec.secret_kinds import looks_like_key_material
+from capt.spec.errors import ManifestError, MissingVariablesError
+from capt.spec.loader import load_manifest
+from capt.spec.secret_kinds import looks_like_key_material
 from tests.support.secret_manifest import (
     CRS_OBJECT,
     FILE_SECRET,

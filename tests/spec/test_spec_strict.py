@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from spec.errors import ManifestError
-from spec.loader import load_file, load_manifest
-from spec.schema import README_BEGIN, README_END, not_supported_markdown
+from capt.spec.errors import ManifestError
+from capt.spec.loader import load_file, load_manifest
+from capt.spec.schema import README_BEGIN, README_END, not_supported_markdown
 from tests.spec.test_spec_loader import CLUSTERCTL_VARS, base_docs, render
 from tests.support.paths import CAPA_TEMPLATE, QUICKSTART, ROOT
 from tests.support.secret_manifest import secret_manifest

@@ -25,8 +25,8 @@ from activities.aws import secrets as sm
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsRequest, ApplyAddonsResult
 from capt.plan import names
-from spec.loader import load_file
-from spec.models import AddonSpec
+from capt.spec.loader import load_file
+from capt.spec.models import AddonSpec
 from testkit.fake_cloud import FakeCloud
 from testkit.health_fakes import HealthFakes
 from tests.support.context import query, running_worker, wait_for

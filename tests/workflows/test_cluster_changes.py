@@ -2,7 +2,7 @@
 
 import pytest
 
-from spec.loader import load_file
+from capt.spec.loader import load_file
 from tests.support.paths import QUICKSTART
 from workflows.cluster_changes import ChangeRejected, plan_changes
 

@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from spec.models import ControlPlaneSpec
+from capt.spec.models import ControlPlaneSpec
 from testkit.fake_cloud import FakeCloud
 from tests.support.context import (
     AZS,

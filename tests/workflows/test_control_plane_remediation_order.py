@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from spec.models import ControlPlaneSpec
+from capt.spec.models import ControlPlaneSpec
 from workflows.control_plane_rules import (
     DEFAULT_MIN_HEALTHY_PERIOD_SECONDS,
     RemediationRecord,

@@ -19,7 +19,7 @@ from temporalio.worker import Replayer
 
 from activities.aws import instance_events
 from activities.health import HEALTH_ACTIVITIES, RemediationCall, request_remediation
-from spec.models import (
+from capt.spec.models import (
     ControlPlaneSpec,
     HealthCheckSpec,
     KubeadmConfigSpec,

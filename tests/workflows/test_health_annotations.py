@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
-from spec.models import HealthCheckSpec
+from capt.spec.models import HealthCheckSpec
 from tests.support.context import running_worker
 from tests.workflows.test_health import WORKFLOWS, Cluster, events_for, settled
 from workflows.health import HealthCheckWorkflow, MachineAnnotations

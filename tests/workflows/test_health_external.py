@@ -8,7 +8,7 @@ from __future__ import annotations
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from spec.models import HealthCheckSpec, RemediationTemplateRef
+from capt.spec.models import HealthCheckSpec, RemediationTemplateRef
 from tests.support.context import running_worker
 from tests.workflows.test_health import NOT_READY_120S, WORKFLOWS, Cluster, events_for, settled
 from workflows.health import PATCH_EXTERNAL_REMEDIATION, HealthCheckWorkflow

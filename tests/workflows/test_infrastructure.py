@@ -36,7 +36,7 @@ from temporalio.worker import Worker
 from activities.aws import session, tags
 from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.plan.network import split_cidr
-from spec.models import BastionSpec, LoadBalancerSpec, NetworkSpec
+from capt.spec.models import BastionSpec, LoadBalancerSpec, NetworkSpec
 from testkit.reference import AZS, NAME, REGION, existing_vpc_spec, reference_spec
 from tests.support.aws_lag import eventually_consistent
 from tests.support.context import query

@@ -10,7 +10,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.aws import images
-from spec.models import AMISelector
+from capt.spec.models import AMISelector
 from testkit.fake_cloud import FakeCloud
 from tests.support.context import (
     cluster_context,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from spec.intstr import IntOrPercentError
-from spec.models import MachineDeploymentSpec, MachineTemplate
+from capt.spec.intstr import IntOrPercentError
+from capt.spec.models import MachineDeploymentSpec, MachineTemplate
 from workflows.control_plane_rules import (
     ControlPlaneState,
     RemediationRecord,

@@ -36,7 +36,7 @@ from activities.workload.teardown import (
     DeleteCloudBackedObjectsRequest,
 )
 from capt.plan import names
-from spec.loader import load_file
+from capt.spec.loader import load_file
 from testkit.fake_cloud import FakeCloud
 from testkit.health_fakes import HealthFakes
 from testkit.reference import AZS, REGION, reference_spec

@@ -20,7 +20,7 @@ from activities.aws.client_tokens import client_token
 from activities.aws.idempotent import VISIBILITY_ATTEMPTS
 from activities.aws.models import ClusterRef
 from capt.plan.cluster import build_plan
-from spec.models import LoadBalancerSpec
+from capt.spec.models import LoadBalancerSpec
 from testkit.reference import AZS, REGION, reference_spec
 from tests.support.aws_lag import eventually_consistent, run_like_temporal
 

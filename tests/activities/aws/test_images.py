@@ -8,7 +8,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import images, session
-from spec.models import AMISelector
+from capt.spec.models import AMISelector
 
 REGION = "ap-northeast-2"
 CAPA_ORG = AMISelector().lookup_org

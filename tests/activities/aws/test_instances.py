@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import iam, instances, session, tags
-from spec.models import AMISelector, MachineTemplate, RootVolume
+from capt.spec.models import AMISelector, MachineTemplate, RootVolume
 from tests.activities.aws.test_images import add_ami
 from tests.support.aws_lag import eventually_consistent, run_like_temporal
 

@@ -17,7 +17,7 @@ from activities.aws import tags, user_secrets
 from activities.aws.errors import ConflictError
 from activities.kubeadm import bootstrap as kb
 from activities.workload import addons as wad
-from spec.loader import load_manifest
+from capt.spec.loader import load_manifest
 from tests.activities.aws.test_secrets import _wire
 from tests.support.secret_manifest import (
     CRS_SECRET,

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from activities.kubeadm import bootstrap as b
-from spec.models import KubeadmConfigSpec
+from capt.spec.models import KubeadmConfigSpec
 from testkit.bootstrap_reference import HOSTNAME, NODE_NAME, reference_cluster, render_input, token
 
 KINDS = ("init", "join-control-plane", "join-worker")

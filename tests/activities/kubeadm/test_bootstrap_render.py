@@ -12,7 +12,7 @@ import yaml
 from activities.kubeadm import bootstrap as b
 from activities.kubeadm import pki
 from activities.kubeadm.tokens import TOKEN_PATTERN
-from spec.models import KubeadmConfigSpec
+from capt.spec.models import KubeadmConfigSpec
 from testkit.bootstrap_reference import (
     ENDPOINT,
     NODE_NAME,

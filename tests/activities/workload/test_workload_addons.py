@@ -14,7 +14,7 @@ from activities.aws.secrets import ClusterPKIRefs
 from activities.workload import addons as wad
 from activities.workload import client as wc
 from activities.workload.activities import WorkloadAccess
-from spec.models import AddonSpec
+from capt.spec.models import AddonSpec
 from tests.activities.workload.test_workload_client import LB_HOST, client_for, material, server  # noqa: F401
 
 DISCOVERY = {

@@ -20,8 +20,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from spec.documents import Doc, type_problem
-from spec.schema import ANY, FREE, IGNORED, SCHEMAS, VERSIONS, ListOf, NotSupported
+from capt.spec.documents import Doc, type_problem
+from capt.spec.schema import ANY, FREE, IGNORED, SCHEMAS, VERSIONS, ListOf, NotSupported
 
 _MISSING = object()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spec.capi_kinds import LabelSelector, read_selector
-from spec.documents import Doc
-from spec.models import AddonResource
+from capt.spec.capi_kinds import LabelSelector, read_selector
+from capt.spec.documents import Doc
+from capt.spec.models import AddonResource
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spec.documents import KIND_GROUP, Doc, split_api_version
+from capt.spec.documents import KIND_GROUP, Doc, split_api_version
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from spec.durations import parse_duration
-from spec.errors import Problem
+from capt.spec.durations import parse_duration
+from capt.spec.errors import Problem
 
 # apiVersion groups capt reads, with the versions accepted for each.
 CAPI_VERSIONS = ("v1alpha3", "v1alpha4", "v1beta1", "v1beta2")

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from spec import validation as v
-from spec.documents import Doc
-from spec.models import (
+from capt.spec import validation as v
+from capt.spec.documents import Doc
+from capt.spec.models import (
     AMISelector,
     BastionSpec,
     IngressRule,

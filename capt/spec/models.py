@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from spec.intstr import IntOrPercent
+from capt.spec.intstr import IntOrPercent
 
 # Calico's rules, as CAPA adds them when the manifest names no CNI rules.
 DEFAULT_CNI_RULES: tuple[dict[str, Any], ...] = (

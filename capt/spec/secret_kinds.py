@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from spec.documents import Doc
+from capt.spec.documents import Doc
 
 # CAPI's ClusterResourceSet only applies Secrets of this type (the CRS controller refuses others).
 CRS_SECRET_TYPE = "addons.cluster.x-k8s.io/resource-set"

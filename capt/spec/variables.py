@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from spec.errors import MissingVariablesError
+from capt.spec.errors import MissingVariablesError
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:=default}, ${NAME=default}
 _VARIABLE = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:(:?[-=])([^}]*))?\}")

@@ -26,11 +26,11 @@ import yaml
 from pydantic import ValidationError
 
 from capt.plan.names import cluster_id
-from spec import strict
-from spec import validation as v
-from spec.addon_kinds import ClusterResourceSetDoc, read_cluster_resource_set, read_config_map
-from spec.aws_kinds import AWSClusterDoc, read_aws_cluster, read_aws_machine_template
-from spec.capi_kinds import (
+from capt.spec import strict
+from capt.spec import validation as v
+from capt.spec.addon_kinds import ClusterResourceSetDoc, read_cluster_resource_set, read_config_map
+from capt.spec.aws_kinds import AWSClusterDoc, read_aws_cluster, read_aws_machine_template
+from capt.spec.capi_kinds import (
     CLUSTER_NAME_LABEL,
     CONTROL_PLANE_LABEL,
     CONTROL_PLANE_NAME_LABEL,
@@ -42,14 +42,14 @@ from spec.capi_kinds import (
     read_machine_deployment,
     read_machine_health_check,
 )
-from spec.documents import Doc, is_dns1123_label, parse_documents
-from spec.errors import ManifestError, Problem
-from spec.kubeadm_kinds import (
+from capt.spec.documents import Doc, is_dns1123_label, parse_documents
+from capt.spec.errors import ManifestError, Problem
+from capt.spec.kubeadm_kinds import (
     KubeadmControlPlaneDoc,
     read_kubeadm_config_template,
     read_kubeadm_control_plane,
 )
-from spec.models import (
+from capt.spec.models import (
     MACHINE_CONDITION_TYPES,
     AddonSpec,
     ClusterSpec,
@@ -61,15 +61,15 @@ from spec.models import (
     NetworkSpec,
     RollingUpdate,
 )
-from spec.refs import Ref
-from spec.secret_kinds import (
+from capt.spec.refs import Ref
+from capt.spec.secret_kinds import (
     CRS_SECRET_TYPE,
     SecretKeyRef,
     inline_secret_warnings,
     kubeadm_secret_refs,
     read_secret,
 )
-from spec.variables import referenced_variables, substitute
+from capt.spec.variables import referenced_variables, substitute
 
 CLUSTER_ID_VARIABLE = "CAPT_CLUSTER_ID"
 _PLACEHOLDER = "capt-cluster-id-placeholder"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spec.documents import Doc
-from spec.models import DEFAULT_MIN_HEALTHY_PERIOD_SECONDS, KubeadmConfigSpec
-from spec.refs import Ref, read_ref
+from capt.spec.documents import Doc
+from capt.spec.models import DEFAULT_MIN_HEALTHY_PERIOD_SECONDS, KubeadmConfigSpec
+from capt.spec.refs import Ref, read_ref
 
 
 def read_kubeadm_config_spec(doc: Doc, path: str) -> KubeadmConfigSpec:

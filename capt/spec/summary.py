@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from capt.plan.names import cluster_id
-from spec.models import ClusterSpec, MachineTemplate
+from capt.spec.models import ClusterSpec, MachineTemplate
 
 
 def _machine(t: MachineTemplate, version: str) -> str:

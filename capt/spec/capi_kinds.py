@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from spec.documents import Doc
-from spec.durations import parse_duration
-from spec.models import RemediationTemplateRef, UnhealthyCondition
-from spec.refs import Ref, read_ref
+from capt.spec.documents import Doc
+from capt.spec.durations import parse_duration
+from capt.spec.models import RemediationTemplateRef, UnhealthyCondition
+from capt.spec.refs import Ref, read_ref
 
 CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
 DEPLOYMENT_NAME_LABEL = "cluster.x-k8s.io/deployment-name"
