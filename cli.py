@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from activities import redaction
-from activities.aws.iam_cli import bootstrap_group
+from capt.activities import redaction
+from capt.activities.aws.iam_cli import bootstrap_group
 from capt.spec.errors import ManifestError
 from capt.spec.loader import LoadResult, load_manifest
 from capt.spec.summary import summarize
@@ -725,8 +725,8 @@ async def kubeconfig(cluster: str, namespace: str, output_file: str | None, merg
     the long-lived one the workflows use). Printed, written to --output, or --merge'd."""
     import datetime as dt
 
-    from activities.aws import secrets as sm
-    from activities.kubeadm import pki
+    from capt.activities.aws import secrets as sm
+    from capt.activities.kubeadm import pki
     from capt.spec.durations import parse_duration
     from client import clusters
 

@@ -32,7 +32,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities import redaction
+from capt.activities import redaction
 from client import codec
 
 log = logging.getLogger("capt.worker")
@@ -47,7 +47,7 @@ DEFAULT_GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 NOTHING_TO_RUN = (
     "no workflows or activities to register: workflows/registry.py WORKFLOWS and "
-    "activities/registry.py ACTIVITIES are both empty"
+    "capt/activities/registry.py ACTIVITIES are both empty"
 )
 
 
@@ -61,7 +61,7 @@ def _is_async(fn: Callable) -> bool:
 
 def registered() -> tuple[list[type], list[Callable]]:
     """The registries' contents (workflows/registry.py, activities/registry.py)."""
-    from activities.registry import ACTIVITIES
+    from capt.activities.registry import ACTIVITIES
     from workflows.registry import WORKFLOWS
 
     return list(WORKFLOWS), list(ACTIVITIES)
@@ -220,8 +220,8 @@ def _chaos_hooks() -> list:
     lost responses, throttling, 5xx on boto3 calls) and CAPT_CHAOS_KILL (activities/kill_points.py:
     the worker kills itself -9 before/after the nth execution of an activity). Returns the
     worker interceptors to add."""
-    from activities import kill_points
-    from activities.aws import faults
+    from capt.activities import kill_points
+    from capt.activities.aws import faults
 
     faults.install_from_env()
     killer = kill_points.interceptor_from_env()

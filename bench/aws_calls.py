@@ -317,10 +317,10 @@ def activity_costs(region: str = REGION) -> dict[str, dict[str, int]]:
     from moto import mock_aws
     from temporalio.testing import ActivityEnvironment
 
-    from activities.aws import images, session
-    from activities.aws import instances as ec2
-    from activities.aws import secrets as sm
-    from activities.kubeadm import bootstrap as kb
+    from capt.activities.aws import images, session
+    from capt.activities.aws import instances as ec2
+    from capt.activities.aws import secrets as sm
+    from capt.activities.kubeadm import bootstrap as kb
     from capt.spec.models import KubeadmConfigSpec, MachineTemplate
     from testkit import aws_setup
 

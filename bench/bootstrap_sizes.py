@@ -28,8 +28,8 @@ def main() -> None:
     from moto import mock_aws
     from temporalio.testing import ActivityEnvironment
 
-    from activities.aws import secrets as sm
-    from activities.kubeadm import bootstrap as kb
+    from capt.activities.aws import secrets as sm
+    from capt.activities.kubeadm import bootstrap as kb
     from testkit.bootstrap_reference import ENDPOINT, reference_cluster
 
     cluster = reference_cluster()

@@ -172,11 +172,11 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
     """Create the manifest's cluster once under the latency model; its timeline in seconds."""
     from moto import mock_aws
 
-    from activities import cluster_tree
-    from activities import health as health_activities
-    from activities.aws import cleanup, instance_events
-    from activities.aws import secrets as sm
-    from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+    from capt.activities import cluster_tree
+    from capt.activities import health as health_activities
+    from capt.activities.aws import cleanup, instance_events
+    from capt.activities.aws import secrets as sm
+    from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
     from capt.spec.loader import load_file
     from testkit.fake_cloud import FakeCloud
     from testkit.health_fakes import HealthFakes

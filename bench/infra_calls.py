@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from moto import mock_aws  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES  # noqa: E402
+from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES  # noqa: E402
 from testkit import time_skipping  # noqa: E402
 from testkit.reference import AZS, reference_spec  # noqa: E402
 from workflows.infrastructure import InfraInput, InfrastructureWorkflow  # noqa: E402

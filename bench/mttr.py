@@ -49,12 +49,12 @@ if str(ROOT) not in sys.path:
 
 from temporalio import activity  # noqa: E402
 
-from activities.aws import instance_events  # noqa: E402
-from activities.aws import instances as ec2  # noqa: E402
-from activities.workload import activities as workload  # noqa: E402
-from activities.workload.objects import NodeCondition, NodeInfo  # noqa: E402
 from bench import model, results  # noqa: E402
 from bench.big_cluster import BenchCloud, quiet_sdk, skip  # noqa: E402
+from capt.activities.aws import instance_events  # noqa: E402
+from capt.activities.aws import instances as ec2  # noqa: E402
+from capt.activities.workload import activities as workload  # noqa: E402
+from capt.activities.workload.objects import NodeCondition, NodeInfo  # noqa: E402
 from testkit import time_skipping  # noqa: E402
 
 VERSION = "v1.30.2"
@@ -177,7 +177,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def measure(clusters: int, mode: str, lat: model.Latencies, workers: int = 2) -> dict[str, Any]:
-    from activities.health import HEALTH_ACTIVITIES
+    from capt.activities.health import HEALTH_ACTIVITIES
     from capt.spec.models import HealthCheckSpec, KubeadmConfigSpec, MachineDeploymentSpec
     from testkit.context import cluster_context, machine_template
     from worker import build_worker

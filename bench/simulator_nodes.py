@@ -139,11 +139,11 @@ def main() -> None:
 def run(args: argparse.Namespace, total: int, sim_url: str, pids: dict[str, int]) -> dict:
     import boto3
 
-    from activities.aws import iam, images, instances
-    from activities.aws import secrets as sm
-    from activities.kubeadm import bootstrap as kb
-    from activities.kubeadm import tokens as kt
-    from activities.workload import activities as wa
+    from capt.activities.aws import iam, images, instances
+    from capt.activities.aws import secrets as sm
+    from capt.activities.kubeadm import bootstrap as kb
+    from capt.activities.kubeadm import tokens as kt
+    from capt.activities.workload import activities as wa
     from capt.spec.models import AMISelector, KubeadmConfigSpec, MachineTemplate
 
     ec2, elb, smc = boto3.client("ec2"), boto3.client("elb"), sm.client(REGION)

@@ -163,7 +163,7 @@ async def apply(
 def store_secrets(spec: ClusterSpec, secrets: Mapping[str, Mapping[str, bytes]], owner: str) -> ClusterSpec:
     """Store the Secrets in Secrets Manager (activities/aws/user_secrets.py) and return the spec
     with each addon's Secret versions, so a changed Secret re-applies a Reconcile addon."""
-    from activities.aws import user_secrets
+    from capt.activities.aws import user_secrets
 
     versions = user_secrets.store(
         spec.region,

@@ -1166,7 +1166,7 @@ def _suffix(seed: str, salt: str, length: int = 10) -> str:
 
 def _issue_serving_cert(ca_cert: str, ca_key: str, host: str) -> tuple[str, str]:
     """The API server's certificate, from the cluster CA, for the endpoint name (kubeadm's SANs)."""
-    from activities.kubeadm import pki
+    from capt.activities.kubeadm import pki
 
     names = (
         host,
@@ -1183,7 +1183,7 @@ def _issue_serving_cert(ca_cert: str, ca_key: str, host: str) -> tuple[str, str]
 
 
 def _new_ca() -> tuple[str, str]:
-    from activities.kubeadm import pki
+    from capt.activities.kubeadm import pki
 
     kp = pki.new_ca(pki.CLUSTER_CA_CN)
     return kp.cert, kp.key

@@ -81,7 +81,7 @@ def machine_net(cluster: str, kubernetes_version: str = "v1.31.0", region: str =
     (`iam.bootstrap_iam()`, for the instance profiles), a CAPA-named AMI for the version and a
     classic ELB for the API server. Made with the activities' cached clients, so reset their
     tallies (or count inside `session.counting_calls()` only what you measure)."""
-    from activities.aws import iam, session
+    from capt.activities.aws import iam, session
 
     ec2 = session.client("ec2", region)
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 
-from activities.kubeadm import pki, tokens
-from activities.kubeadm.bootstrap import KubeadmInputs, RenderInput
+from capt.activities.kubeadm import pki, tokens
+from capt.activities.kubeadm.bootstrap import KubeadmInputs, RenderInput
 from capt.spec.models import (
     ClusterSpec,
     ControlPlaneSpec,

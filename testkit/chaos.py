@@ -66,8 +66,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from activities import kill_points
-from activities.aws import audit, faults
+from capt.activities import kill_points
+from capt.activities.aws import audit, faults
 from capt.plan.cluster import build_plan
 from capt.plan.names import cluster_id
 from capt.spec.loader import load_manifest
@@ -553,7 +553,7 @@ class Runner:
         return spec
 
     def zones(self, region: str) -> list[str]:
-        from activities.aws import session
+        from capt.activities.aws import session
 
         out = session.client("ec2", region).describe_availability_zones(
             Filters=[{"Name": "state", "Values": ["available"]}]

@@ -11,7 +11,7 @@ from typing import TypeVar
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.aws.secrets import ClusterPKIRefs
+from capt.activities.aws.secrets import ClusterPKIRefs
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 from workflows.machine_models import ClusterContext, LoadBalancerRef
 

@@ -24,15 +24,15 @@ from botocore.exceptions import ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import images
-from activities.aws import instances as ec2
-from activities.aws import secrets as sm
-from activities.aws.errors import to_application_error
-from activities.kubeadm import bootstrap as kb
-from activities.temporal_tree import describe_machine_workflows
-from activities.workload import activities as workload
-from activities.workload import components, etcd
-from activities.workload.objects import NodeInfo
+from capt.activities.aws import images
+from capt.activities.aws import instances as ec2
+from capt.activities.aws import secrets as sm
+from capt.activities.aws.errors import to_application_error
+from capt.activities.kubeadm import bootstrap as kb
+from capt.activities.temporal_tree import describe_machine_workflows
+from capt.activities.workload import activities as workload
+from capt.activities.workload import components, etcd
+from capt.activities.workload.objects import NodeInfo
 
 
 @dataclass

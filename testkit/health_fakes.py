@@ -21,10 +21,10 @@ from datetime import datetime
 
 from temporalio import activity
 
-from activities.aws import instance_events
-from activities.aws import instances as ec2
-from activities.workload import activities as workload
-from activities.workload.objects import NodeCondition
+from capt.activities.aws import instance_events
+from capt.activities.aws import instances as ec2
+from capt.activities.workload import activities as workload
+from capt.activities.workload.objects import NodeCondition
 from testkit.fake_cloud import FakeCloud
 
 

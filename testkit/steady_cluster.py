@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities import health
-from activities.aws import instances as ec2
-from activities.workload import activities as workload
-from activities.workload.objects import NodeInfo
+from capt.activities import health
+from capt.activities.aws import instances as ec2
+from capt.activities.workload import activities as workload
+from capt.activities.workload.objects import NodeInfo
 
 
 class SteadyCluster:
@@ -23,8 +23,8 @@ class SteadyCluster:
     `list_workload_nodes` and leaves `describe_cluster_instances` real."""
 
     def __init__(self, cluster: str, region: str, control_plane: int, workers: int) -> None:
-        from activities.aws import session
-        from activities.aws import tags as aws_tags
+        from capt.activities.aws import session
+        from capt.activities.aws import tags as aws_tags
 
         self.cluster = cluster
         ec2_client = session.client("ec2", region)

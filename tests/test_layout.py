@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.support.paths import ROOT
 
-PRODUCT_PACKAGES = ("capt", "activities", "workflows", "client", "devstack", "simulator", "templates")
+PRODUCT_PACKAGES = ("capt", "workflows", "client", "devstack", "simulator")
 TOP_LEVEL_MODULES = ("cli.py", "worker.py")
 
 
@@ -46,6 +46,7 @@ def test_tests_mirror_the_source_tree() -> None:
         *PRODUCT_PACKAGES,
         "plan",
         "spec",
+        "activities",
         "e2e",
         "support",
         "histories",

@@ -33,10 +33,10 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.aws import secrets as sm
-    from activities.aws.models import Blocker
-    from activities.workload.activities import WorkloadAccess
-    from activities.workload.addons import ApplyAddonsRequest, apply_addons
+    from capt.activities.aws import secrets as sm
+    from capt.activities.aws.models import Blocker
+    from capt.activities.workload.activities import WorkloadAccess
+    from capt.activities.workload.addons import ApplyAddonsRequest, apply_addons
     from capt.plan import names
     from capt.spec.models import (
         AddonSpec,

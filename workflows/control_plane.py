@@ -30,8 +30,8 @@ from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.workload import components, etcd
-    from activities.workload.activities import WorkloadAccess
+    from capt.activities.workload import components, etcd
+    from capt.activities.workload.activities import WorkloadAccess
     from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineTemplate
     from workflows import activity_options as opts
     from workflows import control_plane_rules as rules

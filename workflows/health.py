@@ -64,15 +64,15 @@ from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    import activities.aws.instance_events as instance_events
+    import capt.activities.aws.instance_events as instance_events
     import workflows.health_detection as detect
     import workflows.search_attributes as sa
-    from activities.aws.instances import (
+    from capt.activities.aws.instances import (
         ClusterInstancesRequest,
         ClusterInstancesResult,
         describe_cluster_instances,
     )
-    from activities.health import (
+    from capt.activities.health import (
         HealthyAgainCall,
         OwnersRequest,
         OwnersResult,
@@ -83,7 +83,7 @@ with workflow.unsafe.imports_passed_through():
         report_healthy_again,
         request_remediation,
     )
-    from activities.workload.activities import (
+    from capt.activities.workload.activities import (
         ListNodesRequest,
         WorkloadAccess,
         WorkloadNodes,

@@ -51,9 +51,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from activities.aws.instances import InstanceInfo
-from activities.health import WatchedMachine
-from activities.workload.objects import NodeCondition, NodeInfo
+from capt.activities.aws.instances import InstanceInfo
+from capt.activities.health import WatchedMachine
+from capt.activities.workload.objects import NodeCondition, NodeInfo
 from capt.spec.models import MACHINE_CONDITION_TYPES, HealthCheckSpec
 from workflows.health_rules import RemediationAllowance, limit_in_flight, max_unhealthy_allows
 

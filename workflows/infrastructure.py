@@ -43,7 +43,7 @@ from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.aws import (
+    from capt.activities.aws import (
         bastion,
         gateways,
         load_balancer,
@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
         sweep,
         vpc,
     )
-    from activities.aws.models import ClusterRef
+    from capt.activities.aws.models import ClusterRef
     from capt.plan.cluster import ClusterPlan, build_plan, plan_for_network
     from capt.plan.network import NetworkPlan, PlanError, SubnetPlan, resolve_existing
     from capt.plan.security_groups import resolve_permissions, security_group_plans

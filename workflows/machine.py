@@ -47,11 +47,11 @@ from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.aws import images
-    from activities.aws import instances as ec2
-    from activities.aws import secrets as sm
-    from activities.kubeadm import bootstrap as kb
-    from activities.workload import activities as workload
+    from capt.activities.aws import images
+    from capt.activities.aws import instances as ec2
+    from capt.activities.aws import secrets as sm
+    from capt.activities.kubeadm import bootstrap as kb
+    from capt.activities.workload import activities as workload
     from workflows import activity_options as opts
     from workflows.machine_models import DeleteOptions, MachineInput, MachinePhase, MachineStatus
 

@@ -55,7 +55,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     import workflows.rollout as rollout
     import workflows.search_attributes as sa
-    from activities.workload import activities as workload
+    from capt.activities.workload import activities as workload
     from capt.spec.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
     from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
     from capt.spec.versions import parse_kubernetes_version, worker_version_error  # noqa: F401 - re-exported

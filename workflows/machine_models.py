@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from activities.aws.secrets import ClusterPKIRefs
+from capt.activities.aws.secrets import ClusterPKIRefs
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 
 MachinePhase = Literal["Pending", "Provisioning", "Provisioned", "Running", "Deleting", "Deleted", "Failed"]

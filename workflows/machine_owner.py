@@ -33,7 +33,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities import temporal_tree
+    from capt.activities import temporal_tree
     from capt.spec.models import KubeadmConfigSpec, MachineTemplate
     from workflows.machine import MachineWorkflow
     from workflows.machine_models import (

@@ -48,8 +48,8 @@ from temporalio.common import RawValue, RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import cluster_tree as tree
-    from activities.aws import (
+    from capt.activities import cluster_tree as tree
+    from capt.activities.aws import (
         cleanup,
         gateways,
         instance_events,
@@ -60,13 +60,13 @@ with workflow.unsafe.imports_passed_through():
         sweep,
         vpc,
     )
-    from activities.aws import errors as aws_errors
-    from activities.aws import instances as ec2
-    from activities.aws import secrets as sm
-    from activities.aws.models import Blocker, ClusterRef
-    from activities.workload.activities import WorkloadAccess
-    from activities.workload.teardown import CloudBackedObjects as WorkloadCloudObjects
-    from activities.workload.teardown import CloudBackedObjectsRequest, DeleteCloudBackedObjectsRequest
+    from capt.activities.aws import errors as aws_errors
+    from capt.activities.aws import instances as ec2
+    from capt.activities.aws import secrets as sm
+    from capt.activities.aws.models import Blocker, ClusterRef
+    from capt.activities.workload.activities import WorkloadAccess
+    from capt.activities.workload.teardown import CloudBackedObjects as WorkloadCloudObjects
+    from capt.activities.workload.teardown import CloudBackedObjectsRequest, DeleteCloudBackedObjectsRequest
     from workflows import activity_options as opts
     from workflows import search_attributes as sa
     from workflows.cluster import ApplyAnswer, ApplyRequest, ClusterStatus, InfrastructureSummary

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from activities.workload.activities import WorkloadAccess
+from capt.activities.workload.activities import WorkloadAccess
 
 # Activity names (activities/workload/teardown.py).
 DELETE_CLOUD_BACKED_OBJECTS = "delete_cloud_backed_objects"

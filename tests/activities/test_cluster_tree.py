@@ -16,7 +16,7 @@ from temporalio import workflow
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities import cluster_tree as tree
+from capt.activities import cluster_tree as tree
 
 
 @workflow.defn(name="TreeProbeWorkflow", sandboxed=False)

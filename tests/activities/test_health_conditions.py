@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from activities.workload.objects import NodeCondition, NodeInfo
+from capt.activities.workload.objects import NodeCondition, NodeInfo
 from capt.spec.models import HealthCheckSpec, UnhealthyCondition
 from tests.activities.test_health_detection import at, instance, machine, obs
 from workflows import health_detection as detect

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from activities.aws.instances import InstanceInfo
-from activities.health import WatchedMachine
-from activities.workload.objects import NodeCondition, NodeInfo
+from capt.activities.aws.instances import InstanceInfo
+from capt.activities.health import WatchedMachine
+from capt.activities.workload.objects import NodeCondition, NodeInfo
 from capt.spec.models import HealthCheckSpec, UnhealthyCondition
 from workflows import health_detection as detect
 from workflows.health import HealthSettings, settings_error

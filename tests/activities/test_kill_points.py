@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from temporalio import activity, workflow
 
-from activities import kill_points
+from capt.activities import kill_points
 from testkit.context import running_worker
 
 calls: list[str] = []

@@ -11,7 +11,7 @@ import logging
 
 import pytest
 
-from activities import redaction
+from capt.activities import redaction
 
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx\n-----END RSA PRIVATE KEY-----"
 

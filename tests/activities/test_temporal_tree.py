@@ -9,7 +9,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.temporal_tree import WorkflowsRequest, describe_machine_workflows
+from capt.activities.temporal_tree import WorkflowsRequest, describe_machine_workflows
 from tests.support.context import running_worker
 from workflows.machine_models import MachineStatus
 

@@ -26,11 +26,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
 import cli
-from activities import cluster_tree
-from activities import health as health_activities
-from activities.aws import cleanup, instance_events, tags
-from activities.aws import secrets as sm
-from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+from capt.activities import cluster_tree
+from capt.activities import health as health_activities
+from capt.activities.aws import cleanup, instance_events, tags
+from capt.activities.aws import secrets as sm
+from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.plan import names
 from capt.spec.loader import load_file
 from client import clusters
@@ -373,7 +373,7 @@ async def test_delete_without_a_workflow_needs_the_region_then_says_already_dele
 
 
 def test_describe_shows_the_id_and_what_blocks_the_deletion() -> None:
-    from activities.aws.models import Blocker
+    from capt.activities.aws.models import Blocker
     from client import describe
 
     blocker = Blocker(

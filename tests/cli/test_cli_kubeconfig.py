@@ -9,7 +9,7 @@ import yaml
 from cryptography import x509
 
 import cli
-from activities.kubeadm import pki
+from capt.activities.kubeadm import pki
 
 
 def _pair():

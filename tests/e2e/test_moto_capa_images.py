@@ -12,7 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from activities.aws import images
+from capt.activities.aws import images
 from capt.spec.models import AMISelector
 
 pytestmark = pytest.mark.e2e

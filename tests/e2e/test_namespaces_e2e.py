@@ -11,7 +11,7 @@ import subprocess
 import boto3
 import pytest
 
-from activities.aws import audit
+from capt.activities.aws import audit
 from tests.e2e.test_cluster_e2e import BIN, capt
 from tests.e2e.test_cluster_e2e import stack as stack  # noqa: F401 - the module-scoped local stack
 from tests.support.paths import QUICKSTART

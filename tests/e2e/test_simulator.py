@@ -36,11 +36,11 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
-from activities.aws import secrets as sm
-from activities.kubeadm import pki as kpki
-from activities.workload import activities as wa
-from activities.workload import client as wc
-from activities.workload import etcd as we
+from capt.activities.aws import secrets as sm
+from capt.activities.kubeadm import pki as kpki
+from capt.activities.workload import activities as wa
+from capt.activities.workload import client as wc
+from capt.activities.workload import etcd as we
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 from client import codec
 from devstack.config import DevConfig
@@ -204,7 +204,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             sim_port=sim,
         )
         with stack_environ(cfg):
-            from activities.aws import session
+            from capt.activities.aws import session
 
             session.reset_clients()
             wc.CONTEXTS.clear()
@@ -217,7 +217,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             async with contextlib.AsyncExitStack() as exits:
                 task_queue = cfg.task_queue
                 if not stack_worker_runs_machines():
-                    from activities.registry import ACTIVITIES
+                    from capt.activities.registry import ACTIVITIES
                     from worker import build_worker
 
                     task_queue = f"sim-e2e-{uuid.uuid4().hex[:8]}"

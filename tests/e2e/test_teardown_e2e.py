@@ -19,7 +19,7 @@ import time
 import boto3
 import pytest
 
-from activities.aws import audit
+from capt.activities.aws import audit
 from devstack import procs
 from tests.e2e.test_cluster_e2e import BIN, capt
 from tests.e2e.test_cluster_e2e import stack as stack  # noqa: F401 - the module-scoped local stack

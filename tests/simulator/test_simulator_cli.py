@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from activities.workload.client import parse_resolve, resolve_target
+from capt.activities.workload.client import parse_resolve, resolve_target
 from devstack.cli import dev
 from devstack.config import DevConfig, save_config
 from devstack.services import build_services

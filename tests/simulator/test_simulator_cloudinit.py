@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.kubeadm import bootstrap as kb
+from capt.activities.kubeadm import bootstrap as kb
 from simulator import cloudinit as ci
 from testkit import bootstrap_reference as ref
 

@@ -7,7 +7,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from activities.workload import etcd as we
+from capt.activities.workload import etcd as we
 from simulator.etcd import EtcdCluster, Member, ScriptResult, classify_script, run_script
 from simulator.server import AdminServer, serve_in_thread
 from simulator.ssm import SsmError, SsmService
@@ -190,7 +190,7 @@ def test_boto3_and_the_workers_etcd_helpers_against_the_ssm_endpoint(monkeypatch
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", url)
-        from activities.aws import session
+        from capt.activities.aws import session
 
         session.reset_clients()
         client = boto3.client("ssm", region_name="ap-northeast-2", endpoint_url=url)
@@ -211,6 +211,6 @@ def test_boto3_and_the_workers_etcd_helpers_against_the_ssm_endpoint(monkeypatch
     finally:
         server.shutdown()
         server.server_close()
-        from activities.aws import session
+        from capt.activities.aws import session
 
         session.reset_clients()

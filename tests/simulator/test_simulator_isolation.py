@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_CODE = [
     ROOT / "worker.py",
-    *sorted((ROOT / "activities").rglob("*.py")),
+    *sorted((ROOT / "capt" / "activities").rglob("*.py")),
     *sorted((ROOT / "workflows").rglob("*.py")),
 ]
 

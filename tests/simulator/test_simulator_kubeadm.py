@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from activities.kubeadm import bootstrap as kb
-from activities.kubeadm import pki, tokens
+from capt.activities.kubeadm import bootstrap as kb
+from capt.activities.kubeadm import pki, tokens
 from simulator import cloudinit as ci
 from simulator import kubeadm as sk
 from testkit import bootstrap_reference as ref

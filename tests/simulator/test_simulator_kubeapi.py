@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from activities.kubeadm import pki, tokens
-from activities.workload import client as wc
-from activities.workload import drain as wdrain
+from capt.activities.kubeadm import pki, tokens
+from capt.activities.workload import client as wc
+from capt.activities.workload import drain as wdrain
 from simulator import kubeapi
 from simulator.server import KubeServer, serve_in_thread
 from simulator.world import _issue_serving_cert
@@ -75,7 +75,7 @@ def test_node_list_filters_and_pages() -> None:
 
 
 def test_node_object_carries_what_capt_reads() -> None:
-    from activities.workload.objects import node_info
+    from capt.activities.workload.objects import node_info
 
     sim, cp, _ = cluster_with_worker()
     info = node_info(call(sim, "GET", f"/api/v1/nodes/{cp}").body)

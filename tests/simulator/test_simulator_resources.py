@@ -8,7 +8,7 @@ import json
 
 import yaml
 
-from activities.workload import addons as wad
+from capt.activities.workload import addons as wad
 from capt.spec.loader import load_file
 from simulator import kubeapi
 from tests.simulator.test_simulator_kubeapi import MASTERS, cluster_with_worker, served, workload_client  # noqa: F401

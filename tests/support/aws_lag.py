@@ -38,7 +38,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.aws import session
+from capt.activities.aws import session
 
 _PARAMS = "capt_test_params"  # where the request's parameters are kept in botocore's context
 _REPEAT = "capt_test_repeat"  # set in the context of a create AwsRepeats answered

@@ -19,9 +19,9 @@ from typing import Any
 
 import boto3
 
-from activities.aws import tags as capt_tags
-from activities.kubeadm import pki
-from activities.workload import client as wc
+from capt.activities.aws import tags as capt_tags
+from capt.activities.kubeadm import pki
+from capt.activities.workload import client as wc
 from simulator import kubeapi
 from simulator.aws import Aws
 from simulator.cloud_controllers import CloudControllers, CloudOptions

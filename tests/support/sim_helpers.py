@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
-from activities.aws import secrets as sm
-from activities.kubeadm import bootstrap as kb
-from activities.kubeadm import tokens
+from capt.activities.aws import secrets as sm
+from capt.activities.kubeadm import bootstrap as kb
+from capt.activities.kubeadm import tokens
 from simulator.world import ImageInfo, InstanceView, Settings, World
 from testkit import bootstrap_reference as ref
 

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 import boto3
 from botocore.awsrequest import AWSResponse
 
-from activities.aws import session
+from capt.activities.aws import session
 
 LIVE_INSTANCE = ("pending", "running", "stopping", "stopped", "shutting-down")
 LIVE_NAT = ("pending", "available", "deleting")

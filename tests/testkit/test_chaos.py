@@ -3,9 +3,9 @@ names a registered activity, the suite covers what issue 14 asks, the report ren
 
 from __future__ import annotations
 
-from activities import kill_points
-from activities.aws import faults
-from activities.registry import ACTIVITIES
+from capt.activities import kill_points
+from capt.activities.aws import faults
+from capt.activities.registry import ACTIVITIES
 from testkit import chaos
 from testkit import history_sizes as histories
 

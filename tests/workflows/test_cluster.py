@@ -18,12 +18,12 @@ from moto import mock_aws
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities import cluster_tree
-from activities import health as health_activities
-from activities.aws import cleanup, instance_events, tags
-from activities.aws import secrets as sm
-from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
-from activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsRequest, ApplyAddonsResult
+from capt.activities import cluster_tree
+from capt.activities import health as health_activities
+from capt.activities.aws import cleanup, instance_events, tags
+from capt.activities.aws import secrets as sm
+from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+from capt.activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsRequest, ApplyAddonsResult
 from capt.plan import names
 from capt.spec.loader import load_file
 from capt.spec.models import AddonSpec

@@ -17,8 +17,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from activities.aws import instance_events
-from activities.health import HEALTH_ACTIVITIES, RemediationCall, request_remediation
+from capt.activities.aws import instance_events
+from capt.activities.health import HEALTH_ACTIVITIES, RemediationCall, request_remediation
 from capt.spec.models import (
     ControlPlaneSpec,
     HealthCheckSpec,

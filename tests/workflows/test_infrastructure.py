@@ -33,8 +33,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.aws import session, tags
-from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+from capt.activities.aws import session, tags
+from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.plan.network import split_cidr
 from capt.spec.models import BastionSpec, LoadBalancerSpec, NetworkSpec
 from testkit.reference import AZS, NAME, REGION, existing_vpc_spec, reference_spec

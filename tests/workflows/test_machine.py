@@ -9,7 +9,7 @@ from temporalio import activity
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from activities.aws import images
+from capt.activities.aws import images
 from capt.spec.models import AMISelector
 from testkit.fake_cloud import FakeCloud
 from tests.support.context import (

@@ -198,7 +198,7 @@ async def test_a_cluster_history_keeps_the_id_it_chose(name: str, cluster_id: st
     """`hist` in namespace `hist`. Recorded before ids were namespaced: on replay, infrastructure,
     PKI, machines and the deletion are all told the id `hist`, never `hist.hist`. Recorded after:
     `hist.hist` throughout."""
-    from activities.aws.secrets import ClusterPKIRequest, DeleteClusterSecretsRequest
+    from capt.activities.aws.secrets import ClusterPKIRequest, DeleteClusterSecretsRequest
     from workflows.control_plane import ControlPlaneInput
     from workflows.infrastructure import InfraInput
     from workflows.teardown_models import TeardownInput

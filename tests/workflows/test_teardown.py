@@ -22,15 +22,15 @@ from temporalio import activity
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from activities import cluster_tree
-from activities.aws import cleanup, instance_events, session, tags
-from activities.aws import instances as ec2_activities
-from activities.aws import secrets as sm
-from activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
-from activities.aws.secrets import ClusterPKIRefs
-from activities.workload.activities import WorkloadAccess
-from activities.workload.teardown import CloudBackedObjects as WorkloadCloudObjects
-from activities.workload.teardown import (
+from capt.activities import cluster_tree
+from capt.activities.aws import cleanup, instance_events, session, tags
+from capt.activities.aws import instances as ec2_activities
+from capt.activities.aws import secrets as sm
+from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+from capt.activities.aws.secrets import ClusterPKIRefs
+from capt.activities.workload.activities import WorkloadAccess
+from capt.activities.workload.teardown import CloudBackedObjects as WorkloadCloudObjects
+from capt.activities.workload.teardown import (
     CloudBackedObjectsRequest,
     CloudBackedService,
     DeleteCloudBackedObjectsRequest,
@@ -708,7 +708,7 @@ async def test_cluster_delete_fails_while_blocked_and_a_second_delete_finishes(
         *workload.activities(),
     ]
     activities = [a for a in activities if a is not ec2_activities.describe_cluster_instances]
-    from activities import health as health_activities
+    from capt.activities import health as health_activities
 
     activities += health_activities.HEALTH_ACTIVITIES
     workflows = [

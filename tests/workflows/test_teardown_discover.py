@@ -16,11 +16,11 @@ import pytest
 from moto import mock_aws
 from temporalio import activity
 
-from activities.aws import secrets as sm
-from activities.workload.activities import WorkloadAccess
-from activities.workload.discover import discover_workload_access
-from activities.workload.teardown import CloudBackedObjects as WorkloadCloudObjects
-from activities.workload.teardown import (
+from capt.activities.aws import secrets as sm
+from capt.activities.workload.activities import WorkloadAccess
+from capt.activities.workload.discover import discover_workload_access
+from capt.activities.workload.teardown import CloudBackedObjects as WorkloadCloudObjects
+from capt.activities.workload.teardown import (
     CloudBackedObjectsRequest,
     CloudBackedService,
     DeleteCloudBackedObjectsRequest,

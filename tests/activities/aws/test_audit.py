@@ -6,8 +6,8 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from activities.aws import audit, tags
-from activities.aws import secrets as sm
+from capt.activities.aws import audit, tags
+from capt.activities.aws import secrets as sm
 from capt.plan.cluster import build_plan
 from capt.plan.names import cluster_id
 from testkit.reference import AZS, REGION, reference_spec

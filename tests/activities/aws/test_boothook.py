@@ -22,8 +22,8 @@ import boto3
 import pytest
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from activities.aws import secrets as sm
-from activities.kubeadm import bootstrap as kb
+from capt.activities.aws import secrets as sm
+from capt.activities.kubeadm import bootstrap as kb
 from testkit.bootstrap_reference import reference_cluster, render_input, token
 
 REGION = "ap-northeast-2"

@@ -7,8 +7,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import cleanup, session
-from activities.aws.models import ClusterRef
+from capt.activities.aws import cleanup, session
+from capt.activities.aws.models import ClusterRef
 from testkit.reference import REGION
 
 CLUSTER = ClusterRef(name="c1", region=REGION)

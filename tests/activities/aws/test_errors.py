@@ -12,8 +12,8 @@ from botocore.exceptions import ClientError, ConnectionClosedError, ParamValidat
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.aws import session, vpc
-from activities.aws.errors import (
+from capt.activities.aws import session, vpc
+from capt.activities.aws.errors import (
     IN_USE_ATTEMPTS,
     NOT_FOUND_ATTEMPTS,
     OTHER_CLIENT_ERROR_ATTEMPTS,
@@ -22,7 +22,7 @@ from activities.aws.errors import (
     is_transient,
     to_application_error,
 )
-from activities.aws.models import ClusterRef
+from capt.activities.aws.models import ClusterRef
 
 REGION = "ap-northeast-2"
 

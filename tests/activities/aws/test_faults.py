@@ -9,9 +9,9 @@ import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import audit, faults, session, vpc
-from activities.aws.errors import to_application_error
-from activities.aws.models import ClusterRef
+from capt.activities.aws import audit, faults, session, vpc
+from capt.activities.aws.errors import to_application_error
+from capt.activities.aws.models import ClusterRef
 from testkit.reference import REGION
 
 CLUSTER = ClusterRef(name="faulty", region=REGION)

@@ -21,20 +21,24 @@ import pytest
 from botocore import xform_name
 from click.testing import CliRunner
 
-from activities.aws import iam, session
-from activities.aws.errors import ConflictError
-from activities.aws.iam_cli import bootstrap_group
+from capt.activities.aws import iam, session
+from capt.activities.aws.errors import ConflictError
+from capt.activities.aws.iam_cli import bootstrap_group
 from tests.support.paths import ROOT
 
 # Run with an operator's (or a test's) credentials, never by the worker: bootstrap IAM, and the
 # account audit (activities/aws/audit.py) that the chaos suite and the deletion tests use.
-OPERATOR_ONLY = {"activities/aws/iam.py", "activities/aws/iam_cli.py", "activities/aws/audit.py"}
+OPERATOR_ONLY = {
+    "capt/activities/aws/iam.py",
+    "capt/activities/aws/iam_cli.py",
+    "capt/activities/aws/audit.py",
+}
 # IAM action prefixes that differ from the service's signing name.
 IAM_PREFIX = {"tagging": "tag"}
 # Calls whose method name is also an AWS operation but whose receiver is not a boto3 client:
 # (file, receiver, method). Add an entry only after checking the receiver.
 NOT_AWS_CALLS = {
-    ("activities/workload/activities.py", "client", "list_nodes"),  # the Kubernetes API client
+    ("capt/activities/workload/activities.py", "client", "list_nodes"),  # the Kubernetes API client
 }
 PAGINATOR_METHODS = ("get_paginator", "can_paginate")
 
@@ -317,7 +321,7 @@ def scan_sources(sources: dict[str, str]) -> dict[str, set[tuple[str, int]]]:
 
 
 def worker_sources() -> dict[str, str]:
-    paths = sorted((ROOT / "activities").rglob("*.py")) + [ROOT / "worker.py"]
+    paths = sorted((ROOT / "capt" / "activities").rglob("*.py")) + [ROOT / "worker.py"]
     out = {}
     for p in paths:
         rel = p.relative_to(ROOT).as_posix()
@@ -348,7 +352,7 @@ def test_worker_actions_list_is_sorted_and_unique() -> None:
 
 
 def test_no_operator_only_code_runs_in_the_worker() -> None:
-    from activities.registry import ACTIVITIES
+    from capt.activities.registry import ACTIVITIES
 
     for fn in ACTIVITIES:
         module = getattr(fn, "__module__", "")
@@ -435,17 +439,20 @@ def test_docs_iam_md_is_the_policy_table() -> None:
 # the scanner catches new calls (it would fail the test above)
 
 
-def _scan(code: str, path: str = "activities/aws/new_thing.py") -> set[str]:
+def _scan(code: str, path: str = "capt/activities/aws/new_thing.py") -> set[str]:
     return set(
         scan_sources(
-            {path: code, "activities/aws/session.py": (ROOT / "activities/aws/session.py").read_text()}
+            {
+                path: code,
+                "capt/activities/aws/session.py": (ROOT / "capt/activities/aws/session.py").read_text(),
+            }
         )
     )
 
 
 def test_scanner_sees_a_new_call_in_a_new_module() -> None:
     code = """
-from activities.aws import session
+from capt.activities.aws import session
 
 def ensure_key(name):
     ec2 = session.client("ec2")
@@ -459,7 +466,7 @@ def ensure_key(name):
 
 def test_scanner_follows_factories_parameters_and_dynamic_paginators() -> None:
     code = """
-from activities.aws.session import client
+from capt.activities.aws.session import client
 
 def _ssm(region):
     return client("ssm", region)
@@ -495,7 +502,7 @@ def sweep(region):
 
 def test_scanner_sees_uncalled_method_references_and_async_factories() -> None:
     code = """
-from activities.aws.session import client
+from capt.activities.aws.session import client
 
 async def _elb(region):
     return client(service="elbv2", region=region)
@@ -521,7 +528,7 @@ def test_scanner_refuses_boto3_resources() -> None:
 
 def test_scanner_refuses_what_it_cannot_attribute() -> None:
     ambiguous = """
-from activities.aws.session import client
+from capt.activities.aws.session import client
 
 def a():
     return client("ec2")
@@ -541,8 +548,8 @@ def list_them(c):
     with pytest.raises(ScanError, match="creates no client"):
         scan_sources(
             {
-                "activities/aws/x.py": elsewhere,
-                "activities/aws/y.py": "import boto3\nboto3.client('secretsmanager')\n",
+                "capt/activities/aws/x.py": elsewhere,
+                "capt/activities/aws/y.py": "import boto3\nboto3.client('secretsmanager')\n",
             }
         )
 
@@ -552,7 +559,7 @@ def list_them(c):
 
 
 def test_node_policy_reads_only_bootstrap_secrets_and_runs_ssm_agent() -> None:
-    from activities.aws import secrets
+    from capt.activities.aws import secrets
 
     statements = {s["Sid"]: s for s in iam.nodes_policy()["Statement"]}
     assert statements["BootstrapData"]["Resource"] == [

@@ -15,10 +15,10 @@ from botocore.awsrequest import AWSResponse
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.aws import gateways, load_balancer, security_groups, session, tags, vpc
-from activities.aws.client_tokens import client_token
-from activities.aws.idempotent import VISIBILITY_ATTEMPTS
-from activities.aws.models import ClusterRef
+from capt.activities.aws import gateways, load_balancer, security_groups, session, tags, vpc
+from capt.activities.aws.client_tokens import client_token
+from capt.activities.aws.idempotent import VISIBILITY_ATTEMPTS
+from capt.activities.aws.models import ClusterRef
 from capt.plan.cluster import build_plan
 from capt.spec.models import LoadBalancerSpec
 from testkit.reference import AZS, REGION, reference_spec

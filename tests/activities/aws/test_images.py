@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import images, session
+from capt.activities.aws import images, session
 from capt.spec.models import AMISelector
 
 REGION = "ap-northeast-2"

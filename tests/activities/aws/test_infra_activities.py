@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 from prometheus_client import REGISTRY
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import (
+from capt.activities.aws import (
     bastion,
     gateways,
     load_balancer,
@@ -24,9 +24,9 @@ from activities.aws import (
     tags,
     vpc,
 )
-from activities.aws.client_tokens import MAX_LENGTH, client_token
-from activities.aws.errors import NON_RETRYABLE_CODES, NotOwnedError, to_application_error
-from activities.aws.models import ClusterRef
+from capt.activities.aws.client_tokens import MAX_LENGTH, client_token
+from capt.activities.aws.errors import NON_RETRYABLE_CODES, NotOwnedError, to_application_error
+from capt.activities.aws.models import ClusterRef
 from capt.plan.cluster import build_plan
 from capt.plan.network import SubnetPlan
 from testkit.reference import AZS, NAME, REGION, reference_spec

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from activities.aws import instance_events as ie
-from activities.aws import session
+from capt.activities.aws import instance_events as ie
+from capt.activities.aws import session
 
 REGION = "ap-northeast-2"
 REQ = ie.InstanceEventsRequest(region=REGION, cluster_name="demo", namespace="default")
@@ -148,7 +148,7 @@ def test_rule_routes_only_ending_states_to_the_queue(aws: None) -> None:
 
 
 def test_worker_policy_limits_the_queue_and_rule_to_capt_names() -> None:
-    from activities.aws import iam
+    from capt.activities.aws import iam
 
     statements = [
         s

@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import iam, instances, session, tags
+from capt.activities.aws import iam, instances, session, tags
 from capt.spec.models import AMISelector, MachineTemplate, RootVolume
 from tests.activities.aws.test_images import add_ami
 from tests.support.aws_lag import eventually_consistent, run_like_temporal
@@ -258,7 +258,7 @@ def test_missing_image_fails_fast(net: Net) -> None:
 
 
 def test_run_instances_params_are_deterministic_and_public_ip_uses_an_interface(net: Net) -> None:
-    from activities.aws.images import ImageChoice
+    from capt.activities.aws.images import ImageChoice
 
     image = ImageChoice(image_id="ami-1", root_device_name="/dev/xvda")
     a = instances.run_instances_params(request(net), image)

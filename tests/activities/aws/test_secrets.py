@@ -14,11 +14,11 @@ import yaml
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
 
-from activities.aws import secrets as sm
-from activities.aws import tags
-from activities.kubeadm import bootstrap as kb
-from activities.kubeadm import pki as kpki
-from activities.kubeadm.tokens import TOKEN_PATTERN
+from capt.activities.aws import secrets as sm
+from capt.activities.aws import tags
+from capt.activities.kubeadm import bootstrap as kb
+from capt.activities.kubeadm import pki as kpki
+from capt.activities.kubeadm.tokens import TOKEN_PATTERN
 from testkit.bootstrap_reference import ENDPOINT, reference_cluster
 from tests.support.aws_lag import eventually_consistent, run_like_temporal
 

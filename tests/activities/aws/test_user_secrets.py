@@ -12,11 +12,11 @@ import pytest
 import yaml
 from temporalio.testing import ActivityEnvironment
 
-from activities.aws import secrets as sm
-from activities.aws import tags, user_secrets
-from activities.aws.errors import ConflictError
-from activities.kubeadm import bootstrap as kb
-from activities.workload import addons as wad
+from capt.activities.aws import secrets as sm
+from capt.activities.aws import tags, user_secrets
+from capt.activities.aws.errors import ConflictError
+from capt.activities.kubeadm import bootstrap as kb
+from capt.activities.workload import addons as wad
 from capt.spec.loader import load_manifest
 from tests.activities.aws.test_secrets import _wire
 from tests.support.secret_manifest import (

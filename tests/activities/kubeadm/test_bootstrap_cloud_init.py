@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from activities.kubeadm import bootstrap as b
+from capt.activities.kubeadm import bootstrap as b
 from capt.spec.models import KubeadmConfigSpec
 from testkit.bootstrap_reference import HOSTNAME, NODE_NAME, reference_cluster, render_input, token
 

@@ -9,9 +9,9 @@ import re
 import pytest
 import yaml
 
-from activities.kubeadm import bootstrap as b
-from activities.kubeadm import pki
-from activities.kubeadm.tokens import TOKEN_PATTERN
+from capt.activities.kubeadm import bootstrap as b
+from capt.activities.kubeadm import pki
+from capt.activities.kubeadm.tokens import TOKEN_PATTERN
 from capt.spec.models import KubeadmConfigSpec
 from testkit.bootstrap_reference import (
     ENDPOINT,

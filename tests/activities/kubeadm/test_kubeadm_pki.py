@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from activities.kubeadm import pki
+from capt.activities.kubeadm import pki
 from testkit.bootstrap_reference import cluster_pki
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from activities.kubeadm import tokens
+from capt.activities.kubeadm import tokens
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 TTL = dt.timedelta(minutes=15)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from activities.workload import components as comp
+from capt.activities.workload import components as comp
 from capt.spec.versions import default_coredns_tag, newer_image_tag
 from simulator import kube_system
 from tests.simulator.test_simulator_kubeapi import served, workload_client  # noqa: F401

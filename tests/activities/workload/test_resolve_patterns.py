@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from activities.workload import client as wc
+from capt.activities.workload import client as wc
 
 LB = "capi-quickstart-apiserver-479433786.ap-northeast-2.elb.amazonaws.com"
 

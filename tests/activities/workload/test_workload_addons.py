@@ -10,10 +10,10 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.aws.secrets import ClusterPKIRefs
-from activities.workload import addons as wad
-from activities.workload import client as wc
-from activities.workload.activities import WorkloadAccess
+from capt.activities.aws.secrets import ClusterPKIRefs
+from capt.activities.workload import addons as wad
+from capt.activities.workload import client as wc
+from capt.activities.workload.activities import WorkloadAccess
 from capt.spec.models import AddonSpec
 from tests.activities.workload.test_workload_client import LB_HOST, client_for, material, server  # noqa: F401
 

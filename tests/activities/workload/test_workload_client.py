@@ -24,13 +24,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.aws import secrets as sm
-from activities.kubeadm import pki
-from activities.kubeadm import tokens as ktokens
-from activities.workload import activities as wa
-from activities.workload import client as wc
-from activities.workload.drain import drain
-from activities.workload.objects import node_info, parse_provider_id, pod_action
+from capt.activities.aws import secrets as sm
+from capt.activities.kubeadm import pki
+from capt.activities.kubeadm import tokens as ktokens
+from capt.activities.workload import activities as wa
+from capt.activities.workload import client as wc
+from capt.activities.workload.drain import drain
+from capt.activities.workload.objects import node_info, parse_provider_id, pod_action
 
 LB_HOST = "capt-test-apiserver-0123456789.elb.ap-northeast-2.amazonaws.com"
 LB_PORT = 6443

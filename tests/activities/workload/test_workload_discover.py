@@ -10,10 +10,10 @@ from botocore.awsrequest import AWSResponse
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import secrets as sm
-from activities.aws import session, tags
-from activities.kubeadm.pki import ca_cert_hash
-from activities.workload.discover import DiscoverWorkloadRequest, discover_workload_access
+from capt.activities.aws import secrets as sm
+from capt.activities.aws import session, tags
+from capt.activities.kubeadm.pki import ca_cert_hash
+from capt.activities.workload.discover import DiscoverWorkloadRequest, discover_workload_access
 from testkit.reference import AZS, REGION
 from workflows.teardown_models import DISCOVER_WORKLOAD_ACCESS, DiscoveredWorkload
 from workflows.teardown_models import DiscoverWorkloadRequest as WorkflowDiscoverRequest
@@ -199,7 +199,7 @@ def test_aws_errors_are_classified_as_every_aws_activitys(
 
 
 def test_registered_on_the_worker_under_the_name_the_teardown_calls() -> None:
-    from activities.registry import ACTIVITIES
+    from capt.activities.registry import ACTIVITIES
 
     by_name = {activity._Definition.must_from_callable(fn).name: fn for fn in ACTIVITIES}
     assert by_name[DISCOVER_WORKLOAD_ACCESS] is discover_workload_access

@@ -23,7 +23,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.workload import etcd
+from capt.activities.workload import etcd
 
 REGION = "ap-northeast-2"
 CP1 = "ip-10-0-1-10.ap-northeast-2.compute.internal"

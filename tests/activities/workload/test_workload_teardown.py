@@ -12,12 +12,17 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.aws import secrets as sm
-from activities.kubeadm import pki
-from activities.workload import client as wc
-from activities.workload import teardown as td
-from activities.workload.activities import WorkloadAccess
-from activities.workload.objects import default_load_balancer_name, ebs_volume_id, ebs_volume_zone, pod_claims
+from capt.activities.aws import secrets as sm
+from capt.activities.kubeadm import pki
+from capt.activities.workload import client as wc
+from capt.activities.workload import teardown as td
+from capt.activities.workload.activities import WorkloadAccess
+from capt.activities.workload.objects import (
+    default_load_balancer_name,
+    ebs_volume_id,
+    ebs_volume_zone,
+    pod_claims,
+)
 from testkit import bootstrap_reference as ref
 from tests.support.sim_cloud import CloudSim, lb_service, pod_with_claim, pvc, storage_class
 
