@@ -62,7 +62,7 @@ def _is_async(fn: Callable) -> bool:
 def registered() -> tuple[list[type], list[Callable]]:
     """The registries' contents (workflows/registry.py, activities/registry.py)."""
     from capt.activities.registry import ACTIVITIES
-    from workflows.registry import WORKFLOWS
+    from capt.workflows.registry import WORKFLOWS
 
     return list(WORKFLOWS), list(ACTIVITIES)
 
@@ -112,7 +112,7 @@ def versioning_options(deployment_name: str | None, build_id: str | None = None)
         if build_id:
             raise click.UsageError("--build-id needs --deployment-name (Worker Versioning)")
         return {}
-    from workflows.versioning import deployment_config
+    from capt.workflows.versioning import deployment_config
 
     return {"deployment_config": deployment_config(deployment_name, build_id)}
 

@@ -615,13 +615,13 @@ async def measure_rollout(workers: int) -> dict[str, Any]:
 
     from bench import model
     from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
-    from testkit.context import cluster_context, running_worker, unique
-    from workflows.machine import MachineWorkflow
-    from workflows.machine_deployment import (
+    from capt.workflows.machine import MachineWorkflow
+    from capt.workflows.machine_deployment import (
         MachineDeploymentInput,
         MachineDeploymentWorkflow,
         TemplateRequest,
     )
+    from testkit.context import cluster_context, running_worker, unique
 
     lat = model.load()
     cloud = counting_cloud_class()(

@@ -49,10 +49,10 @@ from pydantic import BaseModel  # noqa: E402
 from temporalio import workflow  # noqa: E402
 
 from bench import model, results  # noqa: E402
+from capt.workflows.control_plane import ControlPlaneStatus  # noqa: E402
+from capt.workflows.machine_deployment import ControlPlaneInfo, DeploymentStatus  # noqa: E402
 from testkit import time_skipping  # noqa: E402
 from testkit.fake_cloud import FakeCloud  # noqa: E402
-from workflows.control_plane import ControlPlaneStatus  # noqa: E402
-from workflows.machine_deployment import ControlPlaneInfo, DeploymentStatus  # noqa: E402
 
 CP_VERSION = "v1.30.2"
 # The workers start one patch behind and roll twice: to VERSIONS[1] with maxSurge 1, then to
@@ -331,17 +331,17 @@ async def measure(
     workers: int, lat: model.Latencies, surges: tuple[int | str, ...] = SURGES, step: float | None = None
 ) -> dict[str, Any]:
     from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineDeploymentSpec, RollingUpdate
-    from testkit.context import cluster_context, machine_template
-    from worker import build_worker
-    from workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
-    from workflows.machine import MachineWorkflow
-    from workflows.machine_deployment import (
+    from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
+    from capt.workflows.machine import MachineWorkflow
+    from capt.workflows.machine_deployment import (
         MachineDeploymentInput,
         MachineDeploymentWorkflow,
         StrategyRequest,
         TemplateRequest,
     )
-    from workflows.machine_models import machine_workflow_id
+    from capt.workflows.machine_models import machine_workflow_id
+    from testkit.context import cluster_context, machine_template
+    from worker import build_worker
 
     step = step or (10.0 if workers <= 50 else 30.0)
     cloud = BenchCloud(lat)

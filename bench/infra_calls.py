@@ -31,9 +31,9 @@ from moto import mock_aws  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES  # noqa: E402
+from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow  # noqa: E402
 from testkit import time_skipping  # noqa: E402
 from testkit.reference import AZS, reference_spec  # noqa: E402
-from workflows.infrastructure import InfraInput, InfrastructureWorkflow  # noqa: E402
 
 PHASES = ("create", "create again", "delete")
 

@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from capt.plan import names
 from capt.spec.models import ClusterSpec
-from workflows.cluster import (
+from capt.workflows.cluster import (
     ApplyAnswer,
     ApplyRequest,
     ClusterInput,
@@ -33,7 +33,7 @@ from workflows.cluster import (
     control_plane_workflow_id,
     deployment_workflow_id,
 )
-from workflows.teardown_models import TeardownInput
+from capt.workflows.teardown_models import TeardownInput
 
 TASK_QUEUE = "capt"
 
@@ -210,7 +210,7 @@ async def status(client: Client, namespace: str, name: str) -> ClusterStatus:
 async def cluster_rows(client: Client) -> list[dict]:
     """Running clusters from ONE visibility query over their search attributes (no query to any
     workflow): namespace, name, phase, observed Kubernetes version, ready machines, age."""
-    import workflows.search_attributes as sa
+    import capt.workflows.search_attributes as sa
 
     rows = []
     async for wf in client.list_workflows('WorkflowType = "ClusterWorkflow" AND ExecutionStatus = "Running"'):
@@ -494,7 +494,7 @@ async def annotate_machine(
     client: Client, namespace: str, cluster: str, machine: str, annotations: dict[str, str | None]
 ):
     """The health workflow keeps machine annotations (skip-remediation, paused, remediate-machine)."""
-    from workflows.health import HealthCheckWorkflow, MachineAnnotations, health_workflow_id
+    from capt.workflows.health import HealthCheckWorkflow, MachineAnnotations, health_workflow_id
 
     handle = client.get_workflow_handle(health_workflow_id(namespace, cluster))
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from itertools import groupby
 
-from workflows.cluster import ClusterStatus
+from capt.workflows.cluster import ClusterStatus
 
 
 def as_json(s: ClusterStatus) -> dict:

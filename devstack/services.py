@@ -77,7 +77,7 @@ def venv_binary(name: str) -> str:
 
 
 def _register_search_attributes(cfg: DevConfig) -> None:
-    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+    from capt.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
     register_search_attributes(
         cfg.temporal_address,
@@ -208,7 +208,7 @@ def make_worker_version_current(ready_file: Path) -> Step:
 
         from temporalio.client import Client
 
-        from workflows.versioning import set_current_version
+        from capt.workflows.versioning import set_current_version
 
         deployment = json.loads(ready_file.read_text()).get("deployment")
         if not deployment:

@@ -72,12 +72,7 @@ from capt.plan.cluster import build_plan
 from capt.plan.names import cluster_id
 from capt.spec.loader import load_manifest
 from capt.spec.models import ClusterSpec
-from client import codec
-from devstack import procs, stack
-from devstack.config import DevConfig
-from devstack.services import Service, build_services
-from testkit import history_sizes as histories
-from workflows.cluster import (
+from capt.workflows.cluster import (
     ClusterStatus,
     ClusterWorkflow,
     ScaleControlPlaneRequest,
@@ -87,6 +82,11 @@ from workflows.cluster import (
     control_plane_workflow_id,
     deployment_workflow_id,
 )
+from client import codec
+from devstack import procs, stack
+from devstack.config import DevConfig
+from devstack.services import Service, build_services
+from testkit import history_sizes as histories
 
 log = logging.getLogger("capt.chaos")
 

@@ -309,7 +309,7 @@ class Recorder:
         await self.wait_for(f"{victim['name']} remediated and replaced", replaced, timeout=300)
         await self.wait_closed(machine_id(victim["name"]))
         # The health check notes the remediation finished once it no longer sees the machine.
-        from workflows.health import HealthCheckWorkflow
+        from capt.workflows.health import HealthCheckWorkflow
 
         health = self.client.get_workflow_handle(HEALTH_ID)
         t0 = time.monotonic()
@@ -337,7 +337,7 @@ class Recorder:
         log("== health check that continues as new")
         from temporalio.api.enums.v1 import EventType
 
-        from workflows.health import HealthCheckInput, HealthCheckWorkflow
+        from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow
 
         first = (await self.client.get_workflow_handle(HEALTH_ID).fetch_history()).events[0]
         assert first.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
@@ -391,7 +391,7 @@ class Recorder:
             )
 
         await self.wait_for("control plane and md-0 upgraded; md-1 (OnDelete) still old", rolled)
-        from workflows.machine_deployment import DeleteMachinesRequest, MachineDeploymentWorkflow
+        from capt.workflows.machine_deployment import DeleteMachinesRequest, MachineDeploymentWorkflow
 
         await self.client.get_workflow_handle(md_id(MD_ON_DELETE)).execute_update(
             MachineDeploymentWorkflow.delete_machines, DeleteMachinesRequest(machines=(old_md1,))

@@ -124,8 +124,8 @@ async def measure_steady_state(env, task_queue: str, control_plane: int, workers
     from datetime import timedelta
 
     from capt.spec.models import HealthCheckSpec
+    from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow, health_workflow_id
     from testkit.context import cluster_context, running_worker, unique
-    from workflows.health import HealthCheckInput, HealthCheckWorkflow, health_workflow_id
 
     ctx = cluster_context(unique("steady"))
     steady = SteadyCluster(ctx.name, ctx.region, control_plane, workers)

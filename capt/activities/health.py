@@ -37,17 +37,17 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from capt.spec.intstr import IntOrPercent
-from workflows import control_plane as cp
-from workflows.machine_models import MachineStatus, machine_workflow_id
+from capt.workflows import control_plane as cp
+from capt.workflows.machine_models import MachineStatus, machine_workflow_id
 
 if TYPE_CHECKING:
-    from workflows import machine_deployment as md
+    from capt.workflows import machine_deployment as md
 
 
 def _md():
     """workflows.machine_deployment, imported when first needed, so this module (and the
     worker's registry) imports even where only the control plane exists."""
-    return importlib.import_module("workflows.machine_deployment")
+    return importlib.import_module("capt.workflows.machine_deployment")
 
 
 OwnerKind = Literal["control-plane", "machine-deployment"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from capt.spec.models import HealthCheckSpec
+from capt.workflows import health_detection as detect
+from capt.workflows.health import MachineAnnotations, annotations_error
 from tests.activities.test_health_detection import CHECK, evaluate, instance, machine, node, obs
-from workflows import health_detection as detect
-from workflows.health import MachineAnnotations, annotations_error
 
 PAUSED = {"cluster.x-k8s.io/paused": ""}
 SKIP = {"cluster.x-k8s.io/skip-remediation": ""}

@@ -7,8 +7,8 @@ import pytest
 
 from capt.activities.workload.objects import NodeCondition, NodeInfo
 from capt.spec.models import HealthCheckSpec, UnhealthyCondition
+from capt.workflows import health_detection as detect
 from tests.activities.test_health_detection import at, instance, machine, obs
-from workflows import health_detection as detect
 
 
 def node_with(*conds: tuple[str, str, float | None], name: str = "m") -> NodeInfo:

@@ -10,8 +10,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from capt.activities.temporal_tree import WorkflowsRequest, describe_machine_workflows
+from capt.workflows.machine_models import MachineStatus
 from tests.support.context import running_worker
-from workflows.machine_models import MachineStatus
 
 
 @workflow.defn(name="TreeProbe", sandboxed=False)

@@ -33,25 +33,25 @@ from capt.activities.aws import secrets as sm
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.plan import names
 from capt.spec.loader import load_file
-from client import clusters
-from testkit.fake_cloud import FakeCloud
-from testkit.health_fakes import HealthFakes
-from tests.support.context import query, running_worker, wait_for
-from tests.support.paths import QUICKSTART
-from tests.support.strict_aws import strict_aws
-from workflows.cluster import (
+from capt.workflows.cluster import (
     ClusterInput,
     ClusterStatus,
     ClusterWorkflow,
     InfrastructureSummary,
     cluster_workflow_id,
 )
-from workflows.control_plane import ControlPlaneWorkflow
-from workflows.health import HealthCheckWorkflow
-from workflows.infrastructure import InfrastructureWorkflow
-from workflows.machine import MachineWorkflow
-from workflows.machine_deployment import MachineDeploymentWorkflow
-from workflows.teardown import ClusterTeardownWorkflow
+from capt.workflows.control_plane import ControlPlaneWorkflow
+from capt.workflows.health import HealthCheckWorkflow
+from capt.workflows.infrastructure import InfrastructureWorkflow
+from capt.workflows.machine import MachineWorkflow
+from capt.workflows.machine_deployment import MachineDeploymentWorkflow
+from capt.workflows.teardown import ClusterTeardownWorkflow
+from client import clusters
+from testkit.fake_cloud import FakeCloud
+from testkit.health_fakes import HealthFakes
+from tests.support.context import query, running_worker, wait_for
+from tests.support.paths import QUICKSTART
+from tests.support.strict_aws import strict_aws
 
 REGION = "ap-northeast-2"
 TREE = [

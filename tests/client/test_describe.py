@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from capt.workflows.cluster import ClusterStatus, InfrastructureSummary
 from client.describe import as_json, tree
-from workflows.cluster import ClusterStatus, InfrastructureSummary
 
 
 def _status(**changes) -> ClusterStatus:
@@ -44,8 +44,8 @@ def test_a_status_from_before_cluster_ids_still_reads() -> None:
 
 
 def test_get_machines_table_is_golden() -> None:
+    from capt.workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus
     from client.describe import machines_table
-    from workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus
 
     machine = ControlPlaneMachine(
         name="prod-control-plane-abcde",

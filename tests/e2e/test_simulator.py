@@ -42,16 +42,16 @@ from capt.activities.workload import activities as wa
 from capt.activities.workload import client as wc
 from capt.activities.workload import etcd as we
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
-from client import codec
-from devstack.config import DevConfig
-from workflows.machine import MachineWorkflow
-from workflows.machine_models import (
+from capt.workflows.machine import MachineWorkflow
+from capt.workflows.machine_models import (
     ClusterContext,
     LoadBalancerRef,
     MachineInput,
     MachineStatus,
     machine_workflow_id,
 )
+from client import codec
+from devstack.config import DevConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -175,7 +175,7 @@ def machine_input(cluster: ClusterContext, name: str, kind: str, timeout: int) -
 
 
 def stack_worker_runs_machines() -> bool:
-    from workflows.registry import WORKFLOWS
+    from capt.workflows.registry import WORKFLOWS
 
     return any(getattr(w, "__name__", "") == "MachineWorkflow" for w in WORKFLOWS)
 

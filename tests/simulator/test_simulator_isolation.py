@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKER_CODE = [
     ROOT / "worker.py",
     *sorted((ROOT / "capt" / "activities").rglob("*.py")),
-    *sorted((ROOT / "workflows").rglob("*.py")),
+    *sorted((ROOT / "capt" / "workflows").rglob("*.py")),
 ]
 
 

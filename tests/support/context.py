@@ -101,7 +101,7 @@ async def _history_replays_cleanly(handle: WorkflowHandle, err: BaseException) -
     """Replay the run's recorded history; raise (naming a copy of it) if it does not replay."""
     from temporalio.worker import Replayer
 
-    from workflows.registry import WORKFLOWS
+    from capt.workflows.registry import WORKFLOWS
 
     history = await handle.fetch_history()
     result = await Replayer(

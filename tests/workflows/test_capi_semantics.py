@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.workflows.test_rollout import machine
-from workflows.control_plane_rules import (
+from capt.workflows.control_plane_rules import (
     ControlPlaneState,
     _etcd_view,
     plan_control_plane,
     projected_scale_up_failures,
 )
+from tests.workflows.test_rollout import machine
 
 
 def sick(name: str, created: float = 0.0):
@@ -133,7 +133,7 @@ def test_scale_up_preflight_during_remediation(in_progress, machines, action) ->
 
 # --- MachineDeployment: new machines always come from the newest revision (issue 18, high 3) ---
 
-from workflows.rollout import (  # noqa: E402
+from capt.workflows.rollout import (  # noqa: E402
     DeploymentState,
     DeploymentStrategy,
     ReplicaAnnotations,
@@ -188,7 +188,7 @@ def test_new_machines_come_from_the_newest_revision(name, strategy, machines, re
 # --- MachineDeployment revision identity (issue 18) -------------------------------------------
 
 from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate  # noqa: E402
-from workflows.machine_deployment import deployment_revision  # noqa: E402
+from capt.workflows.machine_deployment import deployment_revision  # noqa: E402
 
 MD = MachineDeploymentSpec(
     name="md-0",
@@ -233,7 +233,7 @@ def test_deployment_revision(name, changes, same) -> None:
 
 
 def test_revisions_recorded_before_the_template_name_counted_stay_the_same() -> None:
-    from workflows.machine_owner import revision_of
+    from capt.workflows.machine_owner import revision_of
 
     legacy = revision_of(MD.machine_template, MD.bootstrap, MD.version, MD.failure_domain)
     assert deployment_revision(MD, MD.bootstrap_template_name) == legacy
@@ -242,7 +242,7 @@ def test_revisions_recorded_before_the_template_name_counted_stay_the_same() -> 
 
 # --- MachineSet delete priorities exactly (CAPI machineset_delete_policy_test.go) --------------
 
-from workflows.rollout import capi_deletion_order  # noqa: E402
+from capt.workflows.rollout import capi_deletion_order  # noqa: E402
 
 NOW = 100 * 86400.0
 

@@ -27,11 +27,7 @@ from capt.activities.workload.addons import AddonFailure, AppliedObject, ApplyAd
 from capt.plan import names
 from capt.spec.loader import load_file
 from capt.spec.models import AddonSpec
-from testkit.fake_cloud import FakeCloud
-from testkit.health_fakes import HealthFakes
-from tests.support.context import query, running_worker, wait_for
-from tests.support.paths import QUICKSTART
-from workflows.cluster import (
+from capt.workflows.cluster import (
     ClusterCarry,
     ClusterInput,
     ClusterWorkflow,
@@ -41,12 +37,16 @@ from workflows.cluster import (
     _failed_workers,
     cluster_workflow_id,
 )
-from workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus, ControlPlaneWorkflow
-from workflows.health import HealthCheckWorkflow
-from workflows.infrastructure import InfraInput, InfrastructureWorkflow
-from workflows.machine import MachineWorkflow
-from workflows.machine_deployment import MachineDeploymentWorkflow
-from workflows.teardown import ClusterTeardownWorkflow
+from capt.workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus, ControlPlaneWorkflow
+from capt.workflows.health import HealthCheckWorkflow
+from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow
+from capt.workflows.machine import MachineWorkflow
+from capt.workflows.machine_deployment import MachineDeploymentWorkflow
+from capt.workflows.teardown import ClusterTeardownWorkflow
+from testkit.fake_cloud import FakeCloud
+from testkit.health_fakes import HealthFakes
+from tests.support.context import query, running_worker, wait_for
+from tests.support.paths import QUICKSTART
 
 WORKFLOWS = [
     ClusterWorkflow,
@@ -298,7 +298,7 @@ async def test_immutable_change_is_rejected_and_nothing_moves(time_skipping_env,
             task_queue=task_queue,
         )
         await wait_for(env, lambda: query(handle, ClusterWorkflow.status), ready, what="cluster Ready")
-        from workflows.cluster import ApplyRequest
+        from capt.workflows.cluster import ApplyRequest
 
         moved = spec.model_copy(update={"region": "us-east-1"})
         with pytest.raises(WorkflowUpdateFailedError) as info:

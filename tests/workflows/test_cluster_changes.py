@@ -3,8 +3,8 @@
 import pytest
 
 from capt.spec.loader import load_file
+from capt.workflows.cluster_changes import ChangeRejected, plan_changes
 from tests.support.paths import QUICKSTART
-from workflows.cluster_changes import ChangeRejected, plan_changes
 
 
 @pytest.fixture(scope="module")

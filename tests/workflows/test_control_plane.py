@@ -12,6 +12,16 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from capt.spec.models import ControlPlaneSpec
+from capt.workflows.control_plane import (
+    ControlPlaneInput,
+    ControlPlaneWorkflow,
+    RemediationRequest,
+    ScaleRequest,
+    UpgradeRequest,
+)
+from capt.workflows.control_plane_rules import etcd_quorum
+from capt.workflows.machine import MachineWorkflow
+from capt.workflows.machine_models import DeleteOptions, machine_workflow_id
 from testkit.fake_cloud import FakeCloud
 from tests.support.context import (
     AZS,
@@ -23,16 +33,6 @@ from tests.support.context import (
     unique,
     wait_for,
 )
-from workflows.control_plane import (
-    ControlPlaneInput,
-    ControlPlaneWorkflow,
-    RemediationRequest,
-    ScaleRequest,
-    UpgradeRequest,
-)
-from workflows.control_plane_rules import etcd_quorum
-from workflows.machine import MachineWorkflow
-from workflows.machine_models import DeleteOptions, machine_workflow_id
 
 WORKFLOWS = [ControlPlaneWorkflow, MachineWorkflow]
 

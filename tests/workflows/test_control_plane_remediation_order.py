@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 
 from capt.spec.models import ControlPlaneSpec
-from workflows.control_plane_rules import (
+from capt.workflows.control_plane_rules import (
     DEFAULT_MIN_HEALTHY_PERIOD_SECONDS,
     RemediationRecord,
     check_control_plane_remediation,
     order_machines_to_remediate,
     pick_machine_to_remediate,
 )
-from workflows.rollout import MachineView
+from capt.workflows.rollout import MachineView
 
 
 def cp(

@@ -26,12 +26,9 @@ from capt.spec.models import (
     MachineDeploymentSpec,
     UnhealthyCondition,
 )
-from testkit.fake_cloud import FakeCloud
-from testkit.health_fakes import HealthFakes
-from tests.support.context import cluster_context, machine_template, query, running_worker, unique, wait_for
-from workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
-from workflows.control_plane_rules import etcd_quorum
-from workflows.health import (
+from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
+from capt.workflows.control_plane_rules import etcd_quorum
+from capt.workflows.health import (
     HealthCheckInput,
     HealthCheckWorkflow,
     HealthEvent,
@@ -39,13 +36,16 @@ from workflows.health import (
     HealthStatus,
     health_workflow_id,
 )
-from workflows.machine import MachineWorkflow
-from workflows.machine_deployment import (
+from capt.workflows.machine import MachineWorkflow
+from capt.workflows.machine_deployment import (
     DeploymentStatus,
     MachineDeploymentInput,
     MachineDeploymentWorkflow,
     ScaleRequest,
 )
+from testkit.fake_cloud import FakeCloud
+from testkit.health_fakes import HealthFakes
+from tests.support.context import cluster_context, machine_template, query, running_worker, unique, wait_for
 
 WORKFLOWS = [HealthCheckWorkflow, ControlPlaneWorkflow, MachineDeploymentWorkflow, MachineWorkflow]
 VERSION = "v1.30.2"
@@ -371,7 +371,7 @@ async def test_marks_of_machines_that_recovered_are_cleared_and_scale_up_proceed
     below quorum) and marks both unhealthy. The nodes recover: the next rounds clear the marks,
     and a scale-up to 5 (whose preflight needs every machine healthy) proceeds instead of
     waiting on the stale marks for good."""
-    from workflows.control_plane import ScaleRequest as CpScale
+    from capt.workflows.control_plane import ScaleRequest as CpScale
 
     c = Cluster(time_skipping_env, task_queue)
     async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):

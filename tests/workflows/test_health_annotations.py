@@ -8,9 +8,9 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from capt.spec.models import HealthCheckSpec
+from capt.workflows.health import HealthCheckWorkflow, MachineAnnotations
 from tests.support.context import running_worker
 from tests.workflows.test_health import WORKFLOWS, Cluster, events_for, settled
-from workflows.health import HealthCheckWorkflow, MachineAnnotations
 
 
 async def test_annotations_mark_and_skip_machines(time_skipping_env, task_queue):

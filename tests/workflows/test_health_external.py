@@ -9,9 +9,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from capt.spec.models import HealthCheckSpec, RemediationTemplateRef
+from capt.workflows.health import PATCH_EXTERNAL_REMEDIATION, HealthCheckWorkflow
 from tests.support.context import running_worker
 from tests.workflows.test_health import NOT_READY_120S, WORKFLOWS, Cluster, events_for, settled
-from workflows.health import PATCH_EXTERNAL_REMEDIATION, HealthCheckWorkflow
 
 TEMPLATE = RemediationTemplateRef(api_version="remediation.example.com/v1", kind="TicketTemplate", name="ops")
 

@@ -11,6 +11,9 @@ from temporalio.worker import Replayer
 
 from capt.activities.aws import images
 from capt.spec.models import AMISelector
+from capt.workflows import machine as machine_wf
+from capt.workflows.machine import MachineWorkflow
+from capt.workflows.machine_models import DeleteOptions, MachineInput, machine_workflow_id
 from testkit.fake_cloud import FakeCloud
 from tests.support.context import (
     cluster_context,
@@ -21,9 +24,6 @@ from tests.support.context import (
     unique,
     wait_for,
 )
-from workflows import machine as machine_wf
-from workflows.machine import MachineWorkflow
-from workflows.machine_models import DeleteOptions, MachineInput, machine_workflow_id
 
 
 def machine_input(

@@ -29,11 +29,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
-from testkit.fake_cloud import FakeCloud
-from tests.support.context import AZS, cluster_context, query, running_worker, unique
-from workflows import rollout
-from workflows.machine import MachineWorkflow
-from workflows.machine_deployment import (
+from capt.workflows import rollout
+from capt.workflows.machine import MachineWorkflow
+from capt.workflows.machine_deployment import (
     ControlPlaneInfo,
     DeleteMachinesRequest,
     DeploymentStatus,
@@ -47,8 +45,10 @@ from workflows.machine_deployment import (
     strategy_error,
     worker_version_error,
 )
-from workflows.machine_models import DeleteOptions, MachineStatus, machine_workflow_id
-from workflows.machine_owner import revision_of
+from capt.workflows.machine_models import DeleteOptions, MachineStatus, machine_workflow_id
+from capt.workflows.machine_owner import revision_of
+from testkit.fake_cloud import FakeCloud
+from tests.support.context import AZS, cluster_context, query, running_worker, unique
 
 CP_VERSION = "v1.30.2"
 TEMPLATE = MachineTemplate(name="md-0-a", instance_type="t3.large")

@@ -132,7 +132,7 @@ def test_worker_versioning_options() -> None:
     deployment's, with the given build id or the default one (docs/versioning.md)."""
     import click
 
-    from workflows.versioning import default_build_id
+    from capt.workflows.versioning import default_build_id
 
     assert worker.versioning_options(None) == {} and worker.versioning_options("") == {}
     with pytest.raises(click.UsageError, match="--deployment-name"):
@@ -147,7 +147,7 @@ def test_worker_versioning_options() -> None:
 
 
 def test_build_id_follows_the_workflow_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from workflows.versioning import workflow_sources_digest
+    from capt.workflows.versioning import workflow_sources_digest
 
     package = tmp_path / "captwfprobe"
     package.mkdir()
@@ -199,9 +199,9 @@ async def test_a_cluster_history_keeps_the_id_it_chose(name: str, cluster_id: st
     PKI, machines and the deletion are all told the id `hist`, never `hist.hist`. Recorded after:
     `hist.hist` throughout."""
     from capt.activities.aws.secrets import ClusterPKIRequest, DeleteClusterSecretsRequest
-    from workflows.control_plane import ControlPlaneInput
-    from workflows.infrastructure import InfraInput
-    from workflows.teardown_models import TeardownInput
+    from capt.workflows.control_plane import ControlPlaneInput
+    from capt.workflows.infrastructure import InfraInput
+    from capt.workflows.teardown_models import TeardownInput
 
     _SENT.clear()
     history = _load(HISTORIES / "ClusterWorkflow" / name)

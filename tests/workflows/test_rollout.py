@@ -16,7 +16,7 @@ import pytest
 
 from capt.spec.intstr import IntOrPercentError
 from capt.spec.models import MachineDeploymentSpec, MachineTemplate
-from workflows.control_plane_rules import (
+from capt.workflows.control_plane_rules import (
     ControlPlaneState,
     RemediationRecord,
     assess_etcd_member_removal,
@@ -35,14 +35,14 @@ from workflows.control_plane_rules import (
     select_machine_for_scale_down,
     version_change_error,
 )
-from workflows.failure_domains import pick_fewest, pick_most, spread
-from workflows.health_rules import (
+from capt.workflows.failure_domains import pick_fewest, pick_most, spread
+from capt.workflows.health_rules import (
     TOO_MANY_UNHEALTHY,
     limit_in_flight,
     max_unhealthy_allows,
     parse_unhealthy_range,
 )
-from workflows.rollout import (
+from capt.workflows.rollout import (
     DeploymentPlan,
     DeploymentState,
     DeploymentStrategy,

@@ -37,21 +37,21 @@ from capt.activities.workload.teardown import (
 )
 from capt.plan import names
 from capt.spec.loader import load_file
+from capt.workflows.cluster import ClusterInput, ClusterStatus, ClusterWorkflow, cluster_workflow_id
+from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow
+from capt.workflows.teardown import ClusterTeardownWorkflow
+from capt.workflows.teardown_models import (
+    CloudBackedObject,
+    TeardownInput,
+    TeardownSettings,
+    load_balancer_name_of,
+)
 from testkit.fake_cloud import FakeCloud
 from testkit.health_fakes import HealthFakes
 from testkit.reference import AZS, REGION, reference_spec
 from tests.support.context import query, running_worker, wait_for
 from tests.support.paths import QUICKSTART
 from tests.support.strict_aws import StrictAws, strict_aws
-from workflows.cluster import ClusterInput, ClusterStatus, ClusterWorkflow, cluster_workflow_id
-from workflows.infrastructure import InfraInput, InfrastructureWorkflow
-from workflows.teardown import ClusterTeardownWorkflow
-from workflows.teardown_models import (
-    CloudBackedObject,
-    TeardownInput,
-    TeardownSettings,
-    load_balancer_name_of,
-)
 
 NS = "default"
 OTHER = "td-2"  # another cluster whose id starts like ours: nothing of it may go
@@ -691,10 +691,10 @@ async def test_cluster_delete_fails_while_blocked_and_a_second_delete_finishes(
     """ClusterWorkflow deletes through its ClusterTeardownWorkflow child: the workload objects
     first (through the parent's access), the machines, the sweep. Blocked, the cluster turns
     Failed with what blocks it and waits; the next `delete` runs the teardown again."""
-    from workflows.control_plane import ControlPlaneWorkflow
-    from workflows.health import HealthCheckWorkflow
-    from workflows.machine import MachineWorkflow
-    from workflows.machine_deployment import MachineDeploymentWorkflow
+    from capt.workflows.control_plane import ControlPlaneWorkflow
+    from capt.workflows.health import HealthCheckWorkflow
+    from capt.workflows.machine import MachineWorkflow
+    from capt.workflows.machine_deployment import MachineDeploymentWorkflow
 
     env, cloud = time_skipping_env, FakeCloud(boot_seconds=20, join_seconds=20)
     spec = small_spec()
@@ -766,7 +766,7 @@ async def test_cluster_delete_fails_while_blocked_and_a_second_delete_finishes(
 
 
 def test_names_from_the_workload_api() -> None:
-    from workflows.teardown_models import load_balancer_name_of, volume_id_of
+    from capt.workflows.teardown_models import load_balancer_name_of, volume_id_of
 
     assert load_balancer_name_of("a1b2c3-123456789.ap-northeast-2.elb.amazonaws.com") == "a1b2c3"
     assert load_balancer_name_of("internal-a1b2c3-1234.ap-northeast-2.elb.amazonaws.com") == "a1b2c3"

@@ -26,6 +26,8 @@ from capt.activities.workload.teardown import (
     DeleteCloudBackedObjectsRequest,
 )
 from capt.plan import names
+from capt.workflows.cluster import ClusterStatus
+from capt.workflows.teardown_models import DELETE_CLOUD_BACKED_OBJECTS, LIST_CLOUD_BACKED_OBJECTS
 from testkit.reference import REGION
 from tests.support.context import running_worker
 from tests.support.strict_aws import StrictAws, strict_aws
@@ -41,8 +43,6 @@ from tests.workflows.test_teardown import (
     teardown,
     workers,
 )
-from workflows.cluster import ClusterStatus
-from workflows.teardown_models import DELETE_CLOUD_BACKED_OBJECTS, LIST_CLOUD_BACKED_OBJECTS
 
 
 @pytest.fixture

@@ -73,8 +73,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from capt.spec.intstr import IntOrPercent, scaled_value
 from capt.spec.models import MachineDeploymentSpec
-from workflows.failure_domains import spread
-from workflows.health_rules import limit_in_flight
+from capt.workflows.failure_domains import spread
+from capt.workflows.health_rules import limit_in_flight
 
 DeletePolicy = Literal["Random", "Newest", "Oldest"]
 StrategyType = Literal["RollingUpdate", "OnDelete"]

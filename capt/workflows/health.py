@@ -65,8 +65,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     import capt.activities.aws.instance_events as instance_events
-    import workflows.health_detection as detect
-    import workflows.search_attributes as sa
+    import capt.workflows.health_detection as detect
+    import capt.workflows.search_attributes as sa
     from capt.activities.aws.instances import (
         ClusterInstancesRequest,
         ClusterInstancesResult,
@@ -91,8 +91,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from capt.spec.intstr import IntOrPercentError, check_int_or_percent
     from capt.spec.models import HealthCheckSpec
-    from workflows.health_rules import TOO_MANY_UNHEALTHY, parse_unhealthy_range
-    from workflows.machine_models import ClusterContext
+    from capt.workflows.health_rules import TOO_MANY_UNHEALTHY, parse_unhealthy_range
+    from capt.workflows.machine_models import ClusterContext
 
 # workflow.patched id (docs/versioning.md): each round, signal owners that still mark a machine
 # unhealthy which the checks now find healthy (or no longer select).

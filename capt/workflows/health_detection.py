@@ -55,7 +55,7 @@ from capt.activities.aws.instances import InstanceInfo
 from capt.activities.health import WatchedMachine
 from capt.activities.workload.objects import NodeCondition, NodeInfo
 from capt.spec.models import MACHINE_CONDITION_TYPES, HealthCheckSpec
-from workflows.health_rules import RemediationAllowance, limit_in_flight, max_unhealthy_allows
+from capt.workflows.health_rules import RemediationAllowance, limit_in_flight, max_unhealthy_allows
 
 GONE_STATES = ("terminated", "shutting-down", "stopped")
 

@@ -39,8 +39,8 @@ from pydantic import BaseModel, ConfigDict
 
 from capt.spec.models import DEFAULT_MIN_HEALTHY_PERIOD_SECONDS as _SPEC_DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
 from capt.spec.versions import parse_kubernetes_version, version_change_error  # noqa: F401 - re-exported
-from workflows.failure_domains import pick_fewest, pick_most
-from workflows.rollout import MachineView
+from capt.workflows.failure_domains import pick_fewest, pick_most
+from capt.workflows.rollout import MachineView
 
 
 class _Frozen(BaseModel):

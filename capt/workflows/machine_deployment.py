@@ -53,15 +53,15 @@ from temporalio.exceptions import ActivityError
 # second way, this module got a sandbox copy of `rollout` (re-imported on every workflow task), whose
 # MachineView is not the class `MachineBook.views()` returns, and pydantic refused the machines.
 with workflow.unsafe.imports_passed_through():
-    import workflows.rollout as rollout
-    import workflows.search_attributes as sa
+    import capt.workflows.rollout as rollout
+    import capt.workflows.search_attributes as sa
     from capt.activities.workload import activities as workload
     from capt.spec.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
     from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
     from capt.spec.versions import parse_kubernetes_version, worker_version_error  # noqa: F401 - re-exported
-    from workflows import activity_options as opts
-    from workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
-    from workflows.machine_owner import (
+    from capt.workflows import activity_options as opts
+    from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
+    from capt.workflows.machine_owner import (
         DELETE_POLL,
         PATCH_OWNERS_SEE_CLOSED,
         MachineBook,

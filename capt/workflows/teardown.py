@@ -67,10 +67,10 @@ with workflow.unsafe.imports_passed_through():
     from capt.activities.workload.activities import WorkloadAccess
     from capt.activities.workload.teardown import CloudBackedObjects as WorkloadCloudObjects
     from capt.activities.workload.teardown import CloudBackedObjectsRequest, DeleteCloudBackedObjectsRequest
-    from workflows import activity_options as opts
-    from workflows import search_attributes as sa
-    from workflows.cluster import ApplyAnswer, ApplyRequest, ClusterStatus, InfrastructureSummary
-    from workflows.teardown_models import (
+    from capt.workflows import activity_options as opts
+    from capt.workflows import search_attributes as sa
+    from capt.workflows.cluster import ApplyAnswer, ApplyRequest, ClusterStatus, InfrastructureSummary
+    from capt.workflows.teardown_models import (
         DELETE_CLOUD_BACKED_OBJECTS,
         DISCOVER_WORKLOAD_ACCESS,
         LIST_CLOUD_BACKED_OBJECTS,

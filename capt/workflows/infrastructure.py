@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from capt.plan.network import NetworkPlan, PlanError, SubnetPlan, resolve_existing
     from capt.plan.security_groups import resolve_permissions, security_group_plans
     from capt.spec.models import ClusterSpec
-    from workflows import activity_options as opts
+    from capt.workflows import activity_options as opts
 
 ResourceState = Literal["planned", "creating", "ready", "deleting", "deleted"]
 

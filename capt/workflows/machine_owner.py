@@ -35,15 +35,15 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from capt.activities import temporal_tree
     from capt.spec.models import KubeadmConfigSpec, MachineTemplate
-    from workflows.machine import MachineWorkflow
-    from workflows.machine_models import (
+    from capt.workflows.machine import MachineWorkflow
+    from capt.workflows.machine_models import (
         ClusterContext,
         DeleteOptions,
         MachineInput,
         MachineStatus,
         machine_workflow_id,
     )
-    from workflows.rollout import MachineView
+    from capt.workflows.rollout import MachineView
 
 # workflow.patched id (docs/versioning.md), used by ControlPlaneWorkflow and
 # MachineDeploymentWorkflow: look for machine workflows that closed without reporting, restart

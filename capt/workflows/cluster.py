@@ -45,9 +45,9 @@ with workflow.unsafe.imports_passed_through():
         HealthCheckSpec,
         MachineDeploymentSpec,
     )
-    from workflows import activity_options as opts
-    from workflows import search_attributes as sa
-    from workflows.cluster_changes import (
+    from capt.workflows import activity_options as opts
+    from capt.workflows import search_attributes as sa
+    from capt.workflows.cluster_changes import (
         ApplyPreview,
         ChangeRejected,
         ClusterChanges,
@@ -55,18 +55,23 @@ with workflow.unsafe.imports_passed_through():
         machine_effects,
         plan_changes,
     )
-    from workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
-    from workflows.control_plane_rules import parse_kubernetes_version
-    from workflows.health import HealthCheckInput, HealthCheckWorkflow, HealthSettings, health_workflow_id
-    from workflows.infrastructure import InfraInput, InfraResult, InfrastructureWorkflow
-    from workflows.machine_deployment import (
+    from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
+    from capt.workflows.control_plane_rules import parse_kubernetes_version
+    from capt.workflows.health import (
+        HealthCheckInput,
+        HealthCheckWorkflow,
+        HealthSettings,
+        health_workflow_id,
+    )
+    from capt.workflows.infrastructure import InfraInput, InfraResult, InfrastructureWorkflow
+    from capt.workflows.machine_deployment import (
         ControlPlaneInfo,
         DeploymentStatus,
         MachineDeploymentInput,
         MachineDeploymentWorkflow,
     )
-    from workflows.machine_models import ClusterContext, LoadBalancerRef
-    from workflows.teardown_models import TeardownInput, teardown_workflow_id
+    from capt.workflows.machine_models import ClusterContext, LoadBalancerRef
+    from capt.workflows.teardown_models import TeardownInput, teardown_workflow_id
 
 Phase = Literal[
     "Pending", "Provisioning", "Provisioned", "Ready", "Updating", "Paused", "Deleting", "Deleted", "Failed"

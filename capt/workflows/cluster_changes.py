@@ -14,8 +14,8 @@ import json
 from pydantic import BaseModel, ConfigDict
 
 from capt.spec.models import ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
-from workflows import control_plane_rules as cp_rules
-from workflows.machine_deployment import worker_version_error
+from capt.workflows import control_plane_rules as cp_rules
+from capt.workflows.machine_deployment import worker_version_error
 
 
 class ClusterChanges(BaseModel):

@@ -33,11 +33,11 @@ with workflow.unsafe.imports_passed_through():
     from capt.activities.workload import components, etcd
     from capt.activities.workload.activities import WorkloadAccess
     from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineTemplate
-    from workflows import activity_options as opts
-    from workflows import control_plane_rules as rules
-    from workflows import search_attributes as sa
-    from workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
-    from workflows.machine_owner import (
+    from capt.workflows import activity_options as opts
+    from capt.workflows import control_plane_rules as rules
+    from capt.workflows import search_attributes as sa
+    from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
+    from capt.workflows.machine_owner import (
         DELETE_POLL,
         PATCH_OWNERS_SEE_CLOSED,
         MachineBook,
