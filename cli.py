@@ -207,7 +207,7 @@ def _run(coro_fn):
 
     @functools.wraps(coro_fn)
     def wrapper(*args, **kwargs):
-        from client.clusters import Failed, NotFound, Rejected
+        from capt.client.clusters import Failed, NotFound, Rejected
 
         try:
             asyncio.run(coro_fn(*args, **kwargs))
@@ -304,7 +304,7 @@ def _progress_printer(stream=None):
 
 
 async def _wait_ready(client, namespace: str, name: str, timeout: str, until=None):
-    from client import clusters
+    from capt.client import clusters
 
     progress = _progress_printer()
     try:
@@ -377,7 +377,7 @@ async def apply(
     timeout: str,
 ) -> None:
     """Create the cluster a manifest describes, or apply its changes to the running one."""
-    from client import clusters
+    from capt.client import clusters
 
     result = _load(files, var, var_file)
     for warning in result.warnings:
@@ -413,7 +413,7 @@ def diff(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None) -> 
     """What applying the manifest would change on the running cluster: the spec's fields and which
     machines are replaced or added. Exit 0 when nothing would change, 1 when something would (as
     `kubectl diff`), 2 when the change would be refused."""
-    from client import clusters
+    from capt.client import clusters
 
     result = _load(files, var, var_file)
     spec = result.spec
@@ -455,7 +455,7 @@ def get() -> None:
 @_run
 async def get_machines(cluster: str | None, namespace: str, output: str) -> None:
     """Every machine of one cluster (or of every running cluster): role, phase, version, node, AZ, instance."""
-    from client import clusters, describe
+    from capt.client import clusters, describe
 
     client = await clusters.connect()
     found = (
@@ -487,7 +487,7 @@ def _dump(value, output: str) -> str:
 @_run
 async def get_clusters(output: str) -> None:
     """Every running cluster, from the workflow list."""
-    from client import clusters, describe
+    from capt.client import clusters, describe
 
     client = await clusters.connect()
     if output == "table":
@@ -515,7 +515,7 @@ def describe_group() -> None:
 @_run
 async def describe_cluster(name: str, namespace: str, output: str) -> None:
     """The cluster as a tree (like `clusterctl describe cluster`), or JSON."""
-    from client import clusters, describe
+    from capt.client import clusters, describe
 
     client = await clusters.connect()
     status = await clusters.status(client, namespace, name)
@@ -539,8 +539,8 @@ def scale() -> None:
 @_run
 async def scale_controlplane(cluster: str, replicas: int, namespace: str, wait: bool, timeout: str) -> None:
     """Scale the control plane (odd numbers: 1, 3, 5, 7)."""
+    from capt.client import clusters
     from capt.spec import validation
-    from client import clusters
 
     if err := validation.control_plane_replicas_error(replicas) or validation.control_plane_size_error(
         replicas
@@ -568,8 +568,8 @@ async def scale_machinedeployment(
     cluster: str, deployment: str, replicas: int, namespace: str, wait: bool, timeout: str
 ) -> None:
     """Scale a machine deployment."""
+    from capt.client import clusters
     from capt.spec import validation
-    from client import clusters
 
     if replicas < 0:
         raise click.BadParameter(f"must not be negative, got {replicas}", param_hint="--replicas")
@@ -596,8 +596,8 @@ async def scale_machinedeployment(
 @_run
 async def upgrade(cluster: str, version: str, namespace: str, wait: bool, timeout: str) -> None:
     """Upgrade the control plane, then every machine deployment, to a Kubernetes version."""
+    from capt.client import clusters
     from capt.spec import validation
-    from client import clusters
 
     if err := validation.version_error(version):
         raise click.BadParameter(err, param_hint="--version")
@@ -617,7 +617,7 @@ async def upgrade(cluster: str, version: str, namespace: str, wait: bool, timeou
 @_run
 async def pause(cluster: str, namespace: str) -> None:
     """Stop applying changes (no machine is created or deleted) until `capt resume`."""
-    from client import clusters
+    from capt.client import clusters
 
     client = await clusters.connect()
     await clusters.update(client, namespace, cluster, "pause")
@@ -630,7 +630,7 @@ async def pause(cluster: str, namespace: str) -> None:
 @_run
 async def resume(cluster: str, namespace: str) -> None:
     """Resume a paused cluster."""
-    from client import clusters
+    from capt.client import clusters
 
     client = await clusters.connect()
     await clusters.update(client, namespace, cluster, "resume")
@@ -652,7 +652,7 @@ async def annotate_machine(cluster: str, machine: str, annotations: tuple[str, .
     """Annotate a machine for its health checks: cluster.x-k8s.io/skip-remediation,
     cluster.x-k8s.io/paused (not judged or remediated) or cluster.x-k8s.io/remediate-machine
     (remediated first), e.g. `capt annotate machine prod prod-md-0-x7k2p cluster.x-k8s.io/paused=`."""
-    from client import clusters
+    from capt.client import clusters
 
     try:
         parsed = clusters.parse_annotations(annotations)
@@ -689,7 +689,7 @@ async def delete_cluster(
     for it in AWS; ends when AWS holds nothing of it. Safe to run again: a deletion under way is
     joined, a failed one (something blocked it) runs again, and a cluster whose workflow failed
     or was terminated is deleted from what AWS holds."""
-    from client import clusters
+    from capt.client import clusters
 
     client = await clusters.connect()
     outcome = await clusters.delete(client, namespace, name, region=region, cluster_id=cluster_id)
@@ -727,8 +727,8 @@ async def kubeconfig(cluster: str, namespace: str, output_file: str | None, merg
 
     from capt.activities.aws import secrets as sm
     from capt.activities.kubeadm import pki
+    from capt.client import clusters
     from capt.spec.durations import parse_duration
-    from client import clusters
 
     try:
         seconds = parse_duration(ttl)
@@ -835,7 +835,7 @@ def codec_keygen(path: Path, key_id: str) -> None:
     payloads they sealed still open (rotation). The file is written with mode 0600."""
     import base64
 
-    from client import codec
+    from capt.client import codec
 
     existing: list[tuple[str, str]] = []
     if path.exists():
@@ -867,7 +867,7 @@ def codec_server(host: str, port: int, origins: tuple[str, ...], token_env: str 
     """Serve /encode and /decode with the keys of CAPT_CODEC_KEY_FILE / CAPT_CODEC_KEYS, for the
     Web UI (`--ui-codec-endpoint`) and `temporal workflow show --codec-endpoint`."""
 
-    from client import codec, codec_server
+    from capt.client import codec, codec_server
 
     try:
         keys = codec.keys_from_env()

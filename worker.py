@@ -33,7 +33,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from capt.activities import redaction
-from client import codec
+from capt.client import codec
 
 log = logging.getLogger("capt.worker")
 

@@ -258,7 +258,7 @@ class Scale:
     async def connect(self):
         from temporalio.client import Client
 
-        from client import codec
+        from capt.client import codec
 
         if self.client is None:
             cfg = self.stack.cfg
@@ -306,7 +306,7 @@ class Scale:
 
     async def grow(self, size: int, deadline: float) -> dict[str, Any]:
         """Apply clusters up to `size` at once; wait until all are Ready (or the deadline)."""
-        from client import clusters
+        from capt.client import clusters
 
         client = await self.connect()
         new = [self.spec(i) for i in range(self.created, size)]
@@ -370,7 +370,7 @@ class Scale:
 
     async def _times_to_ready(self, specs, applied_at: dict[str, float]) -> list[float]:
         """Apply → Ready per cluster, from each ClusterStatus (asked after the measurement)."""
-        from client import clusters
+        from capt.client import clusters
 
         client = await self.connect()
         limit = asyncio.Semaphore(16)

@@ -163,7 +163,7 @@ def up(cfg: DevConfig, services: list[Service] | None = None, echo: Echo = print
         if not cfg.plaintext and not cfg.codec_key_file.exists():
             # Payloads are encrypted at rest on the local stack too (client/codec.py; imported
             # here, not at the top: `capt --help` does not load the Temporal SDK).
-            from client import codec
+            from capt.client import codec
 
             codec.write_key_file(cfg.codec_key_file, "dev-1")
         started: list[tuple[Service, procs.PidRecord]] = []

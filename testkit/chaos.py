@@ -68,6 +68,7 @@ from temporalio.service import RPCError
 
 from capt.activities import kill_points
 from capt.activities.aws import audit, faults
+from capt.client import codec
 from capt.plan.cluster import build_plan
 from capt.plan.names import cluster_id
 from capt.spec.loader import load_manifest
@@ -82,7 +83,6 @@ from capt.workflows.cluster import (
     control_plane_workflow_id,
     deployment_workflow_id,
 )
-from client import codec
 from devstack import procs, stack
 from devstack.config import DevConfig
 from devstack.services import Service, build_services
@@ -808,7 +808,7 @@ class Runner:
 
     # -- phases ------------------------------------------------------------------------------
     async def start_op(self, spec: ClusterSpec, phase: Phase, want: Want) -> None:
-        from client import clusters
+        from capt.client import clusters
 
         client = await self.connect()
         ns, name = spec.namespace, spec.name
@@ -923,7 +923,7 @@ class Runner:
     async def salvage(self, spec: ClusterSpec) -> None:
         """After a failed phase: ask for the delete and give it a while, so the next scenario starts
         from a clean account (its own baseline is taken anyway)."""
-        from client import clusters
+        from capt.client import clusters
 
         self.stack.restart_worker({})
         with contextlib.suppress(Exception):

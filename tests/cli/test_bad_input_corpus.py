@@ -445,7 +445,7 @@ def no_side_effects(monkeypatch):
     """Count AWS API calls and Temporal connections; both must stay 0."""
     import botocore.client
 
-    from client import clusters
+    from capt.client import clusters
 
     calls: list[str] = []
     original = botocore.client.BaseClient._make_api_call

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from client import clusters
+from capt.client import clusters
 from tests.support.context import running_worker
 from tests.workflows.test_health import WORKFLOWS, Cluster
 

@@ -31,6 +31,7 @@ from capt.activities import health as health_activities
 from capt.activities.aws import cleanup, instance_events, tags
 from capt.activities.aws import secrets as sm
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+from capt.client import clusters
 from capt.plan import names
 from capt.spec.loader import load_file
 from capt.workflows.cluster import (
@@ -46,7 +47,6 @@ from capt.workflows.infrastructure import InfrastructureWorkflow
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_deployment import MachineDeploymentWorkflow
 from capt.workflows.teardown import ClusterTeardownWorkflow
-from client import clusters
 from testkit.fake_cloud import FakeCloud
 from testkit.health_fakes import HealthFakes
 from tests.support.context import query, running_worker, wait_for
@@ -374,7 +374,7 @@ async def test_delete_without_a_workflow_needs_the_region_then_says_already_dele
 
 def test_describe_shows_the_id_and_what_blocks_the_deletion() -> None:
     from capt.activities.aws.models import Blocker
-    from client import describe
+    from capt.client import describe
 
     blocker = Blocker(
         resource_kind="security-group",

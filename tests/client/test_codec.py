@@ -21,7 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
-from client import codec
+from capt.client import codec
 
 MARKER = "MARKER-" + "s3cr3t-payload"
 
@@ -195,7 +195,7 @@ def test_the_codec_server_decodes_for_the_ui_origin_with_the_token() -> None:
     from google.protobuf import json_format
     from temporalio.api.common.v1 import Payloads
 
-    from client import codec_server
+    from capt.client import codec_server
 
     c = codec.AesGcmCodec(keyset("k1"))
     server = codec_server.serve(c, "127.0.0.1", 0, ["http://127.0.0.1:8233"], token="t0ken")

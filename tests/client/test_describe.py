@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from capt.client.describe import as_json, tree
 from capt.workflows.cluster import ClusterStatus, InfrastructureSummary
-from client.describe import as_json, tree
 
 
 def _status(**changes) -> ClusterStatus:
@@ -44,8 +44,8 @@ def test_a_status_from_before_cluster_ids_still_reads() -> None:
 
 
 def test_get_machines_table_is_golden() -> None:
+    from capt.client.describe import machines_table
     from capt.workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus
-    from client.describe import machines_table
 
     machine = ControlPlaneMachine(
         name="prod-control-plane-abcde",
@@ -81,7 +81,7 @@ def test_get_machines_table_is_golden() -> None:
 def test_get_clusters_rows_table_is_golden() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from client.describe import rows_table
+    from capt.client.describe import rows_table
 
     now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
     rows = [

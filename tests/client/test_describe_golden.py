@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import yaml
 
 import cli
+from capt.client.describe import as_json, table, tree
 from capt.workflows.cluster import ClusterStatus, InfrastructureSummary
 from capt.workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus
 from capt.workflows.machine_deployment import DeploymentMachine, DeploymentStatus
-from client.describe import as_json, table, tree
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 

@@ -27,7 +27,7 @@ import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
-from client import codec
+from capt.client import codec
 from tests.e2e.test_cluster_e2e import BIN
 from tests.e2e.test_devstack import free_ports
 from tests.support.secret_manifest import INLINE, SECRET_MARKERS, secret_manifest

@@ -41,6 +41,7 @@ from capt.activities.kubeadm import pki as kpki
 from capt.activities.workload import activities as wa
 from capt.activities.workload import client as wc
 from capt.activities.workload import etcd as we
+from capt.client import codec
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_models import (
@@ -50,7 +51,6 @@ from capt.workflows.machine_models import (
     MachineStatus,
     machine_workflow_id,
 )
-from client import codec
 from devstack.config import DevConfig
 
 pytestmark = pytest.mark.e2e

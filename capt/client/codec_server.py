@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
-from client.codec import AesGcmCodec
+from capt.client.codec import AesGcmCodec
 
 log = logging.getLogger("capt.codec_server")
 MAX_BODY = 16 * 1024 * 1024

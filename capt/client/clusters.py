@@ -53,7 +53,7 @@ class Failed(Exception):
 async def connect() -> Client:
     """TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (or a Temporal config profile); one try, and a
     ConnectionError with one clear line when the server is not there."""
-    from client import codec
+    from capt.client import codec
     from worker import connect_config
 
     try:
