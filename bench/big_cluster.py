@@ -331,6 +331,7 @@ async def measure(
     workers: int, lat: model.Latencies, surges: tuple[int | str, ...] = SURGES, step: float | None = None
 ) -> dict[str, Any]:
     from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineDeploymentSpec, RollingUpdate
+    from capt.worker import build_worker
     from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
     from capt.workflows.machine import MachineWorkflow
     from capt.workflows.machine_deployment import (
@@ -341,7 +342,6 @@ async def measure(
     )
     from capt.workflows.machine_models import machine_workflow_id
     from testkit.context import cluster_context, machine_template
-    from worker import build_worker
 
     step = step or (10.0 if workers <= 50 else 30.0)
     cloud = BenchCloud(lat)

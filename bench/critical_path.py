@@ -178,11 +178,11 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
     from capt.activities.aws import secrets as sm
     from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
     from capt.spec.loader import load_file
+    from capt.worker import build_worker
     from capt.workflows.cluster import ClusterInput, ClusterWorkflow, cluster_workflow_id
     from capt.workflows.registry import WORKFLOWS
     from testkit.fake_cloud import FakeCloud
     from testkit.health_fakes import HealthFakes
-    from worker import build_worker
 
     spec = load_file(manifest, env={}).spec
     spec = spec.model_copy(update={"load_balancer": spec.load_balancer.model_copy(update={"type": lb_type})})

@@ -529,7 +529,7 @@ async def replay_or_fail(history, what: str) -> None:
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Replayer
 
-    from worker import registered
+    from capt.worker import registered
 
     workflows, _ = registered()
     result = await Replayer(workflows=workflows, data_converter=pydantic_data_converter).replay_workflow(

@@ -54,7 +54,7 @@ async def connect() -> Client:
     """TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (or a Temporal config profile); one try, and a
     ConnectionError with one clear line when the server is not there."""
     from capt.client import codec
-    from worker import connect_config
+    from capt.worker import connect_config
 
     try:
         cfg = connect_config()

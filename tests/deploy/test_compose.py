@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import worker
+from capt import worker
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -195,7 +195,7 @@ def test_dockerfile_runs_capt_worker() -> None:
     assert any("pip install" in run for run in dockerfile_instruction("RUN"))
     assert dockerfile_instruction("USER"), "the worker must not run as root"
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["capt-worker"] == "worker:main"
+    assert scripts["capt-worker"] == "capt.worker:main"
 
 
 def test_setup_job_runs_the_shared_search_attribute_setup() -> None:

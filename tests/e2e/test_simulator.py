@@ -218,7 +218,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 task_queue = cfg.task_queue
                 if not stack_worker_runs_machines():
                     from capt.activities.registry import ACTIVITIES
-                    from worker import build_worker
+                    from capt.worker import build_worker
 
                     task_queue = f"sim-e2e-{uuid.uuid4().hex[:8]}"
                     worker = build_worker(

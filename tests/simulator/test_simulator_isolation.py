@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_CODE = [
-    ROOT / "worker.py",
+    ROOT / "capt" / "worker.py",
     *sorted((ROOT / "capt" / "activities").rglob("*.py")),
     *sorted((ROOT / "capt" / "workflows").rglob("*.py")),
 ]
@@ -46,7 +46,7 @@ def test_no_worker_module_imports_the_simulator() -> None:
 
 def test_the_worker_process_loads_no_simulator_module() -> None:
     code = (
-        "import sys, worker\n"
+        "import sys\nfrom capt import worker\n"
         "wf, acts = worker.registered()\n"
         "assert acts, 'the registries are empty'\n"
         "print(sorted(m for m in sys.modules if m == 'simulator' or m.startswith('simulator.')))\n"

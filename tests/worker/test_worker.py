@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-import worker
+from capt import worker
 from tests.support.worker_samples import (
     FINISHED,
     STARTED,

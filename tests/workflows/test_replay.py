@@ -29,7 +29,7 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
-import worker
+from capt import worker
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 FILES = sorted(p for p in HISTORIES.glob("*/*.json") if p.parent.name != "manifests")

@@ -321,7 +321,7 @@ def scan_sources(sources: dict[str, str]) -> dict[str, set[tuple[str, int]]]:
 
 
 def worker_sources() -> dict[str, str]:
-    paths = sorted((ROOT / "capt" / "activities").rglob("*.py")) + [ROOT / "worker.py"]
+    paths = sorted((ROOT / "capt" / "activities").rglob("*.py")) + [ROOT / "capt" / "worker.py"]
     out = {}
     for p in paths:
         rel = p.relative_to(ROOT).as_posix()
