@@ -1,6 +1,6 @@
 """`capt dev`: the local stack (Temporal dev server, emulated AWS, capt worker).
 
-The lead's cli.py registers this group with `cli.add_command(dev)`.
+capt.cli registers this group with `main.add_command(dev)`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.support.paths import ROOT
 
 PRODUCT_PACKAGES = ("capt", "devstack", "simulator")
-TOP_LEVEL_MODULES = ("cli.py",)
+TOP_LEVEL_MODULES: tuple[str, ...] = ()
 
 
 def imported_roots(path: Path) -> set[str]:

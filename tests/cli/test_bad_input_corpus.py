@@ -15,7 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import cli
+from capt import cli
 from tests.support.paths import QUICKSTART
 
 BASE = [d for d in yaml.safe_load_all(QUICKSTART.read_text()) if d]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-import cli
+from capt import cli
 from capt.client import clusters
 from tests.support.context import running_worker
 from tests.workflows.test_health import WORKFLOWS, Cluster

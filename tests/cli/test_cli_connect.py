@@ -15,7 +15,7 @@ from tests.support.paths import ROOT
 
 def capt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", "import cli; cli.main()", *args],
+        [sys.executable, "-c", "from capt.cli import main; main()", *args],
         cwd=ROOT,
         env={**{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "CAPT_"))}, **env},
         capture_output=True,

@@ -25,12 +25,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
-import cli
+from capt import cli
 from capt.activities import cluster_tree
 from capt.activities import health as health_activities
 from capt.activities.aws import cleanup, instance_events, tags
 from capt.activities.aws import secrets as sm
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+from capt.cli import common as cli_common
 from capt.client import clusters
 from capt.plan import names
 from capt.spec.loader import load_file
@@ -134,7 +135,7 @@ async def capt(env, monkeypatch, *args: str) -> Result:
         raise SystemExit(code)
 
     monkeypatch.setattr(clusters, "connect", connect)
-    monkeypatch.setattr(cli, "_exit", leave)
+    monkeypatch.setattr(cli_common, "_exit", leave)
     return await asyncio.to_thread(CliRunner().invoke, cli.main, list(args))
 
 

@@ -8,8 +8,10 @@ import datetime as dt
 import yaml
 from cryptography import x509
 
-import cli
+from capt import cli
 from capt.activities.kubeadm import pki
+from capt.cli import common as cli_common
+from capt.cli import kubeconfig as cli_kubeconfig
 
 
 def _pair():
@@ -43,7 +45,9 @@ def test_merge_keeps_other_entries_replaces_ours_and_switches_context(tmp_path):
         "current-context": "other",
     }
     path.write_text(yaml.safe_dump(other))
-    cli.merge_kubeconfig(cli.kubeconfig_text("prod", "https://api.example:6443", ca.cert, admin), path)
+    cli_kubeconfig.merge_kubeconfig(
+        cli_kubeconfig.kubeconfig_text("prod", "https://api.example:6443", ca.cert, admin), path
+    )
     merged = yaml.safe_load(path.read_text())
     assert [c["name"] for c in merged["clusters"]] == ["other", "prod"]
     assert merged["clusters"][1]["cluster"]["server"] == "https://api.example:6443"
@@ -67,7 +71,7 @@ def test_wait_progress_lines_are_timestamped_and_deduplicated():
     from types import SimpleNamespace
 
     out = io.StringIO()  # not a terminal: lines only
-    show = cli._progress_printer(out)
+    show = cli_common._progress_printer(out)
     for phase in ("Provisioning", "Provisioning", "Ready"):
         show(SimpleNamespace(phase=phase, ready_machines=1, desired_machines=2, message="m"))
     show.stop()

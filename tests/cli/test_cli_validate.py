@@ -4,7 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-from cli import main
+from capt.cli import main
 from tests.support.paths import CAPA_TEMPLATE, QUICKSTART
 
 

@@ -237,7 +237,7 @@ def test_the_codec_server_decodes_for_the_ui_origin_with_the_token() -> None:
 def test_keygen_rotates_a_key_file(tmp_path) -> None:
     from click.testing import CliRunner
 
-    import cli
+    from capt import cli
 
     path = tmp_path / "keys.json"
     first = CliRunner().invoke(cli.main, ["codec", "keygen", "--file", str(path), "--id", "k1"])

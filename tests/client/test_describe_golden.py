@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
-import cli
+from capt.cli import read as cli_read
 from capt.client.describe import as_json, table, tree
 from capt.workflows.cluster import ClusterStatus, InfrastructureSummary
 from capt.workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus
@@ -136,8 +136,8 @@ def test_json_and_yaml_carry_the_same_camel_case_document():
         ("prod-md-0-r1-fghij", "worker", "prod-md-0"),
     ]
     assert (
-        yaml.safe_load(cli._dump(doc, "yaml"))
-        == json.loads(cli._dump(doc, "json"))
+        yaml.safe_load(cli_read._dump(doc, "yaml"))
+        == json.loads(cli_read._dump(doc, "json"))
         == json.loads(json.dumps(doc))
     )
 

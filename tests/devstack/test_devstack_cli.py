@@ -12,7 +12,7 @@ from devstack.config import DevConfig, save_config
 
 
 def test_capt_registers_the_dev_group() -> None:
-    import cli
+    from capt import cli
 
     assert cli.main.get_command(None, "dev") is dev  # type: ignore[arg-type]
 

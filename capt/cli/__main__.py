@@ -1,0 +1,5 @@
+"""`python -m capt.cli`."""
+
+from capt.cli import main
+
+main()
