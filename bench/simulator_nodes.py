@@ -104,7 +104,7 @@ def main() -> None:
     )
     py = sys.executable
     moto = subprocess.Popen(
-        [py, "-m", "simulator.motoserver", "--amis", str(state / "amis.json"), "--region", REGION]
+        [py, "-m", "capt.dev.simulator.motoserver", "--amis", str(state / "amis.json"), "--region", REGION]
         + ["-H", "127.0.0.1", "-p", str(moto_port)],
         env=env,
         cwd=ROOT,
@@ -114,7 +114,17 @@ def main() -> None:
     env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{moto_port}"
     wait_http(f"{env['AWS_ENDPOINT_URL']}/moto-api/")
     sim = subprocess.Popen(
-        [py, "-m", "simulator", "--api-port", str(api_port), "--port", str(sim_port), "--region", REGION],
+        [
+            py,
+            "-m",
+            "capt.dev.simulator",
+            "--api-port",
+            str(api_port),
+            "--port",
+            str(sim_port),
+            "--region",
+            REGION,
+        ],
         env=env,
         cwd=ROOT,
         stdout=(state / "simulator.log").open("wb"),

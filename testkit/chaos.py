@@ -69,6 +69,9 @@ from temporalio.service import RPCError
 from capt.activities import kill_points
 from capt.activities.aws import audit, faults
 from capt.client import codec
+from capt.dev.stack import procs, stack
+from capt.dev.stack.config import DevConfig
+from capt.dev.stack.services import Service, build_services
 from capt.plan.cluster import build_plan
 from capt.plan.names import cluster_id
 from capt.spec.loader import load_manifest
@@ -83,9 +86,6 @@ from capt.workflows.cluster import (
     control_plane_workflow_id,
     deployment_workflow_id,
 )
-from devstack import procs, stack
-from devstack.config import DevConfig
-from devstack.services import Service, build_services
 from testkit import history_sizes as histories
 
 log = logging.getLogger("capt.chaos")

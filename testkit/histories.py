@@ -105,7 +105,7 @@ class Stack:
     def dev(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CAPT_", "AWS_", "TEMPORAL_"))}
         return subprocess.run(
-            [sys.executable, "-m", "devstack", *args, "--state-dir", str(self.state_dir)],
+            [sys.executable, "-m", "capt.dev.stack", *args, "--state-dir", str(self.state_dir)],
             env=env,
             cwd=ROOT,
             capture_output=True,

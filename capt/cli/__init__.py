@@ -9,7 +9,7 @@ The commands live one module per verb group; importing them registers them on `m
 from capt.activities.aws.iam_cli import bootstrap_group
 from capt.cli import change, codec, kubeconfig, manifests, read  # noqa: F401  (registers the commands)
 from capt.cli.root import main
-from devstack.cli import dev
+from capt.dev.stack.cli import dev
 
 main.add_command(dev)
 main.add_command(bootstrap_group)

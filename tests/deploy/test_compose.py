@@ -200,8 +200,8 @@ def test_dockerfile_runs_capt_worker() -> None:
 
 def test_setup_job_runs_the_shared_search_attribute_setup() -> None:
     entrypoint = SERVICES["temporal-setup"]["entrypoint"]
-    assert entrypoint[:3] == ["python", "-m", "devstack.temporal_setup"]
-    assert (ROOT / "devstack" / "temporal_setup.py").is_file()
+    assert entrypoint[:3] == ["python", "-m", "capt.client.temporal_setup"]
+    assert (ROOT / "capt" / "client" / "temporal_setup.py").is_file()
 
 
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:

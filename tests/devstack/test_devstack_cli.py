@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from devstack.cli import dev
-from devstack.config import DevConfig, save_config
+from capt.dev.stack.cli import dev
+from capt.dev.stack.config import DevConfig, save_config
 
 
 def test_capt_registers_the_dev_group() -> None:

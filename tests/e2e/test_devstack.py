@@ -40,7 +40,7 @@ def free_ports(n: int) -> list[int]:
 def dev(state_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPT_")}
     return subprocess.run(
-        [sys.executable, "-m", "devstack", *args, "--state-dir", str(state_dir)],
+        [sys.executable, "-m", "capt.dev.stack", *args, "--state-dir", str(state_dir)],
         env=env,
         capture_output=True,
         text=True,

@@ -29,7 +29,7 @@ def ec2(tmp_path_factory: pytest.TempPathFactory):
         [
             sys.executable,
             "-m",
-            "simulator.motoserver",
+            "capt.dev.simulator.motoserver",
             "--amis",
             str(state / "amis.json"),
             "--region",

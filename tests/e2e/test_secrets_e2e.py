@@ -42,7 +42,7 @@ TOKEN = re.compile(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b")
 
 def _dev(state_dir, *args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "devstack", *args, "--state-dir", str(state_dir)],
+        [sys.executable, "-m", "capt.dev.stack", *args, "--state-dir", str(state_dir)],
         env=env,
         capture_output=True,
         text=True,

@@ -42,6 +42,7 @@ from capt.activities.workload import activities as wa
 from capt.activities.workload import client as wc
 from capt.activities.workload import etcd as we
 from capt.client import codec
+from capt.dev.stack.config import DevConfig
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_models import (
@@ -51,7 +52,6 @@ from capt.workflows.machine_models import (
     MachineStatus,
     machine_workflow_id,
 )
-from devstack.config import DevConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +80,7 @@ def free_ports(n: int) -> list[int]:
 def dev(state_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPT_")}
     return subprocess.run(
-        [sys.executable, "-m", "devstack", *args, "--state-dir", str(state_dir)],
+        [sys.executable, "-m", "capt.dev.stack", *args, "--state-dir", str(state_dir)],
         env=env,
         capture_output=True,
         text=True,

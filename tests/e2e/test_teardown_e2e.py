@@ -20,7 +20,7 @@ import boto3
 import pytest
 
 from capt.activities.aws import audit
-from devstack import procs
+from capt.dev.stack import procs
 from tests.e2e.test_cluster_e2e import BIN, capt
 from tests.e2e.test_cluster_e2e import stack as stack  # noqa: F401 - the module-scoped local stack
 from tests.e2e.test_devstack import dev

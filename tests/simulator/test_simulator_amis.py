@@ -6,8 +6,8 @@ import fnmatch
 import json
 from pathlib import Path
 
+from capt.dev.simulator import amis
 from capt.spec.models import AMISelector
-from simulator import amis
 
 
 def test_capa_names_match_the_lookup_pattern_for_every_version() -> None:

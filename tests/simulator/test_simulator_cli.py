@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from capt.activities.workload.client import parse_resolve, resolve_target
-from devstack.cli import dev
-from devstack.config import DevConfig, save_config
-from devstack.services import build_services
-from simulator.server import AdminServer, serve_in_thread
+from capt.dev.simulator.server import AdminServer, serve_in_thread
+from capt.dev.stack.cli import dev
+from capt.dev.stack.config import DevConfig, save_config
+from capt.dev.stack.services import build_services
 from tests.support.sim_helpers import Sim
 
 
@@ -82,7 +82,7 @@ def test_fault_knobs_reach_the_simulator(running) -> None:
 
 
 def test_cloud_controller_knobs_and_status(running) -> None:
-    from simulator.cli import render_status
+    from capt.dev.simulator.cli import render_status
 
     sim, state_dir = running
     assert invoke(state_dir, "ccm-down", "capi-quickstart").exit_code == 0
@@ -115,7 +115,9 @@ def test_the_stack_runs_the_simulator_before_the_worker_and_wires_the_worker_to_
     services = {s.name: s for s in build_services(cfg)}
     assert list(services) == ["temporal", "codec", "moto", "simulator", "worker"]
     moto = services["moto"]
-    assert moto.argv[1:3] == ["-m", "simulator.motoserver"] and str(tmp_path / "amis.json") in moto.argv
+    assert (
+        moto.argv[1:3] == ["-m", "capt.dev.simulator.motoserver"] and str(tmp_path / "amis.json") in moto.argv
+    )
     simulator = services["simulator"]
     assert {p.number for p in simulator.ports} == {16001, 16002}
     assert simulator.env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:15000"

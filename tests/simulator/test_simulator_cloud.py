@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from simulator import cloud_controllers as cc
-from simulator.cloud_controllers import CloudOptions, Target
+from capt.dev.simulator import cloud_controllers as cc
+from capt.dev.simulator.cloud_controllers import CloudOptions, Target
 from tests.support.sim_cloud import (
     ZONES,
     CloudSim,
@@ -431,7 +431,7 @@ def test_two_services_and_three_pvcs_come_and_go_to_nothing(aws: None) -> None:
 
 
 def test_the_simulator_loop_runs_the_cloud_controllers_every_cloud_interval(aws: None) -> None:
-    from simulator.app import Runner
+    from capt.dev.simulator.app import Runner
 
     cs = CloudSim(workers=1)
     cs.apply(lb_service("web"))

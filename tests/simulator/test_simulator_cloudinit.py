@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from capt.activities.kubeadm import bootstrap as kb
-from simulator import cloudinit as ci
+from capt.dev.simulator import cloudinit as ci
 from testkit import bootstrap_reference as ref
 
 INSTANCE = dict(

@@ -8,10 +8,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from capt.activities.workload import etcd as we
-from simulator.etcd import EtcdCluster, Member, ScriptResult, classify_script, run_script
-from simulator.server import AdminServer, serve_in_thread
-from simulator.ssm import SsmError, SsmService
-from simulator.world import World
+from capt.dev.simulator.etcd import EtcdCluster, Member, ScriptResult, classify_script, run_script
+from capt.dev.simulator.server import AdminServer, serve_in_thread
+from capt.dev.simulator.ssm import SsmError, SsmService
+from capt.dev.simulator.world import World
 
 
 def three() -> tuple[EtcdCluster, list[Member]]:

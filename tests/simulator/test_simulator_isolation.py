@@ -1,4 +1,4 @@
-"""The simulator lives apart from the worker: nothing the worker runs imports it."""
+"""The simulator (and all of capt.dev) lives apart from the worker: nothing the worker runs imports it."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_no_worker_module_imports_the_simulator() -> None:
     assert len(WORKER_CODE) > 20  # the scan really covers the worker's code
     offenders = {
         str(path.relative_to(ROOT)): sorted(
-            m for m in imported_modules(path) if m == "simulator" or m.startswith("simulator.")
+            m for m in imported_modules(path) if m == "capt.dev" or m.startswith("capt.dev.")
         )
         for path in WORKER_CODE
     }
@@ -49,7 +49,7 @@ def test_the_worker_process_loads_no_simulator_module() -> None:
         "import sys\nfrom capt import worker\n"
         "wf, acts = worker.registered()\n"
         "assert acts, 'the registries are empty'\n"
-        "print(sorted(m for m in sys.modules if m == 'simulator' or m.startswith('simulator.')))\n"
+        "print(sorted(m for m in sys.modules if m == 'capt.dev' or m.startswith('capt.dev.')))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -57,5 +57,5 @@ def test_the_worker_process_loads_no_simulator_module() -> None:
 
 
 def test_the_scan_would_see_an_import() -> None:
-    sample = ROOT / "tests" / "support" / "sim_helpers.py"  # imports simulator.world
-    assert "simulator.world" in imported_modules(sample)
+    sample = ROOT / "tests" / "support" / "sim_helpers.py"  # imports capt.dev.simulator.world
+    assert "capt.dev.simulator.world" in imported_modules(sample)

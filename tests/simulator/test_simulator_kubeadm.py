@@ -8,8 +8,8 @@ import pytest
 
 from capt.activities.kubeadm import bootstrap as kb
 from capt.activities.kubeadm import pki, tokens
-from simulator import cloudinit as ci
-from simulator import kubeadm as sk
+from capt.dev.simulator import cloudinit as ci
+from capt.dev.simulator import kubeadm as sk
 from testkit import bootstrap_reference as ref
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)

@@ -11,9 +11,9 @@ import pytest
 from capt.activities.kubeadm import pki, tokens
 from capt.activities.workload import client as wc
 from capt.activities.workload import drain as wdrain
-from simulator import kubeapi
-from simulator.server import KubeServer, serve_in_thread
-from simulator.world import _issue_serving_cert
+from capt.dev.simulator import kubeapi
+from capt.dev.simulator.server import KubeServer, serve_in_thread
+from capt.dev.simulator.world import _issue_serving_cert
 from testkit import bootstrap_reference as ref
 from tests.support.sim_helpers import Sim
 

@@ -9,8 +9,8 @@ import json
 import yaml
 
 from capt.activities.workload import addons as wad
+from capt.dev.simulator import kubeapi
 from capt.spec.loader import load_file
-from simulator import kubeapi
 from tests.simulator.test_simulator_kubeapi import MASTERS, cluster_with_worker, served, workload_client  # noqa: F401
 from tests.spec.test_spec_loader import CLUSTERCTL_VARS
 from tests.support.paths import CAPA_TEMPLATE
@@ -162,7 +162,7 @@ def test_delete_honours_finalizers_and_a_reapply_keeps_what_the_server_owns() ->
     assert kept.body["metadata"]["deletionTimestamp"] and kept.body["metadata"]["finalizers"] == [
         "example.com/x"
     ]
-    from simulator import storage
+    from capt.dev.simulator import storage
 
     key = ("v1", "configmaps", "default", "held")
     assert storage.remove_finalizer(sim.cluster, key, "example.com/x")

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from simulator import kubeapi
+from capt.dev.simulator import kubeapi
 from testkit import bootstrap_reference as ref
 from tests.support.sim_helpers import Sim
 

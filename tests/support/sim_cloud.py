@@ -22,11 +22,11 @@ import boto3
 from capt.activities.aws import tags as capt_tags
 from capt.activities.kubeadm import pki
 from capt.activities.workload import client as wc
-from simulator import kubeapi
-from simulator.aws import Aws
-from simulator.cloud_controllers import CloudControllers, CloudOptions
-from simulator.server import KubeServer, serve_in_thread
-from simulator.world import InstanceView, _issue_serving_cert
+from capt.dev.simulator import kubeapi
+from capt.dev.simulator.aws import Aws
+from capt.dev.simulator.cloud_controllers import CloudControllers, CloudOptions
+from capt.dev.simulator.server import KubeServer, serve_in_thread
+from capt.dev.simulator.world import InstanceView, _issue_serving_cert
 from testkit import bootstrap_reference as ref
 from tests.support.sim_helpers import REGION, Sim
 

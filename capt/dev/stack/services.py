@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack import probes
-from devstack.config import DevConfig, service_env
-from devstack.temporal_setup import register_search_attributes
+from capt.client.temporal_setup import register_search_attributes
+from capt.dev.stack import probes
+from capt.dev.stack.config import DevConfig, service_env
 
 Step = Callable[[DevConfig], None]
 """A post-start step. It runs in the `capt dev up` process with the stack's client
@@ -143,7 +143,7 @@ def moto_service(cfg: DevConfig) -> Service:
         argv=[
             sys.executable,
             "-m",
-            "simulator.motoserver",
+            "capt.dev.simulator.motoserver",
             "--amis",
             str(cfg.state_dir / "amis.json"),
             "--region",
@@ -173,7 +173,7 @@ def simulator_service(cfg: DevConfig) -> Service:
         argv=[
             sys.executable,
             "-m",
-            "simulator",
+            "capt.dev.simulator",
             "--host",
             cfg.host,
             "--api-port",

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from devstack import procs
-from devstack.config import DevConfig, save_config, service_env
-from devstack.probes import port_in_use
-from devstack.services import Service, build_services
+from capt.dev.stack import procs
+from capt.dev.stack.config import DevConfig, save_config, service_env
+from capt.dev.stack.probes import port_in_use
+from capt.dev.stack.services import Service, build_services
 
 Echo = Callable[[str], None]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from devstack import stack
-from devstack.config import DEFAULT_STATE_DIR, load_config, render_exports
+from capt.dev.stack import stack
+from capt.dev.stack.config import DEFAULT_STATE_DIR, load_config, render_exports
 
 
 def _state_dir_option(func):
@@ -164,6 +164,6 @@ def down(state_dir: Path, timeout: float | None) -> None:
 
 
 # `capt dev sim …`: the workload simulator's state and fault knobs (simulator/cli.py).
-from simulator.cli import sim  # noqa: E402
+from capt.dev.simulator.cli import sim  # noqa: E402
 
 dev.add_command(sim)

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simulator.etcd import ScriptResult
+from capt.dev.simulator.etcd import ScriptResult
 
 DOCUMENT = "AWS-RunShellScript"
 PLUGIN = "aws:runShellScript"

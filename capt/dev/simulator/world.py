@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from simulator import cloudinit, kube_system, kubeadm, storage
-from simulator.etcd import EtcdCluster, Member, ScriptResult, run_script
-from simulator.ssm import SsmService
+from capt.dev.simulator import cloudinit, kube_system, kubeadm, storage
+from capt.dev.simulator.etcd import EtcdCluster, Member, ScriptResult, run_script
+from capt.dev.simulator.ssm import SsmService
 
 log = logging.getLogger("capt.simulator")
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from simulator.cloudinit import shell_vars
+from capt.dev.simulator.cloudinit import shell_vars
 
 MARK = "capt-etcd:"
 

@@ -26,8 +26,8 @@ import json
 import uuid
 from typing import Any
 
-from simulator import kube_system, storage
-from simulator.world import Cluster, World, rfc3339
+from capt.dev.simulator import kube_system, storage
+from capt.dev.simulator.world import Cluster, World, rfc3339
 
 APPLY_PATCH = "application/apply-patch+yaml"
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")

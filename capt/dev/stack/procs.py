@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from devstack.config import write_atomic
+from capt.dev.stack.config import write_atomic
 
 PROC = Path("/proc")
 

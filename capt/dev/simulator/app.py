@@ -22,10 +22,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from simulator.aws import Aws
-from simulator.cloud_controllers import CloudControllers, CloudOptions
-from simulator.server import AdminServer, KubeServer, serve_in_thread
-from simulator.world import Machine, Settings, World
+from capt.dev.simulator.aws import Aws
+from capt.dev.simulator.cloud_controllers import CloudControllers, CloudOptions
+from capt.dev.simulator.server import AdminServer, KubeServer, serve_in_thread
+from capt.dev.simulator.world import Machine, Settings, World
 
 log = logging.getLogger("capt.simulator")
 TICK_SECONDS = 0.5

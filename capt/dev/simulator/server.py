@@ -27,9 +27,9 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from simulator import kubeapi
-from simulator.ssm import SsmError
-from simulator.world import Cluster, World
+from capt.dev.simulator import kubeapi
+from capt.dev.simulator.ssm import SsmError
+from capt.dev.simulator.world import Cluster, World
 
 log = logging.getLogger("capt.simulator")
 HANDSHAKE_TIMEOUT = 10.0

@@ -3,8 +3,8 @@
 Used by `capt dev up` after every start of the dev server (`start-dev --search-attribute`
 only applies when it creates a fresh SQLite file, so an existing state dir would miss
 attributes added since) and by the `temporal-setup` job of docker-compose.yml
-(`python -m devstack.temporal_setup`), so the attribute list lives in one place:
-workflows/search_attributes.py.
+(`python -m capt.client.temporal_setup`), so the attribute list lives in one place:
+capt/workflows/search_attributes.py. It lives with the client, not in capt/dev/, because production runs it.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-from simulator import resources
-from simulator.world import Cluster, Node, Pod, World, rfc3339
+from capt.dev.simulator import resources
+from capt.dev.simulator.world import Cluster, Node, Pod, World, rfc3339
 
 NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import click
 
-from devstack.config import DEFAULT_STATE_DIR, load_config
+from capt.dev.stack.config import DEFAULT_STATE_DIR, load_config
 
 
 def _state_dir_option(func):

@@ -71,8 +71,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from simulator import storage
-from simulator.world import Cluster, Machine, World, rfc3339
+from capt.dev.simulator import storage
+from capt.dev.simulator.world import Cluster, Machine, World, rfc3339
 
 log = logging.getLogger("capt.simulator")
 

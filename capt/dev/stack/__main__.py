@@ -1,6 +1,6 @@
 """`python -m devstack up|status|env|down` — the same commands as `capt dev`."""
 
-from devstack.cli import dev
+from capt.dev.stack.cli import dev
 
 if __name__ == "__main__":
     dev(prog_name="capt dev")

@@ -2,7 +2,7 @@
 
 import sys
 
-from simulator.app import main
+from capt.dev.simulator.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--amis", type=Path, required=True)
     parser.add_argument("--region", action="append", default=[])
     args, moto_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    from simulator.amis import write_amis_file
+    from capt.dev.simulator.amis import write_amis_file
 
     count = write_amis_file(args.amis, args.region)
     os.environ["MOTO_AMIS_PATH"] = str(args.amis.resolve())

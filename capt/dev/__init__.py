@@ -1,0 +1,1 @@
+"""Development-only code: the local stack and the workload simulator. The worker never imports it."""
