@@ -66,23 +66,23 @@ e2e: install
 	$(BIN)/pytest -m "e2e and not chaos and not webui" --timeout 900
 	@if [ "$(E2E_CHAOS)" = 1 ]; then $(MAKE) chaos; fi
 
-# The chaos suite (testkit/chaos.py): its own local stack on free ports, scenarios one after the
+# The chaos suite (capt/dev/testkit/chaos.py): its own local stack on free ports, scenarios one after the
 # other, a table in .capt-chaos/report.md; non-zero exit (and the seed) if a scenario failed.
 SEED ?=
 SCENARIO ?=
 chaos: install
-	$(BIN)/python -m testkit.chaos $(if $(SEED),--seed $(SEED)) $(foreach s,$(SCENARIO),--scenario $(s))
+	$(BIN)/python -m capt.dev.testkit.chaos $(if $(SEED),--seed $(SEED)) $(foreach s,$(SCENARIO),--scenario $(s))
 
 check: test e2e
 
-# The benchmarks (bench/, `python -m bench <name>` runs one): each prints a table and saves
+# The benchmarks (bench/, `python -m capt.dev.bench <name>` runs one): each prints a table and saves
 # docs/bench/<name>.json; the report turns them into docs/BENCHMARKS.md with plots in docs/img/.
 # Run alone: they measure CPU and wall time, and anything else on the 2 cores skews them.
 bench: install
-	$(BIN)/python -m bench all --full
+	$(BIN)/python -m capt.dev.bench all --full
 
 bench-small: install
-	$(BIN)/python -m bench all
+	$(BIN)/python -m capt.dev.bench all
 
 # The Temporal Web UI in a real browser: Debian's chromium + chromium-driver (apt-get, as root),
 # Selenium from PyPI; screenshots in docs/img/. Skipped with its reason where chromium is missing.
@@ -111,7 +111,7 @@ demo: install
 # Workflow histories for the replay test (tests/workflows/test_replay.py): one small cluster driven
 # through every path on a local stack of its own (fresh state dir, free ports), stopped at the end.
 histories: install
-	$(BIN)/python -m testkit.histories
+	$(BIN)/python -m capt.dev.testkit.histories
 
 down: $(STAMP)
 	$(BIN)/capt dev down

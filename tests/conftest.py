@@ -18,8 +18,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from testkit.binaries import MissingBinary
-from testkit.binaries import find_binary as testkit_find_binary
+from capt.dev.testkit.binaries import MissingBinary
+from capt.dev.testkit.binaries import find_binary as testkit_find_binary
 from tests.support import test_server
 from tests.support.context import skip_time
 from tests.support.paths import CAPA_TEMPLATE, QUICKSTART, ROOT  # noqa: F401 - re-exported for tests

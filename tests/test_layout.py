@@ -1,7 +1,9 @@
-"""The source layout's rules that import-linter cannot see (it checks packages, not the
-top-level modules `cli.py` and `worker.py` or the scripts in `bench/`):
+"""The source layout's rules that import-linter cannot see:
 
-- nothing under tests/ is imported by product code or by bench/;
+- `capt` is the only Python package of the checkout (besides tests/): nothing else lands in
+  site-packages under a bare name such as `spec` or `worker`;
+- nothing under tests/ is imported by capt (import-linter checks it too; this also reads files
+  import-linter cannot reach);
 - tests mirror the source tree: every test module lives under tests/<package>/ (or tests/e2e/),
   shared fakes and helpers under tests/support/ only.
 """
@@ -14,7 +16,6 @@ from pathlib import Path
 from tests.support.paths import ROOT
 
 PRODUCT_PACKAGES = ("capt",)
-TOP_LEVEL_MODULES: tuple[str, ...] = ()
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -28,14 +29,21 @@ def imported_roots(path: Path) -> set[str]:
 
 
 def sources() -> list[Path]:
-    files = [ROOT / name for name in TOP_LEVEL_MODULES]
-    files += sorted((ROOT / "bench").glob("*.py"))
+    files: list[Path] = []
     for package in PRODUCT_PACKAGES:
         files += sorted((ROOT / package).rglob("*.py"))
     return files
 
 
-def test_product_code_and_bench_never_import_tests() -> None:
+def test_capt_is_the_only_package_of_the_checkout() -> None:
+    tracked = {p.name for p in ROOT.iterdir() if not p.name.startswith(".")}
+    modules = sorted(n for n in tracked if n.endswith(".py"))
+    packages = sorted(n for n in tracked if (ROOT / n / "__init__.py").is_file())
+    assert modules == []
+    assert packages == ["capt", "tests"]
+
+
+def test_capt_never_imports_tests() -> None:
     offenders = [str(p.relative_to(ROOT)) for p in sources() if "tests" in imported_roots(p)]
     assert len(sources()) > 100
     assert not offenders, f"these import from tests/: {offenders}"

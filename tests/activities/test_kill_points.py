@@ -10,7 +10,7 @@ import pytest
 from temporalio import activity, workflow
 
 from capt.activities import kill_points
-from testkit.context import running_worker
+from capt.dev.testkit.context import running_worker
 
 calls: list[str] = []
 

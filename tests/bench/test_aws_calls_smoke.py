@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench import aws_calls
+from capt.dev.bench import aws_calls
 
 
 @pytest.mark.parametrize(

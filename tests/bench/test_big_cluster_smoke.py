@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench import big_cluster, results
+from capt.dev.bench import big_cluster, results
 
 # A benchmark run of ~20 s: with the end-to-end tests (`make e2e`), keeping `make test` under 5 min.
 pytestmark = pytest.mark.e2e

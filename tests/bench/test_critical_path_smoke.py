@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bench import critical_path
+from capt.dev.bench import critical_path
 
 
 def test_critical_path_measures_a_create_against_its_lower_bound(tmp_path):

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from bench import model
+from capt.dev.bench import model
 
 LAT = model.load()
 

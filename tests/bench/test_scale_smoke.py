@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench import scale
+from capt.dev.bench import scale
 
 pytestmark = pytest.mark.e2e
 

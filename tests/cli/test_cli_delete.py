@@ -33,6 +33,8 @@ from capt.activities.aws import secrets as sm
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.cli import common as cli_common
 from capt.client import clusters
+from capt.dev.testkit.fake_cloud import FakeCloud
+from capt.dev.testkit.health_fakes import HealthFakes
 from capt.plan import names
 from capt.spec.loader import load_file
 from capt.workflows.cluster import (
@@ -48,8 +50,6 @@ from capt.workflows.infrastructure import InfrastructureWorkflow
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_deployment import MachineDeploymentWorkflow
 from capt.workflows.teardown import ClusterTeardownWorkflow
-from testkit.fake_cloud import FakeCloud
-from testkit.health_fakes import HealthFakes
 from tests.support.context import query, running_worker, wait_for
 from tests.support.paths import QUICKSTART
 from tests.support.strict_aws import strict_aws

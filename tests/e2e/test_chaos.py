@@ -20,7 +20,7 @@ SCENARIOS = ("cp1", "server-create")
 def test_representative_chaos_scenarios(tmp_path):
     report = tmp_path / "report.md"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAPT_", "AWS_", "TEMPORAL_"))}
-    args = [sys.executable, "-m", "testkit.chaos", "--seed", "14", "--report", str(report)]
+    args = [sys.executable, "-m", "capt.dev.testkit.chaos", "--seed", "14", "--report", str(report)]
     for s in SCENARIOS:
         args += ["--scenario", s]
     done = subprocess.run(

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from capt.dev.testkit.reference import AZS, NAME, existing_vpc_spec, reference_spec
 from capt.plan import names
 from capt.plan.cluster import ClusterPlan, build_plan
 from capt.plan.network import PlanError, SubnetPlan, network_plan, resolve_existing, select_zones, split_cidr
@@ -22,7 +23,6 @@ from capt.plan.security_groups import (
     security_group_plans,
 )
 from capt.spec.models import BastionSpec, IngressRule, LoadBalancerSpec, NetworkSpec, SubnetSpec
-from testkit.reference import AZS, NAME, existing_vpc_spec, reference_spec
 
 # --- CIDR arithmetic (CAPA's SplitIntoSubnetsIPv4) -------------------------------------------
 

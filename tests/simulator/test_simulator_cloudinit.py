@@ -15,7 +15,7 @@ import pytest
 
 from capt.activities.kubeadm import bootstrap as kb
 from capt.dev.simulator import cloudinit as ci
-from testkit import bootstrap_reference as ref
+from capt.dev.testkit import bootstrap_reference as ref
 
 INSTANCE = dict(
     instance_id="i-0123456789abcdef0",

@@ -10,7 +10,7 @@ from capt.activities.kubeadm import bootstrap as kb
 from capt.activities.kubeadm import pki, tokens
 from capt.dev.simulator import cloudinit as ci
 from capt.dev.simulator import kubeadm as sk
-from testkit import bootstrap_reference as ref
+from capt.dev.testkit import bootstrap_reference as ref
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 HOST = ref.HOSTNAME.split(".")[0]

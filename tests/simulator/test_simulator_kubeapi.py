@@ -14,7 +14,7 @@ from capt.activities.workload import drain as wdrain
 from capt.dev.simulator import kubeapi
 from capt.dev.simulator.server import KubeServer, serve_in_thread
 from capt.dev.simulator.world import _issue_serving_cert
-from testkit import bootstrap_reference as ref
+from capt.dev.testkit import bootstrap_reference as ref
 from tests.support.sim_helpers import Sim
 
 MASTERS = ("system:masters",)

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from capt.dev.simulator import kubeapi
-from testkit import bootstrap_reference as ref
+from capt.dev.testkit import bootstrap_reference as ref
 from tests.support.sim_helpers import Sim
 
 DEFAULTS = dict(boot_delay=3.0, ready_delay=3.0, node_gone_delay=20.0, reregister_delay=10.0)

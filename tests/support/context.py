@@ -44,7 +44,7 @@ from temporalio.client import WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from testkit.context import AZS, cluster_context, kubeadm, machine_template, running_worker, unique
+from capt.dev.testkit.context import AZS, cluster_context, kubeadm, machine_template, running_worker, unique
 
 __all__ = [
     "AZS",

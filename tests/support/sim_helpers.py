@@ -9,7 +9,7 @@ from capt.activities.aws import secrets as sm
 from capt.activities.kubeadm import bootstrap as kb
 from capt.activities.kubeadm import tokens
 from capt.dev.simulator.world import ImageInfo, InstanceView, Settings, World
-from testkit import bootstrap_reference as ref
+from capt.dev.testkit import bootstrap_reference as ref
 
 REGION = "ap-northeast-2"
 VERSION = ref.reference_cluster().control_plane.version

@@ -6,8 +6,8 @@ from __future__ import annotations
 from capt.activities import kill_points
 from capt.activities.aws import faults
 from capt.activities.registry import ACTIVITIES
-from testkit import chaos
-from testkit import history_sizes as histories
+from capt.dev.testkit import chaos
+from capt.dev.testkit import history_sizes as histories
 
 
 def test_every_kill_point_names_a_registered_activity():

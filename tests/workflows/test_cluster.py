@@ -24,6 +24,8 @@ from capt.activities.aws import cleanup, instance_events, tags
 from capt.activities.aws import secrets as sm
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsRequest, ApplyAddonsResult
+from capt.dev.testkit.fake_cloud import FakeCloud
+from capt.dev.testkit.health_fakes import HealthFakes
 from capt.plan import names
 from capt.spec.loader import load_file
 from capt.spec.models import AddonSpec
@@ -43,8 +45,6 @@ from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_deployment import MachineDeploymentWorkflow
 from capt.workflows.teardown import ClusterTeardownWorkflow
-from testkit.fake_cloud import FakeCloud
-from testkit.health_fakes import HealthFakes
 from tests.support.context import query, running_worker, wait_for
 from tests.support.paths import QUICKSTART
 

@@ -11,6 +11,7 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
+from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.spec.models import ControlPlaneSpec
 from capt.workflows.control_plane import (
     ControlPlaneInput,
@@ -22,7 +23,6 @@ from capt.workflows.control_plane import (
 from capt.workflows.control_plane_rules import etcd_quorum
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_models import DeleteOptions, machine_workflow_id
-from testkit.fake_cloud import FakeCloud
 from tests.support.context import (
     AZS,
     cluster_context,

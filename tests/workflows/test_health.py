@@ -19,6 +19,8 @@ from temporalio.worker import Replayer
 
 from capt.activities.aws import instance_events
 from capt.activities.health import HEALTH_ACTIVITIES, RemediationCall, request_remediation
+from capt.dev.testkit.fake_cloud import FakeCloud
+from capt.dev.testkit.health_fakes import HealthFakes
 from capt.spec.models import (
     ControlPlaneSpec,
     HealthCheckSpec,
@@ -43,8 +45,6 @@ from capt.workflows.machine_deployment import (
     MachineDeploymentWorkflow,
     ScaleRequest,
 )
-from testkit.fake_cloud import FakeCloud
-from testkit.health_fakes import HealthFakes
 from tests.support.context import cluster_context, machine_template, query, running_worker, unique, wait_for
 
 WORKFLOWS = [HealthCheckWorkflow, ControlPlaneWorkflow, MachineDeploymentWorkflow, MachineWorkflow]

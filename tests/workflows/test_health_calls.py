@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from testkit.steady_cluster import measure_steady_state
+from capt.dev.testkit.steady_cluster import measure_steady_state
 
 # Half an hour keeps the test quick; bench/health_aws_calls.py runs the full hour.
 HALF_HOUR_OF_INTERVALS = 1800 // 30

@@ -35,10 +35,10 @@ from temporalio.worker import Worker
 
 from capt.activities.aws import session, tags
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+from capt.dev.testkit.reference import AZS, NAME, REGION, existing_vpc_spec, reference_spec
 from capt.plan.network import split_cidr
 from capt.spec.models import BastionSpec, LoadBalancerSpec, NetworkSpec
 from capt.workflows.infrastructure import InfraInput, InfraResult, InfraStatus, InfrastructureWorkflow
-from testkit.reference import AZS, NAME, REGION, existing_vpc_spec, reference_spec
 from tests.support.aws_lag import eventually_consistent
 from tests.support.context import query
 

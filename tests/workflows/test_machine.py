@@ -10,11 +10,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from capt.activities.aws import images
+from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.spec.models import AMISelector
 from capt.workflows import machine as machine_wf
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_models import DeleteOptions, MachineInput, machine_workflow_id
-from testkit.fake_cloud import FakeCloud
 from tests.support.context import (
     cluster_context,
     kubeadm,

@@ -28,6 +28,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
+from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
 from capt.workflows import rollout
 from capt.workflows.machine import MachineWorkflow
@@ -47,7 +48,6 @@ from capt.workflows.machine_deployment import (
 )
 from capt.workflows.machine_models import DeleteOptions, MachineStatus, machine_workflow_id
 from capt.workflows.machine_owner import revision_of
-from testkit.fake_cloud import FakeCloud
 from tests.support.context import AZS, cluster_context, query, running_worker, unique
 
 CP_VERSION = "v1.30.2"

@@ -35,6 +35,9 @@ from capt.activities.workload.teardown import (
     CloudBackedService,
     DeleteCloudBackedObjectsRequest,
 )
+from capt.dev.testkit.fake_cloud import FakeCloud
+from capt.dev.testkit.health_fakes import HealthFakes
+from capt.dev.testkit.reference import AZS, REGION, reference_spec
 from capt.plan import names
 from capt.spec.loader import load_file
 from capt.workflows.cluster import ClusterInput, ClusterStatus, ClusterWorkflow, cluster_workflow_id
@@ -46,9 +49,6 @@ from capt.workflows.teardown_models import (
     TeardownSettings,
     load_balancer_name_of,
 )
-from testkit.fake_cloud import FakeCloud
-from testkit.health_fakes import HealthFakes
-from testkit.reference import AZS, REGION, reference_spec
 from tests.support.context import query, running_worker, wait_for
 from tests.support.paths import QUICKSTART
 from tests.support.strict_aws import StrictAws, strict_aws

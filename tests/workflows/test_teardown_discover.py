@@ -25,10 +25,10 @@ from capt.activities.workload.teardown import (
     CloudBackedService,
     DeleteCloudBackedObjectsRequest,
 )
+from capt.dev.testkit.reference import REGION
 from capt.plan import names
 from capt.workflows.cluster import ClusterStatus
 from capt.workflows.teardown_models import DELETE_CLOUD_BACKED_OBJECTS, LIST_CLOUD_BACKED_OBJECTS
-from testkit.reference import REGION
 from tests.support.context import running_worker
 from tests.support.strict_aws import StrictAws, strict_aws
 from tests.workflows.test_teardown import (

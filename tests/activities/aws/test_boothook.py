@@ -24,7 +24,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from capt.activities.aws import secrets as sm
 from capt.activities.kubeadm import bootstrap as kb
-from testkit.bootstrap_reference import reference_cluster, render_input, token
+from capt.dev.testkit.bootstrap_reference import reference_cluster, render_input, token
 
 REGION = "ap-northeast-2"
 NS, CLUSTER = "capi-quickstart", "capi-quickstart"

@@ -9,7 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 from capt.activities.aws import cleanup, session
 from capt.activities.aws.models import ClusterRef
-from testkit.reference import REGION
+from capt.dev.testkit.reference import REGION
 
 CLUSTER = ClusterRef(name="c1", region=REGION)
 

@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from capt.activities.aws import audit, faults, session, vpc
 from capt.activities.aws.errors import to_application_error
 from capt.activities.aws.models import ClusterRef
-from testkit.reference import REGION
+from capt.dev.testkit.reference import REGION
 
 CLUSTER = ClusterRef(name="faulty", region=REGION)
 

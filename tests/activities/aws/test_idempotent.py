@@ -19,9 +19,9 @@ from capt.activities.aws import gateways, load_balancer, security_groups, sessio
 from capt.activities.aws.client_tokens import client_token
 from capt.activities.aws.idempotent import VISIBILITY_ATTEMPTS
 from capt.activities.aws.models import ClusterRef
+from capt.dev.testkit.reference import AZS, REGION, reference_spec
 from capt.plan.cluster import build_plan
 from capt.spec.models import LoadBalancerSpec
-from testkit.reference import AZS, REGION, reference_spec
 from tests.support.aws_lag import eventually_consistent, run_like_temporal
 
 CLUSTER = ClusterRef(name="idem", region=REGION)

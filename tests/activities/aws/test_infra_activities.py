@@ -27,9 +27,9 @@ from capt.activities.aws import (
 from capt.activities.aws.client_tokens import MAX_LENGTH, client_token
 from capt.activities.aws.errors import NON_RETRYABLE_CODES, NotOwnedError, to_application_error
 from capt.activities.aws.models import ClusterRef
+from capt.dev.testkit.reference import AZS, NAME, REGION, reference_spec
 from capt.plan.cluster import build_plan
 from capt.plan.network import SubnetPlan
-from testkit.reference import AZS, NAME, REGION, reference_spec
 
 CLUSTER = ClusterRef(name=NAME, region=REGION, additional_tags=(("team", "infra"), ("Name", "ignored")))
 

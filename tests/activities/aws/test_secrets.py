@@ -19,7 +19,7 @@ from capt.activities.aws import tags
 from capt.activities.kubeadm import bootstrap as kb
 from capt.activities.kubeadm import pki as kpki
 from capt.activities.kubeadm.tokens import TOKEN_PATTERN
-from testkit.bootstrap_reference import ENDPOINT, reference_cluster
+from capt.dev.testkit.bootstrap_reference import ENDPOINT, reference_cluster
 from tests.support.aws_lag import eventually_consistent, run_like_temporal
 
 REGION = "ap-northeast-2"

@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from capt.activities.kubeadm import bootstrap as b
+from capt.dev.testkit.bootstrap_reference import HOSTNAME, NODE_NAME, reference_cluster, render_input, token
 from capt.spec.models import KubeadmConfigSpec
-from testkit.bootstrap_reference import HOSTNAME, NODE_NAME, reference_cluster, render_input, token
 
 KINDS = ("init", "join-control-plane", "join-worker")
 

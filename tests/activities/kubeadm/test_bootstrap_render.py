@@ -12,8 +12,7 @@ import yaml
 from capt.activities.kubeadm import bootstrap as b
 from capt.activities.kubeadm import pki
 from capt.activities.kubeadm.tokens import TOKEN_PATTERN
-from capt.spec.models import KubeadmConfigSpec
-from testkit.bootstrap_reference import (
+from capt.dev.testkit.bootstrap_reference import (
     ENDPOINT,
     NODE_NAME,
     cluster_pki,
@@ -21,6 +20,7 @@ from testkit.bootstrap_reference import (
     render_input,
     token,
 )
+from capt.spec.models import KubeadmConfigSpec
 
 KINDS = ("init", "join-control-plane", "join-worker")
 PEM = re.compile(r"-----BEGIN [A-Z ]+-----")

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from capt.activities.kubeadm import pki
-from testkit.bootstrap_reference import cluster_pki
+from capt.dev.testkit.bootstrap_reference import cluster_pki
 
 
 def _cn(cert: x509.Certificate) -> str:

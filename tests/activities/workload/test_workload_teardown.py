@@ -23,7 +23,7 @@ from capt.activities.workload.objects import (
     ebs_volume_zone,
     pod_claims,
 )
-from testkit import bootstrap_reference as ref
+from capt.dev.testkit import bootstrap_reference as ref
 from tests.support.sim_cloud import CloudSim, lb_service, pod_with_claim, pvc, storage_class
 
 SVC = "/api/v1/namespaces/default/services"

@@ -1,7 +1,7 @@
 """Where benchmark results go and what machine produced them.
 
 Each benchmark writes one JSON file under docs/bench/ (committed, so docs/BENCHMARKS.md can be
-regenerated from them with `python -m bench report` without re-running hours of benchmarks) and
+regenerated from them with `python -m capt.dev.bench report` without re-running hours of benchmarks) and
 the report renders every file it finds.
 """
 
@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from capt.dev.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 RESULTS = ROOT / "docs" / "bench"
 IMAGES = ROOT / "docs" / "img"
 

@@ -25,7 +25,7 @@ from capt.activities.aws import instance_events
 from capt.activities.aws import instances as ec2
 from capt.activities.workload import activities as workload
 from capt.activities.workload.objects import NodeCondition
-from testkit.fake_cloud import FakeCloud
+from capt.dev.testkit.fake_cloud import FakeCloud
 
 
 class HealthFakes:

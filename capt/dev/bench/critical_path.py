@@ -1,6 +1,6 @@
 """Benchmark 1: a create's critical path in simulated time, against its dependency lower bound.
 
-    python -m bench critical_path [--manifest PATH] [--lb classic|nlb|both]
+    python -m capt.dev.bench critical_path [--manifest PATH] [--lb classic|nlb|both]
 
 The whole ClusterWorkflow tree runs on Temporal's time-skipping test server: the network's real
 activities against in-process moto, the machines on the fake cloud (testkit/fake_cloud.py). The
@@ -39,12 +39,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from capt.dev.paths import REPO_ROOT
 
-from bench import model, results  # noqa: E402
-from testkit import time_skipping  # noqa: E402
+ROOT = REPO_ROOT
+
+from capt.dev.bench import model, results  # noqa: E402
+from capt.dev.testkit import time_skipping  # noqa: E402
 
 QUICKSTART = ROOT / "examples" / "capi-quickstart.yaml"
 
@@ -177,12 +177,12 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
     from capt.activities.aws import cleanup, instance_events
     from capt.activities.aws import secrets as sm
     from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+    from capt.dev.testkit.fake_cloud import FakeCloud
+    from capt.dev.testkit.health_fakes import HealthFakes
     from capt.spec.loader import load_file
     from capt.worker import build_worker
     from capt.workflows.cluster import ClusterInput, ClusterWorkflow, cluster_workflow_id
     from capt.workflows.registry import WORKFLOWS
-    from testkit.fake_cloud import FakeCloud
-    from testkit.health_fakes import HealthFakes
 
     spec = load_file(manifest, env={}).spec
     spec = spec.model_copy(update={"load_balancer": spec.load_balancer.model_copy(update={"type": lb_type})})
@@ -268,7 +268,9 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench critical_path", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m capt.dev.bench critical_path", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--manifest", type=Path, default=QUICKSTART)
     p.add_argument("--lb", choices=("classic", "nlb", "both"), default="both")
     p.add_argument("--full", action="store_true", help="(same as the default: the create is small)")

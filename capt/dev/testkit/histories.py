@@ -1,6 +1,6 @@
 """Record the workflow histories that tests/workflows/test_replay.py replays (`make histories`).
 
-    .venv/bin/python -m testkit.histories [--out tests/histories] [--keep-stack]
+    .venv/bin/python -m capt.dev.testkit.histories [--out tests/histories] [--keep-stack]
 
 Starts its own local stack (`capt dev up` in a fresh state dir, on free ports; its worker is
 versioned, as the stack's always is), then drives one small cluster through every path worth
@@ -43,7 +43,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from capt.dev.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 DEFAULT_OUT = ROOT / "tests" / "histories"
 MANIFEST = DEFAULT_OUT / "manifests" / "hist.yaml"
 BIN = Path(sys.executable).parent
@@ -598,7 +600,9 @@ async def amain(out: Path, keep_stack: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m testkit.histories", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m capt.dev.testkit.histories", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--keep-stack", action="store_true", help="leave the local stack running (debugging)")
     args = parser.parse_args(argv)

@@ -28,8 +28,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+from capt.dev.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 REGION = "ap-northeast-2"
 VERSION = "v1.31.2"
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -1,6 +1,6 @@
 """Benchmark 2: AWS API calls per operation — network, machine, steady state, rolling upgrade.
 
-    python -m bench aws_calls [--workers N] [--full] [--quick] [--results DIR]
+    python -m capt.dev.bench aws_calls [--workers N] [--full] [--quick] [--results DIR]
 
 Every number is botocore's `before-send` count (activities/aws/session.py) of a real activity
 against in-process moto, or such a count multiplied by how often the workflows run the activity:
@@ -41,12 +41,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from capt.dev.paths import REPO_ROOT
 
-from bench import results  # noqa: E402
-from testkit import time_skipping  # noqa: E402
+ROOT = REPO_ROOT
+
+from capt.dev.bench import results  # noqa: E402
+from capt.dev.testkit import time_skipping  # noqa: E402
 
 REGION = "ap-northeast-2"
 VERSION = "v1.30.2"
@@ -259,7 +259,7 @@ def _to_anywhere(permission: dict) -> bool:
 
 
 async def measure_network() -> dict[str, Any]:
-    from bench import infra_calls
+    from capt.dev.bench import infra_calls
 
     census: dict[str, dict[str, int]] = {}
 
@@ -321,8 +321,8 @@ def activity_costs(region: str = REGION) -> dict[str, dict[str, int]]:
     from capt.activities.aws import instances as ec2
     from capt.activities.aws import secrets as sm
     from capt.activities.kubeadm import bootstrap as kb
+    from capt.dev.testkit import aws_setup
     from capt.spec.models import KubeadmConfigSpec, MachineTemplate
-    from testkit import aws_setup
 
     cluster = "bench-calls"
     costs: dict[str, dict[str, int]] = {}
@@ -458,7 +458,7 @@ def counting_cloud_class():
     labels of `activity_costs`."""
     from temporalio import activity
 
-    from testkit.fake_cloud import FakeCloud
+    from capt.dev.testkit.fake_cloud import FakeCloud
 
     class CountingCloud(FakeCloud):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -571,8 +571,8 @@ def mean_executions(phase: dict[str, Counter], machines: list[str]) -> dict[str,
 async def measure_cluster_create() -> dict[str, Any]:
     """A 3+3 ClusterWorkflow create under the latency model (bench.critical_path.measure), with
     the fake cloud recording each machine's activity executions."""
-    import testkit.fake_cloud as fake_cloud
-    from bench import critical_path, model
+    import capt.dev.testkit.fake_cloud as fake_cloud
+    from capt.dev.bench import critical_path, model
 
     clouds = []
     base = counting_cloud_class()
@@ -613,7 +613,8 @@ async def measure_rollout(workers: int) -> dict[str, Any]:
     Per phase, each machine's activity executions."""
     from datetime import timedelta
 
-    from bench import model
+    from capt.dev.bench import model
+    from capt.dev.testkit.context import cluster_context, running_worker, unique
     from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
     from capt.workflows.machine import MachineWorkflow
     from capt.workflows.machine_deployment import (
@@ -621,7 +622,6 @@ async def measure_rollout(workers: int) -> dict[str, Any]:
         MachineDeploymentWorkflow,
         TemplateRequest,
     )
-    from testkit.context import cluster_context, running_worker, unique
 
     lat = model.load()
     cloud = counting_cloud_class()(
@@ -735,7 +735,7 @@ def per_machine_phase(phase: dict[str, Counter], machines: list[str], costs: dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench aws_calls", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m capt.dev.bench aws_calls", description=__doc__.split("\n")[0])
     p.add_argument(
         "--workers", type=int, default=None, help="workers in the rolling upgrade (default 5; --full 50)"
     )
@@ -750,8 +750,8 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers or (50 if args.full else 5)
     hours = 0.25 if args.quick else 1.0
 
-    from bench import health_aws_calls
-    from testkit.aws_setup import offline_aws_env
+    from capt.dev.bench import health_aws_calls
+    from capt.dev.testkit.aws_setup import offline_aws_env
 
     offline_aws_env(REGION)
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)

@@ -19,21 +19,17 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from moto import mock_aws  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES  # noqa: E402
+from capt.dev.testkit import time_skipping  # noqa: E402
+from capt.dev.testkit.reference import AZS, reference_spec  # noqa: E402
 from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow  # noqa: E402
-from testkit import time_skipping  # noqa: E402
-from testkit.reference import AZS, reference_spec  # noqa: E402
 
 PHASES = ("create", "create again", "delete")
 

@@ -1,6 +1,6 @@
 """Benchmark: one big cluster (3 control-plane machines + N workers) created, then rolled twice.
 
-    python -m bench big_cluster [--workers N[,N...]] [--full] [--results DIR]
+    python -m capt.dev.bench big_cluster [--workers N[,N...]] [--full] [--results DIR]
 
 On Temporal's time-skipping test server with the fake cloud (testkit/fake_cloud.py) under the
 latency model (bench/latencies.toml: boot = instance_pending, kubeadm init / join, terminate =
@@ -41,18 +41,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from capt.dev.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 from pydantic import BaseModel  # noqa: E402
 from temporalio import workflow  # noqa: E402
 
-from bench import model, results  # noqa: E402
+from capt.dev.bench import model, results  # noqa: E402
+from capt.dev.testkit import time_skipping  # noqa: E402
+from capt.dev.testkit.fake_cloud import FakeCloud  # noqa: E402
 from capt.workflows.control_plane import ControlPlaneStatus  # noqa: E402
 from capt.workflows.machine_deployment import ControlPlaneInfo, DeploymentStatus  # noqa: E402
-from testkit import time_skipping  # noqa: E402
-from testkit.fake_cloud import FakeCloud  # noqa: E402
 
 CP_VERSION = "v1.30.2"
 # The workers start one patch behind and roll twice: to VERSIONS[1] with maxSurge 1, then to
@@ -330,6 +330,7 @@ def create_bound(lat: model.Latencies, control_plane: int = CONTROL_PLANE) -> fl
 async def measure(
     workers: int, lat: model.Latencies, surges: tuple[int | str, ...] = SURGES, step: float | None = None
 ) -> dict[str, Any]:
+    from capt.dev.testkit.context import cluster_context, machine_template
     from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineDeploymentSpec, RollingUpdate
     from capt.worker import build_worker
     from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
@@ -341,7 +342,6 @@ async def measure(
         TemplateRequest,
     )
     from capt.workflows.machine_models import machine_workflow_id
-    from testkit.context import cluster_context, machine_template
 
     step = step or (10.0 if workers <= 50 else 30.0)
     cloud = BenchCloud(lat)
@@ -550,7 +550,9 @@ def _workers(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench big_cluster", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m capt.dev.bench big_cluster", description=__doc__.split("\n")[0]
+    )
     p.add_argument(
         "--workers", type=_workers, default=None, help="worker counts, comma-separated (default 20)"
     )

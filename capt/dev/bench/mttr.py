@@ -1,6 +1,6 @@
 """Benchmark: time to repair a vanished instance, in 1 … 1000 clusters at once (simulated time).
 
-    python -m bench mttr [--clusters 1,10] [--full] [--workers W] [--results DIR]
+    python -m capt.dev.bench mttr [--clusters 1,10] [--full] [--workers W] [--results DIR]
 
 Each cluster is a MachineDeploymentWorkflow of W workers (default 2) over real MachineWorkflows
 and a HealthCheckWorkflow (one MachineHealthCheck over the deployment, the default 30 s interval),
@@ -43,19 +43,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from capt.dev.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 from temporalio import activity  # noqa: E402
 
-from bench import model, results  # noqa: E402
-from bench.big_cluster import BenchCloud, quiet_sdk, skip  # noqa: E402
 from capt.activities.aws import instance_events  # noqa: E402
 from capt.activities.aws import instances as ec2  # noqa: E402
 from capt.activities.workload import activities as workload  # noqa: E402
 from capt.activities.workload.objects import NodeCondition, NodeInfo  # noqa: E402
-from testkit import time_skipping  # noqa: E402
+from capt.dev.bench import model, results  # noqa: E402
+from capt.dev.bench.big_cluster import BenchCloud, quiet_sdk, skip  # noqa: E402
+from capt.dev.testkit import time_skipping  # noqa: E402
 
 VERSION = "v1.30.2"
 DEFAULT_CLUSTERS = (1, 10)
@@ -178,12 +178,12 @@ def percentile(values: list[float], p: float) -> float:
 
 async def measure(clusters: int, mode: str, lat: model.Latencies, workers: int = 2) -> dict[str, Any]:
     from capt.activities.health import HEALTH_ACTIVITIES
+    from capt.dev.testkit.context import cluster_context, machine_template
     from capt.spec.models import HealthCheckSpec, KubeadmConfigSpec, MachineDeploymentSpec
     from capt.worker import build_worker
     from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow, health_workflow_id
     from capt.workflows.machine import MachineWorkflow
     from capt.workflows.machine_deployment import MachineDeploymentInput, MachineDeploymentWorkflow
-    from testkit.context import cluster_context, machine_template
 
     cloud = SharedCloud(lat)
     tag = uuid.uuid4().hex[:4]
@@ -334,7 +334,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench mttr", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m capt.dev.bench mttr", description=__doc__.split("\n")[0])
     p.add_argument(
         "--clusters", type=_ints, default=None, help="cluster counts, comma-separated (default 1,10)"
     )

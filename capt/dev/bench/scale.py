@@ -1,6 +1,6 @@
 """Benchmark 3: many clusters on one worker process and one Temporal dev server, on the local stack.
 
-    python -m bench scale [--clusters 3] [--workers 0|1] [--idle 15] [--deadline S] [--full]
+    python -m capt.dev.bench scale [--clusters 3] [--workers 0|1] [--idle 15] [--deadline S] [--full]
 
 One local stack on free ports in a temporary directory (Temporal dev server on SQLite, moto server,
 the workload simulator with short boot/ready delays, ONE `capt-worker` serving its Prometheus
@@ -49,11 +49,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from capt.dev.paths import REPO_ROOT
 
-from bench import results  # noqa: E402
+ROOT = REPO_ROOT
+
+from capt.dev.bench import results  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "capi-quickstart.yaml"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -243,7 +243,7 @@ class Scale:
     """One stack, one worker; clusters added in cumulative steps."""
 
     def __init__(self, state_dir: Path, workers: int, worker_env: dict[str, str] | None = None) -> None:
-        from testkit.chaos import ChaosStack, client_environ, free_ports
+        from capt.dev.testkit.chaos import ChaosStack, client_environ, free_ports
 
         self.stack = ChaosStack.on_free_ports(state_dir)
         [self.metrics_port] = free_ports(1)
@@ -536,7 +536,7 @@ async def run_stack(
     keep: bool,
     worker_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    from testkit.chaos import SIM_SETTINGS
+    from capt.dev.testkit.chaos import SIM_SETTINGS
 
     state_dir = Path(tempfile.mkdtemp(prefix="capt-bench-scale-"))
     environ = dict(os.environ)
@@ -616,7 +616,7 @@ def print_table(data: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m capt.dev.bench scale", description=__doc__.split("\n")[0])
     p.add_argument(
         "--clusters",
         action="append",
@@ -664,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(
             asyncio.run(run_stack("run", sizes, args.workers, idle, args.deadline, args.keep_stack, env))
         )
-    from testkit.chaos import SIM_SETTINGS
+    from capt.dev.testkit.chaos import SIM_SETTINGS
 
     data = {
         "full": args.full,
@@ -805,7 +805,7 @@ def section(data: dict[str, Any]) -> str:
     if not data.get("full"):
         lines += [
             "",
-            f"These are not the issue's full sizes (`python -m bench scale --full`: {FULL_CREATE:,} single-node"
+            f"These are not the issue's full sizes (`python -m capt.dev.bench scale --full`: {FULL_CREATE:,} single-node"
             f" clusters, then steady state at {', '.join(map(str, FULL_STEADY))} clusters of 1+1).",
         ]
     lines += ["", "![scale: cost](img/bench-scale-cost.png) ![scale: time](img/bench-scale-time.png)"]

@@ -1,7 +1,7 @@
 """The chaos suite: worker kill -9 at precise points, Temporal server kill -9, AWS faults — each
 scenario a small cluster's lifecycle on the local stack, every phase ending with the account audit.
 
-    python -m testkit.chaos [--seed N] [--scenario ID ...] [--list] [--report PATH]
+    python -m capt.dev.testkit.chaos [--seed N] [--scenario ID ...] [--list] [--report PATH]
     make chaos
 
 One local stack (Temporal dev server on SQLite, moto, the workload simulator, a worker) on free
@@ -69,9 +69,11 @@ from temporalio.service import RPCError
 from capt.activities import kill_points
 from capt.activities.aws import audit, faults
 from capt.client import codec
+from capt.dev.paths import REPO_ROOT
 from capt.dev.stack import procs, stack
 from capt.dev.stack.config import DevConfig
 from capt.dev.stack.services import Service, build_services
+from capt.dev.testkit import history_sizes as histories
 from capt.plan.cluster import build_plan
 from capt.plan.names import cluster_id
 from capt.spec.loader import load_manifest
@@ -86,11 +88,10 @@ from capt.workflows.cluster import (
     control_plane_workflow_id,
     deployment_workflow_id,
 )
-from testkit import history_sizes as histories
 
 log = logging.getLogger("capt.chaos")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 EXAMPLE = ROOT / "examples" / "capi-quickstart.yaml"
 VERSION, UPGRADE_VERSION = "v1.20.5", "v1.21.2"
 DEFAULT_REPORT = Path(".capt-chaos") / "report.md"
@@ -1012,7 +1013,7 @@ async def run(args: argparse.Namespace) -> int:
     if not ok:
         again = " ".join(f"--scenario {s}" for s in dict.fromkeys(r.scenario for r in rows if not r.ok))
         print(
-            f"\nCHAOS FAILED with seed {args.seed}; re-run: python -m testkit.chaos --seed {args.seed} {again}"
+            f"\nCHAOS FAILED with seed {args.seed}; re-run: python -m capt.dev.testkit.chaos --seed {args.seed} {again}"
         )
         return 1
     return 0
@@ -1050,7 +1051,9 @@ def render_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m testkit.chaos", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m capt.dev.testkit.chaos", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--seed", type=int, default=None, help="default: a random one (printed)")
     parser.add_argument("--scenario", action="append", default=[], help="run only this scenario (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")

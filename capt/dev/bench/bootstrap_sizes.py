@@ -11,11 +11,10 @@ of what Secrets Manager stores (gzipped), the number of chunks and the EC2 user 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+from capt.dev.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 for var in [v for v in os.environ if v.startswith("AWS_ENDPOINT_URL")]:
     del os.environ[var]
@@ -30,7 +29,7 @@ def main() -> None:
 
     from capt.activities.aws import secrets as sm
     from capt.activities.kubeadm import bootstrap as kb
-    from testkit.bootstrap_reference import ENDPOINT, reference_cluster
+    from capt.dev.testkit.bootstrap_reference import ENDPOINT, reference_cluster
 
     cluster = reference_cluster()
     env = ActivityEnvironment()

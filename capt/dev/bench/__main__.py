@@ -1,8 +1,8 @@
 """capt's benchmarks, each runnable alone, and the report they feed.
 
-    python -m bench <name> [options]     one benchmark (its small default runs in under a minute)
-    python -m bench all [--full]         every benchmark (the full sizes with --full), then the report
-    python -m bench report               docs/BENCHMARKS.md (+ docs/img/) from docs/bench/*.json
+    python -m capt.dev.bench <name> [options]     one benchmark (its small default runs in under a minute)
+    python -m capt.dev.bench all [--full]         every benchmark (the full sizes with --full), then the report
+    python -m capt.dev.bench report               docs/BENCHMARKS.md (+ docs/img/) from docs/bench/*.json
 
 A benchmark module has `main(argv) -> int` (measures, prints a table, saves docs/bench/<name>.json
 through bench.results), `section(data) -> str` (its part of docs/BENCHMARKS.md) and optionally
@@ -24,18 +24,18 @@ def main(argv: list[str]) -> int:
         return 0
     name, rest = argv[0].replace("-", "_"), argv[1:]
     if name == "report":
-        from bench import report
+        from capt.dev.bench import report
 
         return report.main(rest)
     if name == "all":
         full = "--full" in rest
         failed = []
         for b in BENCHMARKS:
-            module = importlib.import_module(f"bench.{b}")
+            module = importlib.import_module(f"capt.dev.bench.{b}")
             print(f"\n== {b} ==", flush=True)
             if module.main(["--full"] if full else []) != 0:
                 failed.append(b)
-        from bench import report
+        from capt.dev.bench import report
 
         report.main([])
         if failed:
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     if name not in BENCHMARKS:
         print(f"unknown benchmark {argv[0]!r}; one of: {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    return importlib.import_module(f"bench.{name}").main(rest)
+    return importlib.import_module(f"capt.dev.bench.{name}").main(rest)
 
 
 if __name__ == "__main__":

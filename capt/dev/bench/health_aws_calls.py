@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+from capt.dev.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 SIZES = ((3, 3), (3, 50))
 
@@ -43,8 +43,8 @@ async def measure(hours: float = 1.0, sizes: tuple[tuple[int, int], ...] = SIZES
     workers) size: one row each with `cluster`, `checks`, `by_operation` and `per_hour`."""
     from moto import mock_aws
 
-    from testkit import time_skipping
-    from testkit.steady_cluster import measure_steady_state
+    from capt.dev.testkit import time_skipping
+    from capt.dev.testkit.steady_cluster import measure_steady_state
 
     # The workflow upserts capt's search attributes: the server knows them.
     env = await time_skipping.start_env()
