@@ -31,12 +31,12 @@ import datetime as dt
 import importlib
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from capt.spec.intstr import IntOrPercent
+from capt.rules.base import Frozen
+from capt.rules.intstr import IntOrPercent
 from capt.workflows import control_plane as cp
 from capt.workflows.machine_models import MachineStatus, machine_workflow_id
 
@@ -55,11 +55,7 @@ OwnerKind = Literal["control-plane", "machine-deployment"]
 BOOTING_PHASES = ("Pending", "Provisioning", "Provisioned")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class WatchedMachine(_Frozen):
+class WatchedMachine(Frozen):
     """A machine as the health check sees it, whoever owns it."""
 
     name: str
@@ -91,7 +87,7 @@ class WatchedMachine(_Frozen):
         return self.phase in BOOTING_PHASES
 
 
-class OwnerSnapshot(_Frozen):
+class OwnerSnapshot(Frozen):
     kind: OwnerKind
     name: str
     workflow_id: str
@@ -103,7 +99,7 @@ class OwnerSnapshot(_Frozen):
     detail: str = ""
 
 
-class OwnersRequest(_Frozen):
+class OwnersRequest(Frozen):
     namespace: str
     cluster: str
     control_plane: bool = True
@@ -112,7 +108,7 @@ class OwnersRequest(_Frozen):
     created_known: tuple[str, ...] = ()
 
 
-class OwnersResult(_Frozen):
+class OwnersResult(Frozen):
     owners: tuple[OwnerSnapshot, ...] = ()
     machine_queries: int = 0  # how many machine status queries this call made
 
@@ -120,7 +116,7 @@ class OwnersResult(_Frozen):
         return next((o for o in self.owners if o.kind == kind and (name is None or o.name == name)), None)
 
 
-class RemediationCall(_Frozen):
+class RemediationCall(Frozen):
     owner: OwnerKind
     owner_workflow_id: str
     machines: tuple[str, ...]  # control plane: exactly one
@@ -131,14 +127,14 @@ class RemediationCall(_Frozen):
     update_id: str
 
 
-class HealthyAgainCall(_Frozen):
+class HealthyAgainCall(Frozen):
     """Machines an owner still marks unhealthy that the health check now finds healthy."""
 
     owner_workflow_id: str
     machines: tuple[str, ...]
 
 
-class RemediationOutcome(_Frozen):
+class RemediationOutcome(Frozen):
     accepted: bool
     remediated: tuple[str, ...] = ()
     deferred: tuple[str, ...] = ()

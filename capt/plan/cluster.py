@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.plan import names
 from capt.plan.network import NetworkPlan, PlanError, network_plan
 from capt.plan.placement import fewest_first, spread
 from capt.plan.security_groups import APISERVER_LB, BASTION, SecurityGroupPlan, security_group_plans
+from capt.rules.base import Frozen
 from capt.spec.models import ClusterSpec
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class HealthCheckPlan(_Frozen):
+class HealthCheckPlan(Frozen):
     protocol: str  # TCP, HTTP, HTTPS or SSL
     port: int
     path: str | None = None  # /readyz for HTTP(S)
@@ -32,7 +27,7 @@ class HealthCheckPlan(_Frozen):
         return f"{self.protocol}:{self.port}{self.path or ''}"
 
 
-class LoadBalancerPlan(_Frozen):
+class LoadBalancerPlan(Frozen):
     name: str
     type: str  # classic | nlb
     scheme: str  # internet-facing | internal
@@ -46,7 +41,7 @@ class LoadBalancerPlan(_Frozen):
     target_group_name: str | None = None
 
 
-class BastionPlan(_Frozen):
+class BastionPlan(Frozen):
     name: str
     instance_type: str
     ami: str | None
@@ -56,7 +51,7 @@ class BastionPlan(_Frozen):
     allowed_cidrs: tuple[str, ...]
 
 
-class MachinePlan(_Frozen):
+class MachinePlan(Frozen):
     owner: str  # control plane or MachineDeployment name
     role: str  # control-plane | worker
     index: int
@@ -66,7 +61,7 @@ class MachinePlan(_Frozen):
     failure_domain: str | None
 
 
-class ClusterPlan(_Frozen):
+class ClusterPlan(Frozen):
     cluster: str
     namespace: str
     # The cluster's identity in AWS: every name below and the ownership tags derive from it.

@@ -18,9 +18,8 @@ import math
 import random
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.plan import names
+from capt.rules.base import Frozen
 from capt.spec.models import ClusterSpec
 
 
@@ -28,11 +27,7 @@ class PlanError(ValueError):
     """The spec cannot be turned into a network (a bad CIDR, a subnet outside the VPC, ...)."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class VpcPlan(_Frozen):
+class VpcPlan(Frozen):
     name: str
     # Unknown for an existing VPC until it is described.
     cidr_block: str | None
@@ -44,7 +39,7 @@ class VpcPlan(_Frozen):
         return self.id is None
 
 
-class SubnetPlan(_Frozen):
+class SubnetPlan(Frozen):
     name: str
     # None only for an existing subnet the manifest names by id alone (filled in by describe).
     availability_zone: str | None
@@ -54,14 +49,14 @@ class SubnetPlan(_Frozen):
     id: str | None = None
 
 
-class NatGatewayPlan(_Frozen):
+class NatGatewayPlan(Frozen):
     name: str
     availability_zone: str
     subnet_name: str
     eip_name: str
 
 
-class RouteTablePlan(_Frozen):
+class RouteTablePlan(Frozen):
     name: str
     availability_zone: str
     subnet_name: str
@@ -70,7 +65,7 @@ class RouteTablePlan(_Frozen):
     nat_gateway_name: str | None = None
 
 
-class NetworkPlan(_Frozen):
+class NetworkPlan(Frozen):
     cluster: str  # the cluster id the names derive from
     vpc: VpcPlan
     availability_zones: tuple[str, ...]

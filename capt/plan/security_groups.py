@@ -22,9 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.plan import names
+from capt.rules.base import Frozen
 from capt.spec.models import ClusterSpec
 
 APISERVER_LB = "apiserver-lb"
@@ -41,11 +40,7 @@ PORTED_PROTOCOLS = frozenset({"tcp", "udp", "icmp", "58"})
 _PROTOCOL_ALIASES = {"6": "tcp", "17": "udp", "1": "icmp", "all": "-1", "icmpv6": "58"}
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Rule(_Frozen):
+class Rule(Frozen):
     description: str
     protocol: str
     from_port: int
@@ -56,14 +51,14 @@ class Rule(_Frozen):
     from_nat_gateways: bool = False
 
 
-class SecurityGroupPlan(_Frozen):
+class SecurityGroupPlan(Frozen):
     role: str
     name: str
     description: str
     rules: tuple[Rule, ...]
 
 
-class Permission(_Frozen):
+class Permission(Frozen):
     """One (protocol, ports, source) ingress permission: the unit EC2 authorizes and revokes."""
 
     protocol: str

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from capt.spec.intstr import IntOrPercent
+from capt.rules.base import Frozen
+from capt.rules.intstr import IntOrPercent
 
 # Calico's rules, as CAPA adds them when the manifest names no CNI rules.
 DEFAULT_CNI_RULES: tuple[dict[str, Any], ...] = (
@@ -27,10 +28,6 @@ DEFAULT_CNI_RULES: tuple[dict[str, Any], ...] = (
 
 # CAPI's DefaultMinHealthyPeriod (KubeadmControlPlane remediation): 1 hour.
 DEFAULT_MIN_HEALTHY_PERIOD_SECONDS = 3600
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class IngressRule(Frozen):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from capt.spec import versions
-from capt.spec.intstr import IntOrPercentError, check_int_or_percent
+from capt.rules import versions
+from capt.rules.intstr import IntOrPercentError, check_int_or_percent
 
 
 def version_error(version: str) -> str | None:

@@ -35,17 +35,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
+from capt.rules.base import Frozen
+from capt.rules.placement import pick_fewest, pick_most
+from capt.rules.versions import parse_kubernetes_version, version_change_error  # noqa: F401 - re-exported
 from capt.spec.models import DEFAULT_MIN_HEALTHY_PERIOD_SECONDS as _SPEC_DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
-from capt.spec.versions import parse_kubernetes_version, version_change_error  # noqa: F401 - re-exported
-from capt.workflows.failure_domains import pick_fewest, pick_most
 from capt.workflows.rollout import MachineView
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
 
 # ---------------------------------------------------------------------------------------------
 # Validation (Update validators)
@@ -94,7 +88,7 @@ def etcd_quorum(members: int) -> int:
     return members // 2 + 1
 
 
-class EtcdRemovalAssessment(_Frozen):
+class EtcdRemovalAssessment(Frozen):
     allowed: bool
     target_members: int  # members left after the removal
     target_unhealthy: int  # of those, how many are unhealthy
@@ -290,7 +284,7 @@ def preflight_failures(machines: Sequence[MachineView], exclude: str | None = No
 # ---------------------------------------------------------------------------------------------
 
 
-class ControlPlaneState(_Frozen):
+class ControlPlaneState(Frozen):
     replicas: int
     max_surge: int = 1
     # Revision (hash of version + machine template + kubeadm config) new machines get.
@@ -304,7 +298,7 @@ class ControlPlaneState(_Frozen):
     remediation_in_progress: bool = False
 
 
-class ControlPlaneStep(_Frozen):
+class ControlPlaneStep(Frozen):
     # init: create the first machine (kubeadm init); scale_up: join one more; scale_down: remove
     # `machine` (move etcd leadership to `etcd_leader_candidate`, remove its etcd member, then
     # delete it); wait: nothing is safe now, see `reason`; idle: nothing to do.
@@ -417,7 +411,7 @@ def _scale_down(
 # ---------------------------------------------------------------------------------------------
 
 
-class RemediationRecord(_Frozen):
+class RemediationRecord(Frozen):
     """A remediation: which machine was replaced, when, and how many retries in a row it took.
     CAPI keeps it in the remediation-in-progress annotation (on the KCP) while the replacement is
     being created, and then in the remediation-for annotation on the replacement machine."""
@@ -427,7 +421,7 @@ class RemediationRecord(_Frozen):
     retry_count: int = 0
 
 
-class ControlPlaneRemediationDecision(_Frozen):
+class ControlPlaneRemediationDecision(Frozen):
     allowed: bool
     machine: str | None = None
     reason: str = ""

@@ -89,9 +89,9 @@ with workflow.unsafe.imports_passed_through():
         WorkloadNodes,
         list_workload_nodes,
     )
-    from capt.spec.intstr import IntOrPercentError, check_int_or_percent
+    from capt.rules.health import TOO_MANY_UNHEALTHY, parse_unhealthy_range
+    from capt.rules.intstr import IntOrPercentError, check_int_or_percent
     from capt.spec.models import HealthCheckSpec
-    from capt.workflows.health_rules import TOO_MANY_UNHEALTHY, parse_unhealthy_range
     from capt.workflows.machine_models import ClusterContext
 
 # workflow.patched id (docs/versioning.md): each round, signal owners that still mark a machine

@@ -49,13 +49,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.activities.aws.instances import InstanceInfo
 from capt.activities.health import WatchedMachine
 from capt.activities.workload.objects import NodeCondition, NodeInfo
+from capt.rules.base import Frozen
+from capt.rules.health import RemediationAllowance, limit_in_flight, max_unhealthy_allows
 from capt.spec.models import MACHINE_CONDITION_TYPES, HealthCheckSpec
-from capt.workflows.health_rules import RemediationAllowance, limit_in_flight, max_unhealthy_allows
 
 GONE_STATES = ("terminated", "shutting-down", "stopped")
 
@@ -85,11 +84,7 @@ def marked_for_remediation(m: WatchedMachine) -> bool:
     return m.annotation(REMEDIATE_MACHINE_ANNOTATION) is not None
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Observation(_Frozen):
+class Observation(Frozen):
     """One interval's view of the cluster's machines' infrastructure."""
 
     now: dt.datetime
@@ -113,7 +108,7 @@ class Observation(_Frozen):
         return None
 
 
-class Verdict(_Frozen):
+class Verdict(Frozen):
     machine: str
     owner: str  # "control-plane/<name>" or "machine-deployment/<name>"
     state: str  # "healthy", "unhealthy", "deleting", "starting" (no node yet, within budget)
@@ -143,7 +138,7 @@ def node_conditions(node: NodeInfo) -> tuple[NodeCondition, ...]:
     return (NodeCondition(type="Ready", status=node.ready_status, since=node.ready_since),)
 
 
-class MachineCondition(_Frozen):
+class MachineCondition(Frozen):
     type: str
     status: str  # True, False, Unknown
 
@@ -330,7 +325,7 @@ def covered(check: HealthCheckSpec, m: WatchedMachine) -> bool:
     return m.owner_name in check.machine_deployments
 
 
-class CheckEvaluation(_Frozen):
+class CheckEvaluation(Frozen):
     check: str
     expected: int
     healthy: int

@@ -56,9 +56,9 @@ with workflow.unsafe.imports_passed_through():
     import capt.workflows.rollout as rollout
     import capt.workflows.search_attributes as sa
     from capt.activities.workload import activities as workload
-    from capt.spec.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
+    from capt.rules.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
+    from capt.rules.versions import parse_kubernetes_version, worker_version_error  # noqa: F401 - re-exported
     from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
-    from capt.spec.versions import parse_kubernetes_version, worker_version_error  # noqa: F401 - re-exported
     from capt.workflows import activity_options as opts
     from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
     from capt.workflows.machine_owner import (

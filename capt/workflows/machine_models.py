@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.activities.aws.secrets import ClusterPKIRefs
+from capt.rules.base import Frozen
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 
 MachinePhase = Literal["Pending", "Provisioning", "Provisioned", "Running", "Deleting", "Deleted", "Failed"]
@@ -24,18 +23,14 @@ MachineMode = Literal["create", "delete"]
 TERMINAL_PHASES = ("Deleted", "Failed")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LoadBalancerRef(_Frozen):
+class LoadBalancerRef(Frozen):
     type: Literal["classic", "nlb"]
     name: str
     dns_name: str
     target_group_arn: str | None = None  # NLB only
 
 
-class ClusterContext(_Frozen):
+class ClusterContext(Frozen):
     """The parts of a provisioned cluster every machine needs (from infra + PKI)."""
 
     name: str
@@ -75,14 +70,14 @@ class ClusterContext(_Frozen):
         return dict(self.security_groups).get(role)
 
 
-class DeleteOptions(_Frozen):
+class DeleteOptions(Frozen):
     """How a machine goes. `skip_node_cleanup`: no cordon, drain or Node deletion — the whole
     cluster is being deleted, so there is no workload to move and no API worth waiting for."""
 
     skip_node_cleanup: bool = False
 
 
-class MachineInput(_Frozen):
+class MachineInput(Frozen):
     cluster: ClusterContext
     name: str
     role: MachineRole
@@ -110,7 +105,7 @@ class MachineInput(_Frozen):
     delete_options: DeleteOptions | None = None
 
 
-class MachineStatus(_Frozen):
+class MachineStatus(Frozen):
     name: str
     role: MachineRole
     phase: MachinePhase = "Pending"

@@ -69,19 +69,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
-from capt.spec.intstr import IntOrPercent, scaled_value
+from capt.rules.base import Frozen
+from capt.rules.health import limit_in_flight
+from capt.rules.intstr import IntOrPercent, scaled_value
+from capt.rules.placement import spread
 from capt.spec.models import MachineDeploymentSpec
-from capt.workflows.failure_domains import spread
-from capt.workflows.health_rules import limit_in_flight
 
 DeletePolicy = Literal["Random", "Newest", "Oldest"]
 StrategyType = Literal["RollingUpdate", "OnDelete"]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,7 +86,7 @@ class _Frozen(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
-class MachineView(_Frozen):
+class MachineView(Frozen):
     """What a planner needs to know about one machine. Times are workflow-clock seconds."""
 
     name: str
@@ -195,7 +192,7 @@ def max_surge(
     return surge
 
 
-class DeploymentStrategy(_Frozen):
+class DeploymentStrategy(Frozen):
     """The rollout knobs of a MachineDeployment."""
 
     type: StrategyType = "RollingUpdate"
@@ -298,21 +295,21 @@ def deletion_order(
 # ---------------------------------------------------------------------------------------------
 
 
-class RevisionView(_Frozen):
+class RevisionView(Frozen):
     """A revision the deployment has used (a CAPI MachineSet): its template hash and birth time."""
 
     revision: str
     created: float
 
 
-class ReplicaAnnotations(_Frozen):
+class ReplicaAnnotations(Frozen):
     """What the revisions were last sized for (CAPI's desired-replicas / max-replicas annotations)."""
 
     desired_replicas: int
     max_replicas: int
 
 
-class DeploymentState(_Frozen):
+class DeploymentState(Frozen):
     replicas: int
     strategy: DeploymentStrategy = DeploymentStrategy()
     # The revision the machine template hashes to now.
@@ -345,12 +342,12 @@ class DeploymentState(_Frozen):
         return self
 
 
-class MachineToCreate(_Frozen):
+class MachineToCreate(Frozen):
     revision: str
     failure_domain: str | None = None
 
 
-class DeploymentPlan(_Frozen):
+class DeploymentPlan(Frozen):
     # "rolling": RollingUpdate step; "on_delete": OnDelete step; "scale": a scaling event or a
     # paused deployment (proportional scaling, no rollout).
     mode: Literal["rolling", "on_delete", "scale"]
@@ -672,7 +669,7 @@ def _materialize(state: DeploymentState, ordered: list[_Set]) -> tuple[list[Mach
 # ---------------------------------------------------------------------------------------------
 
 
-class DeploymentCounts(_Frozen):
+class DeploymentCounts(Frozen):
     """The numbers a MachineDeployment reports (CAPI's status fields)."""
 
     replicas: int  # machines that exist, deleting ones included
@@ -713,7 +710,7 @@ def progress_deadline_exceeded(last_progress: float, now: float, deadline_second
 # ---------------------------------------------------------------------------------------------
 
 
-class DeploymentRemediation(_Frozen):
+class DeploymentRemediation(Frozen):
     remediate: tuple[str, ...] = ()  # delete these now (the planner then recreates them)
     deferred: tuple[str, ...] = ()  # wait: too many remediations in flight
     skipped: tuple[str, ...] = ()  # old revision: the rollout replaces them

@@ -2,9 +2,9 @@
 
 import pytest
 
+from capt.rules.intstr import IntOrPercentError, scaled_value
 from capt.spec.durations import parse_duration
 from capt.spec.errors import MissingVariablesError
-from capt.spec.intstr import IntOrPercentError, scaled_value
 from capt.spec.models import AMISelector
 from capt.spec.variables import parse_var_options, referenced_variables, substitute
 

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from capt.spec.intstr import IntOrPercentError
+from capt.rules.health import (
+    TOO_MANY_UNHEALTHY,
+    limit_in_flight,
+    max_unhealthy_allows,
+    parse_unhealthy_range,
+)
+from capt.rules.intstr import IntOrPercentError
+from capt.rules.placement import pick_fewest, pick_most, spread
 from capt.spec.models import MachineDeploymentSpec, MachineTemplate
 from capt.workflows.control_plane_rules import (
     ControlPlaneState,
@@ -34,13 +41,6 @@ from capt.workflows.control_plane_rules import (
     rollout_strategy_error,
     select_machine_for_scale_down,
     version_change_error,
-)
-from capt.workflows.failure_domains import pick_fewest, pick_most, spread
-from capt.workflows.health_rules import (
-    TOO_MANY_UNHEALTHY,
-    limit_in_flight,
-    max_unhealthy_allows,
-    parse_unhealthy_range,
 )
 from capt.workflows.rollout import (
     DeploymentPlan,

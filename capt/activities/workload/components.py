@@ -27,7 +27,7 @@ from capt.activities.aws.models import AwsResult
 from capt.activities.aws.session import aws_activity
 from capt.activities.workload.activities import WorkloadAccess, connect
 from capt.activities.workload.client import WorkloadClient, _path, api_path
-from capt.spec.versions import default_coredns_tag, newer_image_tag
+from capt.rules.versions import default_coredns_tag, newer_image_tag
 
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "capt"

@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from capt.spec.intstr import IntOrPercentError, scaled_value
+from capt.rules.intstr import IntOrPercentError, scaled_value
 
 TOO_MANY_UNHEALTHY = "TooManyUnhealthy"  # CAPI's RemediationAllowed=False reason
 
