@@ -143,7 +143,7 @@ async def time_skipping_env(request: pytest.FixtureRequest) -> AsyncIterator[Wor
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 
-    from capt.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+    from capt.contracts.search_attributes import ALL_SEARCH_ATTRIBUTES
 
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_binary("temporal-test-server"),
@@ -181,7 +181,7 @@ async def time_skipping_env(request: pytest.FixtureRequest) -> AsyncIterator[Wor
 @pytest_asyncio.fixture(scope="session")
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (for search attributes and real-server behaviour)."""
-    from capt.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+    from capt.contracts.search_attributes import ALL_SEARCH_ATTRIBUTES
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),

@@ -25,6 +25,8 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from capt.contracts.ids import cluster_workflow_id, tree_ids
+
 
 class _In(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -71,13 +73,6 @@ class SharedIdInput(_In):
 
 class SharedIdResult(BaseModel):
     workflow_ids: tuple[str, ...] = ()
-
-
-def tree_ids(namespace: str, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(exact ids, id prefixes) of a cluster's workflows other than `cluster/…` itself."""
-    exact = (f"infra/{namespace}/{name}", f"controlplane/{namespace}/{name}", f"health/{namespace}/{name}")
-    prefixes = (f"md/{namespace}/{name}/", f"machine/{namespace}/{name}/")
-    return exact, prefixes
 
 
 def tree_query(namespace: str, name: str) -> str:
@@ -196,7 +191,7 @@ async def find_clusters_sharing_id(inp: SharedIdInput) -> SharedIdResult:
     """Running cluster workflows, other than `cluster/<ns>/<name>`, whose AWS id is `cluster_id`
     (their status' `cluster_id`, or their name when they have none). Empty without visibility."""
     client = activity.client()
-    own = f"cluster/{inp.namespace}/{inp.name}"
+    own = cluster_workflow_id(inp.namespace, inp.name)
     found = []
     try:
         async for wf in client.list_workflows(

@@ -35,6 +35,7 @@ from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from capt.contracts.ids import control_plane_workflow_id
 from capt.rules.base import Frozen
 from capt.rules.intstr import IntOrPercent
 from capt.workflows import control_plane as cp
@@ -146,10 +147,6 @@ class RemediationOutcome(Frozen):
 
 # --------------------------------------------------------------------------------------------
 # the owner adapter
-
-
-def control_plane_workflow_id(namespace: str, cluster: str) -> str:
-    return f"controlplane/{namespace}/{cluster}"
 
 
 def _control_plane_snapshot(wf_id: str, s: cp.ControlPlaneStatus) -> OwnerSnapshot:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from capt.contracts.ids import cluster_workflow_id
 from capt.spec.errors import ManifestError
 from capt.spec.loader import LoadResult, load_manifest
 from capt.spec.variables import parse_var_options
@@ -58,8 +59,8 @@ def _variables(var: tuple[str, ...], var_file: str | None) -> dict[str, str]:
 
 def _load(files: tuple[str, ...], var: tuple[str, ...], var_file: str | None = None) -> LoadResult:
     """Load the manifests and plan their network (validate = apply), or exit 2 with every problem."""
+    from capt.contracts.names import cluster_id
     from capt.plan.cluster import build_plan
-    from capt.plan.names import cluster_id
     from capt.plan.network import PlanError
     from capt.plan.render import plan_azs
 
@@ -245,7 +246,7 @@ def _web_ui_link(namespace: str, name: str) -> str:
     import urllib.parse
 
     ui = os.environ.get("CAPT_WEB_UI", "http://localhost:8233")
-    wf_id = urllib.parse.quote(f"cluster/{namespace}/{name}", safe="")
+    wf_id = urllib.parse.quote(cluster_workflow_id(namespace, name), safe="")
     return f"{ui}/namespaces/{os.environ.get('TEMPORAL_NAMESPACE', 'default')}/workflows/{wf_id}"
 
 

@@ -18,7 +18,8 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from capt.plan import names
+from capt.contracts import names
+from capt.contracts.ids import cluster_workflow_id, control_plane_workflow_id, deployment_workflow_id
 from capt.spec.models import ClusterSpec
 from capt.workflows.cluster import (
     ApplyAnswer,
@@ -29,9 +30,6 @@ from capt.workflows.cluster import (
     ScaleControlPlaneRequest,
     ScaleDeploymentRequest,
     UpgradeRequest,
-    cluster_workflow_id,
-    control_plane_workflow_id,
-    deployment_workflow_id,
 )
 from capt.workflows.teardown_models import TeardownInput
 
@@ -210,7 +208,7 @@ async def status(client: Client, namespace: str, name: str) -> ClusterStatus:
 async def cluster_rows(client: Client) -> list[dict]:
     """Running clusters from ONE visibility query over their search attributes (no query to any
     workflow): namespace, name, phase, observed Kubernetes version, ready machines, age."""
-    import capt.workflows.search_attributes as sa
+    import capt.contracts.search_attributes as sa
 
     rows = []
     async for wf in client.list_workflows('WorkflowType = "ClusterWorkflow" AND ExecutionStatus = "Running"'):
@@ -494,7 +492,8 @@ async def annotate_machine(
     client: Client, namespace: str, cluster: str, machine: str, annotations: dict[str, str | None]
 ):
     """The health workflow keeps machine annotations (skip-remediation, paused, remediate-machine)."""
-    from capt.workflows.health import HealthCheckWorkflow, MachineAnnotations, health_workflow_id
+    from capt.contracts.ids import health_workflow_id
+    from capt.workflows.health import HealthCheckWorkflow, MachineAnnotations
 
     handle = client.get_workflow_handle(health_workflow_id(namespace, cluster))
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from capt.plan import names
+from capt.contracts import names
 from capt.plan.network import NetworkPlan, PlanError, network_plan
 from capt.plan.placement import fewest_first, spread
 from capt.plan.security_groups import APISERVER_LB, BASTION, SecurityGroupPlan, security_group_plans

@@ -18,7 +18,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from capt.plan import names
+from capt.contracts import names
 from capt.rules.base import Frozen
 from capt.spec.models import ClusterSpec
 

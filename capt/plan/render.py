@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from capt.plan import names
+from capt.contracts import names
 from capt.plan.cluster import ClusterPlan, build_plan
 from capt.plan.regions import default_azs
 from capt.plan.security_groups import Rule

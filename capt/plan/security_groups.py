@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from capt.plan import names
+from capt.contracts import names
 from capt.rules.base import Frozen
 from capt.spec.models import ClusterSpec
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from capt.plan.names import cluster_id
+from capt.contracts.names import cluster_id
 from capt.spec import strict
 from capt.spec import validation as v
 from capt.spec.addon_kinds import ClusterResourceSetDoc, read_cluster_resource_set, read_config_map

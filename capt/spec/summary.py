@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from capt.plan.names import cluster_id
+from capt.contracts.names import cluster_id
 from capt.spec.models import ClusterSpec, MachineTemplate
 
 

@@ -32,12 +32,20 @@ from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
+from capt.contracts.ids import (
+    control_plane_workflow_id,
+    deployment_workflow_id,
+    infra_workflow_id,
+)
+
 with workflow.unsafe.imports_passed_through():
     from capt.activities.aws import secrets as sm
     from capt.activities.aws.models import Blocker
     from capt.activities.workload.activities import WorkloadAccess
     from capt.activities.workload.addons import ApplyAddonsRequest, apply_addons
-    from capt.plan import names
+    from capt.contracts import names
+    from capt.contracts import search_attributes as sa
+    from capt.contracts.ids import health_workflow_id, teardown_workflow_id
     from capt.spec.models import (
         AddonSpec,
         ClusterSpec,
@@ -46,7 +54,6 @@ with workflow.unsafe.imports_passed_through():
         MachineDeploymentSpec,
     )
     from capt.workflows import activity_options as opts
-    from capt.workflows import search_attributes as sa
     from capt.workflows.cluster_changes import (
         ApplyPreview,
         ChangeRejected,
@@ -57,12 +64,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
     from capt.workflows.control_plane_rules import parse_kubernetes_version
-    from capt.workflows.health import (
-        HealthCheckInput,
-        HealthCheckWorkflow,
-        HealthSettings,
-        health_workflow_id,
-    )
+    from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow, HealthSettings
     from capt.workflows.infrastructure import InfraInput, InfraResult, InfrastructureWorkflow
     from capt.workflows.machine_deployment import (
         ControlPlaneInfo,
@@ -71,7 +73,7 @@ with workflow.unsafe.imports_passed_through():
         MachineDeploymentWorkflow,
     )
     from capt.workflows.machine_models import ClusterContext, LoadBalancerRef
-    from capt.workflows.teardown_models import TeardownInput, teardown_workflow_id
+    from capt.workflows.teardown_models import TeardownInput
 
 Phase = Literal[
     "Pending", "Provisioning", "Provisioned", "Ready", "Updating", "Paused", "Deleting", "Deleted", "Failed"
@@ -101,18 +103,6 @@ ADDON_CALL = dict(
         initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=4
     ),
 )
-
-
-def cluster_workflow_id(namespace: str, name: str) -> str:
-    return f"cluster/{namespace}/{name}"
-
-
-def control_plane_workflow_id(namespace: str, name: str) -> str:
-    return f"controlplane/{namespace}/{name}"
-
-
-def deployment_workflow_id(namespace: str, cluster: str, deployment: str) -> str:
-    return f"md/{namespace}/{cluster}/{deployment}"
 
 
 class ClusterCarry(BaseModel):
@@ -482,7 +472,7 @@ class ClusterWorkflow:
             infra = await workflow.execute_child_workflow(
                 InfrastructureWorkflow.run,
                 InfraInput(spec=spec, operation="create", cluster_id=cluster_id),
-                id=f"infra/{spec.namespace}/{spec.name}",
+                id=infra_workflow_id(spec.namespace, spec.name),
                 static_summary=f"network and API load balancer of {spec.name}",
             )
         except ChildWorkflowError as err:
@@ -855,7 +845,7 @@ class ClusterWorkflow:
         await workflow.execute_child_workflow(
             InfrastructureWorkflow.run,
             InfraInput(spec=spec, operation="delete", cluster_id=cluster_id),
-            id=f"infra/{spec.namespace}/{spec.name}",
+            id=infra_workflow_id(spec.namespace, spec.name),
             static_summary=f"delete the network of {spec.name}",
         )
         self._event("cluster deleted: nothing owned by it is left")

@@ -32,10 +32,10 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from capt.activities.workload import components, etcd
     from capt.activities.workload.activities import WorkloadAccess
+    from capt.contracts import search_attributes as sa
     from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineTemplate
     from capt.workflows import activity_options as opts
     from capt.workflows import control_plane_rules as rules
-    from capt.workflows import search_attributes as sa
     from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
     from capt.workflows.machine_owner import (
         DELETE_POLL,

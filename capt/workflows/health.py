@@ -65,8 +65,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     import capt.activities.aws.instance_events as instance_events
+    import capt.contracts.search_attributes as sa
     import capt.workflows.health_detection as detect
-    import capt.workflows.search_attributes as sa
     from capt.activities.aws.instances import (
         ClusterInstancesRequest,
         ClusterInstancesResult,
@@ -269,10 +269,6 @@ class HealthStatus(BaseModel):
 
 def _cause(err: BaseException) -> str:
     return str(getattr(err, "cause", None) or err)
-
-
-def health_workflow_id(namespace: str, cluster: str) -> str:
-    return f"health/{namespace}/{cluster}"
 
 
 def settings_error(settings: HealthSettings) -> str | None:

@@ -73,10 +73,6 @@ FINAL_SWEEP_INTERVAL = timedelta(seconds=10)
 PATCH_NAT_POLL = "infra-nat-poll-10s"
 
 
-def workflow_id(spec: ClusterSpec) -> str:
-    return f"infra/{spec.namespace}/{spec.name}"
-
-
 class InfraInput(BaseModel):
     spec: ClusterSpec
     operation: Literal["create", "delete"] = "create"

@@ -49,12 +49,14 @@ from temporalio import workflow
 from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError
 
+from capt.contracts.ids import deployment_workflow_id
+
 # Note: `import workflows.rollout as rollout`, not `from workflows import rollout`: written the
 # second way, this module got a sandbox copy of `rollout` (re-imported on every workflow task), whose
 # MachineView is not the class `MachineBook.views()` returns, and pydantic refused the machines.
 with workflow.unsafe.imports_passed_through():
+    import capt.contracts.search_attributes as sa
     import capt.workflows.rollout as rollout
-    import capt.workflows.search_attributes as sa
     from capt.activities.workload import activities as workload
     from capt.rules.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
     from capt.rules.versions import parse_kubernetes_version, worker_version_error  # noqa: F401 - re-exported
@@ -356,7 +358,7 @@ class MachineDeploymentWorkflow:
     @staticmethod
     def workflow_id(namespace: str, cluster: str, deployment: str) -> str:
         """`md/<namespace>/<cluster>/<deployment>`: stable and readable in the Web UI."""
-        return f"md/{namespace}/{cluster}/{deployment}"
+        return deployment_workflow_id(namespace, cluster, deployment)
 
     # --- queries --------------------------------------------------------------------------------
     @workflow.query

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Literal
 
 from capt.activities.aws.secrets import ClusterPKIRefs
+from capt.contracts.ids import machine_id
 from capt.rules.base import Frozen
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 
@@ -139,4 +140,4 @@ def machine_workflow_id(cluster: ClusterContext | str, machine: str, namespace: 
     """`machine/<namespace>/<cluster>/<machine>`: stable and readable in the Web UI."""
     if isinstance(cluster, ClusterContext):
         namespace, cluster = cluster.namespace, cluster.name
-    return f"machine/{namespace}/{cluster}/{machine}"
+    return machine_id(namespace, cluster, machine)

@@ -47,6 +47,8 @@ from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
+from capt.contracts.ids import cluster_workflow_id
+
 with workflow.unsafe.imports_passed_through():
     from capt.activities import cluster_tree as tree
     from capt.activities.aws import (
@@ -67,8 +69,8 @@ with workflow.unsafe.imports_passed_through():
     from capt.activities.workload.activities import WorkloadAccess
     from capt.activities.workload.teardown import CloudBackedObjects as WorkloadCloudObjects
     from capt.activities.workload.teardown import CloudBackedObjectsRequest, DeleteCloudBackedObjectsRequest
+    from capt.contracts import search_attributes as sa
     from capt.workflows import activity_options as opts
-    from capt.workflows import search_attributes as sa
     from capt.workflows.cluster import ApplyAnswer, ApplyRequest, ClusterStatus, InfrastructureSummary
     from capt.workflows.teardown_models import (
         DELETE_CLOUD_BACKED_OBJECTS,
@@ -377,7 +379,7 @@ class ClusterTeardownWorkflow:
                 namespace=inp.namespace,
                 name=inp.name,
                 known_ids=inp.owners,
-                exclude=(own, f"cluster/{inp.namespace}/{inp.name}"),
+                exclude=(own, cluster_workflow_id(inp.namespace, inp.name)),
                 reason=f"cluster {inp.namespace}/{inp.name} is being deleted ({own})",
             ),
             summary="terminate the cluster's workflows that still run",

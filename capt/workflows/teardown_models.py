@@ -23,12 +23,6 @@ LIST_CLOUD_BACKED_OBJECTS = "list_cloud_backed_objects"
 DISCOVER_WORKLOAD_ACCESS = "discover_workload_access"
 
 
-def teardown_workflow_id(namespace: str, name: str) -> str:
-    """The teardown as the child of a live ClusterWorkflow. Started by `capt delete` for a
-    cluster whose workflow has closed, it runs as `cluster/<ns>/<name>` instead."""
-    return f"teardown/{namespace}/{name}"
-
-
 class TeardownSettings(BaseModel):
     """How long each stage may take; tests shorten them."""
 

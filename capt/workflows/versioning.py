@@ -31,10 +31,10 @@ from temporalio.worker import WorkerDeploymentConfig
 DEFAULT_DEPLOYMENT_NAME = "capt"
 
 # The packages whose code decides workflow commands: the workflows, the spec models their
-# state and validators are made of, the pure rules they follow, and the network plan
+# state and validators are made of, the contracts (ids, names) and pure rules they follow, and the network plan
 # InfrastructureWorkflow follows. (Activities run outside the workflow sandbox: changing them
 # needs no new build of the workflow code.)
-WORKFLOW_SOURCE_PACKAGES = ("capt.workflows", "capt.rules", "capt.spec", "capt.plan")
+WORKFLOW_SOURCE_PACKAGES = ("capt.workflows", "capt.contracts", "capt.rules", "capt.spec", "capt.plan")
 
 PINNED = VersioningBehavior.PINNED
 AUTO_UPGRADE = VersioningBehavior.AUTO_UPGRADE

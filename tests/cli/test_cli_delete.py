@@ -33,17 +33,12 @@ from capt.activities.aws import secrets as sm
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.cli import common as cli_common
 from capt.client import clusters
+from capt.contracts import names
+from capt.contracts.ids import cluster_workflow_id
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
-from capt.plan import names
 from capt.spec.loader import load_file
-from capt.workflows.cluster import (
-    ClusterInput,
-    ClusterStatus,
-    ClusterWorkflow,
-    InfrastructureSummary,
-    cluster_workflow_id,
-)
+from capt.workflows.cluster import ClusterInput, ClusterStatus, ClusterWorkflow, InfrastructureSummary
 from capt.workflows.control_plane import ControlPlaneWorkflow
 from capt.workflows.health import HealthCheckWorkflow
 from capt.workflows.infrastructure import InfrastructureWorkflow

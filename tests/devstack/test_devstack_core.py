@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from capt.client.temporal_setup import classify_create_result, search_attribute_commands
+from capt.contracts.search_attributes import ALL_SEARCH_ATTRIBUTES
 from capt.dev.stack import procs, stack
 from capt.dev.stack.config import DevConfig, load_config, render_exports, save_config, service_env
 from capt.dev.stack.probes import http_probe, port_in_use, ready_file_probe
 from capt.dev.stack.services import Port, Service
-from capt.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 # --------------------------------------------------------------------------- helpers
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from capt.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+from capt.contracts.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 pytestmark = pytest.mark.e2e
 

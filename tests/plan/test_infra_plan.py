@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from capt.contracts import names
 from capt.dev.testkit.reference import AZS, NAME, existing_vpc_spec, reference_spec
-from capt.plan import names
 from capt.plan.cluster import ClusterPlan, build_plan
 from capt.plan.network import PlanError, SubnetPlan, network_plan, resolve_existing, select_zones, split_cidr
 from capt.plan.placement import fewest_first, spread

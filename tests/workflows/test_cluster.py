@@ -24,9 +24,10 @@ from capt.activities.aws import cleanup, instance_events, tags
 from capt.activities.aws import secrets as sm
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsRequest, ApplyAddonsResult
+from capt.contracts import names
+from capt.contracts.ids import cluster_workflow_id
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
-from capt.plan import names
 from capt.spec.loader import load_file
 from capt.spec.models import AddonSpec
 from capt.workflows.cluster import (
@@ -37,7 +38,6 @@ from capt.workflows.cluster import (
     UpgradeRequest,
     _control_plane_failure,
     _failed_workers,
-    cluster_workflow_id,
 )
 from capt.workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus, ControlPlaneWorkflow
 from capt.workflows.health import HealthCheckWorkflow

@@ -19,6 +19,7 @@ from temporalio.worker import Replayer
 
 from capt.activities.aws import instance_events
 from capt.activities.health import HEALTH_ACTIVITIES, RemediationCall, request_remediation
+from capt.contracts.ids import health_workflow_id
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
 from capt.spec.models import (
@@ -36,7 +37,6 @@ from capt.workflows.health import (
     HealthEvent,
     HealthSettings,
     HealthStatus,
-    health_workflow_id,
 )
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_deployment import (

@@ -35,12 +35,13 @@ from capt.activities.workload.teardown import (
     CloudBackedService,
     DeleteCloudBackedObjectsRequest,
 )
+from capt.contracts import names
+from capt.contracts.ids import cluster_workflow_id
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
 from capt.dev.testkit.reference import AZS, REGION, reference_spec
-from capt.plan import names
 from capt.spec.loader import load_file
-from capt.workflows.cluster import ClusterInput, ClusterStatus, ClusterWorkflow, cluster_workflow_id
+from capt.workflows.cluster import ClusterInput, ClusterStatus, ClusterWorkflow
 from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow
 from capt.workflows.teardown import ClusterTeardownWorkflow
 from capt.workflows.teardown_models import (

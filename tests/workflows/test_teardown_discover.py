@@ -25,8 +25,8 @@ from capt.activities.workload.teardown import (
     CloudBackedService,
     DeleteCloudBackedObjectsRequest,
 )
+from capt.contracts import names
 from capt.dev.testkit.reference import REGION
-from capt.plan import names
 from capt.workflows.cluster import ClusterStatus
 from capt.workflows.teardown_models import DELETE_CLOUD_BACKED_OBJECTS, LIST_CLOUD_BACKED_OBJECTS
 from tests.support.context import running_worker

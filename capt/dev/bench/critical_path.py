@@ -177,11 +177,12 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
     from capt.activities.aws import cleanup, instance_events
     from capt.activities.aws import secrets as sm
     from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
+    from capt.contracts.ids import cluster_workflow_id
     from capt.dev.testkit.fake_cloud import FakeCloud
     from capt.dev.testkit.health_fakes import HealthFakes
     from capt.spec.loader import load_file
     from capt.worker import build_worker
-    from capt.workflows.cluster import ClusterInput, ClusterWorkflow, cluster_workflow_id
+    from capt.workflows.cluster import ClusterInput, ClusterWorkflow
     from capt.workflows.registry import WORKFLOWS
 
     spec = load_file(manifest, env={}).spec

@@ -178,10 +178,11 @@ def percentile(values: list[float], p: float) -> float:
 
 async def measure(clusters: int, mode: str, lat: model.Latencies, workers: int = 2) -> dict[str, Any]:
     from capt.activities.health import HEALTH_ACTIVITIES
+    from capt.contracts.ids import health_workflow_id
     from capt.dev.testkit.context import cluster_context, machine_template
     from capt.spec.models import HealthCheckSpec, KubeadmConfigSpec, MachineDeploymentSpec
     from capt.worker import build_worker
-    from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow, health_workflow_id
+    from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow
     from capt.workflows.machine import MachineWorkflow
     from capt.workflows.machine_deployment import MachineDeploymentInput, MachineDeploymentWorkflow
 

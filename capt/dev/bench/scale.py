@@ -434,7 +434,7 @@ class Scale:
         health workflows: TIMER_FIRED → the next TIMER_STARTED (or the run's end)."""
         from temporalio.api.enums.v1 import EventType
 
-        from capt.workflows.health import health_workflow_id
+        from capt.contracts.ids import health_workflow_id
 
         client = await self.connect()
         step = max(1, size // HEALTH_SAMPLE)

@@ -77,7 +77,7 @@ def venv_binary(name: str) -> str:
 
 
 def _register_search_attributes(cfg: DevConfig) -> None:
-    from capt.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+    from capt.contracts.search_attributes import ALL_SEARCH_ATTRIBUTES
 
     register_search_attributes(
         cfg.temporal_address,

@@ -69,13 +69,14 @@ from temporalio.service import RPCError
 from capt.activities import kill_points
 from capt.activities.aws import audit, faults
 from capt.client import codec
+from capt.contracts.ids import cluster_workflow_id, control_plane_workflow_id, deployment_workflow_id
+from capt.contracts.names import cluster_id
 from capt.dev.paths import REPO_ROOT
 from capt.dev.stack import procs, stack
 from capt.dev.stack.config import DevConfig
 from capt.dev.stack.services import Service, build_services
 from capt.dev.testkit import history_sizes as histories
 from capt.plan.cluster import build_plan
-from capt.plan.names import cluster_id
 from capt.spec.loader import load_manifest
 from capt.spec.models import ClusterSpec
 from capt.workflows.cluster import (
@@ -84,9 +85,6 @@ from capt.workflows.cluster import (
     ScaleControlPlaneRequest,
     ScaleDeploymentRequest,
     UpgradeRequest,
-    cluster_workflow_id,
-    control_plane_workflow_id,
-    deployment_workflow_id,
 )
 
 log = logging.getLogger("capt.chaos")

@@ -123,9 +123,10 @@ async def measure_steady_state(env, task_queue: str, control_plane: int, workers
     check sent, as counted by the real activities' botocore hooks."""
     from datetime import timedelta
 
+    from capt.contracts.ids import health_workflow_id
     from capt.dev.testkit.context import cluster_context, running_worker, unique
     from capt.spec.models import HealthCheckSpec
-    from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow, health_workflow_id
+    from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow
 
     ctx = cluster_context(unique("steady"))
     steady = SteadyCluster(ctx.name, ctx.region, control_plane, workers)

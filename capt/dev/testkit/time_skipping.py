@@ -12,8 +12,8 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from capt.contracts.search_attributes import ALL_SEARCH_ATTRIBUTES
 from capt.dev.testkit.binaries import find_binary
-from capt.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 
 async def start_env() -> WorkflowEnvironment:

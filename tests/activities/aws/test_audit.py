@@ -8,9 +8,9 @@ import pytest
 
 from capt.activities.aws import audit, tags
 from capt.activities.aws import secrets as sm
+from capt.contracts.names import cluster_id
 from capt.dev.testkit.reference import AZS, REGION, reference_spec
 from capt.plan.cluster import build_plan
-from capt.plan.names import cluster_id
 
 C = "audited"
 

@@ -1,0 +1,6 @@
+"""What workflows, activities and the client share: workflow ids, AWS names and tags, search
+attributes, and the messages owners and children exchange.
+
+Imports only capt.rules (import-linter checks it). Kept empty: workflow sandboxes import this
+package.
+"""
