@@ -28,28 +28,24 @@ validator rejects a machine that is no longer the owner's) is an answer, not an 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from capt.contracts.ids import control_plane_workflow_id
+from capt.contracts.ids import control_plane_workflow_id, deployment_workflow_id, machine_id
+from capt.contracts.machines import MachineStatus
+from capt.contracts.owners import (
+    ControlPlaneRemediationAnswer,
+    ControlPlaneRemediationRequest,
+    ControlPlaneStatus,
+    DeploymentRemediationAnswer,
+    DeploymentRemediationRequest,
+    DeploymentStatus,
+)
 from capt.rules.base import Frozen
 from capt.rules.intstr import IntOrPercent
-from capt.workflows import control_plane as cp
-from capt.workflows.machine_models import MachineStatus, machine_workflow_id
-
-if TYPE_CHECKING:
-    from capt.workflows import machine_deployment as md
-
-
-def _md():
-    """workflows.machine_deployment, imported when first needed, so this module (and the
-    worker's registry) imports even where only the control plane exists."""
-    return importlib.import_module("capt.workflows.machine_deployment")
-
 
 OwnerKind = Literal["control-plane", "machine-deployment"]
 # Phases in which a machine has not had a Ready node yet (nodeStartupTimeout applies).
@@ -149,7 +145,7 @@ class RemediationOutcome(Frozen):
 # the owner adapter
 
 
-def _control_plane_snapshot(wf_id: str, s: cp.ControlPlaneStatus) -> OwnerSnapshot:
+def _control_plane_snapshot(wf_id: str, s: ControlPlaneStatus) -> OwnerSnapshot:
     return OwnerSnapshot(
         kind="control-plane",
         name=s.name,
@@ -177,7 +173,7 @@ def _control_plane_snapshot(wf_id: str, s: cp.ControlPlaneStatus) -> OwnerSnapsh
     )
 
 
-def _deployment_snapshot(wf_id: str, s: md.DeploymentStatus) -> OwnerSnapshot:
+def _deployment_snapshot(wf_id: str, s: DeploymentStatus) -> OwnerSnapshot:
     return OwnerSnapshot(
         kind="machine-deployment",
         name=s.name,
@@ -205,28 +201,35 @@ def _deployment_snapshot(wf_id: str, s: md.DeploymentStatus) -> OwnerSnapshot:
     )
 
 
+# The owners' query and Update, called by name (the workflow method names, which never change:
+# docs/versioning.md) so that activities never import workflow code.
+STATUS = "status"
+REMEDIATE = "remediate"
+
+
 def _remediation_update(call: RemediationCall):
-    """(update name, argument, answer type) for the owner's remediation Update."""
+    """(answer type, argument) of the owner's remediation Update."""
     if call.owner == "control-plane":
         return (
-            cp.ControlPlaneWorkflow.remediate,
-            cp.RemediationRequest(
+            ControlPlaneRemediationAnswer,
+            ControlPlaneRemediationRequest(
                 machine=call.machines[0],
                 reason=call.reason,
                 unhealthy_machines=call.unhealthy_machines,
             ),
         )
-    md = _md()
     return (
-        md.MachineDeploymentWorkflow.remediate,
-        md.RemediationRequest(machines=call.machines, reason=call.reason, max_in_flight=call.max_in_flight),
+        DeploymentRemediationAnswer,
+        DeploymentRemediationRequest(
+            machines=call.machines, reason=call.reason, max_in_flight=call.max_in_flight
+        ),
     )
 
 
 def _outcome(
-    call: RemediationCall, answer: cp.RemediationAnswer | md.RemediationAnswer
+    call: RemediationCall, answer: ControlPlaneRemediationAnswer | DeploymentRemediationAnswer
 ) -> RemediationOutcome:
-    if not isinstance(answer, cp.RemediationAnswer):
+    if not isinstance(answer, ControlPlaneRemediationAnswer):
         return RemediationOutcome(
             accepted=answer.accepted,
             remediated=answer.remediated,
@@ -260,21 +263,16 @@ async def query_machine_owners(req: OwnersRequest) -> OwnersResult:
     if req.control_plane:
         wf_id = control_plane_workflow_id(req.namespace, req.cluster)
         try:
-            status = await client.get_workflow_handle(wf_id).query(
-                cp.ControlPlaneWorkflow.status, result_type=cp.ControlPlaneStatus
-            )
+            status = await client.get_workflow_handle(wf_id).query(STATUS, result_type=ControlPlaneStatus)
             owners.append(_control_plane_snapshot(wf_id, status))
         except RPCError as err:
             if not _not_found(err):
                 raise
             owners.append(OwnerSnapshot(kind="control-plane", name="", workflow_id=wf_id, found=False))
     for name in req.deployments:
-        md = _md()
-        wf_id = md.MachineDeploymentWorkflow.workflow_id(req.namespace, req.cluster, name)
+        wf_id = deployment_workflow_id(req.namespace, req.cluster, name)
         try:
-            status = await client.get_workflow_handle(wf_id).query(
-                md.MachineDeploymentWorkflow.status, result_type=md.DeploymentStatus
-            )
+            status = await client.get_workflow_handle(wf_id).query(STATUS, result_type=DeploymentStatus)
             owners.append(_deployment_snapshot(wf_id, status))
         except RPCError as err:
             if not _not_found(err):
@@ -292,8 +290,8 @@ async def query_machine_owners(req: OwnersRequest) -> OwnersResult:
                 queries += 1
                 try:
                     ms = await client.get_workflow_handle(
-                        machine_workflow_id(req.cluster, m.name, req.namespace)
-                    ).query("status", result_type=MachineStatus)
+                        machine_id(req.namespace, req.cluster, m.name)
+                    ).query(STATUS, result_type=MachineStatus)
                     m = m.model_copy(update={"created_at": ms.created_at})
                 except RPCError as err:
                     if not _not_found(err):
@@ -306,10 +304,10 @@ async def query_machine_owners(req: OwnersRequest) -> OwnersResult:
 @activity.defn
 async def request_remediation(call: RemediationCall) -> RemediationOutcome:
     """Ask an owner to remediate machines with its `remediate` Update and return its answer."""
-    update, arg = _remediation_update(call)
+    answer_type, arg = _remediation_update(call)
     handle = activity.client().get_workflow_handle(call.owner_workflow_id)
     try:
-        answer = await handle.execute_update(update, arg, id=call.update_id)
+        answer = await handle.execute_update(REMEDIATE, arg, id=call.update_id, result_type=answer_type)
     except WorkflowUpdateFailedError as err:
         # The owner's validator (or handler) refused: e.g. the machine is already gone, or the
         # owner is being deleted. Nothing happened; the health check sees it next interval.

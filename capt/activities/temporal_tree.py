@@ -24,7 +24,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistoryEventFilterType
 from temporalio.service import RPCError, RPCStatusCode
 
-from capt.workflows.machine_models import MachineStatus
+from capt.contracts.machines import MachineStatus
 
 # Describes in flight at once (each is one RPC, two for a closed workflow).
 _CONCURRENCY = 16

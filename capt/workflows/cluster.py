@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from capt.contracts import names
     from capt.contracts import search_attributes as sa
     from capt.contracts.ids import health_workflow_id, teardown_workflow_id
+    from capt.contracts.owners import ControlPlaneStatus, DeploymentStatus
     from capt.spec.models import (
         AddonSpec,
         ClusterSpec,
@@ -62,13 +63,12 @@ with workflow.unsafe.imports_passed_through():
         machine_effects,
         plan_changes,
     )
-    from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
+    from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
     from capt.workflows.control_plane_rules import parse_kubernetes_version
     from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow, HealthSettings
     from capt.workflows.infrastructure import InfraInput, InfraResult, InfrastructureWorkflow
     from capt.workflows.machine_deployment import (
         ControlPlaneInfo,
-        DeploymentStatus,
         MachineDeploymentInput,
         MachineDeploymentWorkflow,
     )

@@ -33,10 +33,17 @@ with workflow.unsafe.imports_passed_through():
     from capt.activities.workload import components, etcd
     from capt.activities.workload.activities import WorkloadAccess
     from capt.contracts import search_attributes as sa
+    from capt.contracts.machines import MachineStatus
+    from capt.contracts.owners import (
+        ControlPlaneMachine,
+        ControlPlaneRemediationAnswer,
+        ControlPlaneRemediationRequest,
+        ControlPlaneStatus,
+    )
     from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineTemplate
     from capt.workflows import activity_options as opts
     from capt.workflows import control_plane_rules as rules
-    from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
+    from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput
     from capt.workflows.machine_owner import (
         DELETE_POLL,
         PATCH_OWNERS_SEE_CLOSED,
@@ -114,51 +121,6 @@ class TemplateRequest(BaseModel):
     kubeadm: KubeadmConfigSpec | None = None
     rollout_after: str | None = None
     max_surge: int | None = None
-
-
-class RemediationRequest(BaseModel):
-    machine: str
-    reason: str = ""
-    # Every machine of this control plane the health check currently finds unhealthy (the
-    # target included): etcd quorum is judged counting all of them, as CAPI does.
-    unhealthy_machines: tuple[str, ...] = ()
-
-
-class RemediationAnswer(BaseModel):
-    accepted: bool
-    reason: str
-    # The machine the decision was about: CAPI's order may pick another unhealthy machine than
-    # the one the request named ("" in answers recorded before).
-    machine: str = ""
-
-
-class ControlPlaneMachine(BaseModel):
-    name: str
-    phase: str
-    availability_zone: str | None
-    instance_id: str | None
-    node_name: str | None
-    node_ready: bool
-    version: str
-    up_to_date: bool
-    unhealthy: bool
-    message: str
-
-
-class ControlPlaneStatus(BaseModel):
-    name: str
-    desired_replicas: int
-    replicas: int
-    ready_replicas: int
-    up_to_date_replicas: int
-    version: str
-    initialized: bool
-    ready: bool  # initialized, every desired machine up to date and Ready, nothing to do
-    paused: bool = False
-    operation: str
-    last_refusal: str
-    last_remediation: str = ""
-    machines: list[ControlPlaneMachine]
 
 
 @workflow.defn(name="ControlPlaneWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
@@ -314,7 +276,7 @@ class ControlPlaneWorkflow:
             _parse_time(req.rollout_after)
 
     @workflow.update
-    async def remediate(self, req: RemediationRequest) -> RemediationAnswer:
+    async def remediate(self, req: ControlPlaneRemediationRequest) -> ControlPlaneRemediationAnswer:
         """Asked by the health workflow. The quorum decision is made and acted on at once
         (delete first, the planner recreates), so a second request sees this one in
         progress and is refused — two remediations never race for etcd quorum."""
@@ -341,7 +303,7 @@ class ControlPlaneWorkflow:
         if not decision.allowed:
             self._carry.last_refusal = decision.reason
             self._publish()
-            return RemediationAnswer(accepted=False, reason=decision.reason, machine=target)
+            return ControlPlaneRemediationAnswer(accepted=False, reason=decision.reason, machine=target)
         owned = self._carry.book.machines[target]
         owned.unhealthy, owned.unhealthy_reason = True, req.reason
         previous = self._carry.remediations.get(target)
@@ -362,11 +324,13 @@ class ControlPlaneWorkflow:
         self._wake = True
         if not removed:
             self._carry.remediation_in_progress = None
-            return RemediationAnswer(accepted=False, reason=self._carry.last_refusal, machine=target)
-        return RemediationAnswer(accepted=True, reason=decision.reason, machine=target)
+            return ControlPlaneRemediationAnswer(
+                accepted=False, reason=self._carry.last_refusal, machine=target
+            )
+        return ControlPlaneRemediationAnswer(accepted=True, reason=decision.reason, machine=target)
 
     @remediate.validator
-    def _validate_remediate(self, req: RemediationRequest) -> None:
+    def _validate_remediate(self, req: ControlPlaneRemediationRequest) -> None:
         self._reject_if_deleting()
         if req.machine not in self._carry.book.machines:
             raise ValueError(f"{req.machine} is not a machine of control plane {self._spec.name}")  # type: ignore[union-attr]

@@ -52,8 +52,9 @@ with workflow.unsafe.imports_passed_through():
     from capt.activities.aws import secrets as sm
     from capt.activities.kubeadm import bootstrap as kb
     from capt.activities.workload import activities as workload
+    from capt.contracts.machines import MachinePhase, MachineStatus
     from capt.workflows import activity_options as opts
-    from capt.workflows.machine_models import DeleteOptions, MachineInput, MachinePhase, MachineStatus
+    from capt.workflows.machine_models import DeleteOptions, MachineInput
 
 # workflow.patched ids; docs/versioning.md lists each with when it can be retired.
 # A non-retryable activity error while creating makes the machine Failed (it used to fail the

@@ -58,11 +58,20 @@ with workflow.unsafe.imports_passed_through():
     import capt.contracts.search_attributes as sa
     import capt.workflows.rollout as rollout
     from capt.activities.workload import activities as workload
+    from capt.contracts.machines import MachineStatus
+    from capt.contracts.owners import (
+        Condition,
+        DeploymentMachine,
+        DeploymentRemediationAnswer,
+        DeploymentRemediationRequest,
+        DeploymentStatus,
+        RevisionSummary,
+    )
     from capt.rules.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
     from capt.rules.versions import parse_kubernetes_version, worker_version_error  # noqa: F401 - re-exported
     from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
     from capt.workflows import activity_options as opts
-    from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, MachineStatus
+    from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput
     from capt.workflows.machine_owner import (
         DELETE_POLL,
         PATCH_OWNERS_SEE_CLOSED,
@@ -203,86 +212,6 @@ class DeleteMachinesRequest(BaseModel):
     """A user deletes machines (CAPI: `kubectl delete machine`); the deployment replaces them."""
 
     machines: tuple[str, ...]
-
-
-class RemediationRequest(BaseModel):
-    """From the health workflow: these machines are unhealthy. `machine` is a shorthand for one."""
-
-    machines: tuple[str, ...] = ()
-    machine: str | None = None
-    reason: str = ""
-    max_in_flight: IntOrPercent | None = None
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys([*self.machines, *([self.machine] if self.machine else [])]))
-
-
-class RemediationAnswer(BaseModel):
-    accepted: bool  # at least one machine is being replaced
-    remediated: tuple[str, ...] = ()
-    deferred: tuple[str, ...] = ()  # maxInFlight reached: ask again later
-    skipped: tuple[str, ...] = ()  # old revision: the rollout replaces them
-    reason: str = ""
-
-
-class Condition(BaseModel):
-    type: str
-    status: bool
-    reason: str
-    message: str = ""
-
-
-class DeploymentMachine(BaseModel):
-    name: str
-    phase: str
-    revision: str
-    up_to_date: bool
-    availability_zone: str | None
-    instance_id: str | None
-    node_name: str | None
-    node_ready: bool
-    available: bool
-    unhealthy: bool
-    deleting: bool
-    message: str
-
-
-class RevisionSummary(BaseModel):
-    number: int
-    revision: str
-    version: str
-    machine_template: str
-    bootstrap_template: str
-    failure_domain: str | None
-    current: bool
-    machines: int
-
-
-class DeploymentStatus(BaseModel):
-    name: str
-    cluster: str
-    phase: str  # WaitingForControlPlane, ScalingUp, ScalingDown, Running, Deleting, Deleted
-    desired_replicas: int
-    replicas: int  # machines that exist, deleting ones included
-    ready_replicas: int
-    available_replicas: int
-    up_to_date_replicas: int
-    unavailable_replicas: int
-    revision: str
-    version: str
-    paused: bool  # the deployment's own spec.paused: rollouts wait, scaling applies
-    cluster_paused: bool  # the whole cluster is paused: nothing is created or deleted
-    strategy: str
-    control_plane_initialized: bool
-    control_plane_version: str | None
-    conditions: list[Condition]
-    revisions: list[RevisionSummary]
-    machines: list[DeploymentMachine]
-    operation: str
-    last_remediation: str
-
-    def condition(self, type_: str) -> Condition | None:
-        return next((c for c in self.conditions if c.type == type_), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -614,7 +543,7 @@ class MachineDeploymentWorkflow:
         self._reject_unknown(req.machines)
 
     @workflow.update
-    async def remediate(self, req: RemediationRequest) -> RemediationAnswer:
+    async def remediate(self, req: DeploymentRemediationRequest) -> DeploymentRemediationAnswer:
         """Asked by the health workflow (CAPI's MachineSet remediation): replace unhealthy machines
         of the current revision, newest first, at most maxInFlight at once — delete first, the
         planner then creates the replacement. Machines of old revisions are left to the rollout."""
@@ -622,7 +551,7 @@ class MachineDeploymentWorkflow:
         names = req.names()
         if self._carry.cluster_paused:
             self._carry.last_remediation = f"{workflow.now().isoformat()}: refused, the cluster is paused"
-            return RemediationAnswer(accepted=False, deferred=names, reason="the cluster is paused")
+            return DeploymentRemediationAnswer(accepted=False, deferred=names, reason="the cluster is paused")
         for name in names:
             if (owned := book.machines.get(name)) is not None:
                 owned.unhealthy, owned.unhealthy_reason = True, req.reason or "unhealthy"
@@ -654,7 +583,7 @@ class MachineDeploymentWorkflow:
             + (f" — {decision.reason}" if decision.reason else "")
         )
         self._wake = True
-        return RemediationAnswer(
+        return DeploymentRemediationAnswer(
             accepted=bool(decision.remediate),
             remediated=decision.remediate,
             deferred=decision.deferred,
@@ -663,7 +592,7 @@ class MachineDeploymentWorkflow:
         )
 
     @remediate.validator
-    def _validate_remediate(self, req: RemediationRequest) -> None:
+    def _validate_remediate(self, req: DeploymentRemediationRequest) -> None:
         self._reject_if_deleting()
         if not req.names():
             raise ValueError("name at least one machine to remediate")

@@ -7,21 +7,18 @@ signals back. They hold ids, names and ARNs — never key material.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from capt.activities.aws.secrets import ClusterPKIRefs
 from capt.contracts.ids import machine_id
+from capt.contracts.machines import MachineRole
 from capt.rules.base import Frozen
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 
-MachinePhase = Literal["Pending", "Provisioning", "Provisioned", "Running", "Deleting", "Deleted", "Failed"]
-MachineRole = Literal["control-plane", "worker"]
 BootstrapKind = Literal["init", "join-control-plane", "join-worker"]
 # "create": make the machine, keep it, delete it when asked. "delete": the machine's earlier
 # workflow closed without deleting it (failed, terminated, timed out); only delete what it left.
 MachineMode = Literal["create", "delete"]
-TERMINAL_PHASES = ("Deleted", "Failed")
 
 
 class LoadBalancerRef(Frozen):
@@ -104,36 +101,6 @@ class MachineInput(Frozen):
     instance_id: str | None = None
     node_name: str | None = None
     delete_options: DeleteOptions | None = None
-
-
-class MachineStatus(Frozen):
-    name: str
-    role: MachineRole
-    phase: MachinePhase = "Pending"
-    revision: str = ""
-    version: str = ""
-    deployment: str | None = None
-    failure_domain: str | None = None
-    instance_id: str | None = None
-    instance_state: str | None = None
-    private_ip: str | None = None
-    node_name: str | None = None
-    node_ready: bool = False
-    created_at: datetime | None = None
-    running_at: datetime | None = None
-    deletion_requested_at: datetime | None = None
-    deleted_at: datetime | None = None
-    failure_reason: str | None = None
-    # Progress notes for humans (Web UI, describe): last step done.
-    message: str = ""
-
-    @property
-    def terminal(self) -> bool:
-        return self.phase in TERMINAL_PHASES
-
-    @property
-    def deleting(self) -> bool:
-        return self.phase == "Deleting" or self.deletion_requested_at is not None
 
 
 def machine_workflow_id(cluster: ClusterContext | str, machine: str, namespace: str = "default") -> str:

@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from capt.activities.temporal_tree import WorkflowsRequest, describe_machine_workflows
-from capt.workflows.machine_models import MachineStatus
+from capt.contracts.machines import MachineStatus
 from tests.support.context import running_worker
 
 

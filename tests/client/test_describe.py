@@ -45,7 +45,7 @@ def test_a_status_from_before_cluster_ids_still_reads() -> None:
 
 def test_get_machines_table_is_golden() -> None:
     from capt.client.describe import machines_table
-    from capt.workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus
+    from capt.contracts.owners import ControlPlaneMachine, ControlPlaneStatus
 
     machine = ControlPlaneMachine(
         name="prod-control-plane-abcde",

@@ -10,9 +10,8 @@ import yaml
 
 from capt.cli import read as cli_read
 from capt.client.describe import as_json, table, tree
+from capt.contracts.owners import ControlPlaneMachine, ControlPlaneStatus, DeploymentMachine, DeploymentStatus
 from capt.workflows.cluster import ClusterStatus, InfrastructureSummary
-from capt.workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus
-from capt.workflows.machine_deployment import DeploymentMachine, DeploymentStatus
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 

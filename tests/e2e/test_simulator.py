@@ -42,16 +42,11 @@ from capt.activities.workload import activities as wa
 from capt.activities.workload import client as wc
 from capt.activities.workload import etcd as we
 from capt.client import codec
+from capt.contracts.machines import MachineStatus
 from capt.dev.stack.config import DevConfig
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_models import (
-    ClusterContext,
-    LoadBalancerRef,
-    MachineInput,
-    MachineStatus,
-    machine_workflow_id,
-)
+from capt.workflows.machine_models import ClusterContext, LoadBalancerRef, MachineInput, machine_workflow_id
 
 pytestmark = pytest.mark.e2e
 

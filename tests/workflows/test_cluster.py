@@ -26,6 +26,7 @@ from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.activities.workload.addons import AddonFailure, AppliedObject, ApplyAddonsRequest, ApplyAddonsResult
 from capt.contracts import names
 from capt.contracts.ids import cluster_workflow_id
+from capt.contracts.owners import ControlPlaneMachine, ControlPlaneStatus
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
 from capt.spec.loader import load_file
@@ -39,7 +40,7 @@ from capt.workflows.cluster import (
     _control_plane_failure,
     _failed_workers,
 )
-from capt.workflows.control_plane import ControlPlaneMachine, ControlPlaneStatus, ControlPlaneWorkflow
+from capt.workflows.control_plane import ControlPlaneWorkflow
 from capt.workflows.health import HealthCheckWorkflow
 from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow
 from capt.workflows.machine import MachineWorkflow

@@ -11,12 +11,12 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
+from capt.contracts.owners import ControlPlaneRemediationRequest
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.spec.models import ControlPlaneSpec
 from capt.workflows.control_plane import (
     ControlPlaneInput,
     ControlPlaneWorkflow,
-    RemediationRequest,
     ScaleRequest,
     UpgradeRequest,
 )
@@ -148,7 +148,8 @@ async def test_remediation_allowed_for_one_of_three_and_refused_for_two(time_ski
         before = len(cloud.samples)
         cloud.not_ready.add(first)
         answer = await handle.execute_update(
-            ControlPlaneWorkflow.remediate, RemediationRequest(machine=first, unhealthy_machines=(first,))
+            ControlPlaneWorkflow.remediate,
+            ControlPlaneRemediationRequest(machine=first, unhealthy_machines=(first,)),
         )
         assert answer.accepted, answer.reason
         status = await wait_for(
@@ -169,7 +170,8 @@ async def test_remediation_allowed_for_one_of_three_and_refused_for_two(time_ski
         a, b, _ = (m.name for m in status.machines)
         cloud.not_ready.update({a, b})
         answer = await handle.execute_update(
-            ControlPlaneWorkflow.remediate, RemediationRequest(machine=a, unhealthy_machines=(a, b))
+            ControlPlaneWorkflow.remediate,
+            ControlPlaneRemediationRequest(machine=a, unhealthy_machines=(a, b)),
         )
         assert not answer.accepted
         assert "quorum" in answer.reason or "etcd" in answer.reason
@@ -301,7 +303,8 @@ async def test_remediation_judges_quorum_on_etcds_own_member_list(time_skipping_
         cloud.extra_etcd_members.add("ghost")
         cloud.not_ready.update({a, b})
         answer = await handle.execute_update(
-            ControlPlaneWorkflow.remediate, RemediationRequest(machine=a, unhealthy_machines=(a, b))
+            ControlPlaneWorkflow.remediate,
+            ControlPlaneRemediationRequest(machine=a, unhealthy_machines=(a, b)),
         )
         assert answer.accepted, answer.reason
         assert cloud.calls["send_etcd_member_list"] == 1 and cloud.calls["check_etcd_member_list"] >= 1
@@ -322,7 +325,7 @@ async def test_remediation_follows_capis_order_not_the_requested_machine(time_sk
         cloud.not_ready.update({older, newer})
         answer = await handle.execute_update(
             ControlPlaneWorkflow.remediate,
-            RemediationRequest(machine=newer, unhealthy_machines=(older, newer)),
+            ControlPlaneRemediationRequest(machine=newer, unhealthy_machines=(older, newer)),
         )
         assert answer.accepted and answer.machine == older, answer
         events = [s.event for s in cloud.samples]

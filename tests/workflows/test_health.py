@@ -20,6 +20,7 @@ from temporalio.worker import Replayer
 from capt.activities.aws import instance_events
 from capt.activities.health import HEALTH_ACTIVITIES, RemediationCall, request_remediation
 from capt.contracts.ids import health_workflow_id
+from capt.contracts.owners import ControlPlaneStatus, DeploymentStatus
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
 from capt.spec.models import (
@@ -29,7 +30,7 @@ from capt.spec.models import (
     MachineDeploymentSpec,
     UnhealthyCondition,
 )
-from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneStatus, ControlPlaneWorkflow
+from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
 from capt.workflows.control_plane_rules import etcd_quorum
 from capt.workflows.health import (
     HealthCheckInput,
@@ -39,12 +40,7 @@ from capt.workflows.health import (
     HealthStatus,
 )
 from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_deployment import (
-    DeploymentStatus,
-    MachineDeploymentInput,
-    MachineDeploymentWorkflow,
-    ScaleRequest,
-)
+from capt.workflows.machine_deployment import MachineDeploymentInput, MachineDeploymentWorkflow, ScaleRequest
 from tests.support.context import cluster_context, machine_template, query, running_worker, unique, wait_for
 
 WORKFLOWS = [HealthCheckWorkflow, ControlPlaneWorkflow, MachineDeploymentWorkflow, MachineWorkflow]

@@ -28,6 +28,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
+from capt.contracts.machines import MachineStatus
+from capt.contracts.owners import DeploymentRemediationRequest, DeploymentStatus
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
 from capt.workflows import rollout
@@ -35,10 +37,8 @@ from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_deployment import (
     ControlPlaneInfo,
     DeleteMachinesRequest,
-    DeploymentStatus,
     MachineDeploymentInput,
     MachineDeploymentWorkflow,
-    RemediationRequest,
     ScaleRequest,
     StrategyRequest,
     TemplateRequest,
@@ -46,7 +46,7 @@ from capt.workflows.machine_deployment import (
     strategy_error,
     worker_version_error,
 )
-from capt.workflows.machine_models import DeleteOptions, MachineStatus, machine_workflow_id
+from capt.workflows.machine_models import DeleteOptions, machine_workflow_id
 from capt.workflows.machine_owner import revision_of
 from tests.support.context import AZS, cluster_context, query, running_worker, unique
 
@@ -539,7 +539,7 @@ async def test_rollout_whose_new_machines_never_become_ready(time_skipping_env, 
         recorder.fail_revision = None
         answer = await handle.execute_update(
             MachineDeploymentWorkflow.remediate,
-            RemediationRequest(machines=tuple(failed), reason="NodeStartupTimeout"),
+            DeploymentRemediationRequest(machines=tuple(failed), reason="NodeStartupTimeout"),
         )
         assert sorted(answer.remediated) == sorted(failed)
         st = await wait_for(env, handle, complete(3, new))
@@ -661,7 +661,7 @@ async def test_the_deployments_own_max_in_flight_limits_remediation(time_skippin
         st = await wait_for(env, handle, complete(3))
         a, b = sorted(m.name for m in st.machines)[:2]
         answer = await handle.execute_update(
-            MachineDeploymentWorkflow.remediate, RemediationRequest(machines=(a, b), reason="test")
+            MachineDeploymentWorkflow.remediate, DeploymentRemediationRequest(machines=(a, b), reason="test")
         )
         assert len(answer.remediated) == 1 and len(answer.deferred) == 1, answer
 
@@ -718,13 +718,13 @@ async def test_remediation_current_revision_newest_first_within_max_in_flight(ti
 
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(
-                MachineDeploymentWorkflow.remediate, RemediationRequest(machine="nope-12345")
+                MachineDeploymentWorkflow.remediate, DeploymentRemediationRequest(machine="nope-12345")
             )
         assert "nope-12345" in str(refused.value.cause)
 
         answer = await handle.execute_update(
             MachineDeploymentWorkflow.remediate,
-            RemediationRequest(machines=(a_first, newest), reason="NodeNotReady", max_in_flight=1),
+            DeploymentRemediationRequest(machines=(a_first, newest), reason="NodeNotReady", max_in_flight=1),
         )
         assert (answer.remediated, answer.deferred) == ((newest,), (a_first,))
         assert "too many remediations in progress" in answer.reason
@@ -735,7 +735,8 @@ async def test_remediation_current_revision_newest_first_within_max_in_flight(ti
 
         # The health check asks again for the deferred one: there is room now.
         answer = await handle.execute_update(
-            MachineDeploymentWorkflow.remediate, RemediationRequest(machine=a_first, max_in_flight=1)
+            MachineDeploymentWorkflow.remediate,
+            DeploymentRemediationRequest(machine=a_first, max_in_flight=1),
         )
         assert answer.remediated == (a_first,)
         st = await wait_for(
@@ -754,7 +755,7 @@ async def test_remediation_current_revision_newest_first_within_max_in_flight(ti
         assert st.paused and st.up_to_date_replicas == 0 and st.condition("Paused").status
         old_one = st.machines[0].name
         answer = await handle.execute_update(
-            MachineDeploymentWorkflow.remediate, RemediationRequest(machine=old_one)
+            MachineDeploymentWorkflow.remediate, DeploymentRemediationRequest(machine=old_one)
         )
         assert not answer.accepted and answer.skipped == (old_one,) and "rollout" in answer.reason
         assert "left to the rollout" in (await status(env, handle)).last_remediation

@@ -41,12 +41,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from capt.dev.bench import results
 from capt.dev.paths import REPO_ROOT
+from capt.dev.testkit import time_skipping
 
 ROOT = REPO_ROOT
-
-from capt.dev.bench import results  # noqa: E402
-from capt.dev.testkit import time_skipping  # noqa: E402
 
 REGION = "ap-northeast-2"
 VERSION = "v1.30.2"

@@ -41,18 +41,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+from temporalio import workflow
+
+from capt.contracts.owners import ControlPlaneStatus, DeploymentStatus
+from capt.dev.bench import model, results
 from capt.dev.paths import REPO_ROOT
+from capt.dev.testkit import time_skipping
+from capt.dev.testkit.fake_cloud import FakeCloud
+from capt.workflows.machine_deployment import ControlPlaneInfo
 
 ROOT = REPO_ROOT
-
-from pydantic import BaseModel  # noqa: E402
-from temporalio import workflow  # noqa: E402
-
-from capt.dev.bench import model, results  # noqa: E402
-from capt.dev.testkit import time_skipping  # noqa: E402
-from capt.dev.testkit.fake_cloud import FakeCloud  # noqa: E402
-from capt.workflows.control_plane import ControlPlaneStatus  # noqa: E402
-from capt.workflows.machine_deployment import ControlPlaneInfo, DeploymentStatus  # noqa: E402
 
 CP_VERSION = "v1.30.2"
 # The workers start one patch behind and roll twice: to VERSIONS[1] with maxSurge 1, then to

@@ -16,6 +16,7 @@ from capt.dev.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
 
+
 for var in [v for v in os.environ if v.startswith("AWS_ENDPOINT_URL")]:
     del os.environ[var]
 os.environ.update(

@@ -39,12 +39,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from capt.dev.bench import model, results
 from capt.dev.paths import REPO_ROOT
+from capt.dev.testkit import time_skipping
 
 ROOT = REPO_ROOT
-
-from capt.dev.bench import model, results  # noqa: E402
-from capt.dev.testkit import time_skipping  # noqa: E402
 
 QUICKSTART = ROOT / "examples" / "capi-quickstart.yaml"
 

@@ -24,6 +24,7 @@ from capt.dev.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
 
+
 SIZES = ((3, 3), (3, 50))
 
 

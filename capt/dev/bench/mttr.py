@@ -43,19 +43,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from temporalio import activity
+
+from capt.activities.aws import instance_events
+from capt.activities.aws import instances as ec2
+from capt.activities.workload import activities as workload
+from capt.activities.workload.objects import NodeCondition, NodeInfo
+from capt.dev.bench import model, results
+from capt.dev.bench.big_cluster import BenchCloud, quiet_sdk, skip
 from capt.dev.paths import REPO_ROOT
+from capt.dev.testkit import time_skipping
 
 ROOT = REPO_ROOT
-
-from temporalio import activity  # noqa: E402
-
-from capt.activities.aws import instance_events  # noqa: E402
-from capt.activities.aws import instances as ec2  # noqa: E402
-from capt.activities.workload import activities as workload  # noqa: E402
-from capt.activities.workload.objects import NodeCondition, NodeInfo  # noqa: E402
-from capt.dev.bench import model, results  # noqa: E402
-from capt.dev.bench.big_cluster import BenchCloud, quiet_sdk, skip  # noqa: E402
-from capt.dev.testkit import time_skipping  # noqa: E402
 
 VERSION = "v1.30.2"
 DEFAULT_CLUSTERS = (1, 10)

@@ -17,6 +17,7 @@ from typing import Any
 from capt.dev.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
+
 RESULTS = ROOT / "docs" / "bench"
 IMAGES = ROOT / "docs" / "img"
 

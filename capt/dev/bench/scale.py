@@ -49,11 +49,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from capt.dev.bench import results
 from capt.dev.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
-
-from capt.dev.bench import results  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "capi-quickstart.yaml"
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -31,6 +31,7 @@ from pathlib import Path
 from capt.dev.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
+
 REGION = "ap-northeast-2"
 VERSION = "v1.31.2"
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -87,9 +87,10 @@ from capt.workflows.cluster import (
     UpgradeRequest,
 )
 
+ROOT = REPO_ROOT
+
 log = logging.getLogger("capt.chaos")
 
-ROOT = REPO_ROOT
 EXAMPLE = ROOT / "examples" / "capi-quickstart.yaml"
 VERSION, UPGRADE_VERSION = "v1.20.5", "v1.21.2"
 DEFAULT_REPORT = Path(".capt-chaos") / "report.md"

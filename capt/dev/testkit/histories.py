@@ -46,6 +46,7 @@ from pathlib import Path
 from capt.dev.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
+
 DEFAULT_OUT = ROOT / "tests" / "histories"
 MANIFEST = DEFAULT_OUT / "manifests" / "hist.yaml"
 BIN = Path(sys.executable).parent
