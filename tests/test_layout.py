@@ -51,7 +51,7 @@ def test_capt_never_imports_tests() -> None:
 
 def test_tests_mirror_the_source_tree() -> None:
     allowed = {
-        *PRODUCT_PACKAGES,
+        *(p.name for p in (ROOT / "capt").iterdir() if (p / "__init__.py").is_file()),
         "plan",
         "spec",
         "activities",

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from capt.contracts import names
 from capt.plan.network import NetworkPlan, PlanError, network_plan
-from capt.plan.placement import fewest_first, spread
 from capt.plan.security_groups import APISERVER_LB, BASTION, SecurityGroupPlan, security_group_plans
+from capt.rules import placement
 from capt.rules.base import Frozen
 from capt.spec.models import ClusterSpec
 
@@ -161,7 +161,7 @@ def machine_plans(spec: ClusterSpec, network: NetworkPlan) -> tuple[MachinePlan,
             version=cp.version,
             failure_domain=z,
         )
-        for i, z in enumerate(fewest_first(cp.replicas, zones))
+        for i, z in enumerate(placement.spread(cp.replicas, zones, (), ()))
     ]
     for md in spec.machine_deployments:
         out += [
@@ -173,7 +173,11 @@ def machine_plans(spec: ClusterSpec, network: NetworkPlan) -> tuple[MachinePlan,
                 version=md.version,
                 failure_domain=z,
             )
-            for i, z in enumerate(spread(md.replicas, zones, md.failure_domain))
+            for i, z in enumerate(
+                [md.failure_domain] * md.replicas
+                if md.failure_domain
+                else placement.spread(md.replicas, zones, (), ())
+            )
         ]
     return tuple(out)
 

@@ -11,7 +11,6 @@ from capt.contracts import names
 from capt.dev.testkit.reference import AZS, NAME, existing_vpc_spec, reference_spec
 from capt.plan.cluster import ClusterPlan, build_plan
 from capt.plan.network import PlanError, SubnetPlan, network_plan, resolve_existing, select_zones, split_cidr
-from capt.plan.placement import fewest_first, spread
 from capt.plan.regions import default_azs
 from capt.plan.render import plan_azs, render_plan
 from capt.plan.security_groups import (
@@ -480,43 +479,6 @@ def test_resolve_and_diff_permissions():
         ("tcp", 6443, 6443, "4.4.4.4/32", None),
     }
     assert [p.key for p in drop] == [("tcp", 22, 22, "0.0.0.0/0", None)]
-
-
-# --- placement --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("replicas", "zones", "existing", "expected"),
-    [
-        (3, ("a", "b", "c"), (), ["a", "b", "c"]),
-        (5, ("a", "b", "c"), (), ["a", "b", "c", "a", "b"]),
-        (1, ("a", "b", "c"), ("a", "b"), ["c"]),
-        (2, ("a", "b", "c"), ("a", "a", "c"), ["b", "b"]),
-        (2, ("a", "b"), ("z",), ["a", "b"]),
-        (0, (), (), []),
-    ],
-)
-def test_fewest_first(replicas, zones, existing, expected):
-    assert fewest_first(replicas, zones, existing) == expected
-
-
-@pytest.mark.parametrize(
-    ("replicas", "zones", "fd", "expected"),
-    [
-        (4, ("a", "b", "c"), None, ["a", "b", "c", "a"]),
-        (2, ("a", "b", "c"), "c", ["c", "c"]),
-        (0, ("a",), None, []),
-    ],
-)
-def test_spread(replicas, zones, fd, expected):
-    assert spread(replicas, zones, fd) == expected
-
-
-def test_placement_needs_zones():
-    with pytest.raises(ValueError):
-        fewest_first(1, ())
-    with pytest.raises(ValueError):
-        spread(1, ())
 
 
 # --- the whole plan and its rendering --------------------------------------------------------------
