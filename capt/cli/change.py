@@ -80,9 +80,9 @@ async def scale_machinedeployment(
 async def upgrade(cluster: str, version: str, namespace: str, wait: bool, timeout: str) -> None:
     """Upgrade the control plane, then every machine deployment, to a Kubernetes version."""
     from capt.client import clusters
-    from capt.spec import validation
+    from capt.rules.versions import manifest_version_error
 
-    if err := validation.version_error(version):
+    if err := manifest_version_error(version):
         raise click.BadParameter(err, param_hint="--version")
 
     client = await clusters.connect()

@@ -16,6 +16,7 @@ cluster_changes.py) all call these.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 MAX_KUBELET_MINOR_SKEW = 3
 
@@ -28,6 +29,23 @@ def parse_kubernetes_version(version: str) -> tuple[int, int, int]:
     if match is None:
         raise ValueError(f"{version!r} is not a Kubernetes version like v1.30.2")
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def manifest_version_error(version: str) -> str | None:
+    """A manifest's version: the rule above, with the leading `v` CAPI's webhooks require."""
+    try:
+        parse_kubernetes_version(version)
+    except ValueError:
+        pass
+    else:
+        if version.startswith("v"):
+            return None
+    return f"{version!r} is not a Kubernetes version of the form vMAJOR.MINOR.PATCH (e.g. v1.30.2)"
+
+
+def oldest(versions: Iterable[str]) -> str:
+    """The oldest of some versions (what every machine of a group runs while a rollout is on)."""
+    return min(versions, key=parse_kubernetes_version)
 
 
 def version_change_error(current: str, target: str, allow_minor_downgrade: bool = False) -> str | None:

@@ -26,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from capt.contracts.names import cluster_id
+from capt.rules import versions
 from capt.spec import strict
 from capt.spec import validation as v
 from capt.spec.addon_kinds import ClusterResourceSetDoc, read_cluster_resource_set, read_config_map
@@ -401,7 +402,7 @@ class _Resolver:
         )
         if err := v.control_plane_max_surge_error(kcp.max_surge):
             doc.problem(surge_path, err)
-        if kcp.version and (err := v.version_error(kcp.version)):
+        if kcp.version and (err := versions.manifest_version_error(kcp.version)):
             doc.problem("spec.version", err)
         template = self._machine_template(doc, kcp.infrastructure_ref, ami_defaults)
         if template is None or not kcp.version:
@@ -448,8 +449,8 @@ class _Resolver:
         ):
             doc.problem(f"{md.strategy_path}.rollingUpdate", err)
         version_err = md.version and (
-            v.version_error(md.version)
-            or (control_plane and v.version_skew_error(md.version, control_plane.version))
+            versions.manifest_version_error(md.version)
+            or (control_plane and versions.worker_version_error(md.version, control_plane.version))
         )
         if version_err:
             doc.problem("spec.template.spec.version", version_err)

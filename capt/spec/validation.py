@@ -8,20 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from capt.rules import versions
 from capt.rules.intstr import IntOrPercentError, check_int_or_percent
-
-
-def version_error(version: str) -> str | None:
-    """A manifest's version: spec/versions.py's rule, with the leading `v` CAPI's webhooks require."""
-    try:
-        versions.parse_kubernetes_version(version)
-    except ValueError:
-        pass
-    else:
-        if version.startswith("v"):
-            return None
-    return f"{version!r} is not a Kubernetes version of the form vMAJOR.MINOR.PATCH (e.g. v1.30.2)"
 
 
 def network_error(cidr: str, what: str) -> str | None:
@@ -98,11 +85,6 @@ def rolling_update_error(max_surge: object, max_unavailable: object, replicas: i
 
 def _int_zero(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value == 0
-
-
-def version_skew_error(worker: str, control_plane: str) -> str | None:
-    """The workflows' own rule (spec/versions.py): not newer, at most 3 minors older."""
-    return versions.worker_version_error(worker, control_plane)
 
 
 # --------------------------------------------------------------------------------------------

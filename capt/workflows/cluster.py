@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from capt.contracts import search_attributes as sa
     from capt.contracts.ids import health_workflow_id, teardown_workflow_id
     from capt.contracts.owners import ControlPlaneStatus, DeploymentStatus
+    from capt.rules.versions import oldest
     from capt.spec.models import (
         AddonSpec,
         ClusterSpec,
@@ -64,7 +65,6 @@ with workflow.unsafe.imports_passed_through():
         plan_changes,
     )
     from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
-    from capt.workflows.control_plane_rules import parse_kubernetes_version
     from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow, HealthSettings
     from capt.workflows.infrastructure import InfraInput, InfraResult, InfrastructureWorkflow
     from capt.workflows.machine_deployment import (
@@ -902,7 +902,7 @@ def _addon_digest(addon: AddonSpec) -> str:
 def _settled_version(cp: ControlPlaneStatus, desired: str) -> str:
     """The version every control-plane machine runs (the oldest while a rollout is on)."""
     versions = {m.version for m in cp.machines} or {desired}
-    return min(versions, key=parse_kubernetes_version)
+    return oldest(versions)
 
 
 def _node_startup_timeout(spec: ClusterSpec, deployment: str) -> int:

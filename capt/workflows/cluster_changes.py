@@ -13,9 +13,9 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
+from capt.rules.versions import version_change_error, worker_version_error
 from capt.spec.models import ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
 from capt.workflows import control_plane_rules as cp_rules
-from capt.workflows.machine_deployment import worker_version_error
 
 
 class ClusterChanges(BaseModel):
@@ -117,7 +117,7 @@ def control_plane_errors(
         errors.append(err)
     if desired.version != running.version:
         for version in sorted({running.version, *running_versions}):
-            if err := cp_rules.version_change_error(version, desired.version):
+            if err := version_change_error(version, desired.version):
                 if version != running.version:
                     err += f" (machines still run {version}: wait for the current rollout to finish)"
                 errors.append(err)

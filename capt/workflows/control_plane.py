@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         ControlPlaneRemediationRequest,
         ControlPlaneStatus,
     )
+    from capt.rules.versions import oldest, version_change_error
     from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineTemplate
     from capt.workflows import activity_options as opts
     from capt.workflows import control_plane_rules as rules
@@ -244,7 +245,7 @@ class ControlPlaneWorkflow:
         assert self._spec is not None
         running = {m.status.version for m in self._carry.book.live()} | {self._spec.version}
         for version in sorted(running):
-            if err := rules.version_change_error(version, req.version):
+            if err := version_change_error(version, req.version):
                 if version != self._spec.version:
                     err += f" (machines still run {version}: wait for the current rollout to finish)"
                 raise ValueError(err)
@@ -433,9 +434,7 @@ class ControlPlaneWorkflow:
         spec, carry = self._spec, self._carry
         if carry.components_version is None:
             versions = [m.status.version for m in carry.book.live() if m.status.version]
-            carry.components_version = (
-                min(versions, key=rules.parse_kubernetes_version) if versions else spec.version
-            )
+            carry.components_version = oldest(versions) if versions else spec.version
         if carry.components_version == spec.version or not workflow.patched(PATCH_COMPONENTS_FOLLOW):
             return True
         cc = spec.kubeadm.cluster_configuration

@@ -37,7 +37,6 @@ from typing import Literal
 
 from capt.rules.base import Frozen
 from capt.rules.placement import pick_fewest, pick_most
-from capt.rules.versions import parse_kubernetes_version, version_change_error  # noqa: F401 - re-exported
 from capt.spec.models import DEFAULT_MIN_HEALTHY_PERIOD_SECONDS as _SPEC_DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
 from capt.workflows.rollout import MachineView
 

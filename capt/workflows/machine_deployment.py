@@ -68,7 +68,7 @@ with workflow.unsafe.imports_passed_through():
         RevisionSummary,
     )
     from capt.rules.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
-    from capt.rules.versions import parse_kubernetes_version, worker_version_error  # noqa: F401 - re-exported
+    from capt.rules.versions import parse_kubernetes_version, worker_version_error
     from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
     from capt.workflows import activity_options as opts
     from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput

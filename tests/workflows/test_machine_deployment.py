@@ -31,6 +31,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from capt.contracts.machines import MachineStatus
 from capt.contracts.owners import DeploymentRemediationRequest, DeploymentStatus
 from capt.dev.testkit.fake_cloud import FakeCloud
+from capt.rules.versions import worker_version_error
 from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
 from capt.workflows import rollout
 from capt.workflows.machine import MachineWorkflow
@@ -44,7 +45,6 @@ from capt.workflows.machine_deployment import (
     TemplateRequest,
     progress_key,
     strategy_error,
-    worker_version_error,
 )
 from capt.workflows.machine_models import DeleteOptions, machine_workflow_id
 from capt.workflows.machine_owner import revision_of

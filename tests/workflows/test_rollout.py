@@ -22,6 +22,7 @@ from capt.rules.health import (
 )
 from capt.rules.intstr import IntOrPercentError
 from capt.rules.placement import pick_fewest, pick_most, spread
+from capt.rules.versions import parse_kubernetes_version, version_change_error
 from capt.spec.models import MachineDeploymentSpec, MachineTemplate
 from capt.workflows.control_plane_rules import (
     ControlPlaneState,
@@ -33,14 +34,12 @@ from capt.workflows.control_plane_rules import (
     etcd_quorum,
     is_valid_control_plane_replicas,
     needs_rollout,
-    parse_kubernetes_version,
     pick_failure_domain_for_scale_up,
     pick_machine_to_remediate,
     plan_control_plane,
     preflight_failures,
     rollout_strategy_error,
     select_machine_for_scale_down,
-    version_change_error,
 )
 from capt.workflows.rollout import (
     DeploymentPlan,

@@ -48,6 +48,7 @@ from capt.activities.aws.secrets import ClusterPKIRefs
 from capt.activities.aws.session import aws_activity
 from capt.activities.kubeadm.pki import ClusterPKI
 from capt.activities.kubeadm.tokens import BootstrapToken, init_configuration_token
+from capt.rules.versions import parse_kubernetes_version
 from capt.spec.models import ClusterSpec, KubeadmConfigSpec
 
 BootstrapKind = Literal["init", "join-control-plane", "join-worker"]
@@ -77,10 +78,11 @@ class BootstrapError(CaptAwsError, ValueError):
 
 
 def parse_version(version: str) -> tuple[int, int, int]:
-    m = re.match(r"^v?(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$", version.strip())
-    if not m:
-        raise BootstrapError(f"not a Kubernetes version: {version!r}")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+    """rules.versions' parse, failing as a BootstrapError (not retryable)."""
+    try:
+        return parse_kubernetes_version(version)
+    except ValueError as exc:
+        raise BootstrapError(f"not a Kubernetes version: {version!r}") from exc
 
 
 def kubeadm_api_version(kubernetes_version: str) -> str:
