@@ -11,7 +11,7 @@ from capt.activities.workload import etcd as we
 from capt.dev.simulator.etcd import EtcdCluster, Member, ScriptResult, classify_script, run_script
 from capt.dev.simulator.server import AdminServer, serve_in_thread
 from capt.dev.simulator.ssm import SsmError, SsmService
-from capt.dev.simulator.world import World
+from capt.dev.simulator.world.core import World
 
 
 def three() -> tuple[EtcdCluster, list[Member]]:

@@ -57,5 +57,5 @@ def test_the_worker_process_loads_no_simulator_module() -> None:
 
 
 def test_the_scan_would_see_an_import() -> None:
-    sample = ROOT / "tests" / "support" / "sim_helpers.py"  # imports capt.dev.simulator.world
-    assert "capt.dev.simulator.world" in imported_modules(sample)
+    sample = ROOT / "tests" / "support" / "sim_helpers.py"  # imports capt.dev.simulator.world.core
+    assert "capt.dev.simulator.world.core" in imported_modules(sample)

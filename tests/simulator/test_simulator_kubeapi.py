@@ -13,7 +13,7 @@ from capt.activities.workload import client as wc
 from capt.activities.workload import drain as wdrain
 from capt.dev.simulator import kubeapi
 from capt.dev.simulator.server import KubeServer, serve_in_thread
-from capt.dev.simulator.world import _issue_serving_cert
+from capt.dev.simulator.world.state import _issue_serving_cert
 from capt.dev.testkit import bootstrap_reference as ref
 from tests.support.sim_helpers import Sim
 

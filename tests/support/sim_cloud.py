@@ -26,7 +26,7 @@ from capt.dev.simulator import kubeapi
 from capt.dev.simulator.aws import Aws
 from capt.dev.simulator.cloud_controllers import CloudControllers, CloudOptions
 from capt.dev.simulator.server import KubeServer, serve_in_thread
-from capt.dev.simulator.world import InstanceView, _issue_serving_cert
+from capt.dev.simulator.world.state import InstanceView, _issue_serving_cert
 from capt.dev.testkit import bootstrap_reference as ref
 from tests.support.sim_helpers import REGION, Sim
 

@@ -8,7 +8,8 @@ from dataclasses import replace
 from capt.activities.aws import secrets as sm
 from capt.activities.kubeadm import bootstrap as kb
 from capt.activities.kubeadm import tokens
-from capt.dev.simulator.world import ImageInfo, InstanceView, Settings, World
+from capt.dev.simulator.world.core import World
+from capt.dev.simulator.world.state import ImageInfo, InstanceView, Settings
 from capt.dev.testkit import bootstrap_reference as ref
 
 REGION = "ap-northeast-2"

@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from capt.dev.simulator.aws import Aws
 from capt.dev.simulator.cloud_controllers import CloudControllers, CloudOptions
 from capt.dev.simulator.server import AdminServer, KubeServer, serve_in_thread
-from capt.dev.simulator.world import Machine, Settings, World
+from capt.dev.simulator.world.core import World
+from capt.dev.simulator.world.state import Machine, Settings
 
 log = logging.getLogger("capt.simulator")
 TICK_SECONDS = 0.5

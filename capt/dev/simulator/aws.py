@@ -16,7 +16,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from capt.dev.simulator.world import ROLE_TAG, WATCHED_ROLES, ImageInfo, InstanceView
+from capt.dev.simulator.world.state import ROLE_TAG, WATCHED_ROLES, ImageInfo, InstanceView
 
 log = logging.getLogger("capt.simulator")
 CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)

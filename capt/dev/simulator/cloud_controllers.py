@@ -72,7 +72,8 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from capt.dev.simulator import storage
-from capt.dev.simulator.world import Cluster, Machine, World, rfc3339
+from capt.dev.simulator.world.core import World
+from capt.dev.simulator.world.state import Cluster, Machine, rfc3339
 
 log = logging.getLogger("capt.simulator")
 

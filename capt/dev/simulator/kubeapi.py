@@ -23,7 +23,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 from capt.dev.simulator import resources
-from capt.dev.simulator.world import Cluster, Node, Pod, World, rfc3339
+from capt.dev.simulator.world.core import World
+from capt.dev.simulator.world.state import Cluster, Node, Pod, rfc3339
 
 NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")

@@ -27,7 +27,8 @@ import uuid
 from typing import Any
 
 from capt.dev.simulator import kube_system, storage
-from capt.dev.simulator.world import Cluster, World, rfc3339
+from capt.dev.simulator.world.core import World
+from capt.dev.simulator.world.state import Cluster, rfc3339
 
 APPLY_PATCH = "application/apply-patch+yaml"
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")

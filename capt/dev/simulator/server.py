@@ -29,7 +29,8 @@ from typing import Any
 
 from capt.dev.simulator import kubeapi
 from capt.dev.simulator.ssm import SsmError
-from capt.dev.simulator.world import Cluster, World
+from capt.dev.simulator.world.core import World
+from capt.dev.simulator.world.state import Cluster
 
 log = logging.getLogger("capt.simulator")
 HANDSHAKE_TIMEOUT = 10.0

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from capt.dev.simulator.world import Cluster
+    from capt.dev.simulator.world.state import Cluster
 
 SERVICES = ("v1", "services")
 PVCS = ("v1", "persistentvolumeclaims")
