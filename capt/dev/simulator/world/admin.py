@@ -5,10 +5,7 @@ from __future__ import annotations
 import logging
 
 from capt.dev.simulator import kube_system
-from capt.dev.simulator.world.state import (
-    FAULT_KINDS,
-    Faults,
-)
+from capt.dev.simulator.world.state import FAULT_KINDS, Faults
 
 log = logging.getLogger("capt.simulator")
 

@@ -8,13 +8,7 @@ import logging
 import uuid
 
 from capt.dev.simulator.etcd import Member, ScriptResult, run_script
-from capt.dev.simulator.world.state import (
-    Cluster,
-    Machine,
-    Node,
-    Pod,
-    rfc3339,
-)
+from capt.dev.simulator.world.state import Cluster, Machine, Node, Pod, rfc3339
 
 log = logging.getLogger("capt.simulator")
 

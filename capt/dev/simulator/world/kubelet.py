@@ -6,14 +6,7 @@ from __future__ import annotations
 import logging
 
 from capt.dev.simulator import kubeadm, storage
-from capt.dev.simulator.world.state import (
-    NOT_READY_CNI,
-    Cluster,
-    Machine,
-    Node,
-    Pod,
-    _suffix,
-)
+from capt.dev.simulator.world.state import NOT_READY_CNI, Cluster, Machine, Node, Pod, _suffix
 
 log = logging.getLogger("capt.simulator")
 
