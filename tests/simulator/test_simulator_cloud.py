@@ -8,8 +8,12 @@ import logging
 
 import pytest
 
-from capt.dev.simulator import cloud_controllers as cc
-from capt.dev.simulator.cloud_controllers import CloudOptions, Target
+from capt.dev.simulator.cloud_controllers import core as cc_core
+from capt.dev.simulator.cloud_controllers import load_balancers as cc_lb
+from capt.dev.simulator.cloud_controllers import names as cc_names
+from capt.dev.simulator.cloud_controllers import work as cc_work
+from capt.dev.simulator.cloud_controllers.names import CloudOptions
+from capt.dev.simulator.cloud_controllers.work import Target
 from tests.support.sim_cloud import (
     ZONES,
     CloudSim,
@@ -68,47 +72,56 @@ def csi_volumes(cs: CloudSim) -> dict[str, dict]:
 
 
 def test_names_and_sizes() -> None:
-    assert cc.load_balancer_name("3f1c2d4e-aaaa-bbbb-cccc-0123456789ab") == "a3f1c2d4eaaaabbbbcccc0123456789a"
-    assert len(cc.load_balancer_name("3f1c2d4e-aaaa-bbbb-cccc-0123456789ab")) == 32
     assert (
-        cc.elb_security_group_description("a1", "web", "front")
+        cc_names.load_balancer_name("3f1c2d4e-aaaa-bbbb-cccc-0123456789ab")
+        == "a3f1c2d4eaaaabbbbcccc0123456789a"
+    )
+    assert len(cc_names.load_balancer_name("3f1c2d4e-aaaa-bbbb-cccc-0123456789ab")) == 32
+    assert (
+        cc_names.elb_security_group_description("a1", "web", "front")
         == "Security group for Kubernetes ELB a1 (web/front)"
     )
-    assert [cc.size_gib(q) for q in ("4Gi", "1", "1500Mi", "10G", None, "junk")] == [4, 1, 2, 10, 1, 1]
+    assert [cc_names.size_gib(q) for q in ("4Gi", "1", "1500Mi", "10G", None, "junk")] == [4, 1, 2, 10, 1, 1]
     assert (
-        cc.pv_volume_id({"spec": {"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"}}}) == "vol-1"
+        cc_work.pv_volume_id({"spec": {"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"}}})
+        == "vol-1"
     )
     assert (
-        cc.pv_volume_id({"spec": {"awsElasticBlockStore": {"volumeID": "aws://eu-west-1a/vol-2"}}}) == "vol-2"
+        cc_work.pv_volume_id({"spec": {"awsElasticBlockStore": {"volumeID": "aws://eu-west-1a/vol-2"}}})
+        == "vol-2"
     )
-    assert cc.pv_volume_id({"spec": {"awsElasticBlockStore": {"volumeID": "vol-3"}}}) == "vol-3"
-    assert cc.pv_volume_id({"spec": {"csi": {"driver": "efs.csi.aws.com", "volumeHandle": "fs-1"}}}) is None
+    assert cc_work.pv_volume_id({"spec": {"awsElasticBlockStore": {"volumeID": "vol-3"}}}) == "vol-3"
+    assert (
+        cc_work.pv_volume_id({"spec": {"csi": {"driver": "efs.csi.aws.com", "volumeHandle": "fs-1"}}}) is None
+    )
 
 
 def test_cluster_id_from_the_instance_tags_as_the_ccm_reads_it() -> None:
-    assert cc.cluster_id_from_tags(("team-a.prod",), "") == (cc.Tagging("team-a.prod"), "")
-    assert cc.cluster_id_from_tags((), "old") == (cc.Tagging("old", legacy=True), "")
-    assert cc.cluster_id_from_tags((), "")[1] == "AWS cloud failed to find ClusterID"
-    assert "multiple cluster tags" in cc.cluster_id_from_tags(("a", "b"), "")[1]
-    assert "did not match" in cc.cluster_id_from_tags(("a",), "b")[1]
-    legacy = cc.Tagging("old", legacy=True)
+    assert cc_names.cluster_id_from_tags(("team-a.prod",), "") == (cc_names.Tagging("team-a.prod"), "")
+    assert cc_names.cluster_id_from_tags((), "old") == (cc_names.Tagging("old", legacy=True), "")
+    assert cc_names.cluster_id_from_tags((), "")[1] == "AWS cloud failed to find ClusterID"
+    assert "multiple cluster tags" in cc_names.cluster_id_from_tags(("a", "b"), "")[1]
+    assert "did not match" in cc_names.cluster_id_from_tags(("a",), "b")[1]
+    legacy = cc_names.Tagging("old", legacy=True)
     assert legacy.build() == {"KubernetesCluster": "old", "kubernetes.io/cluster/old": "owned"}
     assert legacy.has_cluster_tag({"KubernetesCluster": "old"}) and not legacy.has_cluster_tag({})
 
 
 def test_instance_group_choice_follows_find_security_group_for_instance() -> None:
-    assert cc._group_for_instance(Target("i-1", ("sg-node",)), set()) == "sg-node"  # the only one
-    assert cc._group_for_instance(Target("i-1", ("sg-node", "sg-lb")), {"sg-lb"}) == "sg-lb"  # the tagged one
+    assert cc_lb._group_for_instance(Target("i-1", ("sg-node",)), set()) == "sg-node"  # the only one
+    assert (
+        cc_lb._group_for_instance(Target("i-1", ("sg-node", "sg-lb")), {"sg-lb"}) == "sg-lb"
+    )  # the tagged one
     with pytest.raises(ValueError, match="Multiple untagged"):
-        cc._group_for_instance(Target("i-1", ("sg-a", "sg-b")), set())
+        cc_lb._group_for_instance(Target("i-1", ("sg-a", "sg-b")), set())
     with pytest.raises(ValueError, match="Multiple tagged"):
-        cc._group_for_instance(Target("i-1", ("sg-a", "sg-b")), {"sg-a", "sg-b"})
+        cc_lb._group_for_instance(Target("i-1", ("sg-a", "sg-b")), {"sg-a", "sg-b"})
 
 
 def test_volume_tags_follow_the_driver_flags() -> None:
-    base = cc.volume_tags(cc.CsiConfig(extra_create_metadata=False), "pvc-1", "ns", "data")
+    base = cc_names.volume_tags(cc_names.CsiConfig(extra_create_metadata=False), "pvc-1", "ns", "data")
     assert base == {"CSIVolumeName": "pvc-1", "ebs.csi.aws.com/cluster": "true"}
-    full = cc.volume_tags(cc.CsiConfig(cluster_id="team-a.prod"), "pvc-1", "ns", "data")
+    full = cc_names.volume_tags(cc_names.CsiConfig(cluster_id="team-a.prod"), "pvc-1", "ns", "data")
     assert full == {
         "CSIVolumeName": "pvc-1",
         "ebs.csi.aws.com/cluster": "true",
@@ -132,7 +145,7 @@ def test_load_balancer_services_get_classic_elbs_with_upstreams_names_tags_and_r
     api = cs.apply(lb_service("api", ports=(8080,)))
     cs.run(1)
     lbs = load_balancers(cs)
-    names = {s["metadata"]["name"]: cc.load_balancer_name(s["metadata"]["uid"]) for s in (web, api)}
+    names = {s["metadata"]["name"]: cc_names.load_balancer_name(s["metadata"]["uid"]) for s in (web, api)}
     assert set(lbs) == set(names.values())
     for svc, ports in ((web, (80, 443)), (api, (8080,))):
         name = names[svc["metadata"]["name"]]
@@ -181,18 +194,19 @@ def test_deleting_a_service_removes_rule_elb_and_group_then_the_finalizer(aws: N
     web = cs.apply(lb_service("web"))
     keep = cs.apply(lb_service("keep"))
     cs.run(1)
-    name = cc.load_balancer_name(web["metadata"]["uid"])
+    name = cc_names.load_balancer_name(web["metadata"]["uid"])
     group_id = load_balancers(cs)[name]["SecurityGroups"][0]
     deleted = cs.call("DELETE", f"{SVC}/web")
     assert deleted.status == 200 and deleted.body["metadata"]["deletionTimestamp"]  # held by the finalizer
     cs.run(1)
     assert cs.get(f"{SVC}/web") is None
-    assert set(load_balancers(cs)) == {cc.load_balancer_name(keep["metadata"]["uid"])}
+    assert set(load_balancers(cs)) == {cc_names.load_balancer_name(keep["metadata"]["uid"])}
     assert not groups_named(cs, f"k8s-elb-{name}") and referencing(cs, group_id) == []
     assert (
         len(
             referencing(
-                cs, load_balancers(cs)[cc.load_balancer_name(keep["metadata"]["uid"])]["SecurityGroups"][0]
+                cs,
+                load_balancers(cs)[cc_names.load_balancer_name(keep["metadata"]["uid"])]["SecurityGroups"][0],
             )
         )
         == 1
@@ -221,7 +235,7 @@ def test_ccm_down_keeps_load_balancers_and_deleted_services(aws: None) -> None:
     cs.run(1)
     assert cs.get(f"{SVC}/web") is None
     assert [lb["LoadBalancerName"] for lb in load_balancers(cs).values()] == [
-        cc.load_balancer_name(cs.get(f"{SVC}/late")["metadata"]["uid"])
+        cc_names.load_balancer_name(cs.get(f"{SVC}/late")["metadata"]["uid"])
     ]
 
 
@@ -229,7 +243,7 @@ def test_a_new_worker_is_registered_and_the_tagged_lb_group_wins_over_the_node_g
     cs = CloudSim(workers=1)
     web = cs.apply(lb_service("web"))
     cs.run(1)
-    name = cc.load_balancer_name(web["metadata"]["uid"])
+    name = cc_names.load_balancer_name(web["metadata"]["uid"])
     # A worker that (as CAPA does) also carries the cluster-tagged <id>-lb group.
     token = cs.sim.new_token()
     cs.sim.token_secret(token)
@@ -321,7 +335,7 @@ def test_pvcs_get_volumes_and_bound_pvs_with_the_driver_tags(aws: None) -> None:
         pv = pvs[pv_name]
         assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
         assert pv["spec"]["claimRef"]["uid"] == got["metadata"]["uid"]
-        assert cc.pv_volume_id(pv) == volume["VolumeId"]
+        assert cc_work.pv_volume_id(pv) == volume["VolumeId"]
         zone = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"]
         assert zone == [volume["AvailabilityZone"]]
     assert volumes[cs.get(f"{PVCS}/default-class")["spec"]["volumeName"]]["Encrypted"] is True
@@ -455,7 +469,7 @@ def test_a_volume_still_attached_after_a_restart_is_detached_before_it_is_delete
     pv_name = cs.get(f"{PVCS}/data")["spec"]["volumeName"]
     assert csi_volumes(cs)[pv_name]["State"] == "in-use"
     # A restarted simulator: its controllers remember no attachment, and the pod went meanwhile.
-    cs.controllers = cc.CloudControllers(cs.sim.world, cs.aws)
+    cs.controllers = cc_core.CloudControllers(cs.sim.world, cs.aws)
     del cs.cluster.pods[("default", "user")]
     cs.call("DELETE", f"{PVCS}/data")
     cs.run(1)

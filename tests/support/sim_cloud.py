@@ -24,7 +24,8 @@ from capt.activities.kubeadm import pki
 from capt.activities.workload import client as wc
 from capt.dev.simulator import kubeapi
 from capt.dev.simulator.aws import Aws
-from capt.dev.simulator.cloud_controllers import CloudControllers, CloudOptions
+from capt.dev.simulator.cloud_controllers.core import CloudControllers
+from capt.dev.simulator.cloud_controllers.names import CloudOptions
 from capt.dev.simulator.server import KubeServer, serve_in_thread
 from capt.dev.simulator.world.state import InstanceView, _issue_serving_cert
 from capt.dev.testkit import bootstrap_reference as ref

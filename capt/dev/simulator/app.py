@@ -23,7 +23,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from capt.dev.simulator.aws import Aws
-from capt.dev.simulator.cloud_controllers import CloudControllers, CloudOptions
+from capt.dev.simulator.cloud_controllers.core import CloudControllers
+from capt.dev.simulator.cloud_controllers.names import CloudOptions
 from capt.dev.simulator.server import AdminServer, KubeServer, serve_in_thread
 from capt.dev.simulator.world.core import World
 from capt.dev.simulator.world.state import Machine, Settings
