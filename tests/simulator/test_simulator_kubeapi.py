@@ -11,7 +11,7 @@ import pytest
 from capt.activities.kubeadm import pki, tokens
 from capt.activities.workload import client as wc
 from capt.activities.workload import drain as wdrain
-from capt.dev.simulator import kubeapi
+from capt.dev.simulator import kubeapi, kubeapi_objects
 from capt.dev.simulator.server import KubeServer, serve_in_thread
 from capt.dev.simulator.world.state import _issue_serving_cert
 from capt.dev.testkit import bootstrap_reference as ref
@@ -56,7 +56,7 @@ def call(
     ],
 )
 def test_label_selectors(selector: str, labels: dict, match: bool) -> None:
-    assert kubeapi.labels_match(labels, kubeapi.parse_label_selector(selector)) is match
+    assert kubeapi_objects.labels_match(labels, kubeapi_objects.parse_label_selector(selector)) is match
 
 
 def test_node_list_filters_and_pages() -> None:

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from capt.dev.simulator import kubeapi
+from capt.dev.simulator import kubeapi, kubeapi_objects
 from capt.dev.simulator.ssm import SsmError
 from capt.dev.simulator.world.core import World
 from capt.dev.simulator.world.state import Cluster
@@ -111,7 +111,9 @@ class _KubeHandler(BaseHTTPRequestHandler):
             )
         except Exception as err:  # noqa: BLE001 - a simulator bug: answer as an API server would
             log.exception("%s %s %s failed", cluster.name, self.command, self.path)
-            reply = kubeapi.status(500, "InternalError", f"simulator error: {type(err).__name__}: {err}")
+            reply = kubeapi_objects.status(
+                500, "InternalError", f"simulator error: {type(err).__name__}: {err}"
+            )
         data = reply.encode()
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
