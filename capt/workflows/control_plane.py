@@ -20,14 +20,14 @@ no Update is dropped. Machines are children with ParentClosePolicy.ABANDON, so t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError
+
+from capt.workflows.owner import OwnerWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from capt.activities.workload import components, etcd
@@ -46,15 +46,12 @@ with workflow.unsafe.imports_passed_through():
     from capt.workflows import control_plane_rules as rules
     from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput
     from capt.workflows.machine_owner import (
-        DELETE_POLL,
-        PATCH_OWNERS_SEE_CLOSED,
         MachineBook,
         RestartInputs,
         delete_machine,
         new_machine_name,
         revision_of,
         start_machine,
-        watch_machines,
     )
 
 # workflow.patched id (docs/versioning.md): before the first machine of a new version, move
@@ -125,7 +122,9 @@ class TemplateRequest(BaseModel):
 
 
 @workflow.defn(name="ControlPlaneWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
-class ControlPlaneWorkflow:
+class ControlPlaneWorkflow(OwnerWorkflow):
+    DELETE_OPERATION = "deleting every control plane machine"
+
     @workflow.init
     def __init__(self, inp: ControlPlaneInput) -> None:
         # State comes from the input here, not in run(): a signal or Update that arrives with the
@@ -183,18 +182,7 @@ class ControlPlaneWorkflow:
         )
 
     # --- signals --------------------------------------------------------------------------
-    @workflow.signal
-    def machine_changed(self, status: MachineStatus) -> None:
-        if self._carry.book.apply(status, workflow.now().timestamp()):
-            self._wake = True
-
-    @workflow.signal
-    def machines_healthy(self, names: list[str]) -> None:
-        """From the health check, each round it finds a machine marked unhealthy here healthy
-        again: the mark no longer holds scale or rollout back."""
-        if self._carry.book.clear_unhealthy(names):
-            self._wake = True
-
+    # machine_changed, machines_healthy and delete_all: OwnerWorkflow's.
     @workflow.signal
     def apply_spec(self, spec: ControlPlaneSpec) -> None:
         """The ClusterWorkflow's desired control plane, already validated by its Update
@@ -206,16 +194,6 @@ class ControlPlaneWorkflow:
     def set_paused(self, paused: bool) -> None:
         """Paused: no machine is created or deleted (remediation is refused) until resumed."""
         self._carry.paused = paused
-        self._wake = True
-
-    @workflow.signal
-    def delete_all(self, options: DeleteOptions | None = None) -> None:
-        """The cluster is being deleted: remove every machine, then end. `options` go to every
-        machine (`skip_node_cleanup` when the whole cluster goes); signals without any (sent
-        before DeleteOptions existed) decode as None."""
-        self._carry.deleting = True
-        if options is not None:
-            self._carry.delete_options = options
         self._wake = True
 
     # --- updates --------------------------------------------------------------------------
@@ -346,36 +324,23 @@ class ControlPlaneWorkflow:
         workflow.upsert_search_attributes(
             [sa.CLUSTER_NAME.value_set(inp.cluster.name), sa.KUBERNETES_VERSION.value_set(inp.spec.version)]
         )
-        while True:
-            self._wake = False
-            if self._carry.deleting:
-                await self._delete_everything()
-                return self.status()
-            if self._sees_closed_machines():
-                await watch_machines(self._carry.book, self._restart_inputs())
-            if not self._carry.paused:
-                await self._step()
-            else:
-                self._operation = "paused"
-            self._publish()
-            await self._report(inp.owner_workflow_id)
-            self._carry.iterations += 1
-            if workflow.info().is_continue_as_new_suggested() or self._carry.iterations >= inp.max_iterations:
-                # Let running Update handlers finish so their callers get an answer, then
-                # start a fresh run with the same state and an empty history.
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._carry.iterations = 0
-                workflow.continue_as_new(
-                    ControlPlaneInput(
-                        cluster=inp.cluster,
-                        spec=self._spec,
-                        carry=self._carry,
-                        owner_workflow_id=inp.owner_workflow_id,
-                        max_iterations=inp.max_iterations,
-                    )
-                )
-            with contextlib.suppress(asyncio.TimeoutError):
-                await workflow.wait_condition(lambda: self._wake, timeout=self._recheck_after())
+        return await self._owner_loop(inp)
+
+    # --- the owner loop's hooks (capt/workflows/owner.py) ------------------------------------
+    def _paused_operation(self) -> str | None:
+        return "paused" if self._carry.paused else None
+
+    def _loop_timeout(self) -> timedelta:
+        return self._recheck_after()
+
+    def _continue_as_new_input(self, inp: ControlPlaneInput) -> ControlPlaneInput:
+        return ControlPlaneInput(
+            cluster=inp.cluster,
+            spec=self._spec,
+            carry=self._carry,
+            owner_workflow_id=inp.owner_workflow_id,
+            max_iterations=inp.max_iterations,
+        )
 
     # --- steps ----------------------------------------------------------------------------
     def _revision(self) -> str:
@@ -625,29 +590,6 @@ class ControlPlaneWorkflow:
             m.created > record.timestamp and m.status.phase == "Running" for m in self._carry.book.live()
         )
 
-    async def _delete_everything(self) -> None:
-        self._operation = "deleting every control plane machine"
-        self._publish()
-        # Workers and the rest of the cluster go with it: no quorum to protect, delete all at once.
-        book, restart = self._carry.book, self._restart_inputs()
-        for name in list(book.machines):
-            await delete_machine(book, name, self._carry.delete_options, restart=restart)
-        if not self._sees_closed_machines():
-            await workflow.wait_condition(lambda: not book.machines)
-        else:
-            # Bounded polls: a machine whose workflow closed meanwhile is restarted to delete.
-            while book.machines:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await workflow.wait_condition(lambda: not book.machines, timeout=DELETE_POLL)
-                if book.machines:
-                    await watch_machines(book, restart, everything=True)
-                    self._publish()
-        self._operation = "deleted"
-        await self._report(self._owner)
-
-    def _sees_closed_machines(self) -> bool:
-        return workflow.patched(PATCH_OWNERS_SEE_CLOSED)
-
     def _restart_inputs(self) -> RestartInputs:
         spec = self._spec
         assert spec is not None and self._cluster is not None
@@ -666,9 +608,10 @@ class ControlPlaneWorkflow:
             return IDLE_RECHECK
         return min(IDLE_RECHECK, timedelta(seconds=max(due - workflow.now().timestamp(), 1.0)))
 
-    async def _report(self, owner: str | None) -> None:
+    async def _report(self) -> None:
         """Tell the ClusterWorkflow when something it shows changed (a workflow cannot query
         another one, so status flows up as signals)."""
+        owner = self._owner
         if not owner:
             return
         status = self.status()

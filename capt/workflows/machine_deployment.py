@@ -40,8 +40,6 @@ template change may ask for (a kubelet must not be newer than its API server).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
@@ -54,11 +52,12 @@ from capt.contracts.ids import deployment_workflow_id
 # Note: `import workflows.rollout as rollout`, not `from workflows import rollout`: written the
 # second way, this module got a sandbox copy of `rollout` (re-imported on every workflow task), whose
 # MachineView is not the class `MachineBook.views()` returns, and pydantic refused the machines.
+from capt.workflows.owner import OwnerWorkflow
+
 with workflow.unsafe.imports_passed_through():
     import capt.contracts.search_attributes as sa
     import capt.workflows.rollout as rollout
     from capt.activities.workload import activities as workload
-    from capt.contracts.machines import MachineStatus
     from capt.contracts.owners import (
         Condition,
         DeploymentMachine,
@@ -73,15 +72,12 @@ with workflow.unsafe.imports_passed_through():
     from capt.workflows import activity_options as opts
     from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput
     from capt.workflows.machine_owner import (
-        DELETE_POLL,
-        PATCH_OWNERS_SEE_CLOSED,
         MachineBook,
         RestartInputs,
         delete_machine,
         new_machine_name,
         revision_of,
         start_machine,
-        watch_machines,
     )
 
 # When nothing happens, look again this often. Machines signal every change, so this is only a
@@ -261,7 +257,7 @@ def progress_key(state: rollout.DeploymentState) -> tuple[str, int, int, int]:
 
 
 @workflow.defn(name="MachineDeploymentWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
-class MachineDeploymentWorkflow:
+class MachineDeploymentWorkflow(OwnerWorkflow):
     @workflow.init
     def __init__(self, inp: MachineDeploymentInput) -> None:
         self._input: MachineDeploymentInput | None = None
@@ -372,18 +368,7 @@ class MachineDeploymentWorkflow:
         )
 
     # --- signals --------------------------------------------------------------------------------
-    @workflow.signal
-    def machine_changed(self, status: MachineStatus) -> None:
-        if self._carry.book.apply(status, workflow.now().timestamp()):
-            self._wake = True
-
-    @workflow.signal
-    def machines_healthy(self, names: list[str]) -> None:
-        """From the health check, each round it finds a machine marked unhealthy here healthy
-        again: the mark no longer holds scale or rollout back."""
-        if self._carry.book.clear_unhealthy(names):
-            self._wake = True
-
+    # machine_changed, machines_healthy and delete_all: OwnerWorkflow's.
     @workflow.signal
     def control_plane_changed(self, info: ControlPlaneInfo) -> None:
         """From the cluster workflow (a workflow cannot send Updates): the control plane was
@@ -407,16 +392,6 @@ class MachineDeploymentWorkflow:
         """The cluster is paused or resumed: while paused no machine is created or deleted and
         remediation is refused (CAPI's Cluster.spec.paused). Not the deployment's own spec.paused."""
         self._carry.cluster_paused = paused
-        self._wake = True
-
-    @workflow.signal
-    def delete_all(self, options: DeleteOptions | None = None) -> None:
-        """The cluster is being deleted: remove every machine, then end. `options` go to every
-        machine (`skip_node_cleanup` when the whole cluster goes); signals without any (sent
-        before DeleteOptions existed) decode as None."""
-        self._carry.deleting = True
-        if options is not None:
-            self._carry.delete_options = options
         self._wake = True
 
     # --- updates --------------------------------------------------------------------------------
@@ -615,37 +590,24 @@ class MachineDeploymentWorkflow:
     @workflow.run
     async def run(self, inp: MachineDeploymentInput) -> DeploymentStatus:
         self._upsert_search_attributes()
-        while True:
-            self._wake = False
-            if self._carry.deleting:
-                await self._delete_everything()
-                return self.status()
-            if self._sees_closed_machines():
-                await watch_machines(self._carry.book, self._restart_inputs())
-            if self._carry.cluster_paused:
-                self._operation = "cluster paused: no machine is created or deleted"
-            else:
-                await self._step()
-            self._publish()
-            await self._report()
-            self._carry.iterations += 1
-            if workflow.info().is_continue_as_new_suggested() or self._carry.iterations >= inp.max_iterations:
-                # Let running Update handlers finish so their callers get an answer, then start a
-                # fresh run with the same state and an empty history.
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._carry.iterations = 0
-                workflow.continue_as_new(
-                    inp.model_copy(
-                        update={
-                            "spec": self._spec,
-                            "control_plane_version": self._cp_version,
-                            "control_plane_initialized": self._cp_initialized,
-                            "carry": self._carry,
-                        }
-                    )
-                )
-            with contextlib.suppress(asyncio.TimeoutError):
-                await workflow.wait_condition(lambda: self._wake, timeout=self._wait_after())
+        return await self._owner_loop(inp)
+
+    # --- the owner loop's hooks (capt/workflows/owner.py) ----------------------------------------
+    def _paused_operation(self) -> str | None:
+        return "cluster paused: no machine is created or deleted" if self._carry.cluster_paused else None
+
+    def _loop_timeout(self) -> timedelta:
+        return self._wait_after()
+
+    def _continue_as_new_input(self, inp: MachineDeploymentInput) -> MachineDeploymentInput:
+        return inp.model_copy(
+            update={
+                "spec": self._spec,
+                "control_plane_version": self._cp_version,
+                "control_plane_initialized": self._cp_initialized,
+                "carry": self._carry,
+            }
+        )
 
     # --- one step -------------------------------------------------------------------------------
     def _revision(self) -> str:
@@ -963,29 +925,6 @@ class MachineDeploymentWorkflow:
     # --- remediation, deletion ------------------------------------------------------------------------
     def _forget_finished_remediations(self) -> None:
         self._carry.remediating = [n for n in self._carry.remediating if n in self._carry.book.machines]
-
-    async def _delete_everything(self) -> None:
-        self._operation = "deleting every machine"
-        self._publish()
-        book, restart = self._carry.book, self._restart_inputs()
-        for name in list(book.machines):
-            await delete_machine(book, name, self._carry.delete_options, restart=restart)
-        if not self._sees_closed_machines():
-            await workflow.wait_condition(lambda: not book.machines)
-        else:
-            # Bounded polls: a machine whose workflow closed meanwhile is restarted to delete.
-            while book.machines:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await workflow.wait_condition(lambda: not book.machines, timeout=DELETE_POLL)
-                if book.machines:
-                    await watch_machines(book, restart, everything=True)
-                    self._publish()
-        self._operation = "deleted"
-        self._publish()
-        await self._report()
-
-    def _sees_closed_machines(self) -> bool:
-        return workflow.patched(PATCH_OWNERS_SEE_CLOSED)
 
     def _restart_inputs(self) -> RestartInputs:
         spec, inp = self._spec, self._input
