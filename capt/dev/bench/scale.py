@@ -242,7 +242,8 @@ class Scale:
     """One stack, one worker; clusters added in cumulative steps."""
 
     def __init__(self, state_dir: Path, workers: int, worker_env: dict[str, str] | None = None) -> None:
-        from capt.dev.testkit.chaos import ChaosStack, client_environ, free_ports
+        from capt.dev.testkit.chaos.cli import client_environ
+        from capt.dev.testkit.chaos.stack import ChaosStack, free_ports
 
         self.stack = ChaosStack.on_free_ports(state_dir)
         [self.metrics_port] = free_ports(1)
@@ -535,7 +536,7 @@ async def run_stack(
     keep: bool,
     worker_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    from capt.dev.testkit.chaos import SIM_SETTINGS
+    from capt.dev.testkit.chaos.scenarios import SIM_SETTINGS
 
     state_dir = Path(tempfile.mkdtemp(prefix="capt-bench-scale-"))
     environ = dict(os.environ)
@@ -663,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(
             asyncio.run(run_stack("run", sizes, args.workers, idle, args.deadline, args.keep_stack, env))
         )
-    from capt.dev.testkit.chaos import SIM_SETTINGS
+    from capt.dev.testkit.chaos.scenarios import SIM_SETTINGS
 
     data = {
         "full": args.full,
