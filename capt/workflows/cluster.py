@@ -67,11 +67,8 @@ with workflow.unsafe.imports_passed_through():
     from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
     from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow, HealthSettings
     from capt.workflows.infrastructure import InfraInput, InfraResult, InfrastructureWorkflow
-    from capt.workflows.machine_deployment import (
-        ControlPlaneInfo,
-        MachineDeploymentInput,
-        MachineDeploymentWorkflow,
-    )
+    from capt.workflows.machine_deployment import MachineDeploymentWorkflow
+    from capt.workflows.machine_deployment_models import ControlPlaneInfo, MachineDeploymentInput
     from capt.workflows.machine_models import ClusterContext, LoadBalancerRef
     from capt.workflows.teardown_models import TeardownInput
 

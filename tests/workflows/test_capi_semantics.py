@@ -188,7 +188,7 @@ def test_new_machines_come_from_the_newest_revision(name, strategy, machines, re
 # --- MachineDeployment revision identity (issue 18) -------------------------------------------
 
 from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate  # noqa: E402
-from capt.workflows.machine_deployment import deployment_revision  # noqa: E402
+from capt.workflows.machine_deployment_models import deployment_revision  # noqa: E402
 
 MD = MachineDeploymentSpec(
     name="md-0",

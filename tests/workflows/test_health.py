@@ -40,7 +40,8 @@ from capt.workflows.health import (
     HealthStatus,
 )
 from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_deployment import MachineDeploymentInput, MachineDeploymentWorkflow, ScaleRequest
+from capt.workflows.machine_deployment import MachineDeploymentWorkflow
+from capt.workflows.machine_deployment_models import MachineDeploymentInput, ScaleRequest
 from tests.support.context import cluster_context, machine_template, query, running_worker, unique, wait_for
 
 WORKFLOWS = [HealthCheckWorkflow, ControlPlaneWorkflow, MachineDeploymentWorkflow, MachineWorkflow]

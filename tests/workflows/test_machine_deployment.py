@@ -35,11 +35,11 @@ from capt.rules.versions import worker_version_error
 from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
 from capt.workflows import rollout
 from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_deployment import (
+from capt.workflows.machine_deployment import MachineDeploymentWorkflow
+from capt.workflows.machine_deployment_models import (
     ControlPlaneInfo,
     DeleteMachinesRequest,
     MachineDeploymentInput,
-    MachineDeploymentWorkflow,
     ScaleRequest,
     StrategyRequest,
     TemplateRequest,

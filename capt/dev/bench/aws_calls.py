@@ -616,11 +616,8 @@ async def measure_rollout(workers: int) -> dict[str, Any]:
     from capt.dev.testkit.context import cluster_context, running_worker, unique
     from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
     from capt.workflows.machine import MachineWorkflow
-    from capt.workflows.machine_deployment import (
-        MachineDeploymentInput,
-        MachineDeploymentWorkflow,
-        TemplateRequest,
-    )
+    from capt.workflows.machine_deployment import MachineDeploymentWorkflow
+    from capt.workflows.machine_deployment_models import MachineDeploymentInput, TemplateRequest
 
     lat = model.load()
     cloud = counting_cloud_class()(

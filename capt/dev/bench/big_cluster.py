@@ -49,7 +49,7 @@ from capt.dev.bench import model, results
 from capt.dev.paths import REPO_ROOT
 from capt.dev.testkit import time_skipping
 from capt.dev.testkit.fake_cloud import FakeCloud
-from capt.workflows.machine_deployment import ControlPlaneInfo
+from capt.workflows.machine_deployment_models import ControlPlaneInfo
 
 ROOT = REPO_ROOT
 
@@ -334,9 +334,9 @@ async def measure(
     from capt.worker import build_worker
     from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
     from capt.workflows.machine import MachineWorkflow
-    from capt.workflows.machine_deployment import (
+    from capt.workflows.machine_deployment import MachineDeploymentWorkflow
+    from capt.workflows.machine_deployment_models import (
         MachineDeploymentInput,
-        MachineDeploymentWorkflow,
         StrategyRequest,
         TemplateRequest,
     )

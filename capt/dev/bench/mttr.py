@@ -183,7 +183,8 @@ async def measure(clusters: int, mode: str, lat: model.Latencies, workers: int =
     from capt.worker import build_worker
     from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow
     from capt.workflows.machine import MachineWorkflow
-    from capt.workflows.machine_deployment import MachineDeploymentInput, MachineDeploymentWorkflow
+    from capt.workflows.machine_deployment import MachineDeploymentWorkflow
+    from capt.workflows.machine_deployment_models import MachineDeploymentInput
 
     cloud = SharedCloud(lat)
     tag = uuid.uuid4().hex[:4]

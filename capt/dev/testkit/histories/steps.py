@@ -168,7 +168,8 @@ class ScenarioMixin:
             )
 
         await self.wait_for("control plane and md-0 upgraded; md-1 (OnDelete) still old", rolled)
-        from capt.workflows.machine_deployment import DeleteMachinesRequest, MachineDeploymentWorkflow
+        from capt.workflows.machine_deployment import MachineDeploymentWorkflow
+        from capt.workflows.machine_deployment_models import DeleteMachinesRequest
 
         await self.client.get_workflow_handle(md_id(MD_ON_DELETE)).execute_update(
             MachineDeploymentWorkflow.delete_machines, DeleteMachinesRequest(machines=(old_md1,))
