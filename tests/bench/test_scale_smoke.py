@@ -7,6 +7,7 @@ import json
 import pytest
 
 from capt.dev.bench import scale
+from capt.dev.bench.scale import settings as scale_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +19,7 @@ def test_scale_default(tmp_path) -> None:
     assert data["benchmark"] == "scale" and data["machine"]["cores"] >= 1
     [run] = data["runs"]
     [create] = run["creates"]
-    assert create["size"] == create["new_clusters"] == scale.DEFAULT_SIZES[-1]
+    assert create["size"] == create["new_clusters"] == scale_settings.DEFAULT_SIZES[-1]
     assert create["ready"] == create["size"] and create["all_ready"]
     assert 0 < create["time_to_ready_p50"] <= create["time_to_ready_p99"] <= create["wall_seconds"] + 1
     for field in ("worker_cpu_s_per_cluster", "server_cpu_s_per_cluster", "emulation_cpu_s_per_cluster"):
@@ -27,8 +28,8 @@ def test_scale_default(tmp_path) -> None:
     assert create["timeline"][-1][1] == create["size"]
 
     [idle] = run["idle"]
-    assert idle["size"] == create["size"] and idle["seconds"] >= scale.DEFAULT_IDLE
-    assert set(idle["cpu_pct_of_a_core"]) == set(scale.SERVICES)
+    assert idle["size"] == create["size"] and idle["seconds"] >= scale_settings.DEFAULT_IDLE
+    assert set(idle["cpu_pct_of_a_core"]) == set(scale_settings.SERVICES)
     assert idle["rss_mib"]["worker"] > 0
     assert "workflow_task_schedule_to_start_ms" in idle and "health_rounds" in idle
 
