@@ -493,7 +493,8 @@ async def annotate_machine(
 ):
     """The health workflow keeps machine annotations (skip-remediation, paused, remediate-machine)."""
     from capt.contracts.ids import health_workflow_id
-    from capt.workflows.health import HealthCheckWorkflow, MachineAnnotations
+    from capt.workflows.health import HealthCheckWorkflow
+    from capt.workflows.health_models import MachineAnnotations
 
     handle = client.get_workflow_handle(health_workflow_id(namespace, cluster))
     try:

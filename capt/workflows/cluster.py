@@ -65,7 +65,8 @@ with workflow.unsafe.imports_passed_through():
         plan_changes,
     )
     from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
-    from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow, HealthSettings
+    from capt.workflows.health import HealthCheckWorkflow
+    from capt.workflows.health_models import HealthCheckInput, HealthSettings
     from capt.workflows.infrastructure import InfraInput, InfraResult, InfrastructureWorkflow
     from capt.workflows.machine_deployment import MachineDeploymentWorkflow
     from capt.workflows.machine_deployment_models import ControlPlaneInfo, MachineDeploymentInput

@@ -7,7 +7,7 @@ import pytest
 
 from capt.spec.models import HealthCheckSpec
 from capt.workflows import health_detection as detect
-from capt.workflows.health import MachineAnnotations, annotations_error
+from capt.workflows.health_models import MachineAnnotations, annotations_error
 from tests.activities.test_health_detection import CHECK, evaluate, instance, machine, node, obs
 
 PAUSED = {"cluster.x-k8s.io/paused": ""}

@@ -11,7 +11,7 @@ from capt.activities.health import WatchedMachine
 from capt.activities.workload.objects import NodeCondition, NodeInfo
 from capt.spec.models import HealthCheckSpec, UnhealthyCondition
 from capt.workflows import health_detection as detect
-from capt.workflows.health import HealthSettings, settings_error
+from capt.workflows.health_models import HealthSettings, settings_error
 
 T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -32,13 +32,8 @@ from capt.spec.models import (
 )
 from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
 from capt.workflows.control_plane_rules import etcd_quorum
-from capt.workflows.health import (
-    HealthCheckInput,
-    HealthCheckWorkflow,
-    HealthEvent,
-    HealthSettings,
-    HealthStatus,
-)
+from capt.workflows.health import HealthCheckWorkflow
+from capt.workflows.health_models import HealthCheckInput, HealthEvent, HealthSettings, HealthStatus
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_deployment import MachineDeploymentWorkflow
 from capt.workflows.machine_deployment_models import MachineDeploymentInput, ScaleRequest

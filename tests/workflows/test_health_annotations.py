@@ -8,7 +8,8 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from capt.spec.models import HealthCheckSpec
-from capt.workflows.health import HealthCheckWorkflow, MachineAnnotations
+from capt.workflows.health import HealthCheckWorkflow
+from capt.workflows.health_models import MachineAnnotations
 from tests.support.context import running_worker
 from tests.workflows.test_health import WORKFLOWS, Cluster, events_for, settled
 

@@ -181,7 +181,8 @@ async def measure(clusters: int, mode: str, lat: model.Latencies, workers: int =
     from capt.dev.testkit.context import cluster_context, machine_template
     from capt.spec.models import HealthCheckSpec, KubeadmConfigSpec, MachineDeploymentSpec
     from capt.worker import build_worker
-    from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow
+    from capt.workflows.health import HealthCheckWorkflow
+    from capt.workflows.health_models import HealthCheckInput
     from capt.workflows.machine import MachineWorkflow
     from capt.workflows.machine_deployment import MachineDeploymentWorkflow
     from capt.workflows.machine_deployment_models import MachineDeploymentInput

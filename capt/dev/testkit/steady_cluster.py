@@ -126,7 +126,8 @@ async def measure_steady_state(env, task_queue: str, control_plane: int, workers
     from capt.contracts.ids import health_workflow_id
     from capt.dev.testkit.context import cluster_context, running_worker, unique
     from capt.spec.models import HealthCheckSpec
-    from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow
+    from capt.workflows.health import HealthCheckWorkflow
+    from capt.workflows.health_models import HealthCheckInput
 
     ctx = cluster_context(unique("steady"))
     steady = SteadyCluster(ctx.name, ctx.region, control_plane, workers)

@@ -114,7 +114,8 @@ class ScenarioMixin:
         log("== health check that continues as new")
         from temporalio.api.enums.v1 import EventType
 
-        from capt.workflows.health import HealthCheckInput, HealthCheckWorkflow
+        from capt.workflows.health import HealthCheckWorkflow
+        from capt.workflows.health_models import HealthCheckInput
 
         first = (await self.client.get_workflow_handle(HEALTH_ID).fetch_history()).events[0]
         assert first.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
