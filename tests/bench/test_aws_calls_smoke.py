@@ -7,6 +7,7 @@ import json
 import pytest
 
 from capt.dev.bench import aws_calls
+from capt.dev.bench.aws_calls import ops as aws_calls_ops
 
 
 @pytest.mark.parametrize(
@@ -27,7 +28,7 @@ from capt.dev.bench import aws_calls
     ],
 )
 def test_mutating_classifier(operation: str, mutating: bool) -> None:
-    assert aws_calls.is_mutating(operation) is mutating
+    assert aws_calls_ops.is_mutating(operation) is mutating
 
 
 def test_aws_calls_per_operation(tmp_path) -> None:
