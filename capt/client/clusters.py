@@ -21,12 +21,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from capt.contracts import names
 from capt.contracts.ids import cluster_workflow_id, control_plane_workflow_id, deployment_workflow_id
 from capt.spec.models import ClusterSpec
-from capt.workflows.cluster import (
+from capt.workflows.cluster import ClusterWorkflow
+from capt.workflows.cluster_models import (
     ApplyAnswer,
     ApplyRequest,
     ClusterInput,
     ClusterStatus,
-    ClusterWorkflow,
     ScaleControlPlaneRequest,
     ScaleDeploymentRequest,
     UpgradeRequest,

@@ -71,7 +71,7 @@ with workflow.unsafe.imports_passed_through():
     from capt.activities.workload.teardown import CloudBackedObjectsRequest, DeleteCloudBackedObjectsRequest
     from capt.contracts import search_attributes as sa
     from capt.workflows import activity_options as opts
-    from capt.workflows.cluster import ApplyAnswer, ApplyRequest, ClusterStatus, InfrastructureSummary
+    from capt.workflows.cluster_models import ApplyAnswer, ApplyRequest, ClusterStatus, InfrastructureSummary
     from capt.workflows.teardown_models import (
         DELETE_CLOUD_BACKED_OBJECTS,
         DISCOVER_WORKLOAD_ACCESS,

@@ -38,7 +38,8 @@ from capt.contracts.ids import cluster_workflow_id
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
 from capt.spec.loader import load_file
-from capt.workflows.cluster import ClusterInput, ClusterStatus, ClusterWorkflow, InfrastructureSummary
+from capt.workflows.cluster import ClusterWorkflow
+from capt.workflows.cluster_models import ClusterInput, ClusterStatus, InfrastructureSummary
 from capt.workflows.control_plane import ControlPlaneWorkflow
 from capt.workflows.health import HealthCheckWorkflow
 from capt.workflows.infrastructure import InfrastructureWorkflow

@@ -31,10 +31,10 @@ from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
 from capt.spec.loader import load_file
 from capt.spec.models import AddonSpec
-from capt.workflows.cluster import (
+from capt.workflows.cluster import ClusterWorkflow
+from capt.workflows.cluster_models import (
     ClusterCarry,
     ClusterInput,
-    ClusterWorkflow,
     ScaleDeploymentRequest,
     UpgradeRequest,
     _control_plane_failure,
@@ -299,7 +299,7 @@ async def test_immutable_change_is_rejected_and_nothing_moves(time_skipping_env,
             task_queue=task_queue,
         )
         await wait_for(env, lambda: query(handle, ClusterWorkflow.status), ready, what="cluster Ready")
-        from capt.workflows.cluster import ApplyRequest
+        from capt.workflows.cluster_models import ApplyRequest
 
         moved = spec.model_copy(update={"region": "us-east-1"})
         with pytest.raises(WorkflowUpdateFailedError) as info:

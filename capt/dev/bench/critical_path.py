@@ -181,7 +181,8 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
     from capt.dev.testkit.health_fakes import HealthFakes
     from capt.spec.loader import load_file
     from capt.worker import build_worker
-    from capt.workflows.cluster import ClusterInput, ClusterWorkflow
+    from capt.workflows.cluster import ClusterWorkflow
+    from capt.workflows.cluster_models import ClusterInput
     from capt.workflows.registry import WORKFLOWS
 
     spec = load_file(manifest, env={}).spec

@@ -29,13 +29,8 @@ from capt.dev.testkit.chaos.scenarios import EXAMPLE, VERSION, Phase, Scenario
 from capt.dev.testkit.chaos.stack import ChaosStack
 from capt.spec.loader import load_manifest
 from capt.spec.models import ClusterSpec
-from capt.workflows.cluster import (
-    ClusterStatus,
-    ClusterWorkflow,
-    ScaleControlPlaneRequest,
-    ScaleDeploymentRequest,
-    UpgradeRequest,
-)
+from capt.workflows.cluster import ClusterWorkflow
+from capt.workflows.cluster_models import ClusterStatus, ScaleControlPlaneRequest, ScaleDeploymentRequest, UpgradeRequest
 
 log = logging.getLogger("capt.chaos")
 
