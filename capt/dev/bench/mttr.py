@@ -50,7 +50,7 @@ from capt.activities.aws import instances as ec2
 from capt.activities.workload import activities as workload
 from capt.activities.workload.objects import NodeCondition, NodeInfo
 from capt.dev.bench import model, results
-from capt.dev.bench.big_cluster import BenchCloud, quiet_sdk, skip
+from capt.dev.bench.big_cluster.shared import BenchCloud, quiet_sdk, skip
 from capt.dev.paths import REPO_ROOT
 from capt.dev.testkit import time_skipping
 
