@@ -30,7 +30,12 @@ from capt.dev.testkit.chaos.stack import ChaosStack
 from capt.spec.loader import load_manifest
 from capt.spec.models import ClusterSpec
 from capt.workflows.cluster import ClusterWorkflow
-from capt.workflows.cluster_models import ClusterStatus, ScaleControlPlaneRequest, ScaleDeploymentRequest, UpgradeRequest
+from capt.workflows.cluster_models import (
+    ClusterStatus,
+    ScaleControlPlaneRequest,
+    ScaleDeploymentRequest,
+    UpgradeRequest,
+)
 
 log = logging.getLogger("capt.chaos")
 
