@@ -25,7 +25,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from capt.workflows.control_plane import ControlPlaneWorkflow
     from capt.workflows.health import HealthCheckWorkflow
-    from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow
+    from capt.workflows.infrastructure import InfrastructureWorkflow
+    from capt.workflows.infrastructure_models import InfraInput
     from capt.workflows.machine_deployment import MachineDeploymentWorkflow
     from capt.workflows.teardown_models import TeardownInput
 

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         HealthCheckSpec,
         MachineDeploymentSpec,
     )
-    from capt.workflows.infrastructure import InfraResult
+    from capt.workflows.infrastructure_models import InfraResult
     from capt.workflows.machine_deployment_models import ControlPlaneInfo
     from capt.workflows.machine_models import ClusterContext
 

@@ -31,10 +31,12 @@ with workflow.unsafe.imports_passed_through():
         _progress,
         _settled_version,
     )
-    from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
+    from capt.workflows.control_plane import ControlPlaneWorkflow
+    from capt.workflows.control_plane_models import ControlPlaneInput
     from capt.workflows.health import HealthCheckWorkflow
     from capt.workflows.health_models import HealthCheckInput, HealthSettings
-    from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow
+    from capt.workflows.infrastructure import InfrastructureWorkflow
+    from capt.workflows.infrastructure_models import InfraInput
     from capt.workflows.machine_deployment import MachineDeploymentWorkflow
     from capt.workflows.machine_deployment_models import ControlPlaneInfo, MachineDeploymentInput
     from capt.workflows.machine_models import ClusterContext, LoadBalancerRef

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError
@@ -30,10 +29,9 @@ from temporalio.exceptions import ActivityError
 from capt.workflows.owner import OwnerWorkflow
 
 with workflow.unsafe.imports_passed_through():
-    from capt.activities.workload import components, etcd
+    from capt.activities.workload import components
     from capt.activities.workload.activities import WorkloadAccess
     from capt.contracts import search_attributes as sa
-    from capt.contracts.machines import MachineStatus
     from capt.contracts.owners import (
         ControlPlaneMachine,
         ControlPlaneRemediationAnswer,
@@ -41,88 +39,35 @@ with workflow.unsafe.imports_passed_through():
         ControlPlaneStatus,
     )
     from capt.rules.versions import oldest, version_change_error
-    from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineTemplate
+    from capt.spec.models import ControlPlaneSpec
     from capt.workflows import activity_options as opts
     from capt.workflows import control_plane_rules as rules
-    from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput
+    from capt.workflows.control_plane_models import (
+        IDLE_RECHECK,
+        PATCH_COMPONENTS_FOLLOW,
+        PATCH_READS_ETCD_MEMBERS,
+        PATCH_REMEDIATION_ORDER,
+        ControlPlaneCarry,
+        ControlPlaneInput,
+        ScaleRequest,
+        TemplateRequest,
+        UpgradeRequest,
+        _drain_timeout,
+        _parse_time,
+        _rollout_threshold,
+    )
+    from capt.workflows.machine_models import ClusterContext, MachineInput
     from capt.workflows.machine_owner import (
-        MachineBook,
         RestartInputs,
-        delete_machine,
         new_machine_name,
         revision_of,
         start_machine,
     )
-
-# workflow.patched id (docs/versioning.md): before the first machine of a new version, move
-# kubeadm-config, CoreDNS and kube-proxy to it (CAPI's KCP upgrade step).
-PATCH_COMPONENTS_FOLLOW = "control-plane-components-follow-version"
-# A remediation request reads etcd's member list (through a healthy node, SSM) before the quorum
-# decision, instead of taking the machines' nodes for the members.
-PATCH_READS_ETCD_MEMBERS = "control-plane-reads-etcd-members"
-# A remediation request remediates the machine CAPI's order picks among the unhealthy ones.
-PATCH_REMEDIATION_ORDER = "control-plane-remediation-order"
-# How long an etcd member list read for a remediation decision is reused (workflow seconds).
-ETCD_MEMBERS_FRESH_SECONDS = 120.0
-
-# When nothing happens, look again this often (machines signal changes; this is a safety net
-# and how rolloutAfter deadlines are noticed).
-IDLE_RECHECK = timedelta(minutes=5)
-
-
-class ControlPlaneCarry(BaseModel):
-    """State carried across continue-as-new."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    book: MachineBook = MachineBook()
-    initialized: bool = False
-    remediation_in_progress: rules.RemediationRecord | None = None
-    remediations: dict[str, rules.RemediationRecord] = {}  # replacement machine -> its record
-    last_refusal: str = ""
-    # The latest remediation, with its retry count (CAPI reports each retry).
-    last_remediation: str = ""
-    iterations: int = 0
-    deleting: bool = False
-    # How delete_all asked the machines to go (skip_node_cleanup on cluster deletion).
-    delete_options: DeleteOptions | None = None
-    paused: bool = False
-    # The version kubeadm-config, CoreDNS and kube-proxy were last moved to (None: not known yet;
-    # the oldest machine's version is taken then: what kubeadm init wrote, or an older upgrade).
-    components_version: str | None = None
-
-
-class ControlPlaneInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    cluster: ClusterContext
-    spec: ControlPlaneSpec
-    carry: ControlPlaneCarry | None = None
-    # The ClusterWorkflow: told `control_plane_changed(ControlPlaneStatus)` when the status changes.
-    owner_workflow_id: str | None = None
-    # Continue-as-new after this many loop turns even if Temporal has not suggested it yet.
-    max_iterations: int = 500
-
-
-class ScaleRequest(BaseModel):
-    replicas: int
-
-
-class UpgradeRequest(BaseModel):
-    version: str
-
-
-class TemplateRequest(BaseModel):
-    """A new machine template and/or kubeadm config: rolls every machine."""
-
-    machine_template: MachineTemplate | None = None
-    kubeadm: KubeadmConfigSpec | None = None
-    rollout_after: str | None = None
-    max_surge: int | None = None
+from capt.workflows.control_plane_etcd import _EtcdMixin
 
 
 @workflow.defn(name="ControlPlaneWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
-class ControlPlaneWorkflow(OwnerWorkflow):
+class ControlPlaneWorkflow(_EtcdMixin, OwnerWorkflow):
     DELETE_OPERATION = "deleting every control plane machine"
 
     @workflow.init
@@ -456,140 +401,6 @@ class ControlPlaneWorkflow(OwnerWorkflow):
             ),
         )
 
-    def _remediation_decision(
-        self, target: str, etcd_members: tuple[str, ...] | None = None
-    ) -> rules.ControlPlaneRemediationDecision:
-        spec = self._spec
-        assert spec is not None
-        return rules.check_control_plane_remediation(
-            self._carry.book.views(),
-            target,
-            etcd_members=etcd_members,
-            initialized=self._carry.initialized,
-            now=workflow.now().timestamp(),
-            in_progress=self._carry.remediation_in_progress,
-            last_remediation=self._carry.remediations.get(target),
-            max_retry=spec.remediation_max_retry,
-            retry_period_seconds=spec.remediation_retry_period_seconds,
-            min_healthy_period_seconds=spec.remediation_min_healthy_period_seconds,
-        )
-
-    async def _remove_etcd_member_then_delete(self, name: str, via: str | None) -> bool:
-        """CAPI's order: remove the machine's etcd member (run on a healthy sibling, through
-        SSM), and only once the surviving members confirm it is gone, delete the machine.
-        A stopped member would still count toward quorum. Returns False (machine kept, reason
-        in last_refusal) when no sibling could confirm the removal; the loop tries again."""
-        book = self._carry.book
-        departing = book.machines[name].status
-        assert not self._etcd_busy, "callers check _etcd_busy first"
-        self._etcd_busy = True
-        try:
-            return await self._remove_member_and_delete(book, name, departing, via)
-        finally:
-            self._etcd_busy = False
-            self._members_read = None  # the membership changed (or may have): read it again
-
-    async def _remove_member_and_delete(
-        self, book: MachineBook, name: str, departing: MachineStatus, via: str | None
-    ) -> bool:
-        if departing.node_name and departing.instance_id:
-            siblings = self._healthy_siblings(exclude=name, via=via)
-            outcome = "no healthy control plane machine to run the removal on"
-            for sibling in siblings[:3]:
-                outcome = await self._etcd_removal_via(sibling, departing)
-                if outcome == "removed":
-                    break
-            else:
-                self._carry.last_refusal = f"etcd member of {name} not removed: {outcome}"
-                self._operation = self._carry.last_refusal
-                return False
-        await delete_machine(book, name, restart=self._restart_inputs())
-        return True
-
-    async def _etcd_members(self) -> tuple[str, ...] | None:
-        """etcd's own member list (names), read through a healthy control-plane node, for quorum
-        decisions (a member whose machine is gone still counts). None when no node could answer:
-        the machines' nodes stand in for it, as before."""
-        assert self._cluster is not None
-        now = workflow.now().timestamp()
-        if self._members_read is not None and now - self._members_read[0] < ETCD_MEMBERS_FRESH_SECONDS:
-            # A refused remediation is asked again every health interval: one list serves a while.
-            return self._members_read[1]
-        for via in self._healthy_siblings(exclude=None)[:2]:
-            cmd = await workflow.execute_activity(
-                etcd.send_etcd_member_list,
-                etcd.EtcdMemberListRequest(
-                    region=self._cluster.region, via_instance_id=via.instance_id or ""
-                ),
-                **opts.KUBE_CALL,
-            )
-            for delay in opts.poll_intervals(first=2, factor=1.5, cap=10):
-                listed = await workflow.execute_activity(
-                    etcd.check_etcd_member_list,
-                    etcd.EtcdMemberListCheck(
-                        region=self._cluster.region, command_id=cmd.command_id, instance_id=cmd.instance_id
-                    ),
-                    **opts.KUBE_CALL,
-                )
-                if listed.state != "pending":
-                    break
-                await workflow.sleep(delay)
-            if listed.state == "listed" and listed.members:
-                members = tuple(m.name or m.id for m in listed.members)
-                self._members_read = (now, members)
-                return members
-        return None
-
-    def _healthy_siblings(self, exclude: str | None, via: str | None = None) -> list[MachineStatus]:
-        """Running control-plane machines nothing marks unhealthy (`via` first, then newest)."""
-        return [
-            m.status
-            for m in sorted(self._carry.book.live(), key=lambda m: (m.status.name != via, -m.created))
-            if m.status.name != exclude
-            and m.status.instance_id
-            and m.status.phase == "Running"
-            and not m.delete_sent
-            and not m.unhealthy
-        ]
-
-    async def _etcd_removal_via(self, via: MachineStatus, departing: MachineStatus) -> str:
-        assert self._cluster is not None
-        member = etcd.EtcdMemberRef(name=departing.node_name or "", peer_host=departing.private_ip)
-        cmd = await workflow.execute_activity(
-            etcd.send_etcd_member_removal,
-            etcd.EtcdMemberRemovalRequest(
-                region=self._cluster.region,
-                via_instance_id=via.instance_id or "",
-                departing_instance_id=departing.instance_id or "",
-                member=member,
-            ),
-            **opts.KUBE_CALL,
-        )
-        for delay in opts.poll_intervals(first=2, factor=1.5, cap=10):
-            check = await workflow.execute_activity(
-                etcd.check_etcd_member_removal,
-                etcd.EtcdMemberRemovalCheck(
-                    region=self._cluster.region,
-                    command_id=cmd.command_id,
-                    instance_id=cmd.instance_id,
-                    member=member,
-                ),
-                **opts.KUBE_CALL,
-            )
-            if check.state != "pending":
-                return "removed" if check.confirmed else f"{check.state} via {via.name}: {check.detail}"
-            await workflow.sleep(delay)
-        return "unreachable"  # pragma: no cover - poll_intervals never ends
-
-    def _remediation_in_progress_done(self) -> bool:
-        record = self._carry.remediation_in_progress
-        if record is None:
-            return False
-        # Finished once a machine created after it is Running.
-        return any(
-            m.created > record.timestamp and m.status.phase == "Running" for m in self._carry.book.live()
-        )
-
     def _restart_inputs(self) -> RestartInputs:
         spec = self._spec
         assert spec is not None and self._cluster is not None
@@ -628,33 +439,3 @@ class ControlPlaneWorkflow(OwnerWorkflow):
             f"{s.version}{' (initialized)' if s.initialized else ''}\n\n{s.operation}"
             + (f"\n\nlast refusal: {s.last_refusal}" if s.last_refusal else "")
         )
-
-
-def _parse_time(text: str) -> float:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError as exc:
-        raise ValueError(f"rolloutAfter {text!r} is not an RFC 3339 time") from exc
-
-
-def _drain_timeout(spec: ControlPlaneSpec) -> int:
-    """KCP's nodeDrainTimeout as given: unset or 0 means no timeout (0 to the machine)."""
-    return spec.node_drain_timeout_seconds or 0
-
-
-# kubeadm issues a machine's certificates for one year when it runs init or join.
-CERTIFICATE_LIFETIME_SECONDS = 365 * 86400
-
-
-def _rollout_threshold(spec: ControlPlaneSpec, now: float) -> float | None:
-    """Machines created before this need a rollout (None: none do for this reason): rolloutAfter
-    once passed, and rolloutBefore.certificatesExpiryDays — a machine whose certificates (one
-    year from its creation) expire within that many days is replaced, as CAPI does."""
-    thresholds = []
-    if spec.rollout_after:
-        thresholds.append(_parse_time(spec.rollout_after))
-    if spec.certificates_expiry_days is not None:
-        thresholds.append(now - CERTIFICATE_LIFETIME_SECONDS + spec.certificates_expiry_days * 86400)
-    return max(thresholds) if thresholds else None

@@ -39,7 +39,6 @@ Temporal semantics worth knowing when reading this file:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -55,68 +54,25 @@ with workflow.unsafe.imports_passed_through():
     from capt.contracts.machines import MachinePhase, MachineStatus
     from capt.workflows import activity_options as opts
     from capt.workflows.machine_models import DeleteOptions, MachineInput
-
-# workflow.patched ids; docs/versioning.md lists each with when it can be retired.
-# A non-retryable activity error while creating makes the machine Failed (it used to fail the
-# workflow, which left the owner waiting for a machine that would never report again).
-PATCH_PERMANENT_FAILURE = "machine-permanent-failure"
-# MachineInput.mode="delete": only delete (the owner restarts a closed machine workflow so).
-PATCH_DELETE_MODE = "machine-delete-mode"
-# A node that is not Ready within nodeStartupTimeout no longer fails the machine: as in CAPI, only
-# a MachineHealthCheck remediates it; the machine keeps waiting, polling less and less often.
-PATCH_WAIT_FOR_NODE = "machine-waits-for-node"
-# A drain attempt that returns before its time is up is followed by a timer for the rest of it.
-PATCH_DRAIN_PACED = "machine-drain-paced"
-# Until the node is Ready, poll the workload cluster every 5 s (a cheap list of one node) and
-# describe the EC2 instance only every 30 s (an AWS call, a guard against an instance that died
-# while joining): a node is seen Ready sooner, with fewer AWS calls (issue 19, bench/critical_path).
-PATCH_NODE_POLL_FAST = "machine-node-poll-fast"
-
-# Poll the workload node this often (a durable timer); EC2 state polls back off from 2 s to 15 s.
-NODE_POLL_SECONDS = 10.0
-# With PATCH_NODE_POLL_FAST: the node every 5 s, its instance every 30 s.
-FAST_NODE_POLL_SECONDS = 5.0
-INSTANCE_GUARD_SECONDS = 30.0
-# Past nodeStartupTimeout the polls back off to every 30 minutes for a day, then every 6 hours:
-# a machine whose node never comes keeps a bounded history (about 50 polls a day, then 4).
-LATE_POLL_CAP_SECONDS = 1800.0
-DEFAULT_NODE_STARTUP_SECONDS = 600
-LATE_POLL_DAY_SECONDS = 6 * 3600.0
-
-
-def drain_attempt_seconds(previous: float) -> float:
-    """Without nodeDrainTimeout, each drain attempt lasts longer, up to 10 minutes (bounded history)."""
-    return min(600.0, previous * 2) if previous >= 60 else 60.0
-
-
-def late_node_poll(seconds_past_timeout: float, previous: float) -> float:
-    """Seconds to the next node poll once nodeStartupTimeout has passed (pure, table-tested)."""
-    if seconds_past_timeout >= 86400:
-        return LATE_POLL_DAY_SECONDS
-    return min(LATE_POLL_CAP_SECONDS, max(NODE_POLL_SECONDS, previous * 2))
-
-
-def _instance_polls():
-    return opts.poll_intervals(first=2, factor=1.5, cap=15)
-
-
-class MachineFailed(Exception):
-    """The machine cannot become what it was asked to be; the reason goes to its status."""
-
-
-def permanent_failure(err: BaseException) -> str | None:
-    """The reason, if `err` says that trying again cannot help: a non-retryable activity
-    failure (AWS's code and message, e.g. "RunInstances: InvalidAMIID.NotFound: ..."), or a
-    non-retryable ApplicationError raised by this workflow's own code. Cancellation, timeouts
-    and retryable errors are not permanent."""
-    cause = err.cause if isinstance(err, ActivityError) else err
-    if isinstance(cause, ApplicationError) and cause.non_retryable:
-        return cause.message or cause.type or "non-retryable error"
-    return None
+    from capt.workflows.machine_policy import (
+        DEFAULT_NODE_STARTUP_SECONDS,
+        FAST_NODE_POLL_SECONDS,
+        INSTANCE_GUARD_SECONDS,
+        NODE_POLL_SECONDS,
+        PATCH_DELETE_MODE,
+        PATCH_NODE_POLL_FAST,
+        PATCH_PERMANENT_FAILURE,
+        PATCH_WAIT_FOR_NODE,
+        MachineFailed,
+        _instance_polls,
+        late_node_poll,
+        permanent_failure,
+    )
+from capt.workflows.machine_deletion import _DeletionMixin
 
 
 @workflow.defn(name="MachineWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
-class MachineWorkflow:
+class MachineWorkflow(_DeletionMixin):
     def __init__(self) -> None:
         self._input: MachineInput | None = None
         self._status: MachineStatus | None = None
@@ -187,25 +143,6 @@ class MachineWorkflow:
         await self._set_phase("Failed", failure_reason=reason, message=reason)
         # A failed machine keeps its instance (for inspection) until its owner deletes it.
         await workflow.wait_condition(lambda: self._delete_requested)
-
-    async def _delete_only(self) -> MachineStatus:
-        """Delete mode: delete what an earlier, closed workflow of this machine left behind."""
-        inp = self._input
-        assert inp is not None and self._status is not None
-        self._delete_requested = True
-        self._update(deletion_requested_at=workflow.now())
-        if not self._status.instance_id:
-            found = await workflow.execute_activity(
-                ec2.lookup_machine_instance,
-                ec2.MachineInstanceLookup(
-                    region=inp.cluster.region, cluster_name=inp.cluster.name, machine_name=inp.name
-                ),
-                **opts.AWS_CALL,
-            )
-            if found.instance is not None:
-                self._update(instance_id=found.instance.instance_id, instance_state=found.instance.state)
-        await self._delete()
-        return self._status  # type: ignore[return-value]
 
     # --- create ---------------------------------------------------------------------------
     async def _create(self) -> None:
@@ -366,113 +303,6 @@ class MachineWorkflow:
             if await self._delete_or_wait(wait):
                 return
 
-    # --- delete ---------------------------------------------------------------------------
-    async def _delete(self) -> None:
-        inp = self._input
-        assert inp is not None and self._status is not None
-        await self._set_phase("Deleting", message="deleting")
-        node = self._status.node_name
-        if node and not self._skip_node_cleanup:
-            await self._best_effort(
-                "cordon", workload.cordon_node, workload.CordonRequest(access=self._access(), node_name=node)
-            )
-            await self._drain(node)
-        if inp.role == "control-plane" and inp.cluster.load_balancer is not None and self._status.instance_id:
-            await workflow.execute_activity(
-                ec2.deregister_from_load_balancer, self._load_balancer_request(), **opts.AWS_CALL
-            )
-        if self._status.instance_id:
-            await workflow.execute_activity(
-                ec2.terminate_instance,
-                ec2.TerminateInstanceRequest(
-                    region=inp.cluster.region,
-                    instance_id=self._status.instance_id,
-                    cluster_name=inp.cluster.name,
-                    cluster_id=inp.cluster.cluster_id,
-                ),
-                **opts.AWS_CALL,
-            )
-            for delay in _instance_polls():
-                found = await self._describe_instance()
-                if found.state in ("terminated", "gone"):
-                    break
-                await workflow.sleep(delay)
-        if node and not self._skip_node_cleanup:
-            await self._best_effort(
-                "delete node",
-                workload.delete_node,
-                workload.NodeRequest(access=self._access(), node_name=node),
-            )
-        await self._delete_bootstrap_secrets()
-        await self._set_phase("Deleted", deleted_at=workflow.now(), node_ready=False, message="deleted")
-
-    async def _delete_bootstrap_secrets(self) -> None:
-        inp = self._input
-        assert inp is not None
-        await workflow.execute_activity(
-            sm.delete_bootstrap_data,
-            sm.DeleteBootstrapDataRequest(
-                cluster_name=inp.cluster.name,
-                namespace=inp.cluster.namespace,
-                region=inp.cluster.region,
-                machine_name=inp.name,
-                secret_prefix=self._bootstrap.secret_prefix if self._bootstrap else None,
-                chunks=self._bootstrap.chunks if self._bootstrap else 0,
-                cluster_id=inp.cluster.cluster_id,
-            ),
-            **opts.AWS_CALL,
-        )
-
-    async def _best_effort(self, what: str, fn, arg, options: dict | None = None):
-        """Node hygiene (cordon, drain, delete Node) must not block deleting the instance:
-        an unreachable API server is logged and skipped, as CAPI does after its timeouts."""
-        try:
-            return await workflow.execute_activity(
-                fn, arg, **{**(options or opts.KUBE_CALL), "retry_policy": opts.BEST_EFFORT_RETRY}
-            )
-        except ActivityError as err:
-            workflow.logger.warning("%s of %s skipped: %s", what, arg.node_name, err.cause or err)
-            self._update(message=f"{what} skipped: {err.cause or err}")
-            return None
-
-    async def _drain(self, node: str) -> None:
-        """Evict the node's pods within nodeDrainTimeout, one bounded activity call at a time
-        (each heartbeats); PodDisruptionBudgets are honoured by the eviction API."""
-        inp = self._input
-        assert inp is not None
-        # 0: no timeout (CAPI: drain until it succeeds); attempts then grow to 10 minutes each.
-        unbounded = inp.node_drain_timeout_seconds == 0
-        deadline = workflow.now() + timedelta(seconds=inp.node_drain_timeout_seconds)
-        chunk = 0.0
-        while True:
-            if self._skip_node_cleanup:  # the cluster is being deleted meanwhile: stop draining
-                return
-            if unbounded:
-                chunk = drain_attempt_seconds(chunk)
-            else:
-                left = (deadline - workflow.now()).total_seconds()
-                chunk = max(5.0, min(60.0, left))
-            started = workflow.now()
-            result = await self._best_effort(
-                "drain",
-                workload.drain_node,
-                workload.DrainRequest(access=self._access(), node_name=node, timeout_seconds=chunk),
-                opts.drain_call(int(chunk)),
-            )
-            if result is None or result.drained or not result.node_found:
-                return
-            if unbounded:
-                self._update(
-                    message=f"draining {node}: {len(result.blocked)} pod(s) blocked (no nodeDrainTimeout)"
-                )
-            elif workflow.now() >= deadline:
-                self._update(message=f"drain of {node} timed out; {len(result.blocked)} pod(s) blocked")
-                return
-            # An attempt that came back early (an error, a fake) waits out its time: never a spin.
-            early = chunk - (workflow.now() - started).total_seconds()
-            if early > 1 and workflow.patched(PATCH_DRAIN_PACED):
-                await workflow.sleep(early)
-
     async def _describe_instance(self) -> ec2.DescribeInstanceResult:
         inp = self._input
         assert inp is not None and self._status is not None
@@ -500,13 +330,6 @@ class MachineWorkflow:
             ),
             **opts.KUBE_CALL,
         )
-
-    # --- helpers ----------------------------------------------------------------------------
-    async def _delete_or_wait(self, seconds: float) -> bool:
-        """A durable timer that ends early if a delete is requested. True = delete requested."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await workflow.wait_condition(lambda: self._delete_requested, timeout=timedelta(seconds=seconds))
-        return self._delete_requested
 
     def _access(self) -> workload.WorkloadAccess:
         c = self._input.cluster  # type: ignore[union-attr]

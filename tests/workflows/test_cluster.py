@@ -42,7 +42,8 @@ from capt.workflows.cluster_models import (
 )
 from capt.workflows.control_plane import ControlPlaneWorkflow
 from capt.workflows.health import HealthCheckWorkflow
-from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow
+from capt.workflows.infrastructure import InfrastructureWorkflow
+from capt.workflows.infrastructure_models import InfraInput
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_deployment import MachineDeploymentWorkflow
 from capt.workflows.teardown import ClusterTeardownWorkflow

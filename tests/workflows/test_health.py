@@ -30,7 +30,8 @@ from capt.spec.models import (
     MachineDeploymentSpec,
     UnhealthyCondition,
 )
-from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
+from capt.workflows.control_plane import ControlPlaneWorkflow
+from capt.workflows.control_plane_models import ControlPlaneInput
 from capt.workflows.control_plane_rules import etcd_quorum
 from capt.workflows.health import HealthCheckWorkflow
 from capt.workflows.health_models import HealthCheckInput, HealthEvent, HealthSettings, HealthStatus
@@ -363,7 +364,7 @@ async def test_marks_of_machines_that_recovered_are_cleared_and_scale_up_proceed
     below quorum) and marks both unhealthy. The nodes recover: the next rounds clear the marks,
     and a scale-up to 5 (whose preflight needs every machine healthy) proceeds instead of
     waiting on the stale marks for good."""
-    from capt.workflows.control_plane import ScaleRequest as CpScale
+    from capt.workflows.control_plane_models import ScaleRequest as CpScale
 
     c = Cluster(time_skipping_env, task_queue)
     async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):

@@ -199,8 +199,8 @@ async def test_a_cluster_history_keeps_the_id_it_chose(name: str, cluster_id: st
     PKI, machines and the deletion are all told the id `hist`, never `hist.hist`. Recorded after:
     `hist.hist` throughout."""
     from capt.activities.aws.secrets import ClusterPKIRequest, DeleteClusterSecretsRequest
-    from capt.workflows.control_plane import ControlPlaneInput
-    from capt.workflows.infrastructure import InfraInput
+    from capt.workflows.control_plane_models import ControlPlaneInput
+    from capt.workflows.infrastructure_models import InfraInput
     from capt.workflows.teardown_models import TeardownInput
 
     _SENT.clear()

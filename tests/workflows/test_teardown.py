@@ -43,7 +43,8 @@ from capt.dev.testkit.reference import AZS, REGION, reference_spec
 from capt.spec.loader import load_file
 from capt.workflows.cluster import ClusterWorkflow
 from capt.workflows.cluster_models import ClusterInput, ClusterStatus
-from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow
+from capt.workflows.infrastructure import InfrastructureWorkflow
+from capt.workflows.infrastructure_models import InfraInput
 from capt.workflows.teardown import ClusterTeardownWorkflow
 from capt.workflows.teardown_models import (
     CloudBackedObject,

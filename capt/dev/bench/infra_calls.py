@@ -29,7 +29,8 @@ from temporalio.worker import Worker  # noqa: E402
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES  # noqa: E402
 from capt.dev.testkit import time_skipping  # noqa: E402
 from capt.dev.testkit.reference import AZS, reference_spec  # noqa: E402
-from capt.workflows.infrastructure import InfraInput, InfrastructureWorkflow  # noqa: E402
+from capt.workflows.infrastructure import InfrastructureWorkflow
+from capt.workflows.infrastructure_models import InfraInput
 
 PHASES = ("create", "create again", "delete")
 

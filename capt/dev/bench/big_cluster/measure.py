@@ -46,7 +46,8 @@ async def measure(
     from capt.dev.testkit.context import cluster_context, machine_template
     from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineDeploymentSpec, RollingUpdate
     from capt.worker import build_worker
-    from capt.workflows.control_plane import ControlPlaneInput, ControlPlaneWorkflow
+    from capt.workflows.control_plane import ControlPlaneWorkflow
+    from capt.workflows.control_plane_models import ControlPlaneInput
     from capt.workflows.machine import MachineWorkflow
     from capt.workflows.machine_deployment import MachineDeploymentWorkflow
     from capt.workflows.machine_deployment_models import (
