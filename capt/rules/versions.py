@@ -1,6 +1,6 @@
 """Kubernetes version rules, each in one place: what a version looks like, which control-plane
 changes kubeadm can make, how far workers may lag. `capt validate`/`apply` (spec/loader.py) and
-the workflows' update validators (workflows/control_plane_rules.py, machine_deployment.py,
+the workflows' update validators (capt/rules/control_plane.py, workflows/machine_deployment.py,
 cluster_changes.py) all call these.
 
 - *Format*: `v1.30.2` (a leading `v` optional where the workflows accept it; manifests must write

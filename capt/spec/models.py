@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from capt.rules.base import Frozen
+from capt.rules.control_plane_remediation import DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
 from capt.rules.intstr import IntOrPercent
 
 # Calico's rules, as CAPA adds them when the manifest names no CNI rules.
@@ -27,7 +28,6 @@ DEFAULT_CNI_RULES: tuple[dict[str, Any], ...] = (
 
 
 # CAPI's DefaultMinHealthyPeriod (KubeadmControlPlane remediation): 1 hour.
-DEFAULT_MIN_HEALTHY_PERIOD_SECONDS = 3600
 
 
 class IngressRule(Frozen):

@@ -76,7 +76,7 @@ def int_or_percent_error(value: object) -> str | None:
 def rolling_update_error(max_surge: object, max_unavailable: object, replicas: int) -> str | None:
     """CAPI's webhook: maxSurge and maxUnavailable may not both be the integer 0. Percentages
     that scale to 0 ("0%"/"0%", or "10%" of 3 rounded down) are accepted, as in CAPI: the
-    fenceposts then allow one machine unavailable (workflows/rollout.resolve_fenceposts)."""
+    fenceposts then allow one machine unavailable (capt/rules/fenceposts.resolve_fenceposts)."""
     del replicas  # CAPI's check does not scale
     if _int_zero(max_surge) and _int_zero(max_unavailable):
         return "maxSurge and maxUnavailable must not both be 0: the rollout could never make progress"

@@ -13,9 +13,9 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
+from capt.rules import control_plane as cp_rules
 from capt.rules.versions import version_change_error, worker_version_error
 from capt.spec.models import ClusterSpec, ControlPlaneSpec, HealthCheckSpec, MachineDeploymentSpec
-from capt.workflows import control_plane_rules as cp_rules
 
 
 class ClusterChanges(BaseModel):

@@ -1,9 +1,9 @@
 """ControlPlaneWorkflow — KubeadmControlPlane semantics over MachineWorkflows.
 
-One loop: build the planner's view of the machines, ask `control_plane_rules` for one step
+One loop: build the planner's view of the machines, ask `capt.rules.control_plane` for one step
 (init, add one, remove one, wait and why), apply it, and wait — on a durable timer, or until
 a machine reports a change or an Update arrives. Everything that decides lives in
-`workflows/control_plane_rules.py` (pure, table-tested); this file only applies decisions.
+`capt/rules/control_plane.py` (pure, table-tested); this file only applies decisions.
 
 Requests arrive as Temporal Updates with validators; a validator's rejection never enters
 history. Requests are *merged*, not queued: the workflow holds one desired state and an
@@ -29,6 +29,7 @@ from temporalio.exceptions import ActivityError
 from capt.workflows.owner import OwnerWorkflow
 
 with workflow.unsafe.imports_passed_through():
+    import capt.rules.control_plane_remediation as remediation
     from capt.activities.workload import components
     from capt.activities.workload.activities import WorkloadAccess
     from capt.contracts import search_attributes as sa
@@ -38,10 +39,10 @@ with workflow.unsafe.imports_passed_through():
         ControlPlaneRemediationRequest,
         ControlPlaneStatus,
     )
+    from capt.rules import control_plane as rules
     from capt.rules.versions import oldest, version_change_error
     from capt.spec.models import ControlPlaneSpec
     from capt.workflows import activity_options as opts
-    from capt.workflows import control_plane_rules as rules
     from capt.workflows.control_plane_models import (
         IDLE_RECHECK,
         PATCH_COMPONENTS_FOLLOW,
@@ -212,7 +213,7 @@ class ControlPlaneWorkflow(_EtcdMixin, OwnerWorkflow):
         if workflow.patched(PATCH_REMEDIATION_ORDER):
             # CAPI's KCP picks which unhealthy machine goes first (no node, then an etcd problem,
             # then a components problem, then the oldest), not whichever the request named.
-            chosen = rules.pick_machine_to_remediate(self._carry.book.views())
+            chosen = remediation.pick_machine_to_remediate(self._carry.book.views())
             target = chosen.name if chosen is not None else req.machine
         members = None
         if not self._etcd_busy and not self._carry.paused and workflow.patched(PATCH_READS_ETCD_MEMBERS):
@@ -231,7 +232,7 @@ class ControlPlaneWorkflow(_EtcdMixin, OwnerWorkflow):
         owned = self._carry.book.machines[target]
         owned.unhealthy, owned.unhealthy_reason = True, req.reason
         previous = self._carry.remediations.get(target)
-        self._carry.remediation_in_progress = rules.RemediationRecord(
+        self._carry.remediation_in_progress = remediation.RemediationRecord(
             machine=target,
             timestamp=workflow.now().timestamp(),
             retry_count=decision.retry_count if previous else 0,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    import capt.rules.control_plane_remediation as remediation
     from capt.activities.workload import etcd
     from capt.contracts.machines import MachineStatus
     from capt.workflows import activity_options as opts
-    from capt.workflows import control_plane_rules as rules
     from capt.workflows.control_plane_models import (
         ETCD_MEMBERS_FRESH_SECONDS,
     )
@@ -22,10 +22,10 @@ with workflow.unsafe.imports_passed_through():
 class _EtcdMixin:
     def _remediation_decision(
         self, target: str, etcd_members: tuple[str, ...] | None = None
-    ) -> rules.ControlPlaneRemediationDecision:
+    ) -> remediation.ControlPlaneRemediationDecision:
         spec = self._spec
         assert spec is not None
-        return rules.check_control_plane_remediation(
+        return remediation.check_control_plane_remediation(
             self._carry.book.views(),
             target,
             etcd_members=etcd_members,

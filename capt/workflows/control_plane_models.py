@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    import capt.rules.control_plane_remediation as remediation
     from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineTemplate
-    from capt.workflows import control_plane_rules as rules
     from capt.workflows.machine_models import ClusterContext, DeleteOptions
     from capt.workflows.machine_owner import (
         MachineBook,
@@ -46,8 +46,8 @@ class ControlPlaneCarry(BaseModel):
 
     book: MachineBook = MachineBook()
     initialized: bool = False
-    remediation_in_progress: rules.RemediationRecord | None = None
-    remediations: dict[str, rules.RemediationRecord] = {}  # replacement machine -> its record
+    remediation_in_progress: remediation.RemediationRecord | None = None
+    remediations: dict[str, remediation.RemediationRecord] = {}  # replacement machine -> its record
     last_refusal: str = ""
     # The latest remediation, with its retry count (CAPI reports each retry).
     last_remediation: str = ""

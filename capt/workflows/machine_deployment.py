@@ -5,7 +5,7 @@ workflow owns, ask the pure planner `rollout.plan_machine_deployment` for the ne
 machines to create, in which revision and availability zone; which to delete, in order), apply it
 by starting or signalling MachineWorkflows, and wait — until a machine reports a change, an Update
 arrives, or a durable timer fires (a machine finishing `minReadySeconds`, the progress deadline,
-or the idle recheck). Every decision lives in `workflows/rollout.py` (table-tested); this file
+or the idle recheck). Every decision lives in `capt/rules/deployment.py` (table-tested); this file
 applies decisions and keeps the books.
 
 Revisions: the machine template, the bootstrap (kubeadm) config, the Kubernetes version and the
@@ -48,12 +48,13 @@ from temporalio.common import VersioningBehavior
 from capt.contracts.ids import deployment_workflow_id
 from capt.workflows.owner import OwnerWorkflow
 
-# Note: `import workflows.rollout as rollout`, not `from workflows import rollout`: written the
+# Note: `import capt.rules.deployment as rollout`, not `from capt.rules import deployment`: written the
 # second way, this module got a sandbox copy of `rollout` (re-imported on every workflow task), whose
 # MachineView is not the class `MachineBook.views()` returns, and pydantic refused the machines.
 
 with workflow.unsafe.imports_passed_through():
-    import capt.workflows.rollout as rollout
+    import capt.rules.deployment as rollout
+    import capt.rules.deployment_remediation as deployment_remediation
     from capt.contracts.owners import (
         DeploymentMachine,
         DeploymentRemediationAnswer,
@@ -360,7 +361,7 @@ class MachineDeploymentWorkflow(_RolloutStepsMixin, OwnerWorkflow):
             if (owned := book.machines.get(name)) is not None:
                 owned.unhealthy, owned.unhealthy_reason = True, req.reason or "unhealthy"
         self._forget_finished_remediations()
-        decision = rollout.plan_deployment_remediation(
+        decision = deployment_remediation.plan_deployment_remediation(
             book.views(),
             names,
             current_revision=self._revision(),

@@ -7,12 +7,13 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 
-# Note: `import workflows.rollout as rollout`, not `from workflows import rollout`: written the
+# Note: `import capt.rules.deployment as rollout`, not `from capt.rules import deployment`: written the
 # second way, this module got a sandbox copy of `rollout` (re-imported on every workflow task), whose
 # MachineView is not the class `MachineBook.views()` returns, and pydantic refused the machines.
 
 with workflow.unsafe.imports_passed_through():
-    import capt.workflows.rollout as rollout
+    import capt.rules.deployment as rollout
+    import capt.rules.fenceposts as fenceposts
     from capt.rules.intstr import IntOrPercent, IntOrPercentError, check_int_or_percent
     from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate
     from capt.workflows.machine_models import ClusterContext, DeleteOptions
@@ -133,10 +134,10 @@ class TemplateRequest(BaseModel):
 
 
 class StrategyRequest(BaseModel):
-    strategy: rollout.StrategyType | None = None
+    strategy: fenceposts.StrategyType | None = None
     max_surge: IntOrPercent | None = None
     max_unavailable: IntOrPercent | None = None
-    delete_policy: rollout.DeletePolicy | None = None
+    delete_policy: fenceposts.DeletePolicy | None = None
     min_ready_seconds: int | None = None
     progress_deadline_seconds: int | None = None
 
@@ -207,3 +208,14 @@ def deployment_revision(
     if rolled_after is not None:
         parts.append(f"rollout-after:{rolled_after:.0f}")
     return revision_of(*parts)
+
+
+def strategy_of(md: MachineDeploymentSpec) -> fenceposts.DeploymentStrategy:
+    """The planner's strategy from a MachineDeployment's spec."""
+    return fenceposts.DeploymentStrategy(
+        type=md.strategy,
+        max_surge=md.rolling_update.max_surge,
+        max_unavailable=md.rolling_update.max_unavailable,
+        delete_policy=md.delete_policy,
+        min_ready_seconds=md.min_ready_seconds,
+    )

@@ -8,13 +8,14 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-# Note: `import workflows.rollout as rollout`, not `from workflows import rollout`: written the
+# Note: `import capt.rules.deployment as rollout`, not `from capt.rules import deployment`: written the
 # second way, this module got a sandbox copy of `rollout` (re-imported on every workflow task), whose
 # MachineView is not the class `MachineBook.views()` returns, and pydantic refused the machines.
 
 with workflow.unsafe.imports_passed_through():
     import capt.contracts.search_attributes as sa
-    import capt.workflows.rollout as rollout
+    import capt.rules.deployment as rollout
+    import capt.rules.machines as machines
     from capt.activities.workload import activities as workload
     from capt.contracts.owners import (
         Condition,
@@ -31,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RevisionRecord,
         deployment_revision,
         progress_key,
+        strategy_of,
     )
     from capt.workflows.machine_models import MachineInput
     from capt.workflows.machine_owner import (
@@ -84,7 +86,7 @@ class _RolloutStepsMixin:
         current = self._revision()
         return rollout.DeploymentState(
             replicas=spec.replicas,
-            strategy=rollout.DeploymentStrategy.from_spec(spec),
+            strategy=strategy_of(spec),
             current_revision=current,
             machines=tuple(views),
             # Only revisions that still have machines (and the current one) are MachineSets.
@@ -341,7 +343,7 @@ class _RolloutStepsMixin:
         if self._carry.honours_rollout_after and (at := self._rollout_after()) is not None and at > state.now:
             wake_at = min(wake_at, at + 1)  # roll as soon as rolloutAfter passes
         if (
-            t := rollout.next_availability_time(state.machines, state.now, spec.min_ready_seconds)
+            t := machines.next_availability_time(state.machines, state.now, spec.min_ready_seconds)
         ) is not None:
             wake_at = min(wake_at, t)
         if (

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from capt.workflows.control_plane_rules import (
-    ControlPlaneState,
-    _etcd_view,
-    plan_control_plane,
-    projected_scale_up_failures,
-)
+from capt.rules.control_plane import ControlPlaneState, plan_control_plane, projected_scale_up_failures
+from capt.rules.quorum import _etcd_view
 from tests.workflows.test_rollout import machine
 
 
@@ -133,12 +129,8 @@ def test_scale_up_preflight_during_remediation(in_progress, machines, action) ->
 
 # --- MachineDeployment: new machines always come from the newest revision (issue 18, high 3) ---
 
-from capt.workflows.rollout import (  # noqa: E402
-    DeploymentState,
-    DeploymentStrategy,
-    ReplicaAnnotations,
-    plan_machine_deployment,
-)
+from capt.rules.deployment import DeploymentState, ReplicaAnnotations, plan_machine_deployment  # noqa: E402
+from capt.rules.fenceposts import DeploymentStrategy  # noqa: E402
 
 ON_DELETE = DeploymentStrategy(type="OnDelete", max_surge=0, max_unavailable=0)
 ROLLING = DeploymentStrategy(max_surge=1, max_unavailable=0)
@@ -242,7 +234,7 @@ def test_revisions_recorded_before_the_template_name_counted_stay_the_same() -> 
 
 # --- MachineSet delete priorities exactly (CAPI machineset_delete_policy_test.go) --------------
 
-from capt.workflows.rollout import capi_deletion_order  # noqa: E402
+from capt.rules.deletion import capi_deletion_order  # noqa: E402
 
 NOW = 100 * 86400.0
 

@@ -13,10 +13,10 @@ from temporalio.exceptions import ApplicationError
 
 from capt.contracts.owners import ControlPlaneRemediationRequest
 from capt.dev.testkit.fake_cloud import FakeCloud
+from capt.rules.quorum import etcd_quorum
 from capt.spec.models import ControlPlaneSpec
 from capt.workflows.control_plane import ControlPlaneWorkflow
 from capt.workflows.control_plane_models import ControlPlaneInput, ScaleRequest, UpgradeRequest
-from capt.workflows.control_plane_rules import etcd_quorum
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_models import DeleteOptions, machine_workflow_id
 from tests.support.context import (

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from capt.spec.models import ControlPlaneSpec
-from capt.workflows.control_plane_rules import (
+from capt.rules.control_plane_remediation import (
     DEFAULT_MIN_HEALTHY_PERIOD_SECONDS,
     RemediationRecord,
     check_control_plane_remediation,
     order_machines_to_remediate,
     pick_machine_to_remediate,
 )
-from capt.workflows.rollout import MachineView
+from capt.rules.machines import MachineView
+from capt.spec.models import ControlPlaneSpec
 
 
 def cp(

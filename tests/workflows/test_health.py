@@ -23,6 +23,7 @@ from capt.contracts.ids import health_workflow_id
 from capt.contracts.owners import ControlPlaneStatus, DeploymentStatus
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
+from capt.rules.quorum import etcd_quorum
 from capt.spec.models import (
     ControlPlaneSpec,
     HealthCheckSpec,
@@ -32,7 +33,6 @@ from capt.spec.models import (
 )
 from capt.workflows.control_plane import ControlPlaneWorkflow
 from capt.workflows.control_plane_models import ControlPlaneInput
-from capt.workflows.control_plane_rules import etcd_quorum
 from capt.workflows.health import HealthCheckWorkflow
 from capt.workflows.health_models import HealthCheckInput, HealthEvent, HealthSettings, HealthStatus
 from capt.workflows.machine import MachineWorkflow

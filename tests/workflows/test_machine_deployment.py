@@ -31,9 +31,9 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from capt.contracts.machines import MachineStatus
 from capt.contracts.owners import DeploymentRemediationRequest, DeploymentStatus
 from capt.dev.testkit.fake_cloud import FakeCloud
+from capt.rules import deployment as rollout
 from capt.rules.versions import worker_version_error
 from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
-from capt.workflows import rollout
 from capt.workflows.machine import MachineWorkflow
 from capt.workflows.machine_deployment import MachineDeploymentWorkflow
 from capt.workflows.machine_deployment_models import (

@@ -14,6 +14,35 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from capt.rules.control_plane import (
+    ControlPlaneState,
+    control_plane_replicas_error,
+    is_valid_control_plane_replicas,
+    needs_rollout,
+    pick_failure_domain_for_scale_up,
+    plan_control_plane,
+    preflight_failures,
+    rollout_strategy_error,
+    select_machine_for_scale_down,
+)
+from capt.rules.control_plane_remediation import (
+    RemediationRecord,
+    check_control_plane_remediation,
+    pick_machine_to_remediate,
+)
+from capt.rules.deletion import deletion_order
+from capt.rules.deployment import (
+    DeploymentPlan,
+    DeploymentState,
+    ReplicaAnnotations,
+    RevisionView,
+    deployment_complete,
+    deployment_counts,
+    plan_machine_deployment,
+    progress_deadline_exceeded,
+)
+from capt.rules.deployment_remediation import plan_deployment_remediation
+from capt.rules.fenceposts import DeploymentStrategy, max_surge, max_unavailable, resolve_fenceposts
 from capt.rules.health import (
     TOO_MANY_UNHEALTHY,
     limit_in_flight,
@@ -21,44 +50,12 @@ from capt.rules.health import (
     parse_unhealthy_range,
 )
 from capt.rules.intstr import IntOrPercentError
+from capt.rules.machines import MachineView, next_availability_time
 from capt.rules.placement import pick_fewest, pick_most, spread
+from capt.rules.quorum import assess_etcd_member_removal, can_safely_remove_etcd_member, etcd_quorum
 from capt.rules.versions import parse_kubernetes_version, version_change_error
 from capt.spec.models import MachineDeploymentSpec, MachineTemplate
-from capt.workflows.control_plane_rules import (
-    ControlPlaneState,
-    RemediationRecord,
-    assess_etcd_member_removal,
-    can_safely_remove_etcd_member,
-    check_control_plane_remediation,
-    control_plane_replicas_error,
-    etcd_quorum,
-    is_valid_control_plane_replicas,
-    needs_rollout,
-    pick_failure_domain_for_scale_up,
-    pick_machine_to_remediate,
-    plan_control_plane,
-    preflight_failures,
-    rollout_strategy_error,
-    select_machine_for_scale_down,
-)
-from capt.workflows.rollout import (
-    DeploymentPlan,
-    DeploymentState,
-    DeploymentStrategy,
-    MachineView,
-    ReplicaAnnotations,
-    RevisionView,
-    deletion_order,
-    deployment_complete,
-    deployment_counts,
-    max_surge,
-    max_unavailable,
-    next_availability_time,
-    plan_deployment_remediation,
-    plan_machine_deployment,
-    progress_deadline_exceeded,
-    resolve_fenceposts,
-)
+from capt.workflows.machine_deployment_models import strategy_of
 
 
 def machine(
@@ -158,7 +155,7 @@ def test_strategy_from_spec():
         delete_policy="Oldest",
         min_ready_seconds=30,
     )
-    s = DeploymentStrategy.from_spec(md)
+    s = strategy_of(md)
     assert (s.type, s.max_surge, s.max_unavailable, s.delete_policy, s.min_ready_seconds) == (
         "RollingUpdate",
         "25%",

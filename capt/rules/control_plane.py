@@ -32,17 +32,15 @@ Documented choices
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 from capt.rules.base import Frozen
+from capt.rules.machines import MachineView, newest, oldest
 from capt.rules.placement import pick_fewest, pick_most
-from capt.spec.models import DEFAULT_MIN_HEALTHY_PERIOD_SECONDS as _SPEC_DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
-from capt.workflows.rollout import MachineView
-
-# ---------------------------------------------------------------------------------------------
-# Validation (Update validators)
-# ---------------------------------------------------------------------------------------------
+from capt.rules.quorum import (
+    _etcd_view,
+)
 
 
 def is_valid_control_plane_replicas(replicas: int) -> bool:
@@ -72,84 +70,6 @@ def rollout_strategy_error(replicas: int, max_surge: int) -> str | None:
             f"at least 3, got {replicas}"
         )
     return None
-
-
-# Version rules live in spec/versions.py (one place for validate, apply and the workflows).
-
-
-# ---------------------------------------------------------------------------------------------
-# etcd quorum
-# ---------------------------------------------------------------------------------------------
-
-
-def etcd_quorum(members: int) -> int:
-    """Votes an etcd cluster of `members` voting members needs: n // 2 + 1."""
-    return members // 2 + 1
-
-
-class EtcdRemovalAssessment(Frozen):
-    allowed: bool
-    target_members: int  # members left after the removal
-    target_unhealthy: int  # of those, how many are unhealthy
-    target_quorum: int  # quorum of the cluster left after the removal
-
-    @property
-    def reason(self) -> str:
-        verdict = "keeps" if self.allowed else "would lose"
-        return (
-            f"removing the member {verdict} etcd quorum: {self.target_members - self.target_unhealthy} "
-            f"healthy of {self.target_members} remaining members, quorum {self.target_quorum}"
-        )
-
-
-def assess_etcd_member_removal(
-    members: Sequence[str], unhealthy: Collection[str], target: str | None
-) -> EtcdRemovalAssessment:
-    """CAPI's `canSafelyRemoveEtcdMember`, exactly.
-
-    Project the etcd cluster *after* removing `target` (None when the machine to remove hosts no
-    member): `t` members remain, `u` of them unhealthy (a member with no matching machine counts as
-    unhealthy — the caller puts it in `unhealthy`). Removal is safe iff `t - u >= t // 2 + 1`.
-
-    How this relates to the issue's phrasing "with n members and u unhealthy (the one being
-    replaced counted as unhealthy), remove only if n - u >= n // 2 + 1": for the odd member counts
-    a stable control plane has (3, 5, 7) the two are the same rule — 3 tolerates only the target
-    being unhealthy, 5 one more, 7 two more. With an even count (mid-rollout, e.g. 4 after a
-    surge) CAPI's projection is the exact one and allows what is safe: 4 members, the target and
-    one other unhealthy -> 3 remain, 2 healthy >= quorum 2.
-    """
-    remaining = [m for m in dict.fromkeys(members) if m != target]
-    total = len(remaining)
-    bad = sum(1 for m in remaining if m in unhealthy)
-    quorum = etcd_quorum(total)
-    return EtcdRemovalAssessment(
-        allowed=total - bad >= quorum, target_members=total, target_unhealthy=bad, target_quorum=quorum
-    )
-
-
-def can_safely_remove_etcd_member(
-    members: Sequence[str], unhealthy: Collection[str], target: str | None
-) -> bool:
-    return assess_etcd_member_removal(members, unhealthy, target).allowed
-
-
-def _etcd_view(
-    machines: Sequence[MachineView], etcd_members: Sequence[str] | None, alarms: Collection[str] = ()
-) -> tuple[list[str], set[str]]:
-    """Members and unhealthy members; members default to the machines' node names.
-
-    A member with a machine is as healthy as that machine's etcd member; a member without a
-    machine (CAPI: its health cannot be read) counts as healthy unless etcd reports an alarm
-    for it (`alarms`: member names).
-    """
-    by_node = {m.node_name: m for m in machines if m.node_name is not None}
-    members = list(etcd_members) if etcd_members is not None else list(by_node)
-    unhealthy = {
-        member
-        for member in members
-        if (member in alarms if member not in by_node else not by_node[member].etcd_member_healthy)
-    }
-    return members, unhealthy
 
 
 def projected_scale_up_failures(
@@ -182,19 +102,6 @@ def projected_scale_up_failures(
             f"adding a member could lose etcd quorum: {voting - bad} healthy of {voting} members, quorum {quorum}"
         )
     return failures
-
-
-# ---------------------------------------------------------------------------------------------
-# Scale up / scale down choices
-# ---------------------------------------------------------------------------------------------
-
-
-def _oldest(machines: Iterable[MachineView]) -> MachineView | None:
-    return min(machines, key=lambda m: (m.created, m.name), default=None)
-
-
-def _newest(machines: Iterable[MachineView]) -> MachineView | None:
-    return max(machines, key=lambda m: (m.created, m.name), default=None)
 
 
 def needs_rollout(
@@ -246,9 +153,9 @@ def select_machine_for_scale_down(
         return None
     outside = [m for m in eligible if m.failure_domain not in failure_domains]
     # A machine outside the known failure domains goes first; else the fullest failure domain.
-    oldest_outside = _oldest(outside)
+    oldest_outside = oldest(outside)
     fd = oldest_outside.failure_domain if oldest_outside else pick_most(failure_domains, machines, eligible)
-    return _oldest(m for m in eligible if m.failure_domain == fd)
+    return oldest(m for m in eligible if m.failure_domain == fd)
 
 
 def preflight_failures(machines: Sequence[MachineView], exclude: str | None = None) -> list[str]:
@@ -276,11 +183,6 @@ def preflight_failures(machines: Sequence[MachineView], exclude: str | None = No
         if not m.etcd_member_healthy:
             failures.append(f"machine {m.name}: etcd member is not healthy")
     return failures
-
-
-# ---------------------------------------------------------------------------------------------
-# The control plane planner
-# ---------------------------------------------------------------------------------------------
 
 
 class ControlPlaneState(Frozen):
@@ -399,183 +301,7 @@ def _scale_down(
         action="scale_down",
         purpose=purpose,
         machine=victim.name,
-        etcd_leader_candidate=_newest(others).name,  # type: ignore[union-attr]
+        etcd_leader_candidate=newest(others).name,  # type: ignore[union-attr]
         outdated=outdated,
         reason=f"remove {victim.name}" + (" (outdated)" if victim.name in outdated else ""),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Remediation
-# ---------------------------------------------------------------------------------------------
-
-
-class RemediationRecord(Frozen):
-    """A remediation: which machine was replaced, when, and how many retries in a row it took.
-    CAPI keeps it in the remediation-in-progress annotation (on the KCP) while the replacement is
-    being created, and then in the remediation-for annotation on the replacement machine."""
-
-    machine: str
-    timestamp: float
-    retry_count: int = 0
-
-
-class ControlPlaneRemediationDecision(Frozen):
-    allowed: bool
-    machine: str | None = None
-    reason: str = ""
-    # When allowed: the retry count to record with this remediation.
-    retry_count: int = 0
-    # When allowed and initialized: move etcd leadership here before removing the member.
-    etcd_leader_candidate: str | None = None
-
-
-def remediation_order_key(
-    m: MachineView, marked: Collection[str] = (), *, etcd_managed: bool = True
-) -> tuple[bool, bool, bool, bool, float, str]:
-    """Sort key of CAPI's pickMachineToBeRemediated (KCP): lower goes first.
-
-    1. a machine carrying the `cluster.x-k8s.io/remediate-machine` annotation (`marked`: the
-       names of such machines) before one without;
-    2. a machine without a node (provisioning failed: no control-plane components at all);
-    3. with a stacked (managed) etcd: a machine whose etcd member or etcd pod is not healthy;
-    4. a machine whose API server, controller-manager or scheduler pod is not healthy
-       (`components_healthy`, which also covers the etcd pod: rule 3 has already ordered those);
-    5. the oldest, then the name.
-    """
-    return (
-        m.name not in marked,
-        m.node_name is not None,
-        etcd_managed and m.etcd_member_healthy,
-        m.components_healthy,
-        m.created,
-        m.name,
-    )
-
-
-def order_machines_to_remediate(
-    machines: Sequence[MachineView], marked: Collection[str] = (), *, etcd_managed: bool = True
-) -> list[MachineView]:
-    """The unhealthy machines (`healthy` False, or marked with the remediate-machine annotation,
-    which the health check turns into unhealthy) in the order KCP remediates them
-    (`remediation_order_key`). As in CAPI, a machine being deleted is not left out: when it comes
-    first, `check_control_plane_remediation` refuses ("already being deleted") and KCP waits."""
-    candidates = [m for m in machines if not m.healthy or m.name in marked]
-    return sorted(candidates, key=lambda m: remediation_order_key(m, marked, etcd_managed=etcd_managed))
-
-
-def pick_machine_to_remediate(
-    machines: Sequence[MachineView], marked: Collection[str] = (), *, etcd_managed: bool = True
-) -> MachineView | None:
-    """CAPI's getMachineToBeRemediated: the first of `order_machines_to_remediate`, or None."""
-    ordered = order_machines_to_remediate(machines, marked, etcd_managed=etcd_managed)
-    return ordered[0] if ordered else None
-
-
-# CAPI's DefaultMinHealthyPeriod (1h); a manifest's KCP sets its own
-# (ControlPlaneSpec.remediation_min_healthy_period_seconds, which the caller passes).
-DEFAULT_MIN_HEALTHY_PERIOD_SECONDS = _SPEC_DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
-
-
-def check_control_plane_remediation(
-    machines: Sequence[MachineView],
-    target: str,
-    *,
-    initialized: bool,
-    now: float,
-    etcd_members: Sequence[str] | None = None,
-    etcd_alarms: Collection[str] = (),
-    in_progress: RemediationRecord | None = None,
-    last_remediation: RemediationRecord | None = None,
-    max_retry: int | None = None,
-    retry_period_seconds: float = 0,
-    min_healthy_period_seconds: float = DEFAULT_MIN_HEALTHY_PERIOD_SECONDS,
-) -> ControlPlaneRemediationDecision:
-    """May the control plane delete `target` (to recreate it) now? CAPI's reconcileUnhealthyMachines.
-
-    Refused, with the reason, when: the target is already being deleted; a previous remediation has
-    not finished (no machine was created since it started); the retry limits say no
-    (`last_remediation` is the record carried by the target if it was itself a replacement: within
-    `min_healthy_period_seconds` of that remediation this counts as a retry, which must wait
-    `retry_period_seconds` and may not exceed `max_retry`); and, once the control plane is
-    initialized: it has one machine or fewer; a healthy machine is still provisioning (no node);
-    a machine is being deleted; removing the target's etcd member would lose quorum
-    (`assess_etcd_member_removal`); or no healthy machine can take etcd leadership.
-    `etcd_members` is the etcd member list (node names); by default the machines' nodes. A
-    member without a machine is healthy unless named in `etcd_alarms` (CAPI reads etcd alarms).
-    """
-    by_name = {m.name: m for m in machines}
-    machine = by_name.get(target)
-    if machine is None:
-        return ControlPlaneRemediationDecision(
-            allowed=False, machine=target, reason=f"unknown machine {target}"
-        )
-    if machine.deleting:
-        return ControlPlaneRemediationDecision(
-            allowed=False, machine=target, reason=f"machine {target} is already being deleted"
-        )
-    if in_progress is not None and not any(m.created > in_progress.timestamp for m in machines):
-        return ControlPlaneRemediationDecision(
-            allowed=False,
-            machine=target,
-            reason=f"another remediation is in progress (machine {in_progress.machine}): waiting for its replacement",
-        )
-
-    retry_count = 0
-    if last_remediation is not None and last_remediation.timestamp + min_healthy_period_seconds > now:
-        # The target replaced a machine recently and is failing again: a retry of that remediation.
-        retry_count = last_remediation.retry_count
-        if last_remediation.timestamp + retry_period_seconds > now:
-            return ControlPlaneRemediationDecision(
-                allowed=False,
-                machine=target,
-                reason=f"remediation already failed in the latest {retry_period_seconds:g}s (retryPeriod)",
-            )
-        if max_retry is not None and retry_count >= max_retry:
-            return ControlPlaneRemediationDecision(
-                allowed=False,
-                machine=target,
-                reason=f"remediation already failed {max_retry} times (maxRetry)",
-            )
-        retry_count += 1
-
-    leader: MachineView | None = None
-    if initialized:
-        if len(machines) <= 1:
-            return ControlPlaneRemediationDecision(
-                allowed=False,
-                machine=target,
-                reason="can't remediate if current replicas are less or equal to 1",
-            )
-        if any(m.healthy and m.node_name is None for m in machines):
-            return ControlPlaneRemediationDecision(
-                allowed=False,
-                machine=target,
-                reason="waiting for control plane machine provisioning to complete before remediating",
-            )
-        if any(m.deleting for m in machines):
-            return ControlPlaneRemediationDecision(
-                allowed=False,
-                machine=target,
-                reason="waiting for control plane machine deletion to complete before remediating",
-            )
-        members, unhealthy = _etcd_view(machines, etcd_members, etcd_alarms)
-        assessment = assess_etcd_member_removal(members, unhealthy, machine.node_name)
-        if not assessment.allowed:
-            return ControlPlaneRemediationDecision(
-                allowed=False,
-                machine=target,
-                reason=f"can't remediate {target}: {assessment.reason}",
-            )
-        leader = _newest(m for m in machines if m.healthy and m.name != target)
-        if leader is None:
-            return ControlPlaneRemediationDecision(
-                allowed=False, machine=target, reason="no healthy machine to forward etcd leadership to"
-            )
-    return ControlPlaneRemediationDecision(
-        allowed=True,
-        machine=target,
-        retry_count=retry_count,
-        etcd_leader_candidate=leader.name if leader is not None else None,
-        reason=f"remediate {target}: delete it, then recreate",
     )
