@@ -14,6 +14,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from capt.activities.aws import (
         cleanup,
+        cluster_sweep,
         gateways,
         instance_events,
         load_balancer,
@@ -95,8 +96,8 @@ class _SweepMixin:
     async def _inventory(self, *, with_secrets: bool = False) -> sweep.SweepResult:
         inp = self._inp
         return await self._aws(
-            sweep.sweep_cluster_resources,
-            sweep.SweepClusterInput(
+            cluster_sweep.sweep_cluster_resources,
+            cluster_sweep.SweepClusterInput(
                 cluster=self._ref(),
                 volume_ids=tuple(self._volume_ids),
                 load_balancer_names=tuple(self._lb_names),

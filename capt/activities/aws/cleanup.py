@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from capt.activities.aws import sweep, tags
+from capt.activities.aws import cluster_sweep, tags
 from capt.activities.aws.errors import error_code, is_code, is_transient
 from capt.activities.aws.models import AwsResult, Blocker, ClusterRef, DoneResult
 from capt.activities.aws.session import aws_activity, client
@@ -592,7 +592,7 @@ def describe_blockers(inp: BlockersInput) -> BlockersResult:
 
 
 CLEANUP_ACTIVITIES = [
-    sweep.sweep_cluster_resources,
+    cluster_sweep.sweep_cluster_resources,
     terminate_cluster_instances,
     revoke_security_group_references,
     delete_volume,
