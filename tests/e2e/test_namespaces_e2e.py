@@ -11,7 +11,7 @@ import subprocess
 import boto3
 import pytest
 
-from capt.activities.aws import audit
+from capt.activities.aws import audit, audit_compare
 from tests.e2e.test_cluster_e2e import BIN, capt
 from tests.e2e.test_cluster_e2e import stack as stack  # noqa: F401 - the module-scoped local stack
 from tests.support.paths import QUICKSTART
@@ -86,6 +86,6 @@ def test_prod_in_two_namespaces_shares_nothing_and_deleting_one_spares_the_other
     deleted = capt(env, "delete", "cluster", "prod", "-n", "team-b", "--wait", "--timeout", "15m")
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
     final = audit.take_inventory(region, client_factory=factory)
-    report = audit.compare(baseline, final, desired=())
+    report = audit_compare.compare(baseline, final, desired=())
     assert report.clean, report.summary()
     assert final.keys() - baseline.keys() == set(), sorted(final.keys() - baseline.keys())

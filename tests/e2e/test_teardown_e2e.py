@@ -19,7 +19,7 @@ import time
 import boto3
 import pytest
 
-from capt.activities.aws import audit
+from capt.activities.aws import audit, audit_compare
 from capt.dev.stack import procs
 from tests.e2e.test_cluster_e2e import BIN, capt
 from tests.e2e.test_cluster_e2e import stack as stack  # noqa: F401 - the module-scoped local stack
@@ -140,7 +140,7 @@ def test_delete_with_load_balancer_services_and_volumes_leaves_nothing(stack, tm
     print(f"delete --wait: {time.monotonic() - t0:.0f}s")
 
     after = audit.take_inventory(region, client_factory=factory)
-    report = audit.compare(baseline, after, desired=())
+    report = audit_compare.compare(baseline, after, desired=())
     assert report.clean, report.summary()
     assert after.keys() - baseline.keys() == set(), sorted(after.keys() - baseline.keys())
 
@@ -225,7 +225,7 @@ def test_an_interrupted_delete_is_started_again_and_finishes(stack, tmp_path, mo
     assert final.returncode == 0, final.stdout + final.stderr
 
     after = audit.take_inventory(region, client_factory=factory)
-    report = audit.compare(baseline, after, desired=())
+    report = audit_compare.compare(baseline, after, desired=())
     assert report.clean, report.summary()
     assert after.keys() - baseline.keys() == set(), sorted(after.keys() - baseline.keys())
 
@@ -268,6 +268,6 @@ def test_a_deployment_whose_image_does_not_exist_fails_its_machines_and_deletes_
     delete = capt(env, "delete", "cluster", name, "-n", name, "--wait", "--timeout", "15m")
     assert delete.returncode == 0, delete.stdout + delete.stderr
     after = audit.take_inventory(region, client_factory=factory)
-    report = audit.compare(baseline, after, desired=())
+    report = audit_compare.compare(baseline, after, desired=())
     assert report.clean, report.summary()
     assert after.keys() - baseline.keys() == set(), sorted(after.keys() - baseline.keys())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from capt.activities.aws import audit, tags
+from capt.activities.aws import audit, audit_compare, tags
 from capt.activities.aws import secrets as sm
 from capt.contracts.names import cluster_id
 from capt.dev.testkit.reference import AZS, REGION, reference_spec
@@ -57,7 +57,7 @@ def small_cluster(ec2, cluster: str = C) -> dict[str, str]:
     return {"vpc": vpc_id, "subnet": subnet, "eip": eip["AllocationId"], "nat": nat, "instance": instance}
 
 
-def desired(cluster: str = C, **overrides: set[str]) -> audit.DesiredCluster:
+def desired(cluster: str = C, **overrides: set[str]) -> audit_compare.DesiredCluster:
     expected = {
         "vpc": {f"{cluster}-vpc"},
         "subnet": {f"{cluster}-subnet"},
@@ -67,7 +67,7 @@ def desired(cluster: str = C, **overrides: set[str]) -> audit.DesiredCluster:
         "secret": {sm.pki_secret_name("default", cluster, "ca")},
     }
     expected.update(overrides)
-    return audit.DesiredCluster(cluster, {k: frozenset(v) for k, v in expected.items()})
+    return audit_compare.DesiredCluster(cluster, {k: frozenset(v) for k, v in expected.items()})
 
 
 def test_clean_account_passes(ec2):
@@ -81,7 +81,7 @@ def test_clean_account_passes(ec2):
     # route table and default security group exist without tags: attributed, not orphans.
     assert now.counts()["volume"] == baseline.counts()["volume"] + 1
     assert now.counts()["network-interface"] == baseline.counts()["network-interface"] + 2
-    report = audit.compare(baseline, now, [desired()])
+    report = audit_compare.compare(baseline, now, [desired()])
     assert report.clean, report.summary()
     assert report.counts["secret"] == 1
 
@@ -91,7 +91,7 @@ def test_duplicate_vpc_is_found(ec2):
     ids = small_cluster(ec2)
     again = ec2.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=spec("vpc", f"{C}-vpc"))["Vpc"]["VpcId"]
 
-    report = audit.compare(baseline, audit.take_inventory(REGION), [desired()])
+    report = audit_compare.compare(baseline, audit.take_inventory(REGION), [desired()])
     assert [(f.kind, f.key, set(f.ids)) for f in report.duplicates] == [
         ("vpc", f"{C}-vpc", {ids["vpc"], again})
     ]
@@ -110,7 +110,7 @@ def test_two_instances_for_one_machine_are_a_duplicate(ec2):
         SubnetId=ids["subnet"],
         TagSpecifications=spec("instance", "m-1", **{tags.MACHINE_TAG: "m-1"}),
     )
-    report = audit.compare(baseline, audit.take_inventory(REGION), [desired()])
+    report = audit_compare.compare(baseline, audit.take_inventory(REGION), [desired()])
     assert [(f.kind, f.key, len(f.ids)) for f in report.duplicates] == [("instance", "m-1", 2)]
 
 
@@ -122,7 +122,7 @@ def test_orphan_secret_is_found(ec2):
     secrets.create_secret(Name=token, SecretString="t", Tags=owned("m-1"))
     secrets.create_secret(Name="someone/else", SecretString="s")
 
-    report = audit.compare(baseline, audit.take_inventory(REGION), [desired()])
+    report = audit_compare.compare(baseline, audit.take_inventory(REGION), [desired()])
     assert not report.duplicates
     assert sorted((f.kind, f.cluster, f.key) for f in report.orphans) == [
         ("secret", "", "someone/else"),
@@ -136,7 +136,7 @@ def test_orphan_secret_is_found(ec2):
 def test_resources_of_a_cluster_that_is_not_desired_are_orphans(ec2):
     baseline = audit.take_inventory(REGION)
     ids = small_cluster(ec2)
-    report = audit.compare(baseline, audit.take_inventory(REGION), [])
+    report = audit_compare.compare(baseline, audit.take_inventory(REGION), [])
     kinds = {f.kind for f in report.orphans}
     assert {"vpc", "subnet", "elastic-ip", "nat-gateway", "instance", "secret"} <= kinds
     assert all(f.cluster == C for f in report.orphans if f.kind != "route-table")
@@ -148,7 +148,7 @@ def test_resources_of_a_cluster_that_is_not_desired_are_orphans(ec2):
 def test_missing_resources_are_reported(ec2):
     baseline = audit.take_inventory(REGION)
     small_cluster(ec2)
-    report = audit.compare(baseline, audit.take_inventory(REGION), [desired(instance={"m-1", "m-2"})])
+    report = audit_compare.compare(baseline, audit.take_inventory(REGION), [desired(instance={"m-1", "m-2"})])
     assert [(f.kind, f.key) for f in report.missing] == [("instance", "m-2")]
     assert not report.clean
 
@@ -165,7 +165,7 @@ def test_after_delete_the_inventory_is_the_baseline_with_moto_leftovers_discount
         SecretId=sm.pki_secret_name("default", C, "ca"), ForceDeleteWithoutRecovery=True
     )
     after = audit.take_inventory(REGION)
-    report = audit.compare(baseline, after, [])
+    report = audit_compare.compare(baseline, after, [])
     assert report.clean, report.summary()
     assert after.counts() == baseline.counts()
     # moto keeps the terminated instance's interface and the deleted NAT gateway's: discounted.
@@ -177,7 +177,7 @@ def test_an_interface_left_behind_is_an_orphan(ec2):
     baseline = audit.take_inventory(REGION)
     ids = small_cluster(ec2)
     eni = ec2.create_network_interface(SubnetId=ids["subnet"])["NetworkInterface"]["NetworkInterfaceId"]
-    report = audit.compare(baseline, audit.take_inventory(REGION), [desired()])
+    report = audit_compare.compare(baseline, audit.take_inventory(REGION), [desired()])
     assert [(f.kind, f.ids) for f in report.orphans] == [("network-interface", (eni,))]
 
 
@@ -201,14 +201,14 @@ def test_load_balancers_and_target_groups_are_inventoried(ec2):
     now = audit.take_inventory(REGION)
     assert now.ids("load-balancer") == [f"{C}-apiserver"]
     assert len(now.ids("target-group")) == 1
-    report = audit.compare(baseline, now, [desired(**{"load-balancer": {f"{C}-apiserver"}})])
+    report = audit_compare.compare(baseline, now, [desired(**{"load-balancer": {f"{C}-apiserver"}})])
     assert [(f.kind, f.key) for f in report.orphans] == [("target-group", "stray-tg")]
 
 
 def test_desired_from_plan_names_every_planned_resource():
     spec = reference_spec()
     plan = build_plan(spec, AZS, cluster_id(spec.namespace, spec.name))
-    d = audit.desired_from_plan(plan, ["cp-1", "md-1"])
+    d = audit_compare.desired_from_plan(plan, ["cp-1", "md-1"])
     # Keyed by the ownership tag's value, the namespaced cluster id (not the bare name).
     assert d.name == f"{spec.namespace}.{spec.name}" == plan.cluster_id
     net = plan.network

@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 from temporalio.exceptions import ApplicationError
 
-from capt.activities.aws import audit, faults, session, vpc
+from capt.activities.aws import audit, audit_compare, faults, session, vpc
 from capt.activities.aws.errors import to_application_error
 from capt.activities.aws.models import ClusterRef
 from capt.dev.testkit.reference import REGION
@@ -117,8 +117,8 @@ def test_an_activity_retried_after_a_lost_response_creates_one_vpc(aws):
     assert not err.value.non_retryable
     again = vpc.ensure_vpc(inp)
     assert not again.created
-    wanted = audit.DesiredCluster("faulty", {"vpc": frozenset({"faulty-vpc"})})
-    report = audit.compare(baseline, audit.take_inventory(REGION), [wanted])
+    wanted = audit_compare.DesiredCluster("faulty", {"vpc": frozenset({"faulty-vpc"})})
+    report = audit_compare.compare(baseline, audit.take_inventory(REGION), [wanted])
     assert report.clean, report.summary()
 
 

@@ -9,7 +9,7 @@ import time
 
 from temporalio.client import WorkflowExecutionStatus
 
-from capt.activities.aws import audit
+from capt.activities.aws import audit, audit_compare
 from capt.contracts.names import cluster_id
 from capt.dev.testkit.chaos.context import PhaseContext, PhaseFailed, Want
 from capt.dev.testkit.chaos.scenarios import AUDIT_SETTLE, POLL
@@ -113,7 +113,9 @@ class ConvergenceMixin:
             await asyncio.sleep(POLL)
 
     # -- audit -------------------------------------------------------------------------------
-    def audit(self, ctx: PhaseContext, baseline: audit.Inventory, want: Want | None) -> audit.AuditReport:
+    def audit(
+        self, ctx: PhaseContext, baseline: audit.Inventory, want: Want | None
+    ) -> audit_compare.AuditReport:
         spec = ctx.spec
         deadline = time.monotonic() + AUDIT_SETTLE
         while True:
@@ -126,8 +128,8 @@ class ConvergenceMixin:
                     m.name for d in ctx.status.deployments for m in d.machines
                 ]
                 plan = build_plan(spec, self.zones(spec.region), cluster_id(spec.namespace, spec.name))
-                desired = [audit.desired_from_plan(plan, machines)]
-            report = audit.compare(baseline, now, desired)
+                desired = [audit_compare.desired_from_plan(plan, machines)]
+            report = audit_compare.compare(baseline, now, desired)
             gone = sorted(baseline.keys() - now.keys())
             if (report.clean and not gone) or time.monotonic() >= deadline:
                 if gone:
