@@ -32,6 +32,7 @@ ACTIVITIES += [_components.upgrade_cluster_components]
 # Machines' EC2 side: AMI lookup, instances, API load balancer membership (issue 4, instances).
 from capt.activities.aws import images as _images  # noqa: E402
 from capt.activities.aws import instances as _instances  # noqa: E402
+from capt.activities.aws import lb_membership as _lb_membership  # noqa: E402
 
 ACTIVITIES += [
     _images.lookup_image,
@@ -40,8 +41,8 @@ ACTIVITIES += [
     _instances.lookup_machine_instance,
     _instances.terminate_instance,
     _instances.describe_cluster_instances,
-    _instances.register_with_load_balancer,
-    _instances.deregister_from_load_balancer,
+    _lb_membership.register_with_load_balancer,
+    _lb_membership.deregister_from_load_balancer,
 ]
 
 # Network, security groups, API load balancer, bastion and the ownership sweep (issue 3).

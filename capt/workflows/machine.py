@@ -46,7 +46,7 @@ from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from capt.activities.aws import images
+    from capt.activities.aws import images, lb_membership
     from capt.activities.aws import instances as ec2
     from capt.activities.aws import secrets as sm
     from capt.activities.kubeadm import bootstrap as kb
@@ -213,7 +213,7 @@ class MachineWorkflow(_DeletionMixin):
 
         if inp.role == "control-plane" and inp.cluster.load_balancer is not None:
             await workflow.execute_activity(
-                ec2.register_with_load_balancer, self._load_balancer_request(), **opts.AWS_CALL
+                lb_membership.register_with_load_balancer, self._load_balancer_request(), **opts.AWS_CALL
             )
         await self._set_phase("Provisioned", message="instance running; waiting for the node to join")
         await self._wait_node_ready(token_arn)
@@ -370,11 +370,11 @@ class MachineWorkflow(_DeletionMixin):
             cluster_id=c.cluster_id,
         )
 
-    def _load_balancer_request(self) -> ec2.LoadBalancerRegistration:
+    def _load_balancer_request(self) -> lb_membership.LoadBalancerRegistration:
         inp = self._input
         assert inp is not None and inp.cluster.load_balancer is not None and self._status is not None
         lb = inp.cluster.load_balancer
-        return ec2.LoadBalancerRegistration(
+        return lb_membership.LoadBalancerRegistration(
             region=inp.cluster.region,
             load_balancer_type=lb.type,
             load_balancer_name=lb.name,

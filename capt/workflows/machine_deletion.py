@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from capt.activities.aws import instances as ec2
+    from capt.activities.aws import lb_membership
     from capt.activities.aws import secrets as sm
     from capt.activities.workload import activities as workload
     from capt.contracts.machines import MachineStatus
@@ -56,7 +57,7 @@ class _DeletionMixin:
             await self._drain(node)
         if inp.role == "control-plane" and inp.cluster.load_balancer is not None and self._status.instance_id:
             await workflow.execute_activity(
-                ec2.deregister_from_load_balancer, self._load_balancer_request(), **opts.AWS_CALL
+                lb_membership.deregister_from_load_balancer, self._load_balancer_request(), **opts.AWS_CALL
             )
         if self._status.instance_id:
             await workflow.execute_activity(

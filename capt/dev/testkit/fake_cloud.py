@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from capt.activities.aws import images
+from capt.activities.aws import images, lb_membership
 from capt.activities.aws import instances as ec2
 from capt.activities.aws import secrets as sm
 from capt.activities.aws.errors import to_application_error
@@ -299,19 +299,19 @@ class FakeCloud:
 
         @activity.defn(name="register_with_load_balancer")
         def register_with_load_balancer(
-            req: ec2.LoadBalancerRegistration,
-        ) -> ec2.LoadBalancerRegistrationResult:
+            req: lb_membership.LoadBalancerRegistration,
+        ) -> lb_membership.LoadBalancerRegistrationResult:
             cloud._count("register_with_load_balancer")
-            return ec2.LoadBalancerRegistrationResult(
+            return lb_membership.LoadBalancerRegistrationResult(
                 instance_id=req.instance_id, registered=True, changed=True
             )
 
         @activity.defn(name="deregister_from_load_balancer")
         def deregister_from_load_balancer(
-            req: ec2.LoadBalancerRegistration,
-        ) -> ec2.LoadBalancerRegistrationResult:
+            req: lb_membership.LoadBalancerRegistration,
+        ) -> lb_membership.LoadBalancerRegistrationResult:
             cloud._count("deregister_from_load_balancer")
-            return ec2.LoadBalancerRegistrationResult(
+            return lb_membership.LoadBalancerRegistrationResult(
                 instance_id=req.instance_id, registered=False, changed=True
             )
 

@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 from temporalio.exceptions import ApplicationError
 
-from capt.activities.aws import iam, instances, session, tags
+from capt.activities.aws import iam, instances, lb_membership, session, tags
 from capt.spec.models import AMISelector, MachineTemplate, RootVolume
 from tests.activities.aws.test_images import add_ami
 from tests.support.aws_lag import eventually_consistent, run_like_temporal
@@ -408,7 +408,7 @@ def test_classic_elb_registration_is_idempotent(net: Net) -> None:
         Subnets=list(net.subnets.values()),
     )
     launched = instances.ensure_instance(request(net))
-    reg = instances.LoadBalancerRegistration(
+    reg = lb_membership.LoadBalancerRegistration(
         region=REGION,
         load_balancer_type="classic",
         load_balancer_name=f"{CLUSTER}-apiserver",
@@ -421,16 +421,16 @@ def test_classic_elb_registration_is_idempotent(net: Net) -> None:
         ][0]
         return [i["InstanceId"] for i in lb["Instances"]]
 
-    assert instances.register_with_load_balancer(reg).changed
-    assert not instances.register_with_load_balancer(reg).changed
+    assert lb_membership.register_with_load_balancer(reg).changed
+    assert not lb_membership.register_with_load_balancer(reg).changed
     assert members() == [launched.instance_id]
-    assert instances.deregister_from_load_balancer(reg).changed
-    assert not instances.deregister_from_load_balancer(reg).changed
+    assert lb_membership.deregister_from_load_balancer(reg).changed
+    assert not lb_membership.deregister_from_load_balancer(reg).changed
     assert members() == []
     gone = reg.model_copy(update={"load_balancer_name": "no-such-lb"})
-    assert not instances.deregister_from_load_balancer(gone).changed
+    assert not lb_membership.deregister_from_load_balancer(gone).changed
     with pytest.raises(ApplicationError) as err:
-        instances.register_with_load_balancer(gone)
+        lb_membership.register_with_load_balancer(gone)
     assert not err.value.non_retryable
 
 
@@ -447,7 +447,7 @@ def test_nlb_registration_is_idempotent(net: Net, by_name: bool) -> None:
         DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn}],
     )
     launched = instances.ensure_instance(request(net))
-    reg = instances.LoadBalancerRegistration(
+    reg = lb_membership.LoadBalancerRegistration(
         region=REGION,
         load_balancer_type="nlb",
         load_balancer_name=f"{CLUSTER}-api",
@@ -459,11 +459,11 @@ def test_nlb_registration_is_idempotent(net: Net, by_name: bool) -> None:
         described = v2.describe_target_health(TargetGroupArn=tg_arn)["TargetHealthDescriptions"]
         return [d["Target"]["Id"] for d in described if d["TargetHealth"]["State"] != "draining"]
 
-    assert instances.register_with_load_balancer(reg).changed
-    assert not instances.register_with_load_balancer(reg).changed
+    assert lb_membership.register_with_load_balancer(reg).changed
+    assert not lb_membership.register_with_load_balancer(reg).changed
     assert targets() == [launched.instance_id]
-    assert instances.deregister_from_load_balancer(reg).changed
-    assert not instances.deregister_from_load_balancer(reg).changed
+    assert lb_membership.deregister_from_load_balancer(reg).changed
+    assert not lb_membership.deregister_from_load_balancer(reg).changed
     assert targets() == []
 
 

@@ -34,7 +34,7 @@ def activity_costs(region: str = REGION) -> dict[str, dict[str, int]]:
     from moto import mock_aws
     from temporalio.testing import ActivityEnvironment
 
-    from capt.activities.aws import images, session
+    from capt.activities.aws import images, lb_membership, session
     from capt.activities.aws import instances as ec2
     from capt.activities.aws import secrets as sm
     from capt.activities.kubeadm import bootstrap as kb
@@ -142,15 +142,15 @@ def activity_costs(region: str = REGION) -> dict[str, dict[str, int]]:
         worker = machine("md-0-aaaaa", "node", "join-worker", azs[0])
         first_cp = machine("cp-aaaaa", "control-plane", "init", azs[1])
         machine("cp-bbbbb", "control-plane", "join-control-plane", azs[0])
-        lb = ec2.LoadBalancerRegistration(
+        lb = lb_membership.LoadBalancerRegistration(
             region=region,
             load_balancer_type="classic",
             load_balancer_name=net.load_balancer,
             instance_id=first_cp,
         )
-        run("register_with_load_balancer", ec2.register_with_load_balancer, lb)
-        run("register_with_load_balancer (already registered)", ec2.register_with_load_balancer, lb)
-        run("deregister_from_load_balancer", ec2.deregister_from_load_balancer, lb)
+        run("register_with_load_balancer", lb_membership.register_with_load_balancer, lb)
+        run("register_with_load_balancer (already registered)", lb_membership.register_with_load_balancer, lb)
+        run("deregister_from_load_balancer", lb_membership.deregister_from_load_balancer, lb)
         run(
             "lookup_machine_instance",
             ec2.lookup_machine_instance,
