@@ -13,6 +13,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from capt.activities.aws import (
+        blockers as aws_blockers,
+    )
+    from capt.activities.aws import (
         cleanup,
         cluster_sweep,
         gateways,
@@ -343,8 +346,8 @@ class _SweepMixin:
         try:
             found = (
                 await self._aws(
-                    cleanup.describe_blockers,
-                    cleanup.BlockersInput(
+                    aws_blockers.describe_blockers,
+                    aws_blockers.BlockersInput(
                         cluster=self._ref(), kind=kind, id=r.id, error=message, error_type=error_type
                     ),
                     summary=f"what blocks {kind} {r.id}",
