@@ -173,9 +173,10 @@ async def delete_cluster(
     joined, a failed one (something blocked it) runs again, and a cluster whose workflow failed
     or was terminated is deleted from what AWS holds."""
     from capt.client import clusters
+    from capt.client import delete as client_delete
 
     client = await clusters.connect()
-    outcome = await clusters.delete(client, namespace, name, region=region, cluster_id=cluster_id)
+    outcome = await client_delete.delete(client, namespace, name, region=region, cluster_id=cluster_id)
     click.echo(f"cluster {namespace}/{name}: {outcome.message}")
     if outcome.action == "already-deleted":
         return

@@ -33,6 +33,7 @@ from capt.activities.aws import secrets as sm
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.cli import common as cli_common
 from capt.client import clusters
+from capt.client import delete as delete_mod
 from capt.contracts import names
 from capt.contracts.ids import cluster_workflow_id
 from capt.dev.testkit.fake_cloud import FakeCloud
@@ -224,7 +225,7 @@ async def test_delete_a_terminated_cluster_and_concurrent_deletes_attach(
         eni, outsider = foreign_interface(cid)  # keeps the teardown busy while the deletes race
 
         client = env.client
-        a, b = await asyncio.gather(clusters.delete(client, ns, name), clusters.delete(client, ns, name))
+        a, b = await asyncio.gather(delete_mod.delete(client, ns, name), delete_mod.delete(client, ns, name))
         assert a.action == b.action == "teardown" and a.run_id == b.run_id
         assert "its workflow is terminated" in a.message and f"({REGION}, id {cid})" in a.message
         third = await capt(env, monkeypatch, "delete", "cluster", name, "-n", ns)
