@@ -5,14 +5,16 @@ from collections.abc import Callable
 ACTIVITIES: list[Callable] = []
 
 # Cluster PKI, bootstrap tokens and bootstrap data in Secrets Manager (issue 4, bootstrap half).
+from capt.activities.aws import bootstrap_data as _bootstrap_data  # noqa: E402
 from capt.activities.aws import secrets as _secrets  # noqa: E402
+from capt.activities.aws import token_secrets as _token_secrets  # noqa: E402
 from capt.activities.kubeadm import bootstrap as _bootstrap  # noqa: E402
 
 ACTIVITIES += [
     _secrets.ensure_cluster_pki,
-    _secrets.ensure_bootstrap_token,
-    _secrets.refresh_bootstrap_token,
-    _secrets.delete_bootstrap_data,
+    _token_secrets.ensure_bootstrap_token,
+    _token_secrets.refresh_bootstrap_token,
+    _bootstrap_data.delete_bootstrap_data,
     _secrets.delete_cluster_secrets,
     _bootstrap.prepare_bootstrap_data,
 ]

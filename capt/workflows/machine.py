@@ -46,9 +46,8 @@ from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from capt.activities.aws import images, lb_membership
+    from capt.activities.aws import images, lb_membership, token_secrets
     from capt.activities.aws import instances as ec2
-    from capt.activities.aws import secrets as sm
     from capt.activities.kubeadm import bootstrap as kb
     from capt.activities.workload import activities as workload
     from capt.contracts.machines import MachinePhase, MachineStatus
@@ -153,8 +152,8 @@ class MachineWorkflow(_DeletionMixin):
         token_arn = None
         if inp.bootstrap_kind != "init":
             token = await workflow.execute_activity(
-                sm.ensure_bootstrap_token,
-                sm.BootstrapTokenRequest(
+                token_secrets.ensure_bootstrap_token,
+                token_secrets.BootstrapTokenRequest(
                     cluster_name=inp.cluster.name,
                     namespace=inp.cluster.namespace,
                     region=inp.cluster.region,
@@ -294,8 +293,10 @@ class MachineWorkflow(_DeletionMixin):
                 wait = late
             if token_arn and now >= refresh_at:
                 await workflow.execute_activity(
-                    sm.refresh_bootstrap_token,
-                    sm.BootstrapTokenRefreshRequest(region=inp.cluster.region, secret_arn=token_arn),
+                    token_secrets.refresh_bootstrap_token,
+                    token_secrets.BootstrapTokenRefreshRequest(
+                        region=inp.cluster.region, secret_arn=token_arn
+                    ),
                     **opts.BOOTSTRAP_CALL,
                 )
                 await self._publish_token(token_arn)

@@ -11,9 +11,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from capt.activities.aws import bootstrap_data, lb_membership
     from capt.activities.aws import instances as ec2
-    from capt.activities.aws import lb_membership
-    from capt.activities.aws import secrets as sm
     from capt.activities.workload import activities as workload
     from capt.contracts.machines import MachineStatus
     from capt.workflows import activity_options as opts
@@ -88,8 +87,8 @@ class _DeletionMixin:
         inp = self._input
         assert inp is not None
         await workflow.execute_activity(
-            sm.delete_bootstrap_data,
-            sm.DeleteBootstrapDataRequest(
+            bootstrap_data.delete_bootstrap_data,
+            bootstrap_data.DeleteBootstrapDataRequest(
                 cluster_name=inp.cluster.name,
                 namespace=inp.cluster.namespace,
                 region=inp.cluster.region,

@@ -40,7 +40,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
-from capt.activities.aws import idempotent, user_secrets
+from capt.activities.aws import bootstrap_data, idempotent, token_secrets, user_secrets
 from capt.activities.aws import secrets as sm
 from capt.activities.aws.errors import CaptAwsError
 from capt.activities.aws.models import AwsResult
@@ -671,7 +671,7 @@ def prepare_bootstrap_data(req: BootstrapRequest) -> BootstrapRefs:
     and chunked under a fresh unguessable prefix. Idempotent: a retry finds the machine's
     complete set by its tags and returns it instead of storing another."""
     client = sm.client(req.region)
-    existing = sm.find_bootstrap_data(
+    existing = bootstrap_data.find_bootstrap_data(
         client, req.namespace, req.cluster_name, req.machine_name, owner=req.cluster_id
     )
     if existing is not None:
@@ -679,7 +679,7 @@ def prepare_bootstrap_data(req: BootstrapRequest) -> BootstrapRefs:
     # A retry may follow an attempt that stored a copy ListSecrets does not show yet.
     idempotent.before_create(f"bootstrap data of {req.machine_name}")
 
-    token = sm.read_bootstrap_token(client, req.token_secret_arn) if req.token_secret_arn else None
+    token = token_secrets.read_bootstrap_token(client, req.token_secret_arn) if req.token_secret_arn else None
     if req.kind != "init" and token is None:
         raise BootstrapError(f"{req.kind} for {req.machine_name} needs token_secret_arn")
     pki = sm.read_cluster_pki(client, req.pki) if req.kind != "join-worker" else None
@@ -707,7 +707,7 @@ def prepare_bootstrap_data(req: BootstrapRequest) -> BootstrapRefs:
         )
     )
     data = compress(rendered)
-    stored = sm.store_bootstrap_data(
+    stored = bootstrap_data.store_bootstrap_data(
         client,
         namespace=req.namespace,
         cluster_name=req.cluster_name,
@@ -730,7 +730,7 @@ def prepare_bootstrap_data(req: BootstrapRequest) -> BootstrapRefs:
     return refs
 
 
-def _refs(stored: sm.StoredBootstrapData, region: str, reused: bool = False) -> BootstrapRefs:
+def _refs(stored: bootstrap_data.StoredBootstrapData, region: str, reused: bool = False) -> BootstrapRefs:
     chunks = len(stored.secret_arns)
     user_data = render_user_data(secret_prefix=stored.secret_prefix, chunks=chunks, region=region)
     return BootstrapRefs(

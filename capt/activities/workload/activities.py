@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
 from capt.activities.aws import secrets as sm
+from capt.activities.aws import token_secrets
 from capt.activities.aws.models import AwsResult
 from capt.activities.aws.secrets import ClusterPKIRefs
 from capt.activities.aws.session import aws_activity
@@ -275,7 +276,7 @@ class BootstrapTokenSecretResult(AwsResult):
 def create_bootstrap_token_secret(req: BootstrapTokenSecretRequest) -> BootstrapTokenSecretResult:
     """Make the API server accept the stored bootstrap token: create its kube-system Secret, or
     replace it (409) so a refreshed expiration reaches the cluster. Idempotent."""
-    token = sm.read_bootstrap_token(sm.client(req.access.region), req.token_secret_arn)
+    token = token_secrets.read_bootstrap_token(sm.client(req.access.region), req.token_secret_arn)
     with connect(req.access) as client:
         action = client.create_or_replace_secret(ktokens.bootstrap_token_secret(token, req.description))
     return BootstrapTokenSecretResult(

@@ -29,6 +29,7 @@ def main() -> None:
     from temporalio.testing import ActivityEnvironment
 
     from capt.activities.aws import secrets as sm
+    from capt.activities.aws import token_secrets
     from capt.activities.kubeadm import bootstrap as kb
     from capt.dev.testkit.bootstrap_reference import ENDPOINT, reference_cluster
 
@@ -54,8 +55,8 @@ def main() -> None:
             token_arn = None
             if kind != "init":
                 token_arn = env.run(
-                    sm.ensure_bootstrap_token,
-                    sm.BootstrapTokenRequest(
+                    token_secrets.ensure_bootstrap_token,
+                    token_secrets.BootstrapTokenRequest(
                         cluster_name=cluster.name,
                         namespace=cluster.namespace,
                         region=cluster.region,

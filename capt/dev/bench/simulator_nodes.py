@@ -151,7 +151,7 @@ def main() -> None:
 def run(args: argparse.Namespace, total: int, sim_url: str, pids: dict[str, int]) -> dict:
     import boto3
 
-    from capt.activities.aws import iam, images, instances
+    from capt.activities.aws import bootstrap_data, iam, images, instances
     from capt.activities.aws import secrets as sm
     from capt.activities.kubeadm import bootstrap as kb
     from capt.activities.kubeadm import tokens as kt
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace, total: int, sim_url: str, pids: dict[str, int]
                 ),
             )
         )
-        stored = sm.store_bootstrap_data(
+        stored = bootstrap_data.store_bootstrap_data(
             smc,
             namespace="default",
             cluster_name=cluster,

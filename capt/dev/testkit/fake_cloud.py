@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from capt.activities.aws import images, lb_membership
+from capt.activities.aws import bootstrap_data, images, lb_membership, token_secrets
 from capt.activities.aws import instances as ec2
 from capt.activities.aws import secrets as sm
 from capt.activities.aws.errors import to_application_error
@@ -187,9 +187,11 @@ class FakeCloud:
         cloud = self
 
         @activity.defn(name="ensure_bootstrap_token")
-        def ensure_bootstrap_token(req: sm.BootstrapTokenRequest) -> sm.BootstrapTokenRef:
+        def ensure_bootstrap_token(
+            req: token_secrets.BootstrapTokenRequest,
+        ) -> token_secrets.BootstrapTokenRef:
             cloud._count("ensure_bootstrap_token")
-            return sm.BootstrapTokenRef(
+            return token_secrets.BootstrapTokenRef(
                 secret_arn=f"arn:aws:secretsmanager:fake:token/{req.machine_name}",
                 token_id="abcdef",
                 expiration=cloud.now() + timedelta(minutes=15),
@@ -197,9 +199,11 @@ class FakeCloud:
             )
 
         @activity.defn(name="refresh_bootstrap_token")
-        def refresh_bootstrap_token(req: sm.BootstrapTokenRefreshRequest) -> sm.BootstrapTokenRef:
+        def refresh_bootstrap_token(
+            req: token_secrets.BootstrapTokenRefreshRequest,
+        ) -> token_secrets.BootstrapTokenRef:
             cloud._count("refresh_bootstrap_token")
-            return sm.BootstrapTokenRef(
+            return token_secrets.BootstrapTokenRef(
                 secret_arn=req.secret_arn, token_id="abcdef", expiration=cloud.now() + timedelta(minutes=15)
             )
 
@@ -430,7 +434,7 @@ class FakeCloud:
                 return ec2.TerminateInstanceResult(instance_id=req.instance_id, state="shutting-down")
 
         @activity.defn(name="delete_bootstrap_data")
-        def delete_bootstrap_data(req: sm.DeleteBootstrapDataRequest) -> sm.DeleteSecretsResult:
+        def delete_bootstrap_data(req: bootstrap_data.DeleteBootstrapDataRequest) -> sm.DeleteSecretsResult:
             cloud._count("delete_bootstrap_data")
             return sm.DeleteSecretsResult(deleted=1)
 

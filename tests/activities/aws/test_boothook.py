@@ -22,6 +22,7 @@ import boto3
 import pytest
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from capt.activities.aws import bootstrap_data
 from capt.activities.aws import secrets as sm
 from capt.activities.kubeadm import bootstrap as kb
 from capt.dev.testkit.bootstrap_reference import reference_cluster, render_input, token
@@ -111,7 +112,7 @@ def test_boothook_fetches_reassembles_deletes_and_restarts_cloud_init(
     machine = f"capi-quickstart-control-plane-{chunk_size}"
     text = kb.render_cloud_config(render_input(reference_cluster(), "join-control-plane", tok=token()))
     data = kb.compress(text)
-    stored = sm.store_bootstrap_data(
+    stored = bootstrap_data.store_bootstrap_data(
         client,
         namespace=NS,
         cluster_name=CLUSTER,
@@ -153,7 +154,7 @@ def test_boothook_fails_without_deleting_when_a_chunk_cannot_be_read(
     moto_endpoint: str, bin_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = _client(moto_endpoint)
-    stored = sm.store_bootstrap_data(
+    stored = bootstrap_data.store_bootstrap_data(
         client,
         namespace=NS,
         cluster_name=CLUSTER,

@@ -14,8 +14,8 @@ import yaml
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
 
+from capt.activities.aws import bootstrap_data, tags, token_secrets
 from capt.activities.aws import secrets as sm
-from capt.activities.aws import tags
 from capt.activities.kubeadm import bootstrap as kb
 from capt.activities.kubeadm import pki as kpki
 from capt.activities.kubeadm.tokens import TOKEN_PATTERN
@@ -140,33 +140,35 @@ def test_losing_a_create_race_reads_the_winners_value(aws) -> None:
 def test_bootstrap_token_is_stored_once_and_refreshed(aws) -> None:
     client = sm.client(REGION)
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    req = sm.BootstrapTokenRequest(cluster_name=CLUSTER, namespace=NS, region=REGION, machine_name="m-1")
-    ref = sm.ensure_token(client, req, now)
+    req = token_secrets.BootstrapTokenRequest(
+        cluster_name=CLUSTER, namespace=NS, region=REGION, machine_name="m-1"
+    )
+    ref = token_secrets.ensure_token(client, req, now)
     assert ref.created and ref.expiration == now + dt.timedelta(minutes=15)
-    again = sm.ensure_token(client, req, now + dt.timedelta(minutes=1))
+    again = token_secrets.ensure_token(client, req, now + dt.timedelta(minutes=1))
     assert (again.secret_arn, again.token_id, again.expiration, again.created) == (
         ref.secret_arn,
         ref.token_id,
         ref.expiration,
         False,
     )
-    token = sm.read_bootstrap_token(client, ref.secret_arn)
+    token = token_secrets.read_bootstrap_token(client, ref.secret_arn)
     assert token.id == ref.token_id
     _assert_no_secret(ref, token.value)
     t = tags.as_dict(client.describe_secret(SecretId=ref.secret_arn)["Tags"])
     assert tags.is_owned(t, CLUSTER) and t[tags.MACHINE_TAG] == "m-1"
 
     later = now + dt.timedelta(minutes=10)
-    refreshed = sm.refresh_token(
-        client, sm.BootstrapTokenRefreshRequest(region=REGION, secret_arn=ref.secret_arn), later
+    refreshed = token_secrets.refresh_token(
+        client, token_secrets.BootstrapTokenRefreshRequest(region=REGION, secret_arn=ref.secret_arn), later
     )
     assert refreshed.expiration == later + dt.timedelta(minutes=15)
-    stored = sm.read_bootstrap_token(client, ref.secret_arn)
+    stored = token_secrets.read_bootstrap_token(client, ref.secret_arn)
     assert (stored.value, stored.expiration) == (token.value, refreshed.expiration)
 
 
-def _store(client, machine: str, data: bytes, chunk_size: int) -> sm.StoredBootstrapData:
-    return sm.store_bootstrap_data(
+def _store(client, machine: str, data: bytes, chunk_size: int) -> bootstrap_data.StoredBootstrapData:
+    return bootstrap_data.store_bootstrap_data(
         client,
         namespace=NS,
         cluster_name=CLUSTER,
@@ -182,42 +184,54 @@ def test_chunked_bootstrap_data_round_trips_and_is_found_again(aws) -> None:
     data = random.Random(7).randbytes(10_000)  # incompressible, like gzipped data
     stored = _store(client, "m-1", data, chunk_size=1000)
     assert len(stored.secret_arns) == -(-len(data) // 1000) > 1
-    assert sm.read_bootstrap_data(client, stored) == data
+    assert bootstrap_data.read_bootstrap_data(client, stored) == data
     names = [client.describe_secret(SecretId=a)["Name"] for a in stored.secret_arns]
     assert names == [f"{stored.secret_prefix}-{i}" for i in range(len(names))]
-    found = sm.find_bootstrap_data(client, NS, CLUSTER, "m-1")
+    found = bootstrap_data.find_bootstrap_data(client, NS, CLUSTER, "m-1")
     assert found == stored
     # A machine whose name extends this one's is not confused with it.
     _store(client, "m-1-x", b"other", chunk_size=1000)
-    assert sm.find_bootstrap_data(client, NS, CLUSTER, "m-1") == stored
-    assert sm.find_bootstrap_data(client, NS, CLUSTER, "m-2") is None
+    assert bootstrap_data.find_bootstrap_data(client, NS, CLUSTER, "m-1") == stored
+    assert bootstrap_data.find_bootstrap_data(client, NS, CLUSTER, "m-2") is None
 
 
 def test_a_partial_copy_is_not_reused(aws) -> None:
     client = sm.client(REGION)
     stored = _store(client, "m-1", b"x" * 2500, chunk_size=1000)
     client.delete_secret(SecretId=stored.secret_arns[1], ForceDeleteWithoutRecovery=True)
-    assert sm.find_bootstrap_data(client, NS, CLUSTER, "m-1") is None
+    assert bootstrap_data.find_bootstrap_data(client, NS, CLUSTER, "m-1") is None
 
 
 def test_deleting_a_machines_bootstrap_data_is_idempotent(aws) -> None:
     client = sm.client(REGION)
-    token = sm.ensure_token(
+    token = token_secrets.ensure_token(
         client,
-        sm.BootstrapTokenRequest(cluster_name=CLUSTER, namespace=NS, region=REGION, machine_name="m-1"),
+        token_secrets.BootstrapTokenRequest(
+            cluster_name=CLUSTER, namespace=NS, region=REGION, machine_name="m-1"
+        ),
         dt.datetime.now(dt.UTC),
     )
     a = _store(client, "m-1", b"x" * 2500, chunk_size=1000)  # 3 chunks
     _store(client, "m-1", b"y", chunk_size=1000)  # a second copy from an overlapping attempt
     other = _store(client, "m-2", b"z", chunk_size=1000)
-    assert sm.delete_machine_bootstrap(client, NS, CLUSTER, "m-1", a.secret_prefix, len(a.secret_arns)) == 5
+    assert (
+        bootstrap_data.delete_machine_bootstrap(
+            client, NS, CLUSTER, "m-1", a.secret_prefix, len(a.secret_arns)
+        )
+        == 5
+    )
     assert sm.describe(client, token.secret_arn) is None
-    assert sm.find_bootstrap_data(client, NS, CLUSTER, "m-1") is None
-    assert sm.find_bootstrap_data(client, NS, CLUSTER, "m-2") == other
+    assert bootstrap_data.find_bootstrap_data(client, NS, CLUSTER, "m-1") is None
+    assert bootstrap_data.find_bootstrap_data(client, NS, CLUSTER, "m-2") == other
     # Again (e.g. the activity retried after a lost response): nothing left, still success.
-    assert sm.delete_machine_bootstrap(client, NS, CLUSTER, "m-1", a.secret_prefix, len(a.secret_arns)) == 0
+    assert (
+        bootstrap_data.delete_machine_bootstrap(
+            client, NS, CLUSTER, "m-1", a.secret_prefix, len(a.secret_arns)
+        )
+        == 0
+    )
     with pytest.raises(ValueError):
-        sm.delete_machine_bootstrap(client, NS, CLUSTER, "m-1", other.secret_prefix, 1)
+        bootstrap_data.delete_machine_bootstrap(client, NS, CLUSTER, "m-1", other.secret_prefix, 1)
 
 
 def test_deleting_the_clusters_secrets_spares_what_it_does_not_own(aws) -> None:
@@ -248,14 +262,14 @@ def test_secrets_are_owned_by_the_cluster_id(aws) -> None:
             client,
             sm.ClusterPKIRequest(cluster_name="prod", namespace=ns, region=REGION, cluster_id=f"{ns}.prod"),
         )
-        sm.ensure_token(
+        token_secrets.ensure_token(
             client,
-            sm.BootstrapTokenRequest(
+            token_secrets.BootstrapTokenRequest(
                 cluster_name="prod", namespace=ns, region=REGION, machine_name="m-1", cluster_id=f"{ns}.prod"
             ),
             dt.datetime.now(dt.UTC),
         )
-        sm.store_bootstrap_data(
+        bootstrap_data.store_bootstrap_data(
             client,
             namespace=ns,
             cluster_name="prod",
@@ -269,8 +283,10 @@ def test_secrets_are_owned_by_the_cluster_id(aws) -> None:
         t = tags.as_dict(s["Tags"])
         assert t[tags.cluster_key(f"{ns}.prod")] == "owned" and tags.cluster_key("prod") not in t
     # Looked up with the name as owner (a legacy cluster `prod`): nothing of theirs is its own.
-    assert sm.find_bootstrap_data(client, "team-a", "prod", "m-1") is None
-    assert sm.find_bootstrap_data(client, "team-a", "prod", "m-1", owner="team-a.prod") is not None
+    assert bootstrap_data.find_bootstrap_data(client, "team-a", "prod", "m-1") is None
+    assert (
+        bootstrap_data.find_bootstrap_data(client, "team-a", "prod", "m-1", owner="team-a.prod") is not None
+    )
     assert sm.delete_all(client, "team-a", "prod") == 0
     # ca, etcd-ca, front-proxy-ca, sa, admin; the token; one chunk.
     assert sm.delete_all(client, "team-a", "prod", "team-a.prod") == 7
@@ -311,16 +327,18 @@ def test_prepare_bootstrap_data_stores_the_rendered_cloud_config(aws, kind: str,
     token_arn = None
     if kind != "init":
         token_ref = env.run(
-            sm.ensure_bootstrap_token,
-            sm.BootstrapTokenRequest(cluster_name=CLUSTER, namespace=NS, region=REGION, machine_name=machine),
+            token_secrets.ensure_bootstrap_token,
+            token_secrets.BootstrapTokenRequest(
+                cluster_name=CLUSTER, namespace=NS, region=REGION, machine_name=machine
+            ),
         )
         token_arn = token_ref.secret_arn
     req = _bootstrap_request(kind, pki_refs, token_arn, machine)
     refs = env.run(kb.prepare_bootstrap_data, req)
 
-    stored = sm.read_bootstrap_data(
+    stored = bootstrap_data.read_bootstrap_data(
         client,
-        sm.StoredBootstrapData(
+        bootstrap_data.StoredBootstrapData(
             secret_prefix=refs.secret_prefix,
             secret_arns=refs.secret_arns,
             rendered_bytes=refs.rendered_bytes,
@@ -339,7 +357,7 @@ def test_prepare_bootstrap_data_stores_the_rendered_cloud_config(aws, kind: str,
     else:
         assert files["/etc/kubernetes/pki/ca.key"] == material.ca.key
     if token_arn:
-        assert sm.read_bootstrap_token(client, token_arn).value in text
+        assert token_secrets.read_bootstrap_token(client, token_arn).value in text
 
     # A retry returns the same stored copy instead of storing another.
     again = env.run(kb.prepare_bootstrap_data, req)
@@ -358,15 +376,15 @@ def test_prepare_bootstrap_data_stores_the_rendered_cloud_config(aws, kind: str,
     assert not PEM.search(user_data.encode()) and not TOKEN_PATTERN.search(user_data)
     secrets_in_play = [material.ca.key, material.etcd_ca.key, material.sa.key]
     if token_arn:
-        secrets_in_play.append(sm.read_bootstrap_token(client, token_arn).value)
+        secrets_in_play.append(token_secrets.read_bootstrap_token(client, token_arn).value)
     for model in (req, refs, again, pki_refs):
         _assert_no_secret(model, *secrets_in_play)
     for s in secrets_in_play:
         assert s not in user_data
 
     deleted = env.run(
-        sm.delete_bootstrap_data,
-        sm.DeleteBootstrapDataRequest(
+        bootstrap_data.delete_bootstrap_data,
+        bootstrap_data.DeleteBootstrapDataRequest(
             cluster_name=CLUSTER,
             namespace=NS,
             region=REGION,
@@ -376,7 +394,7 @@ def test_prepare_bootstrap_data_stores_the_rendered_cloud_config(aws, kind: str,
         ),
     )
     assert deleted.deleted == refs.chunks + (1 if token_arn else 0)
-    assert sm.find_bootstrap_data(client, NS, CLUSTER, machine) is None
+    assert bootstrap_data.find_bootstrap_data(client, NS, CLUSTER, machine) is None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from temporalio.testing import ActivityEnvironment
 
+from capt.activities.aws import bootstrap_data, tags, token_secrets, user_secrets
 from capt.activities.aws import secrets as sm
-from capt.activities.aws import tags, user_secrets
 from capt.activities.aws.errors import ConflictError
 from capt.activities.kubeadm import bootstrap as kb
 from capt.activities.workload import addons as wad
@@ -68,8 +68,10 @@ def test_bootstrap_data_carries_the_referenced_values_and_its_request_none(aws, 
     spec = loaded.spec
     pki = env.run(sm.ensure_cluster_pki, sm.ClusterPKIRequest(cluster_name=NAME, namespace=NS, region=REGION))
     token = env.run(
-        sm.ensure_bootstrap_token,
-        sm.BootstrapTokenRequest(cluster_name=NAME, namespace=NS, region=REGION, machine_name="w-1"),
+        token_secrets.ensure_bootstrap_token,
+        token_secrets.BootstrapTokenRequest(
+            cluster_name=NAME, namespace=NS, region=REGION, machine_name="w-1"
+        ),
     )
     rendered = {}
     for kind, machine, token_arn, md in (
@@ -89,9 +91,9 @@ def test_bootstrap_data_carries_the_referenced_values_and_its_request_none(aws, 
         assert [m for m in SECRET_MARKERS if m in wire] == []  # the request: names only
         refs = env.run(kb.prepare_bootstrap_data, req)
         assert [m for m in SECRET_MARKERS if m in _wire(refs).decode()] == []
-        stored = sm.read_bootstrap_data(
+        stored = bootstrap_data.read_bootstrap_data(
             client,
-            sm.StoredBootstrapData(
+            bootstrap_data.StoredBootstrapData(
                 secret_prefix=refs.secret_prefix,
                 secret_arns=refs.secret_arns,
                 rendered_bytes=refs.rendered_bytes,

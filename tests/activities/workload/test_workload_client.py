@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from capt.activities.aws import secrets as sm
+from capt.activities.aws import token_secrets
 from capt.activities.kubeadm import pki
 from capt.activities.kubeadm import tokens as ktokens
 from capt.activities.workload import activities as wa
@@ -846,10 +847,12 @@ def test_bootstrap_token_secret_activity(
 ) -> None:
     monkeypatch.setenv(wc.RESOLVE_ENV, server.resolve)
     smc = sm.client("ap-northeast-2")
-    ref = sm.ensure_token(
-        smc, sm.BootstrapTokenRequest(cluster_name="c1", region="ap-northeast-2", machine_name="m1"), NOW
+    ref = token_secrets.ensure_token(
+        smc,
+        token_secrets.BootstrapTokenRequest(cluster_name="c1", region="ap-northeast-2", machine_name="m1"),
+        NOW,
     )
-    token = sm.read_bootstrap_token(smc, ref.secret_arn)
+    token = token_secrets.read_bootstrap_token(smc, ref.secret_arn)
     env = ActivityEnvironment()
     req = wa.BootstrapTokenSecretRequest(access=_access(stored_pki), token_secret_arn=ref.secret_arn)
     _assert_no_secret(req, material, token)
@@ -863,9 +866,9 @@ def test_bootstrap_token_secret_activity(
     stored = server.kube.secrets[f"kube-system/bootstrap-token-{token.id}"]
     assert stored == ktokens.bootstrap_token_secret(token)
 
-    sm.refresh_token(
+    token_secrets.refresh_token(
         smc,
-        sm.BootstrapTokenRefreshRequest(region="ap-northeast-2", secret_arn=ref.secret_arn),
+        token_secrets.BootstrapTokenRefreshRequest(region="ap-northeast-2", secret_arn=ref.secret_arn),
         NOW + dt.timedelta(minutes=10),
     )
     second = env.run(wa.create_bootstrap_token_secret, req)

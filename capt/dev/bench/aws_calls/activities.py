@@ -34,7 +34,7 @@ def activity_costs(region: str = REGION) -> dict[str, dict[str, int]]:
     from moto import mock_aws
     from temporalio.testing import ActivityEnvironment
 
-    from capt.activities.aws import images, lb_membership, session
+    from capt.activities.aws import bootstrap_data, images, lb_membership, session, token_secrets
     from capt.activities.aws import instances as ec2
     from capt.activities.aws import secrets as sm
     from capt.activities.kubeadm import bootstrap as kb
@@ -71,8 +71,8 @@ def activity_costs(region: str = REGION) -> dict[str, dict[str, int]]:
             if kind != "init":
                 token = run(
                     "ensure_bootstrap_token",
-                    sm.ensure_bootstrap_token,
-                    sm.BootstrapTokenRequest(
+                    token_secrets.ensure_bootstrap_token,
+                    token_secrets.BootstrapTokenRequest(
                         cluster_name=cluster, region=region, machine_name=name, cluster_id=cluster
                     ),
                 )
@@ -80,7 +80,7 @@ def activity_costs(region: str = REGION) -> dict[str, dict[str, int]]:
                 # create_bootstrap_token_secret: its AWS part reads the token (the rest is the
                 # workload's API server).
                 with session.counting_calls() as tally:
-                    sm.read_bootstrap_token(sm.client(region), token_arn)
+                    token_secrets.read_bootstrap_token(sm.client(region), token_arn)
                 costs["create_bootstrap_token_secret"] = dict(tally)
             refs = run(
                 f"prepare_bootstrap_data ({kind})",
@@ -123,10 +123,12 @@ def activity_costs(region: str = REGION) -> dict[str, dict[str, int]]:
             if token_arn:
                 run(
                     "refresh_bootstrap_token",
-                    sm.refresh_bootstrap_token,
-                    sm.BootstrapTokenRefreshRequest(region=region, secret_arn=token_arn, ttl_seconds=3600),
+                    token_secrets.refresh_bootstrap_token,
+                    token_secrets.BootstrapTokenRefreshRequest(
+                        region=region, secret_arn=token_arn, ttl_seconds=3600
+                    ),
                 )
-            delete = sm.DeleteBootstrapDataRequest(
+            delete = bootstrap_data.DeleteBootstrapDataRequest(
                 cluster_name=cluster,
                 region=region,
                 machine_name=name,
@@ -134,8 +136,8 @@ def activity_costs(region: str = REGION) -> dict[str, dict[str, int]]:
                 chunks=refs.chunks,
                 cluster_id=cluster,
             )
-            run("delete_bootstrap_data", sm.delete_bootstrap_data, delete)
-            run("delete_bootstrap_data (nothing left)", sm.delete_bootstrap_data, delete)
+            run("delete_bootstrap_data", bootstrap_data.delete_bootstrap_data, delete)
+            run("delete_bootstrap_data (nothing left)", bootstrap_data.delete_bootstrap_data, delete)
             return iid
 
         azs = list(net.subnets)
