@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from capt.activities.kubeadm import bootstrap as kb
+from capt.activities.kubeadm import cloud_init
+from capt.activities.kubeadm import documents as documents_mod
 from capt.dev.simulator import cloudinit as ci
 from capt.dev.testkit import bootstrap_reference as ref
 
@@ -31,7 +32,7 @@ INSTANCE = dict(
 def rendered(kind: str) -> str:
     cluster = ref.reference_cluster()
     tok = ref.token() if kind != "init" else None
-    return kb.render_cloud_config(ref.render_input(cluster, kind, tok=tok))
+    return cloud_init.render_cloud_config(ref.render_input(cluster, kind, tok=tok))
 
 
 # --------------------------------------------------------------------------------------------
@@ -39,7 +40,9 @@ def rendered(kind: str) -> str:
 
 
 def test_boothook_user_data_names_the_secrets() -> None:
-    text = kb.render_user_data(secret_prefix="capt/ns/c1/bootstrap/m-1-abc", chunks=3, region="eu-west-1")
+    text = cloud_init.render_user_data(
+        secret_prefix="capt/ns/c1/bootstrap/m-1-abc", chunks=3, region="eu-west-1"
+    )
     parsed = ci.parse_user_data(text)
     assert parsed.cloud_config is None
     hook = parsed.boothook
@@ -50,15 +53,15 @@ def test_boothook_user_data_names_the_secrets() -> None:
         "eu-west-1",
         "",
     )
-    assert hook.file == kb.BOOTSTRAP_FILE
-    assert hook.attempts == kb.FETCH_ATTEMPTS
+    assert hook.file == documents_mod.BOOTSTRAP_FILE
+    assert hook.attempts == documents_mod.FETCH_ATTEMPTS
     assert ci.chunk_names(hook) == [f"capt/ns/c1/bootstrap/m-1-abc-{i}" for i in range(3)]
     # `sleep $((attempt * 5))` after every failed attempt but the last.
-    assert ci.boothook_retry_delays(hook) == [5 * a for a in range(1, kb.FETCH_ATTEMPTS)]
+    assert ci.boothook_retry_delays(hook) == [5 * a for a in range(1, documents_mod.FETCH_ATTEMPTS)]
 
 
 def test_boothook_with_an_endpoint_and_odd_characters() -> None:
-    text = kb.render_user_data(
+    text = cloud_init.render_user_data(
         secret_prefix="capt/n s/c'1/bootstrap/m",
         chunks=1,
         region="us-east-1",
@@ -84,7 +87,7 @@ def test_foreign_user_data_is_refused(text: str) -> None:
 
 
 def test_reassemble_joins_chunks_and_gunzips() -> None:
-    data = kb.compress("## template: jinja\n#cloud-config\n" + "x" * 100000)
+    data = cloud_init.compress("## template: jinja\n#cloud-config\n" + "x" * 100000)
     parts = [data[i : i + 1000] for i in range(0, len(data), 1000)]
     assert ci.reassemble(parts).startswith("## template: jinja")
     with pytest.raises(ci.BootstrapFormatError):
@@ -171,7 +174,7 @@ def _task(kind: str) -> ci.KubeadmTask:
 
 def test_init_task() -> None:
     task = _task("init")
-    assert (task.action, task.config_path) == ("init", kb.INIT_CONFIG_PATH)
+    assert (task.action, task.config_path) == ("init", documents_mod.INIT_CONFIG_PATH)
     assert [d["kind"] for d in task.documents] == ["ClusterConfiguration", "InitConfiguration"]
     assert task.document("ClusterConfiguration")["controlPlaneEndpoint"] == f"{ref.ENDPOINT}:6443"
     assert task.pki("ca.crt") == ref.cluster_pki().ca.cert

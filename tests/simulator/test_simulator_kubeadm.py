@@ -6,8 +6,7 @@ import datetime as dt
 
 import pytest
 
-from capt.activities.kubeadm import bootstrap as kb
-from capt.activities.kubeadm import pki, tokens
+from capt.activities.kubeadm import cloud_init, pki, tokens
 from capt.dev.simulator import cloudinit as ci
 from capt.dev.simulator import kubeadm as sk
 from capt.dev.testkit import bootstrap_reference as ref
@@ -28,7 +27,7 @@ def task(kind: str, *, version: str | None = None, ca_hash: str | None = None, t
         from dataclasses import replace
 
         r = replace(r, inputs=replace(r.inputs, ca_cert_hash=ca_hash))
-    text = kb.render_cloud_config(r)
+    text = cloud_init.render_cloud_config(r)
     data = ci.ec2_instance_data(
         instance_id="i-0123456789abcdef0",
         local_hostname=ref.HOSTNAME,

@@ -6,8 +6,7 @@ import datetime as dt
 from dataclasses import replace
 
 from capt.activities.aws import secrets as sm
-from capt.activities.kubeadm import bootstrap as kb
-from capt.activities.kubeadm import tokens
+from capt.activities.kubeadm import cloud_init, tokens
 from capt.dev.simulator.world.core import World
 from capt.dev.simulator.world.state import ImageInfo, InstanceView, Settings
 from capt.dev.testkit import bootstrap_reference as ref
@@ -105,12 +104,12 @@ class Sim:
         r = ref.render_input(cluster, kind, tok=token)
         if ca_hash is not None:
             r = replace(r, inputs=replace(r.inputs, ca_cert_hash=ca_hash))
-        data = kb.compress(kb.render_cloud_config(r))
+        data = cloud_init.compress(cloud_init.render_cloud_config(r))
         prefix = f"capt/default/{cluster.name}/bootstrap/{v.machine}-{v.instance_id}"
         chunks = sm.split_chunks(data, chunk_size)
         for i, chunk in enumerate(chunks):
             self.aws.secrets[sm.chunk_name(prefix, i)] = chunk
-        self.aws.user_data_by_id[v.instance_id] = kb.render_user_data(
+        self.aws.user_data_by_id[v.instance_id] = cloud_init.render_user_data(
             secret_prefix=prefix, chunks=len(chunks), region=REGION
         )
 

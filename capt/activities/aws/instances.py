@@ -37,7 +37,7 @@ from capt.activities.aws import iam, images, session, tags
 from capt.activities.aws.client_tokens import client_token
 from capt.activities.aws.errors import CaptAwsError, NotOwnedError, NotYetVisibleError, is_code
 from capt.activities.aws.models import AwsResult
-from capt.activities.kubeadm.bootstrap import render_user_data
+from capt.activities.kubeadm.cloud_init import render_user_data
 from capt.spec.models import AMISelector, MachineTemplate
 
 # "worker" is the machine workflows' word for what CAPA tags as "node".

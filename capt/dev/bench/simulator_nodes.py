@@ -153,7 +153,7 @@ def run(args: argparse.Namespace, total: int, sim_url: str, pids: dict[str, int]
 
     from capt.activities.aws import bootstrap_data, iam, images, instances
     from capt.activities.aws import secrets as sm
-    from capt.activities.kubeadm import bootstrap as kb
+    from capt.activities.kubeadm import cloud_init, documents
     from capt.activities.kubeadm import tokens as kt
     from capt.activities.workload import activities as wa
     from capt.spec.models import AMISelector, KubeadmConfigSpec, MachineTemplate
@@ -171,12 +171,12 @@ def run(args: argparse.Namespace, total: int, sim_url: str, pids: dict[str, int]
     ]
 
     def launch(cluster: str, refs, dns: str, machine: str, kind: str, token=None) -> str:
-        rendered = kb.render_cloud_config(
-            kb.RenderInput(
+        rendered = cloud_init.render_cloud_config(
+            cloud_init.RenderInput(
                 kind=kind,
                 kubeadm=spec,
                 pki=sm.read_cluster_pki(smc, refs) if kind == "init" else None,
-                inputs=kb.KubeadmInputs(
+                inputs=documents.KubeadmInputs(
                     cluster_name=cluster,
                     kubernetes_version=VERSION,
                     endpoint_host=dns,
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace, total: int, sim_url: str, pids: dict[str, int]
             namespace="default",
             cluster_name=cluster,
             machine_name=machine,
-            data=kb.compress(rendered),
+            data=cloud_init.compress(rendered),
             rendered_bytes=len(rendered),
         )
         req = instances.InstanceRequest(

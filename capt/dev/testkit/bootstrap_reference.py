@@ -7,7 +7,8 @@ import datetime as dt
 import functools
 
 from capt.activities.kubeadm import pki, tokens
-from capt.activities.kubeadm.bootstrap import KubeadmInputs, RenderInput
+from capt.activities.kubeadm.cloud_init import RenderInput
+from capt.activities.kubeadm.documents import KubeadmInputs
 from capt.spec.models import (
     ClusterSpec,
     ControlPlaneSpec,

@@ -24,7 +24,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from capt.activities.aws import bootstrap_data
 from capt.activities.aws import secrets as sm
-from capt.activities.kubeadm import bootstrap as kb
+from capt.activities.kubeadm import cloud_init
 from capt.dev.testkit.bootstrap_reference import reference_cluster, render_input, token
 
 REGION = "ap-northeast-2"
@@ -110,8 +110,10 @@ def test_boothook_fetches_reassembles_deletes_and_restarts_cloud_init(
 ) -> None:
     client = _client(moto_endpoint)
     machine = f"capi-quickstart-control-plane-{chunk_size}"
-    text = kb.render_cloud_config(render_input(reference_cluster(), "join-control-plane", tok=token()))
-    data = kb.compress(text)
+    text = cloud_init.render_cloud_config(
+        render_input(reference_cluster(), "join-control-plane", tok=token())
+    )
+    data = cloud_init.compress(text)
     stored = bootstrap_data.store_bootstrap_data(
         client,
         namespace=NS,
@@ -124,7 +126,7 @@ def test_boothook_fetches_reassembles_deletes_and_restarts_cloud_init(
     chunks = len(stored.secret_arns)
     assert (chunks > 1) is (chunk_size < len(data))
     target = tmp_path / "etc" / "capt" / "bootstrap-userdata.txt"
-    script = kb.render_boothook(
+    script = cloud_init.render_boothook(
         secret_prefix=stored.secret_prefix,
         chunks=chunks,
         region=REGION,
@@ -164,7 +166,7 @@ def test_boothook_fails_without_deleting_when_a_chunk_cannot_be_read(
     )
     target = tmp_path / "etc" / "capt" / "bootstrap-userdata.txt"
     # Ask for one chunk more than exists; two attempts, and an instant back-off.
-    script = kb.render_boothook(
+    script = cloud_init.render_boothook(
         secret_prefix=stored.secret_prefix,
         chunks=2,
         region=REGION,

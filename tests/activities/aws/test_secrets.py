@@ -17,6 +17,7 @@ from temporalio.testing import ActivityEnvironment
 from capt.activities.aws import bootstrap_data, tags, token_secrets
 from capt.activities.aws import secrets as sm
 from capt.activities.kubeadm import bootstrap as kb
+from capt.activities.kubeadm import cloud_init
 from capt.activities.kubeadm import pki as kpki
 from capt.activities.kubeadm.tokens import TOKEN_PATTERN
 from capt.dev.testkit.bootstrap_reference import ENDPOINT, reference_cluster
@@ -371,7 +372,9 @@ def test_prepare_bootstrap_data_stores_the_rendered_cloud_config(aws, kind: str,
     )
 
     # The boothook user data the instance will get is as small as reported and holds no secret.
-    user_data = kb.render_user_data(secret_prefix=refs.secret_prefix, chunks=refs.chunks, region=REGION)
+    user_data = cloud_init.render_user_data(
+        secret_prefix=refs.secret_prefix, chunks=refs.chunks, region=REGION
+    )
     assert len(user_data.encode()) == refs.user_data_bytes
     assert not PEM.search(user_data.encode()) and not TOKEN_PATTERN.search(user_data)
     secrets_in_play = [material.ca.key, material.etcd_ca.key, material.sa.key]

@@ -16,6 +16,7 @@ from capt.activities.aws import bootstrap_data, tags, token_secrets, user_secret
 from capt.activities.aws import secrets as sm
 from capt.activities.aws.errors import ConflictError
 from capt.activities.kubeadm import bootstrap as kb
+from capt.activities.kubeadm import cloud_init, documents
 from capt.activities.workload import addons as wad
 from capt.spec.loader import load_manifest
 from tests.activities.aws.test_secrets import _wire
@@ -128,10 +129,10 @@ def test_a_missing_stored_secret_is_retryable_not_silently_empty(aws, loaded) ->
 
 def test_binary_secret_file_content_is_written_base64() -> None:
     spec = kb.KubeadmConfigSpec(files=({"path": "/k", "contentFrom": {"secret": {"name": "s", "key": "k"}}},))
-    (f,) = kb.user_files(spec, {("s", "k"): b"\x00\xffkey"})
+    (f,) = cloud_init.user_files(spec, {("s", "k"): b"\x00\xffkey"})
     assert (f["encoding"], f["content"]) == ("b64", "AP9rZXk=")
-    with pytest.raises(kb.BootstrapError, match="was not read"):
-        kb.user_files(spec, {})
+    with pytest.raises(documents.BootstrapError, match="was not read"):
+        cloud_init.user_files(spec, {})
 
 
 def test_addons_apply_a_secrets_documents_in_resource_order(loaded) -> None:

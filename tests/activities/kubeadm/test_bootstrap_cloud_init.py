@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from capt.activities.kubeadm import bootstrap as b
+from capt.activities.kubeadm import cloud_init as ci
 from capt.dev.testkit.bootstrap_reference import HOSTNAME, NODE_NAME, reference_cluster, render_input, token
 from capt.spec.models import KubeadmConfigSpec
 
@@ -95,7 +95,7 @@ def test_reference_cluster_bootstrap_data_renders_and_validates_in_cloud_init(
     kind: str, cloud_init: str, instance_data: Path, tmp_path: Path
 ) -> None:
     tok = token()
-    text = b.render_cloud_config(render_input(reference_cluster(), kind, tok=tok))
+    text = ci.render_cloud_config(render_input(reference_cluster(), kind, tok=tok))
     assert NODE_NAME in text
     cfg = _render_and_validate(cloud_init, instance_data, tmp_path, text, kind)
     [kubeadm_file] = [f for f in cfg["write_files"] if f["path"].startswith("/run/kubeadm/")]
@@ -142,7 +142,7 @@ def test_every_cloud_config_section_we_emit_validates(
         ntp={"enabled": True, "servers": ["169.254.169.123"]},
         mounts=(("ephemeral0", "/mnt/data", "auto", "defaults,nofail", "0", "2"),),
     )
-    text = b.render_cloud_config(
+    text = ci.render_cloud_config(
         render_input(reference_cluster(), "join-worker", tok=token(), kubeadm=kubeadm)
     )
     cfg = _render_and_validate(cloud_init, instance_data, tmp_path, text, "full")
@@ -167,11 +167,11 @@ def test_cloud_init_includes_what_the_boothook_fetched_as_a_jinja_cloud_config(
     cloud_init: str, tmp_path: Path
 ) -> None:
     fetched = tmp_path / "bootstrap-userdata.txt"
-    text = b.render_cloud_config(render_input(reference_cluster(), "join-worker", tok=token()))
+    text = ci.render_cloud_config(render_input(reference_cluster(), "join-worker", tok=token()))
     fetched.write_text(text)  # what the boothook writes
     user_data = tmp_path / "user-data.mime"
     user_data.write_text(
-        b.render_user_data(
+        ci.render_user_data(
             secret_prefix="capt/ns/c/bootstrap/m-0-ab", chunks=1, region="r", file=str(fetched)
         )
     )

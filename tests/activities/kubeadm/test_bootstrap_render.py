@@ -9,8 +9,8 @@ import re
 import pytest
 import yaml
 
-from capt.activities.kubeadm import bootstrap as b
-from capt.activities.kubeadm import pki
+from capt.activities.kubeadm import cloud_init, pki
+from capt.activities.kubeadm import documents as documents_mod
 from capt.activities.kubeadm.tokens import TOKEN_PATTERN
 from capt.dev.testkit.bootstrap_reference import (
     ENDPOINT,
@@ -28,7 +28,7 @@ PEM = re.compile(r"-----BEGIN [A-Z ]+-----")
 
 def _render(kind: str, **kw) -> tuple[str, dict]:
     tok = kw.pop("tok", None) or token()
-    text = b.render_cloud_config(render_input(reference_cluster(), kind, tok=tok, **kw))
+    text = cloud_init.render_cloud_config(render_input(reference_cluster(), kind, tok=tok, **kw))
     return text, {"tok": tok}
 
 
@@ -62,13 +62,13 @@ def _files(cfg: dict) -> dict[str, dict]:
     ],
 )
 def test_kubeadm_api_version_by_kubernetes_version(version: str, api: str) -> None:
-    assert b.kubeadm_api_version(version) == api
+    assert documents_mod.kubeadm_api_version(version) == api
 
 
 @pytest.mark.parametrize("version", ["v1.14.10", "1.20", "latest", ""])
 def test_unsupported_or_malformed_versions_are_errors(version: str) -> None:
-    with pytest.raises(b.BootstrapError):
-        b.kubeadm_api_version(version)
+    with pytest.raises(documents_mod.BootstrapError):
+        documents_mod.kubeadm_api_version(version)
 
 
 def test_init_for_the_reference_cluster() -> None:
@@ -112,7 +112,7 @@ def test_init_for_the_reference_cluster() -> None:
         f = files[f"/etc/kubernetes/pki/{name}"]
         assert (f["content"], f["permissions"], f["owner"]) == (content, mode, "root:root")
     assert cfg["runcmd"] == [
-        "kubeadm init --config /run/kubeadm/kubeadm.yaml && " + b.SUCCESS_COMMAND,
+        "kubeadm init --config /run/kubeadm/kubeadm.yaml && " + documents_mod.SUCCESS_COMMAND,
     ]
 
 
@@ -135,7 +135,7 @@ def test_join_control_plane_for_the_reference_cluster() -> None:
     assert files["/etc/kubernetes/pki/ca.key"]["content"] == cluster_pki().ca.key
     assert files["/etc/kubernetes/pki/sa.key"]["content"] == cluster_pki().sa.key
     assert cfg["runcmd"] == [
-        "kubeadm join --config /run/kubeadm/kubeadm-join-config.yaml && " + b.SUCCESS_COMMAND
+        "kubeadm join --config /run/kubeadm/kubeadm-join-config.yaml && " + documents_mod.SUCCESS_COMMAND
     ]
 
 
@@ -154,7 +154,7 @@ def test_worker_join_for_the_reference_cluster_carries_no_key_material() -> None
 def test_a_worker_never_becomes_a_control_plane_member() -> None:
     # A KubeadmConfigTemplate copied from a control plane may carry controlPlane: it must go.
     kubeadm = KubeadmConfigSpec(join_configuration={"controlPlane": {"localAPIEndpoint": {}}})
-    [join] = b.kubeadm_documents(
+    [join] = cloud_init.kubeadm_documents(
         render_input(reference_cluster(), "join-worker", tok=token(), kubeadm=kubeadm)
     )
     assert "controlPlane" not in join
@@ -167,7 +167,7 @@ def test_cloud_inits_jinja_is_kept_intact_and_ours_is_not_interpreted() -> None:
         join_configuration={"nodeRegistration": {"name": NODE_NAME}},
         pre_kubeadm_commands=("echo {{ v1.region }} {% if true %}x{% endif %} <@ nope @> <% nope %>",),
     )
-    text = b.render_cloud_config(
+    text = cloud_init.render_cloud_config(
         render_input(reference_cluster(), "join-worker", tok=token(), kubeadm=kubeadm)
     )
     assert "name: '{{ ds.meta_data.local_hostname }}'" in text
@@ -187,7 +187,7 @@ def test_manifest_values_win_where_capi_lets_them_and_the_machine_version_always
             "kind": "ClusterConfiguration",
         }
     )
-    cluster_cfg, _ = b.kubeadm_documents(render_input(reference_cluster(), "init", kubeadm=kubeadm))
+    cluster_cfg, _ = cloud_init.kubeadm_documents(render_input(reference_cluster(), "init", kubeadm=kubeadm))
     assert cluster_cfg["kubernetesVersion"] == "v1.20.5"
     assert cluster_cfg["apiVersion"] == "kubeadm.k8s.io/v1beta2"
     assert cluster_cfg["controlPlaneEndpoint"] == "api.example.com:443"
@@ -209,7 +209,7 @@ def test_v1beta4_turns_extra_args_into_lists_and_moves_timeouts() -> None:
         },
     )
     cluster = reference_cluster()
-    cluster_cfg, init_cfg = b.kubeadm_documents(
+    cluster_cfg, init_cfg = cloud_init.kubeadm_documents(
         render_input(cluster, "init", version="v1.32.3", kubeadm=kubeadm)
     )
     assert cluster_cfg["apiVersion"] == "kubeadm.k8s.io/v1beta4"
@@ -223,7 +223,7 @@ def test_v1beta4_turns_extra_args_into_lists_and_moves_timeouts() -> None:
     assert init_cfg["nodeRegistration"]["kubeletExtraArgs"] == [
         {"name": "cloud-provider", "value": "external"}
     ]
-    [join] = b.kubeadm_documents(
+    [join] = cloud_init.kubeadm_documents(
         render_input(cluster, "join-control-plane", version="v1.32.3", tok=token(), kubeadm=kubeadm)
     )
     assert join["timeouts"] == {"discovery": "5m0s"}
@@ -237,7 +237,7 @@ def test_v1beta2_and_v1beta3_turn_list_extra_args_into_maps() -> None:
         init_configuration={"nodeRegistration": {"kubeletExtraArgs": [{"name": "v", "value": "2"}]}},
     )
     for version in ("v1.20.5", "v1.28.0"):
-        cluster_cfg, init_cfg = b.kubeadm_documents(
+        cluster_cfg, init_cfg = cloud_init.kubeadm_documents(
             render_input(reference_cluster(), "init", version=version, kubeadm=kubeadm)
         )
         assert cluster_cfg["apiServer"]["extraArgs"] == {"cloud-provider": "aws"}
@@ -246,10 +246,10 @@ def test_v1beta2_and_v1beta3_turn_list_extra_args_into_maps() -> None:
 
 def test_v1beta3_drops_dns_type() -> None:
     kubeadm = KubeadmConfigSpec(cluster_configuration={"dns": {"type": "CoreDNS", "imageTag": "v1.8.6"}})
-    old, _ = b.kubeadm_documents(
+    old, _ = cloud_init.kubeadm_documents(
         render_input(reference_cluster(), "init", version="v1.21.0", kubeadm=kubeadm)
     )
-    new, _ = b.kubeadm_documents(
+    new, _ = cloud_init.kubeadm_documents(
         render_input(reference_cluster(), "init", version="v1.23.0", kubeadm=kubeadm)
     )
     assert old["dns"] == {"type": "CoreDNS", "imageTag": "v1.8.6"}
@@ -257,18 +257,20 @@ def test_v1beta3_drops_dns_type() -> None:
 
 
 def test_a_join_without_a_token_is_refused_unless_discovery_is_a_file() -> None:
-    with pytest.raises(b.BootstrapError, match="token"):
-        b.kubeadm_documents(render_input(reference_cluster(), "join-worker", tok=None))
+    with pytest.raises(documents_mod.BootstrapError, match="token"):
+        cloud_init.kubeadm_documents(render_input(reference_cluster(), "join-worker", tok=None))
     kubeadm = KubeadmConfigSpec(join_configuration={"discovery": {"file": {"kubeConfigPath": "/etc/k.conf"}}})
-    [join] = b.kubeadm_documents(render_input(reference_cluster(), "join-worker", tok=None, kubeadm=kubeadm))
+    [join] = cloud_init.kubeadm_documents(
+        render_input(reference_cluster(), "join-worker", tok=None, kubeadm=kubeadm)
+    )
     assert join["discovery"] == {"file": {"kubeConfigPath": "/etc/k.conf"}}
 
 
 def test_control_plane_machines_need_the_pki() -> None:
     r = render_input(reference_cluster(), "join-control-plane", tok=token())
-    r = b.RenderInput(kind=r.kind, kubeadm=r.kubeadm, inputs=r.inputs, pki=None)
-    with pytest.raises(b.BootstrapError, match="PKI"):
-        b.render_cloud_config(r)
+    r = cloud_init.RenderInput(kind=r.kind, kubeadm=r.kubeadm, inputs=r.inputs, pki=None)
+    with pytest.raises(documents_mod.BootstrapError, match="PKI"):
+        cloud_init.render_cloud_config(r)
 
 
 TRICKY = [
@@ -304,7 +306,9 @@ def test_every_file_content_survives_the_yaml_exactly() -> None:
         post_kubeadm_commands=("echo 'done: ok' # really",),
     )
     cfg = _cloud_config(
-        b.render_cloud_config(render_input(reference_cluster(), "join-worker", tok=token(), kubeadm=kubeadm))
+        cloud_init.render_cloud_config(
+            render_input(reference_cluster(), "join-worker", tok=token(), kubeadm=kubeadm)
+        )
     )
     got = _files(cfg)
     for i, content in enumerate(TRICKY):
@@ -337,7 +341,9 @@ def test_users_ntp_and_mounts_map_to_cloud_init_keys() -> None:
         mounts=(("ephemeral0", "/mnt/data", "auto", "defaults,nofail"),),
     )
     cfg = _cloud_config(
-        b.render_cloud_config(render_input(reference_cluster(), "join-worker", tok=token(), kubeadm=kubeadm))
+        cloud_init.render_cloud_config(
+            render_input(reference_cluster(), "join-worker", tok=token(), kubeadm=kubeadm)
+        )
     )
     assert cfg["users"] == [
         {
@@ -370,17 +376,23 @@ def test_unsupported_requests_fail_clearly() -> None:
             "user u: the referenced Secret value",
         ),
     ]:
-        with pytest.raises(b.BootstrapError, match=match):
-            b.render_cloud_config(render_input(cluster, "join-worker", tok=token(), kubeadm=kubeadm))
+        with pytest.raises(documents_mod.BootstrapError, match=match):
+            cloud_init.render_cloud_config(render_input(cluster, "join-worker", tok=token(), kubeadm=kubeadm))
 
 
 def test_experimental_retry_join_retries_with_a_reset() -> None:
     kubeadm = KubeadmConfigSpec(use_experimental_retry_join=True)
     cfg = _cloud_config(
-        b.render_cloud_config(render_input(reference_cluster(), "join-worker", tok=token(), kubeadm=kubeadm))
+        cloud_init.render_cloud_config(
+            render_input(reference_cluster(), "join-worker", tok=token(), kubeadm=kubeadm)
+        )
     )
     [cmd] = cfg["runcmd"]
-    assert "kubeadm reset -f" in cmd and cmd.count("kubeadm join") == 1 and cmd.endswith(b.SUCCESS_COMMAND)
+    assert (
+        "kubeadm reset -f" in cmd
+        and cmd.count("kubeadm join") == 1
+        and cmd.endswith(documents_mod.SUCCESS_COMMAND)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,7 +403,7 @@ PREFIX = "capt/capi-quickstart/capi-quickstart/bootstrap/capi-quickstart-md-0-x7
 
 
 def test_user_data_is_a_small_boothook_mime_document_without_secrets() -> None:
-    ud = b.render_user_data(secret_prefix=PREFIX, chunks=2, region="ap-northeast-2")
+    ud = cloud_init.render_user_data(secret_prefix=PREFIX, chunks=2, region="ap-northeast-2")
     assert len(ud.encode()) < 16 * 1024  # EC2's user-data limit, with a wide margin to spare
     msg = email.message_from_string(ud)
     assert msg.is_multipart()
@@ -402,7 +414,7 @@ def test_user_data_is_a_small_boothook_mime_document_without_secrets() -> None:
     assert f"PREFIX={PREFIX}\n" in script and "CHUNKS=2\n" in script and "REGION=ap-northeast-2\n" in script
     assert "get-secret-value" in script and "delete-secret --force-delete-without-recovery" in script
     assert include.get_content_type() == "text/x-include-url"
-    assert include.get_payload().strip() == f"file://{b.BOOTSTRAP_FILE}"
+    assert include.get_payload().strip() == f"file://{documents_mod.BOOTSTRAP_FILE}"
     assert not PEM.search(ud)
     assert not TOKEN_PATTERN.search(ud)
 
@@ -410,12 +422,12 @@ def test_user_data_is_a_small_boothook_mime_document_without_secrets() -> None:
 def test_user_data_is_deterministic() -> None:
     # RunInstances retried with the same ClientToken must send identical parameters.
     args = {"secret_prefix": PREFIX, "chunks": 1, "region": "ap-northeast-2"}
-    assert b.render_user_data(**args) == b.render_user_data(**args)
-    assert b.compress("x" * 1000) == b.compress("x" * 1000)
+    assert cloud_init.render_user_data(**args) == cloud_init.render_user_data(**args)
+    assert cloud_init.compress("x" * 1000) == cloud_init.compress("x" * 1000)
 
 
 def test_user_data_quotes_what_it_is_given() -> None:
-    ud = b.render_user_data(
+    ud = cloud_init.render_user_data(
         secret_prefix="p; rm -rf /", chunks=1, region="r", endpoint_url="http://localhost:5000/$(x)"
     )
     assert "PREFIX='p; rm -rf /'" in ud
@@ -425,6 +437,6 @@ def test_user_data_quotes_what_it_is_given() -> None:
 def test_rendered_cloud_config_for_every_kind_holds_its_secrets_only_where_expected() -> None:
     for kind in KINDS:
         tok = token()
-        text = b.render_cloud_config(render_input(reference_cluster(), kind, tok=tok))
+        text = cloud_init.render_cloud_config(render_input(reference_cluster(), kind, tok=tok))
         assert tok.value in text
         assert bool(PEM.search(text)) is (kind != "join-worker")
