@@ -41,6 +41,7 @@ from capt.activities.kubeadm import pki as kpki
 from capt.activities.workload import activities as wa
 from capt.activities.workload import client as wc
 from capt.activities.workload import etcd as we
+from capt.activities.workload import transport
 from capt.client import codec
 from capt.contracts.machines import MachineStatus
 from capt.dev.stack.config import DevConfig
@@ -202,7 +203,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             from capt.activities.aws import session
 
             session.reset_clients()
-            wc.CONTEXTS.clear()
+            transport.CONTEXTS.clear()
             client = await Client.connect(
                 cfg.temporal_address,
                 namespace=cfg.namespace,
@@ -282,9 +283,9 @@ async def test_control_plane_instance_boots_and_its_node_is_ready_over_mtls(stac
     # Client-certificate authentication: an admin certificate from another CA is refused.
     ca_cert, _ = sm.read_admin_credentials(sm.client(REGION), cluster.pki)
     stranger = kpki.issue_admin_cert(kpki.new_ca("kubernetes"))
-    tls = wc.tls_context(ca_cert, stranger.cert, stranger.key)
+    tls = transport.tls_context(ca_cert, stranger.cert, stranger.key)
     with (
-        pytest.raises(wc.WorkloadAuthError),
+        pytest.raises(transport.WorkloadAuthError),
         wc.WorkloadClient.for_endpoint(cluster.endpoint_host, 6443, tls) as intruder,
     ):
         intruder.list_nodes()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from capt.activities.workload.client import parse_resolve, resolve_target
+from capt.activities.workload.transport import parse_resolve, resolve_target
 from capt.dev.simulator.server import AdminServer, serve_in_thread
 from capt.dev.stack.cli import dev
 from capt.dev.stack.config import DevConfig, save_config

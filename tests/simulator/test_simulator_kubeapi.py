@@ -11,6 +11,7 @@ import pytest
 from capt.activities.kubeadm import pki, tokens
 from capt.activities.workload import client as wc
 from capt.activities.workload import drain as wdrain
+from capt.activities.workload import transport
 from capt.dev.simulator import kubeapi, kubeapi_objects
 from capt.dev.simulator.server import KubeServer, serve_in_thread
 from capt.dev.simulator.world.state import _issue_serving_cert
@@ -217,7 +218,11 @@ def workload_client(port: int, host: str = ref.ENDPOINT, ca=None, admin_ca=None)
     ca = ca or ref.cluster_pki().ca
     admin = pki.issue_admin_cert(admin_ca or ca)
     return wc.WorkloadClient.for_endpoint(
-        host, 6443, wc.tls_context(ca.cert, admin.cert, admin.key), resolve=f"*:*=127.0.0.1:{port}", timeout=5
+        host,
+        6443,
+        transport.tls_context(ca.cert, admin.cert, admin.key),
+        resolve=f"*:*=127.0.0.1:{port}",
+        timeout=5,
     )
 
 
@@ -255,18 +260,18 @@ def test_the_workers_client_cordons_drains_and_publishes_tokens(served) -> None:
 
 def test_tls_picks_the_cluster_by_name_and_checks_the_client_certificate(served) -> None:
     sim, port, _, _ = served
-    with pytest.raises(wc.WorkloadUnreachable), workload_client(port, host="other.example") as client:
+    with pytest.raises(transport.WorkloadUnreachable), workload_client(port, host="other.example") as client:
         client.readyz()
     stranger = pki.new_ca("kubernetes")
-    with pytest.raises(wc.WorkloadAuthError), workload_client(port, admin_ca=stranger) as client:
+    with pytest.raises(transport.WorkloadAuthError), workload_client(port, admin_ca=stranger) as client:
         client.list_nodes()
     with (
-        pytest.raises(wc.WorkloadTLSError),
+        pytest.raises(transport.WorkloadTLSError),
         workload_client(port, ca=stranger) as client,
     ):  # not our server's CA
         client.readyz()
     sim.world.set_fault("api-5xx", "capi-quickstart", count=1)
     with workload_client(port) as client:
-        with pytest.raises(wc.WorkloadServerError):
+        with pytest.raises(transport.WorkloadServerError):
             client.list_nodes()
         assert client.list_nodes()

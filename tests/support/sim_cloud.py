@@ -22,6 +22,7 @@ import boto3
 from capt.activities.aws import tags as capt_tags
 from capt.activities.kubeadm import pki
 from capt.activities.workload import client as wc
+from capt.activities.workload import transport
 from capt.dev.simulator import kubeapi
 from capt.dev.simulator.aws import Aws
 from capt.dev.simulator.cloud_controllers.core import CloudControllers
@@ -203,7 +204,7 @@ class CloudSim:
         return wc.WorkloadClient.for_endpoint(
             ref.ENDPOINT,
             6443,
-            wc.tls_context(ca.cert, admin.cert, admin.key),
+            transport.tls_context(ca.cert, admin.cert, admin.key),
             resolve=f"*:*=127.0.0.1:{port}",
             timeout=5,
         )

@@ -32,14 +32,9 @@ from capt.activities.aws.secrets import ClusterPKIRefs
 from capt.activities.aws.session import aws_activity
 from capt.activities.kubeadm import tokens as ktokens
 from capt.activities.workload import drain as wdrain
-from capt.activities.workload.client import (
-    CONTEXTS,
-    DEFAULT_TIMEOUT,
-    WorkloadClient,
-    WorkloadUnreachable,
-    tls_context,
-)
+from capt.activities.workload.client import WorkloadClient
 from capt.activities.workload.objects import NodeInfo, node_info
+from capt.activities.workload.transport import CONTEXTS, DEFAULT_TIMEOUT, WorkloadUnreachable, tls_context
 
 
 class WorkloadAccess(BaseModel):

@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from capt.activities.workload.client import MESSAGE_LIMIT, WorkloadClient
+from capt.activities.workload.client import WorkloadClient
 from capt.activities.workload.objects import pod_action, pod_key
+from capt.activities.workload.transport import MESSAGE_LIMIT
 
 
 @dataclass

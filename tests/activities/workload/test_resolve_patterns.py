@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from capt.activities.workload import client as wc
+from capt.activities.workload import transport
 
 LB = "capi-quickstart-apiserver-479433786.ap-northeast-2.elb.amazonaws.com"
 
@@ -14,15 +15,15 @@ LB = "capi-quickstart-apiserver-479433786.ap-northeast-2.elb.amazonaws.com"
     "text, expected",
     [
         ("*:6443=127.0.0.1:16443", {("*", 6443): ("127.0.0.1", 16443)}),
-        ("*:*=127.0.0.1:16443", {("*", wc.ANY_PORT): ("127.0.0.1", 16443)}),
+        ("*:*=127.0.0.1:16443", {("*", transport.ANY_PORT): ("127.0.0.1", 16443)}),
         (
             "*.ELB.amazonaws.com:6443=127.0.0.1:1,*.example:*=[::1]:2",
-            {("*.elb.amazonaws.com", 6443): ("127.0.0.1", 1), ("*.example", wc.ANY_PORT): ("::1", 2)},
+            {("*.elb.amazonaws.com", 6443): ("127.0.0.1", 1), ("*.example", transport.ANY_PORT): ("::1", 2)},
         ),
     ],
 )
 def test_parse_patterns(text: str, expected: dict) -> None:
-    assert wc.parse_resolve(text) == expected
+    assert transport.parse_resolve(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -38,11 +39,11 @@ def test_parse_patterns(text: str, expected: dict) -> None:
     ],
 )
 def test_malformed_patterns_are_rejected(text: str) -> None:
-    with pytest.raises(wc.WorkloadConfigError, match="CAPT_RESOLVE"):
-        wc.parse_resolve(text)
+    with pytest.raises(transport.WorkloadConfigError, match="CAPT_RESOLVE"):
+        transport.parse_resolve(text)
 
 
-MAPPING = wc.parse_resolve(
+MAPPING = transport.parse_resolve(
     ",".join(
         [
             f"{LB}:6443=10.0.0.1:1",  # exact
@@ -70,17 +71,17 @@ MAPPING = wc.parse_resolve(
     ],
 )
 def test_most_specific_source_wins(host: str, port: int, expected: tuple[str, int]) -> None:
-    assert wc.resolve_target(host, port, MAPPING) == expected
+    assert transport.resolve_target(host, port, MAPPING) == expected
 
 
 def test_no_match_without_a_catch_all() -> None:
-    mapping = wc.parse_resolve("*.elb.amazonaws.com:6443=127.0.0.1:1")
-    assert wc.resolve_target("api.example.org", 6443, mapping) is None
-    assert wc.resolve_target("x.elb.amazonaws.com", 443, mapping) is None
-    assert wc.resolve_target("x.elb.amazonaws.com", 6443, mapping) == ("127.0.0.1", 1)
+    mapping = transport.parse_resolve("*.elb.amazonaws.com:6443=127.0.0.1:1")
+    assert transport.resolve_target("api.example.org", 6443, mapping) is None
+    assert transport.resolve_target("x.elb.amazonaws.com", 443, mapping) is None
+    assert transport.resolve_target("x.elb.amazonaws.com", 6443, mapping) == ("127.0.0.1", 1)
 
 
 def test_client_connects_through_a_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(wc.RESOLVE_ENV, "*:*=127.0.0.1:16443")
-    client = wc.WorkloadClient.for_endpoint(LB, 6443, wc.ClientTLS(context=None))  # type: ignore[arg-type]
+    monkeypatch.setenv(transport.RESOLVE_ENV, "*:*=127.0.0.1:16443")
+    client = wc.WorkloadClient.for_endpoint(LB, 6443, transport.ClientTLS(context=None))  # type: ignore[arg-type]
     assert (client.host, client.port, client.connect_to) == (LB, 6443, ("127.0.0.1", 16443))

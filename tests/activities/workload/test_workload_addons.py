@@ -12,7 +12,7 @@ from temporalio.testing import ActivityEnvironment
 
 from capt.activities.aws.secrets import ClusterPKIRefs
 from capt.activities.workload import addons as wad
-from capt.activities.workload import client as wc
+from capt.activities.workload import transport
 from capt.activities.workload.activities import WorkloadAccess
 from capt.spec.models import AddonSpec
 from tests.activities.workload.test_workload_client import LB_HOST, client_for, material, server  # noqa: F401
@@ -171,6 +171,6 @@ def test_unreachable_api_is_retryable(server, material) -> None:  # noqa: F811
     client = client_for(server, material, timeout=2)
     server.httpd.shutdown()
     server.httpd.server_close()
-    with client, pytest.raises(wc.WorkloadUnreachable) as info:
+    with client, pytest.raises(transport.WorkloadUnreachable) as info:
         wad.apply_all(client, docs)
     assert info.value.non_retryable is False

@@ -30,6 +30,7 @@ from capt.activities.kubeadm import pki
 from capt.activities.kubeadm import tokens as ktokens
 from capt.activities.workload import activities as wa
 from capt.activities.workload import client as wc
+from capt.activities.workload import transport
 from capt.activities.workload.drain import drain
 from capt.activities.workload.objects import node_info, parse_provider_id, pod_action
 
@@ -339,7 +340,7 @@ def client_for(
     timeout: float = 5.0,
 ) -> wc.WorkloadClient:
     admin = admin or material.admin
-    tls = wc.tls_context(ca or material.pki.ca.cert, admin.cert, admin.key)
+    tls = transport.tls_context(ca or material.pki.ca.cert, admin.cert, admin.key)
     return wc.WorkloadClient.for_endpoint(host, LB_PORT, tls, resolve=server.resolve, timeout=timeout)
 
 
@@ -360,7 +361,7 @@ def client_for(
     ],
 )
 def test_parse_resolve(text: str, expected: dict) -> None:
-    assert wc.parse_resolve(text) == expected
+    assert transport.parse_resolve(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -375,8 +376,8 @@ def test_parse_resolve(text: str, expected: dict) -> None:
     ],
 )
 def test_parse_resolve_rejects_malformed(text: str) -> None:
-    with pytest.raises(wc.WorkloadConfigError, match="CAPT_RESOLVE"):
-        wc.parse_resolve(text)
+    with pytest.raises(transport.WorkloadConfigError, match="CAPT_RESOLVE"):
+        transport.parse_resolve(text)
 
 
 @pytest.mark.parametrize(
@@ -476,7 +477,7 @@ def test_mutual_tls_with_generated_pki_through_resolve_mapping(server: Server, m
 def test_client_certificate_from_another_ca_is_rejected(server: Server, material: Material) -> None:
     with (
         client_for(server, material, admin=material.other_admin) as client,
-        pytest.raises(wc.WorkloadAuthError) as err,
+        pytest.raises(transport.WorkloadAuthError) as err,
     ):
         client.readyz()
     assert "rejected capt's admin client certificate" in str(err.value)
@@ -492,7 +493,7 @@ def test_client_certificate_from_another_ca_is_rejected(server: Server, material
 def test_server_certificate_from_another_ca_is_not_trusted(server: Server, material: Material) -> None:
     with (
         client_for(server, material, ca=material.other_ca.cert) as client,
-        pytest.raises(wc.WorkloadTLSError) as err,
+        pytest.raises(transport.WorkloadTLSError) as err,
     ):
         client.readyz()
     assert "does not verify against the cluster CA" in str(err.value) and err.value.non_retryable
@@ -500,24 +501,24 @@ def test_server_certificate_from_another_ca_is_not_trusted(server: Server, mater
 
 def test_hostname_is_verified_for_the_original_host(server: Server, material: Material) -> None:
     # Mapped to the same server, but the certificate is not for this name.
-    tls = wc.tls_context(material.pki.ca.cert, material.admin.cert, material.admin.key)
+    tls = transport.tls_context(material.pki.ca.cert, material.admin.cert, material.admin.key)
     other = "other.example.test"
     client = wc.WorkloadClient.for_endpoint(
         other, LB_PORT, tls, resolve=f"{other}:{LB_PORT}=127.0.0.1:{server.port}"
     )
-    with client, pytest.raises(wc.WorkloadTLSError, match="other.example.test"):
+    with client, pytest.raises(transport.WorkloadTLSError, match="other.example.test"):
         client.readyz()
     # Connecting to the server's address directly fails the same way: its certificate has no IP SAN.
     direct = wc.WorkloadClient("127.0.0.1", server.port, tls)
-    with direct, pytest.raises(wc.WorkloadTLSError):
+    with direct, pytest.raises(transport.WorkloadTLSError):
         direct.readyz()
 
 
 def test_resolve_comes_from_the_environment(
     server: Server, material: Material, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(wc.RESOLVE_ENV, f"unrelated.example:1=127.0.0.1:2,{server.resolve}")
-    tls = wc.tls_context(material.pki.ca.cert, material.admin.cert, material.admin.key)
+    monkeypatch.setenv(transport.RESOLVE_ENV, f"unrelated.example:1=127.0.0.1:2,{server.resolve}")
+    tls = transport.tls_context(material.pki.ca.cert, material.admin.cert, material.admin.key)
     with wc.WorkloadClient.for_endpoint(LB_HOST, LB_PORT, tls) as client:
         assert client.connect_to == ("127.0.0.1", server.port)
         assert client.readyz()[0]
@@ -531,7 +532,7 @@ def test_key_material_leaves_no_file(
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     before = set(os.listdir("/proc/self/fd"))
-    wc.tls_context(material.pki.ca.cert, material.admin.cert, material.admin.key)
+    transport.tls_context(material.pki.ca.cert, material.admin.cert, material.admin.key)
     assert set(os.listdir("/proc/self/fd")) == before  # memfds closed
     assert list(tmp_path.iterdir()) == []  # type: ignore[attr-defined]
     # The fallback (no memfd): a private file, gone after loading.
@@ -545,7 +546,7 @@ def test_key_material_leaves_no_file(
         real(self, certfile, *args, **kwargs)
 
     monkeypatch.setattr(ssl.SSLContext, "load_cert_chain", spy)
-    wc.tls_context(material.pki.ca.cert, material.admin.cert, material.admin.key)
+    transport.tls_context(material.pki.ca.cert, material.admin.cert, material.admin.key)
     assert seen and all(mode == 0o600 and dmode == 0o700 for _, mode, dmode in seen)
     assert all(not os.path.exists(os.path.dirname(path)) for path, _, _ in seen)
 
@@ -553,14 +554,14 @@ def test_key_material_leaves_no_file(
 def test_connection_refused_and_timeout_are_retryable(material: Material) -> None:
     import socket
 
-    tls = wc.tls_context(material.pki.ca.cert, material.admin.cert, material.admin.key)
+    tls = transport.tls_context(material.pki.ca.cert, material.admin.cert, material.admin.key)
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     refused = wc.WorkloadClient.for_endpoint(
         LB_HOST, LB_PORT, tls, resolve=f"{LB_HOST}:{LB_PORT}=127.0.0.1:{port}"
     )
-    with pytest.raises(wc.WorkloadUnreachable, match="Connection refused") as err:
+    with pytest.raises(transport.WorkloadUnreachable, match="Connection refused") as err:
         refused.readyz()
     assert not err.value.non_retryable
     with socket.socket() as silent:  # accepts TCP, never speaks TLS
@@ -573,18 +574,18 @@ def test_connection_refused_and_timeout_are_retryable(material: Material) -> Non
             resolve=f"{LB_HOST}:{LB_PORT}=127.0.0.1:{silent.getsockname()[1]}",
             timeout=0.2,
         )
-        with pytest.raises(wc.WorkloadUnreachable, match="timed out"):
+        with pytest.raises(transport.WorkloadUnreachable, match="timed out"):
             slow.readyz()
 
 
 @pytest.mark.parametrize(
     "status, error, retryable",
     [
-        (401, wc.WorkloadAuthError, False),
-        (403, wc.WorkloadAuthError, False),
-        (503, wc.WorkloadServerError, True),
-        (429, wc.WorkloadServerError, True),
-        (400, wc.WorkloadRequestError, False),
+        (401, transport.WorkloadAuthError, False),
+        (403, transport.WorkloadAuthError, False),
+        (503, transport.WorkloadServerError, True),
+        (429, transport.WorkloadServerError, True),
+        (400, transport.WorkloadRequestError, False),
     ],
 )
 def test_http_errors(server: Server, material: Material, status: int, error: type, retryable: bool) -> None:
@@ -743,12 +744,12 @@ def stored_pki(aws: None, material: Material, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(sm.kpki, "new_ca", lambda cn, **_: cas[cn])
     monkeypatch.setattr(sm.kpki, "new_service_account_keys", lambda: material.pki.sa)
     monkeypatch.setattr(sm.kpki, "issue_admin_cert", lambda ca, **_: material.admin)
-    wc.CONTEXTS.clear()
+    transport.CONTEXTS.clear()
     refs = sm.ensure_pki(
         sm.client("ap-northeast-2"), sm.ClusterPKIRequest(cluster_name="c1", region="ap-northeast-2")
     )
     yield refs
-    wc.CONTEXTS.clear()
+    transport.CONTEXTS.clear()
 
 
 def _access(refs: sm.ClusterPKIRefs) -> wa.WorkloadAccess:
@@ -779,7 +780,7 @@ def _assert_no_secret(model: object, material: Material, token: ktokens.Bootstra
 def test_activities_end_to_end(
     server: Server, material: Material, stored_pki: sm.ClusterPKIRefs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(wc.RESOLVE_ENV, server.resolve)
+    monkeypatch.setenv(transport.RESOLVE_ENV, server.resolve)
     _drain_fixture(server.kube)
     server.kube.nodes["n2"] = make_node("n2", "i-0bbbbbbbbbbbbbbb2", az="ap-northeast-2c", ready="False")
     env = ActivityEnvironment()
@@ -845,7 +846,7 @@ def test_activities_end_to_end(
 def test_bootstrap_token_secret_activity(
     server: Server, material: Material, stored_pki: sm.ClusterPKIRefs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(wc.RESOLVE_ENV, server.resolve)
+    monkeypatch.setenv(transport.RESOLVE_ENV, server.resolve)
     smc = sm.client("ap-northeast-2")
     ref = token_secrets.ensure_token(
         smc,
@@ -892,7 +893,7 @@ def test_polling_activities_report_unreachable_mutating_ones_raise(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv(wc.RESOLVE_ENV, f"{LB_HOST}:{LB_PORT}=127.0.0.1:{port}")
+    monkeypatch.setenv(transport.RESOLVE_ENV, f"{LB_HOST}:{LB_PORT}=127.0.0.1:{port}")
     env = ActivityEnvironment()
     access = _access(stored_pki)
     readyz = env.run(wa.workload_readyz, wa.WorkloadReadyzRequest(access=access))
@@ -907,7 +908,7 @@ def test_polling_activities_report_unreachable_mutating_ones_raise(
 def test_auth_failure_is_non_retryable_and_drops_the_cached_context(
     server: Server, material: Material, stored_pki: sm.ClusterPKIRefs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(wc.RESOLVE_ENV, server.resolve)
+    monkeypatch.setenv(transport.RESOLVE_ENV, server.resolve)
     env = ActivityEnvironment()
     access = _access(stored_pki)
     assert env.run(wa.workload_readyz, wa.WorkloadReadyzRequest(access=access)).ready

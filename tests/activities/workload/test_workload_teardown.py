@@ -16,6 +16,7 @@ from capt.activities.aws import secrets as sm
 from capt.activities.kubeadm import pki
 from capt.activities.workload import client as wc
 from capt.activities.workload import teardown as td
+from capt.activities.workload import transport
 from capt.activities.workload.activities import WorkloadAccess
 from capt.activities.workload.objects import (
     default_load_balancer_name,
@@ -262,13 +263,13 @@ def stored_pki(monkeypatch: pytest.MonkeyPatch) -> sm.ClusterPKIRefs:
     }
     monkeypatch.setattr(sm.kpki, "new_ca", lambda cn, **_: cas[cn])
     monkeypatch.setattr(sm.kpki, "new_service_account_keys", lambda: material.sa)
-    wc.CONTEXTS.clear()
+    transport.CONTEXTS.clear()
     refs = sm.ensure_pki(
         sm.client("ap-northeast-2"),
         sm.ClusterPKIRequest(cluster_name="capi-quickstart", region="ap-northeast-2"),
     )
     yield refs
-    wc.CONTEXTS.clear()
+    transport.CONTEXTS.clear()
 
 
 def _through_temporal(fn: object, result: object) -> object:
@@ -294,7 +295,7 @@ def test_the_activities_end_to_end(
     env.on_heartbeat = lambda *d: heartbeats.append(d)
     access = _access(stored_pki)
     with cs.served() as port:
-        monkeypatch.setenv(wc.RESOLVE_ENV, f"*:*=127.0.0.1:{port}")
+        monkeypatch.setenv(transport.RESOLVE_ENV, f"*:*=127.0.0.1:{port}")
         deleted = env.run(td.delete_cloud_backed_objects, td.DeleteCloudBackedObjectsRequest(access=access))
         assert {r.kind for r in deleted.deleted} == {"Service", "PersistentVolumeClaim"}
         assert deleted.aws_calls == {"secrets-manager:GetSecretValue": 2} and len(heartbeats) == 2
@@ -312,7 +313,7 @@ def test_an_unreachable_api_is_a_retryable_error(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv(wc.RESOLVE_ENV, f"*:*=127.0.0.1:{port}")
+    monkeypatch.setenv(transport.RESOLVE_ENV, f"*:*=127.0.0.1:{port}")
     env = ActivityEnvironment()
     for fn, req in (
         (td.delete_cloud_backed_objects, td.DeleteCloudBackedObjectsRequest(access=_access(stored_pki))),
