@@ -37,7 +37,8 @@ def iam_command(print_worker_policy: bool, output: str) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from capt.activities.aws.errors import CaptAwsError
-    from capt.activities.aws.iam import bootstrap_iam, worker_policy
+    from capt.activities.aws.iam_bootstrap import bootstrap_iam
+    from capt.activities.aws.iam_worker_policy import worker_policy
 
     if print_worker_policy:
         click.echo(json.dumps(worker_policy(), indent=2))

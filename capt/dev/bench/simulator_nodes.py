@@ -151,7 +151,7 @@ def main() -> None:
 def run(args: argparse.Namespace, total: int, sim_url: str, pids: dict[str, int]) -> dict:
     import boto3
 
-    from capt.activities.aws import bootstrap_data, iam, images, instances
+    from capt.activities.aws import bootstrap_data, iam_bootstrap, images, instances
     from capt.activities.aws import secrets as sm
     from capt.activities.kubeadm import cloud_init, documents
     from capt.activities.kubeadm import tokens as kt
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace, total: int, sim_url: str, pids: dict[str, int]
     spec = KubeadmConfigSpec(
         init_configuration={"nodeRegistration": nr}, join_configuration={"nodeRegistration": nr}
     )
-    iam.bootstrap_iam()  # the instance profiles RunInstances names, as `capt dev up` makes them
+    iam_bootstrap.bootstrap_iam()  # the instance profiles RunInstances names, as `capt dev up` makes them
     image = images.resolve_image(ec2, AMISelector(), VERSION, "t3.large")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/18", AvailabilityZone=f"{REGION}a")["Subnet"][

@@ -31,7 +31,7 @@ def bootstrap_iam_step(cfg: DevConfig) -> None:
     """`capt bootstrap iam` against the emulated endpoint: the IAM roles, policies and
     instance profiles (clusterawsadm's CloudFormation stack for CAPA) that the manifests'
     iamInstanceProfile names, so the demo cluster finds them in moto. Idempotent."""
-    from capt.activities.aws.iam import bootstrap_iam
+    from capt.activities.aws.iam_bootstrap import bootstrap_iam
 
     bootstrap_iam()
 

@@ -78,10 +78,10 @@ class MachineNet:
 
 def machine_net(cluster: str, kubernetes_version: str = "v1.31.0", region: str = REGION) -> MachineNet:
     """A VPC with two private subnets, the control-plane and node security groups, capt's IAM
-    (`iam.bootstrap_iam()`, for the instance profiles), a CAPA-named AMI for the version and a
+    (`iam_bootstrap.bootstrap_iam()`, for the instance profiles), a CAPA-named AMI for the version and a
     classic ELB for the API server. Made with the activities' cached clients, so reset their
     tallies (or count inside `session.counting_calls()` only what you measure)."""
-    from capt.activities.aws import iam, session
+    from capt.activities.aws import iam_bootstrap, session
 
     ec2 = session.client("ec2", region)
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -93,7 +93,7 @@ def machine_net(cluster: str, kubernetes_version: str = "v1.31.0", region: str =
         ec2.create_security_group(GroupName=f"{cluster}-{n}", Description=n, VpcId=vpc)["GroupId"]
         for n in ("controlplane", "node")
     )
-    iam.bootstrap_iam()
+    iam_bootstrap.bootstrap_iam()
     image = add_ami(
         f"capa-ami-ubuntu-24.04-{kubernetes_version}-1", dt.datetime(2025, 1, 1, tzinfo=dt.UTC), region=region
     )

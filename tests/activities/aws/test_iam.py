@@ -21,7 +21,7 @@ import pytest
 from botocore import xform_name
 from click.testing import CliRunner
 
-from capt.activities.aws import iam, session
+from capt.activities.aws import iam, iam_bootstrap, iam_worker_policy, session
 from capt.activities.aws.errors import ConflictError
 from capt.activities.aws.iam_cli import bootstrap_group
 from tests.support.paths import ROOT
@@ -31,7 +31,10 @@ from tests.support.paths import ROOT
 OPERATOR_ONLY = {
     "capt/activities/aws/iam.py",
     "capt/activities/aws/iam_cli.py",
+    "capt/activities/aws/iam_bootstrap.py",
+    "capt/activities/aws/iam_worker_policy.py",
     "capt/activities/aws/audit.py",
+    "capt/activities/aws/audit_compare.py",
 }
 # IAM action prefixes that differ from the service's signing name.
 IAM_PREFIX = {"tagging": "tag"}
@@ -337,18 +340,20 @@ def worker_sources() -> dict[str, str]:
 def test_worker_policy_is_exactly_the_actions_the_code_calls() -> None:
     called = scan_sources(worker_sources())
     assert {"ec2:RunInstances", "ec2:DescribeInstances", "secretsmanager:CreateSecret"} <= set(called)
-    expected = set(called) | iam.implied_by(called)
-    policy = iam.policy_actions(iam.worker_policy())
+    expected = set(called) | iam_worker_policy.implied_by(called)
+    policy = iam_worker_policy.policy_actions(iam_worker_policy.worker_policy())
     missing = sorted(expected - policy)
     extra = sorted(policy - expected)
     where = {a: sorted(called.get(a, ()))[:2] for a in missing}
-    assert not missing, f"called but not in iam.WORKER_ACTIONS: {where}"
-    assert not extra, f"in iam.WORKER_ACTIONS but never called (remove them): {extra}"
+    assert not missing, f"called but not in iam_worker_policy.WORKER_ACTIONS: {where}"
+    assert not extra, f"in iam_worker_policy.WORKER_ACTIONS but never called (remove them): {extra}"
 
 
 def test_worker_actions_list_is_sorted_and_unique() -> None:
-    assert list(iam.WORKER_ACTIONS) == sorted(set(iam.WORKER_ACTIONS))
-    assert iam.policy_actions(iam.worker_policy()) == set(iam.WORKER_ACTIONS)
+    assert list(iam_worker_policy.WORKER_ACTIONS) == sorted(set(iam_worker_policy.WORKER_ACTIONS))
+    assert iam_worker_policy.policy_actions(iam_worker_policy.worker_policy()) == set(
+        iam_worker_policy.WORKER_ACTIONS
+    )
 
 
 def test_no_operator_only_code_runs_in_the_worker() -> None:
@@ -370,13 +375,13 @@ def _grants(policy: dict) -> dict[str, set[tuple[str, str]]]:
 
 
 def test_every_mutating_worker_action_is_scoped_or_says_why() -> None:
-    allowed = _grants(iam.worker_policy())
-    for action in iam.WORKER_ACTIONS:
-        grants = iam.worker_scope(action)
+    allowed = _grants(iam_worker_policy.worker_policy())
+    for action in iam_worker_policy.WORKER_ACTIONS:
+        grants = iam_worker_policy.worker_scope(action)
         for g in grants:
             # The document allows at least what the table says ...
             assert {(r, json.dumps(g.condition, sort_keys=True)) for r in g.resources} <= allowed[action]
-        if not iam.is_mutating(action):
+        if not iam_worker_policy.is_mutating(action):
             continue
         for g in grants:
             # ... and a mutating action is never on "*" without a condition, and never without a reason.
@@ -388,10 +393,10 @@ def test_every_mutating_worker_action_is_scoped_or_says_why() -> None:
 
 
 def test_creates_must_tag_and_changes_need_capts_tag() -> None:
-    request_tag = json.dumps(iam.TAGGED_ON_CREATE, sort_keys=True)
-    resource_tag = json.dumps(iam.CAPT_TAGGED, sort_keys=True)
-    allowed = _grants(iam.worker_policy())
-    for create in [f"ec2:{a}" for a in iam.EC2_CREATE_ACTIONS] + [
+    request_tag = json.dumps(iam_worker_policy.TAGGED_ON_CREATE, sort_keys=True)
+    resource_tag = json.dumps(iam_worker_policy.CAPT_TAGGED, sort_keys=True)
+    allowed = _grants(iam_worker_policy.worker_policy())
+    for create in [f"ec2:{a}" for a in iam_worker_policy.EC2_CREATE_ACTIONS] + [
         "elasticloadbalancing:CreateLoadBalancer",
         "elasticloadbalancing:CreateTargetGroup",
     ]:
@@ -404,12 +409,14 @@ def test_creates_must_tag_and_changes_need_capts_tag() -> None:
     ):
         assert {c for _, c in allowed[change]} == {resource_tag}, change
     tagging = {c for _, c in allowed["ec2:CreateTags"]}
-    assert tagging == {json.dumps(iam.ON_CREATE_ONLY, sort_keys=True)}  # never on existing resources
+    assert tagging == {
+        json.dumps(iam_worker_policy.ON_CREATE_ONLY, sort_keys=True)
+    }  # never on existing resources
 
 
 def test_secrets_run_command_and_pass_role_are_narrow() -> None:
-    allowed = _grants(iam.worker_policy())
-    for action in iam.WORKER_ACTIONS:
+    allowed = _grants(iam_worker_policy.worker_policy())
+    for action in iam_worker_policy.WORKER_ACTIONS:
         if action.startswith("secretsmanager:") and action != "secretsmanager:ListSecrets":
             assert {r for r, _ in allowed[action]} == {"arn:*:secretsmanager:*:*:secret:capt/*"}, action
     # (A statement's resources are the union of its grants'; SendCommand only ever authorizes a
@@ -418,7 +425,7 @@ def test_secrets_run_command_and_pass_role_are_narrow() -> None:
     assert ("*", "null") not in allowed["ssm:SendCommand"]
     assert run_command == {
         ("arn:*:ssm:*::document/AWS-RunShellScript", "null"),
-        ("arn:*:ec2:*:*:instance/*", json.dumps(iam.CAPT_TAGGED, sort_keys=True)),
+        ("arn:*:ec2:*:*:instance/*", json.dumps(iam_worker_policy.CAPT_TAGGED, sort_keys=True)),
     }
     assert allowed["iam:PassRole"] == {
         (iam.role_arn(role), json.dumps({"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}))
@@ -428,10 +435,14 @@ def test_secrets_run_command_and_pass_role_are_narrow() -> None:
 
 def test_docs_iam_md_is_the_policy_table() -> None:
     text = (ROOT / "docs" / "iam.md").read_text()
-    assert iam.worker_policy_table() in text, "docs/iam.md's worker table is stale: regenerate it"
-    assert iam.machine_policy_table() in text, "docs/iam.md's machine table is stale: regenerate it"
+    assert iam_worker_policy.worker_policy_table() in text, (
+        "docs/iam.md's worker table is stale: regenerate it"
+    )
+    assert iam_worker_policy.machine_policy_table() in text, (
+        "docs/iam.md's machine table is stale: regenerate it"
+    )
     # Every worker action has a row; every "*" grant of a mutating action would show there.
-    for action in iam.WORKER_ACTIONS:
+    for action in iam_worker_policy.WORKER_ACTIONS:
         assert f"| `{action}` |" in text, action
 
 
@@ -569,7 +580,7 @@ def test_node_policy_reads_only_bootstrap_secrets_and_runs_ssm_agent() -> None:
         "secretsmanager:DeleteSecret",
         "secretsmanager:GetSecretValue",
     ]
-    everything = iam.policy_actions(iam.nodes_policy())
+    everything = iam_worker_policy.policy_actions(iam.nodes_policy())
     assert "secretsmanager:ListSecrets" not in everything
     assert {
         "ssm:UpdateInstanceInformation",
@@ -589,14 +600,14 @@ def iam_client(aws: None):
     return session.client("iam")
 
 
-def _by(result: iam.BootstrapIamResult) -> dict[tuple[str, str], str]:
+def _by(result: iam_bootstrap.BootstrapIamResult) -> dict[tuple[str, str], str]:
     return {(c.kind, c.name): c.action for c in result.changes}
 
 
 def test_bootstrap_iam_creates_everything_once(iam_client) -> None:
-    first = iam.bootstrap_iam(iam_client)
+    first = iam_bootstrap.bootstrap_iam(iam_client)
     assert first.changed and all(c.action == "created" for c in first.changes)
-    second = iam.bootstrap_iam(iam_client)
+    second = iam_bootstrap.bootstrap_iam(iam_client)
     assert not second.changed
     assert set(_by(second)) == set(_by(first))
 
@@ -617,12 +628,12 @@ def test_bootstrap_iam_creates_everything_once(iam_client) -> None:
     assert attached(iam.CONTROL_PLANE) == {iam.CONTROL_PLANE, iam.NODES}
     assert attached(iam.NODES) == {iam.NODES}
     trust = iam_client.get_role(RoleName=iam.NODES)["Role"]["AssumeRolePolicyDocument"]
-    assert iam._document(trust) == iam.EC2_TRUST
+    assert iam_bootstrap._document(trust) == iam.EC2_TRUST
     assert first.worker_policy_arn.endswith(f":policy/{iam.WORKER_POLICY}")
 
 
 def test_bootstrap_iam_repairs_drift(iam_client) -> None:
-    first = iam.bootstrap_iam(iam_client)
+    first = iam_bootstrap.bootstrap_iam(iam_client)
     worker_arn = first.worker_policy_arn
     stale = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:*", "Resource": "*"}]}
     for _ in range(4):  # fill the policy's five versions
@@ -634,7 +645,7 @@ def test_bootstrap_iam_repairs_drift(iam_client) -> None:
     nodes_policy_arn = worker_arn.replace(iam.WORKER_POLICY, iam.NODES)
     iam_client.detach_role_policy(RoleName=iam.CONTROL_PLANE, PolicyArn=nodes_policy_arn)
 
-    repaired = iam.bootstrap_iam(iam_client)
+    repaired = iam_bootstrap.bootstrap_iam(iam_client)
     actions = _by(repaired)
     assert actions[("policy", iam.WORKER_POLICY)] == "updated"
     assert actions[("role", iam.NODES)] == "updated"
@@ -643,8 +654,8 @@ def test_bootstrap_iam_repairs_drift(iam_client) -> None:
     document = iam_client.get_policy_version(PolicyArn=worker_arn, VersionId=default)["PolicyVersion"][
         "Document"
     ]
-    assert iam._document(document) == iam.worker_policy()
-    assert not iam.bootstrap_iam(iam_client).changed
+    assert iam_bootstrap._document(document) == iam_worker_policy.worker_policy()
+    assert not iam_bootstrap.bootstrap_iam(iam_client).changed
 
 
 def test_bootstrap_iam_never_replaces_a_foreign_role_in_a_profile(iam_client) -> None:
@@ -652,18 +663,18 @@ def test_bootstrap_iam_never_replaces_a_foreign_role_in_a_profile(iam_client) ->
     iam_client.create_instance_profile(InstanceProfileName=iam.NODES_PROFILE)
     iam_client.add_role_to_instance_profile(InstanceProfileName=iam.NODES_PROFILE, RoleName="someone-elses")
     with pytest.raises(ConflictError, match="someone-elses"):
-        iam.bootstrap_iam(iam_client)
+        iam_bootstrap.bootstrap_iam(iam_client)
 
 
 def test_cli_prints_the_worker_policy(aws: None) -> None:
     runner = CliRunner()
     offline = runner.invoke(bootstrap_group, ["iam", "--print-worker-policy"])
     assert offline.exit_code == 0, offline.output
-    assert json.loads(offline.stdout) == iam.worker_policy()
+    assert json.loads(offline.stdout) == iam_worker_policy.worker_policy()
 
     created = runner.invoke(bootstrap_group, ["iam"])
     assert created.exit_code == 0, created.output
-    assert json.loads(created.stdout) == iam.worker_policy()
+    assert json.loads(created.stdout) == iam_worker_policy.worker_policy()
     assert "created" in created.stderr
     again = runner.invoke(bootstrap_group, ["iam", "-o", "json"])
     assert again.exit_code == 0
@@ -672,5 +683,5 @@ def test_cli_prints_the_worker_policy(aws: None) -> None:
 
 def test_policies_fit_iams_size_limit() -> None:
     # Customer managed policies: at most 6,144 characters, whitespace not counted.
-    for spec in iam.policy_specs():
+    for spec in iam_bootstrap.policy_specs():
         assert len(json.dumps(spec.document, separators=(",", ":"))) <= 6144, spec.name

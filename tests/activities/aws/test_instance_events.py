@@ -148,11 +148,11 @@ def test_rule_routes_only_ending_states_to_the_queue(aws: None) -> None:
 
 
 def test_worker_policy_limits_the_queue_and_rule_to_capt_names() -> None:
-    from capt.activities.aws import iam
+    from capt.activities.aws import iam_worker_policy
 
     statements = [
         s
-        for s in iam.worker_policy()["Statement"]
+        for s in iam_worker_policy.worker_policy()["Statement"]
         if any(a.startswith(("sqs:", "events:")) for a in s["Action"])
     ]
     assert len(statements) == 1  # every SQS/EventBridge action in one statement ...

@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 from temporalio.exceptions import ApplicationError
 
-from capt.activities.aws import iam, instances, lb_membership, session, tags
+from capt.activities.aws import iam, iam_bootstrap, instances, lb_membership, session, tags
 from capt.spec.models import AMISelector, MachineTemplate, RootVolume
 from tests.activities.aws.test_images import add_ami
 from tests.support.aws_lag import eventually_consistent, run_like_temporal
@@ -52,7 +52,7 @@ def net(aws: None) -> Net:
         ec2.create_security_group(GroupName=f"{CLUSTER}-{n}", Description=n, VpcId=vpc)["GroupId"]
         for n in ("controlplane", "node", "extra")
     ]
-    iam.bootstrap_iam()
+    iam_bootstrap.bootstrap_iam()
     image = add_ami("capa-ami-ubuntu-24.04-v1.31.0-1", dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
     return Net(vpc, subnets, *sgs, image=image)
 
