@@ -20,111 +20,43 @@ A schema node is one of:
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class _Marker:
-    name: str
-
-    def __repr__(self) -> str:
-        return self.name
-
-    def __deepcopy__(self, memo: dict) -> _Marker:
-        return self  # compared by identity
-
-
-ANY = _Marker("ANY")
-FREE = _Marker("FREE")
-IGNORED = _Marker("IGNORED")
-
-
-@dataclass(frozen=True)
-class NotSupported:
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class ListOf:
-    item: Any
-
-
-NS = NotSupported()
-
-V1ALPHA3, V1ALPHA4, V1BETA1, V1BETA2 = "v1alpha3", "v1alpha4", "v1beta1", "v1beta2"
-VERSIONS = (V1ALPHA3, V1ALPHA4, V1BETA1, V1BETA2)
-
+from capt.spec.schema_aws import (
+    _AWS_CLUSTER_V1ALPHA3,
+    _AWS_CLUSTER_V1ALPHA4,
+    _AWS_CLUSTER_V1BETA1,
+    _AWS_CLUSTER_V1BETA2,
+    _AWS_MACHINE_V1ALPHA3,
+    _AWS_MACHINE_V1ALPHA4,
+    _AWS_MACHINE_V1BETA1,
+    _AWS_MACHINE_V1BETA2,
+    _machine_template,
+)
+from capt.spec.schema_base import (
+    ANY,
+    CONTRACT_REF,
+    FREE,
+    IGNORED,
+    LABEL_SELECTOR,
+    NS,
+    OBJECT_META,
+    OBJECT_REF,
+    TEMPLATE_META,
+    V1ALPHA3,
+    V1ALPHA4,
+    V1BETA1,
+    V1BETA2,
+    ListOf,
+    NotSupported,
+    _object,
+    _with,
+)
 
 # --- helpers to derive one version's schema from another's ------------------------------
 
 
-def _with(tree: dict, changes: dict[str, Any]) -> dict:
-    """A deep copy of `tree` with dotted paths set (a value) or removed (None)."""
-    out = copy.deepcopy(tree)
-    for path, value in changes.items():
-        *parents, last = path.split(".")
-        node = out
-        for part in parents:
-            node = node[part].item if isinstance(node[part], ListOf) else node[part]
-        if value is None:
-            del node[last]
-        else:
-            node[last] = value
-    return out
-
-
 # --- shared pieces ----------------------------------------------------------------------
-
-# metav1.ObjectMeta of a top-level object: what the API server sets is harmless in a manifest
-# (`kubectl get -o yaml` output), and labels/annotations are the user's.
-OBJECT_META = {
-    "name": ANY,
-    "namespace": ANY,
-    "labels": FREE,
-    "annotations": FREE,
-    "generateName": IGNORED,
-    "uid": IGNORED,
-    "resourceVersion": IGNORED,
-    "generation": IGNORED,
-    "creationTimestamp": IGNORED,
-    "deletionTimestamp": IGNORED,
-    "deletionGracePeriodSeconds": IGNORED,
-    "ownerReferences": IGNORED,
-    "finalizers": IGNORED,
-    "managedFields": IGNORED,
-    "selfLink": IGNORED,
-}
-
-# clusterv1.ObjectMeta of a machine template: labels (capt matches selectors against them) and
-# annotations (nothing in capt reads them; harmless).
-TEMPLATE_META = {"labels": FREE, "annotations": FREE}
-
-# corev1.ObjectReference (v1alpha3 … v1beta1); uid/resourceVersion/fieldPath are set by
-# controllers and `clusterctl move`, and mean nothing in a manifest.
-OBJECT_REF = {
-    "apiVersion": ANY,
-    "kind": ANY,
-    "name": ANY,
-    "namespace": ANY,
-    "uid": IGNORED,
-    "resourceVersion": IGNORED,
-    "fieldPath": IGNORED,
-}
-# clusterv1beta2.ContractVersionedObjectReference; capt also reads the older apiVersion and
-# namespace in one (spec.refs), so a v1beta2 document may keep them.
-CONTRACT_REF = {"apiGroup": ANY, "kind": ANY, "name": ANY, "apiVersion": ANY, "namespace": ANY}
-
-LABEL_SELECTOR = {
-    "matchLabels": FREE,
-    "matchExpressions": ListOf({"key": ANY, "operator": ANY, "values": ANY}),
-}
-
-
-def _object(spec: dict) -> dict:
-    """A CAPI/CAPA object: its status is the controllers' and ignored in a manifest."""
-    return {"apiVersion": ANY, "kind": ANY, "metadata": OBJECT_META, "spec": spec, "status": IGNORED}
 
 
 # --- Cluster ----------------------------------------------------------------------------
@@ -150,231 +82,8 @@ _CLUSTER_V1BETA2 = _with(
 
 # --- AWSCluster (CAPA) ------------------------------------------------------------------
 
-_INGRESS_RULE_V1BETA2 = {
-    # capt opens the listed CIDRs to the API server's port: the rule's protocol and ports are
-    # read as CAPA writes them for that rule.
-    "description": ANY,
-    "protocol": ANY,
-    "fromPort": ANY,
-    "toPort": ANY,
-    "cidrBlocks": ANY,
-    "ipv6CidrBlocks": NS,
-    "sourceSecurityGroupIds": NS,
-    "sourceSecurityGroupRoles": NS,
-    "natGatewaysIPsSource": NS,
-}
-_AWS_CLUSTER_V1BETA2 = {
-    "network": {
-        "vpc": {
-            "id": ANY,
-            "cidrBlock": ANY,
-            "availabilityZoneUsageLimit": ANY,
-            "availabilityZoneSelection": ANY,
-            "secondaryCidrBlocks": NS,
-            "ipamPool": NS,
-            "ipv6": NS,
-            "internetGatewayId": NS,
-            "carrierGatewayId": NS,
-            "tags": NS,
-            "emptyRoutesDefaultVPCSecurityGroup": NS,
-            "privateDnsHostnameTypeOnLaunch": NS,
-            "elasticIpPool": NS,
-            "subnetSchema": NS,
-        },
-        "subnets": ListOf(
-            {
-                "id": ANY,
-                "resourceID": ANY,
-                "cidrBlock": ANY,
-                "availabilityZone": ANY,
-                "isPublic": ANY,
-                "ipv6CidrBlock": NS,
-                "isIpv6": NS,
-                "routeTableId": NS,
-                "natGatewayId": NS,
-                "tags": NS,
-                "zoneType": NS,
-                "parentZoneName": NS,
-            }
-        ),
-        "cni": {
-            "cniIngressRules": ListOf({"description": ANY, "protocol": ANY, "fromPort": ANY, "toPort": ANY})
-        },
-        "securityGroupOverrides": NS,
-        "additionalControlPlaneIngressRules": NS,
-        "additionalNodeIngressRules": NS,
-        "nodePortIngressRuleCidrBlocks": NS,
-    },
-    "region": ANY,
-    "partition": NS,
-    "sshKeyName": ANY,
-    "controlPlaneEndpoint": {"host": ANY, "port": ANY},
-    "additionalTags": FREE,
-    "controlPlaneLoadBalancer": {
-        "name": ANY,
-        "scheme": ANY,
-        "crossZoneLoadBalancing": ANY,
-        "healthCheckProtocol": ANY,
-        "additionalSecurityGroups": ANY,
-        "ingressRules": ListOf(_INGRESS_RULE_V1BETA2),
-        "loadBalancerType": ANY,
-        "subnets": NS,
-        "healthCheck": NS,
-        "additionalListeners": NS,
-        "disableHostsRewrite": NS,
-        "preserveClientIP": NS,
-        "targetGroupIPType": NS,
-        "dnsResolutionCheck": NS,
-    },
-    "secondaryControlPlaneLoadBalancer": NS,
-    "imageLookupFormat": ANY,
-    "imageLookupOrg": ANY,
-    "imageLookupBaseOS": ANY,
-    "bastion": {
-        "enabled": ANY,
-        "allowedCIDRBlocks": ANY,
-        "instanceType": ANY,
-        "ami": ANY,
-        "disableIngressRules": NS,
-    },
-    "identityRef": NotSupported("capt uses the worker's AWS credentials"),
-    "s3Bucket": NS,
-}
-_AWS_CLUSTER_V1BETA1 = _with(
-    _AWS_CLUSTER_V1BETA2,
-    {
-        "network.vpc": {
-            "id": ANY,
-            "cidrBlock": ANY,
-            "availabilityZoneUsageLimit": ANY,
-            "availabilityZoneSelection": ANY,
-            "ipv6": NS,
-            "internetGatewayId": NS,
-            "tags": NS,
-        },
-        "network.subnets.resourceID": None,
-        "network.subnets.zoneType": None,
-        "network.subnets.parentZoneName": None,
-        "network.additionalControlPlaneIngressRules": None,
-        "network.additionalNodeIngressRules": None,
-        "network.nodePortIngressRuleCidrBlocks": None,
-        "partition": None,
-        "controlPlaneLoadBalancer": {
-            "name": ANY,
-            "scheme": ANY,
-            "crossZoneLoadBalancing": ANY,
-            "healthCheckProtocol": ANY,
-            "additionalSecurityGroups": ANY,
-            "subnets": NS,
-        },
-        "secondaryControlPlaneLoadBalancer": None,
-    },
-)
-_AWS_CLUSTER_V1ALPHA4 = _with(
-    _AWS_CLUSTER_V1BETA1,
-    {
-        "network.vpc.ipv6": None,
-        "network.subnets.ipv6CidrBlock": None,
-        "network.subnets.isIpv6": None,
-        "controlPlaneLoadBalancer.name": None,
-        "controlPlaneLoadBalancer.healthCheckProtocol": None,
-        "s3Bucket": None,
-    },
-)
-_AWS_CLUSTER_V1ALPHA3 = _with(_AWS_CLUSTER_V1ALPHA4, {"network": None})
-_AWS_CLUSTER_V1ALPHA3["networkSpec"] = copy.deepcopy(_AWS_CLUSTER_V1ALPHA4["network"])
 
 # --- AWSMachineTemplate (CAPA) ----------------------------------------------------------
-
-_AWS_MACHINE_V1BETA2 = {
-    "ami": {"id": ANY, "eksLookupType": NS},
-    "imageLookupFormat": ANY,
-    "imageLookupOrg": ANY,
-    "imageLookupBaseOS": ANY,
-    "instanceType": ANY,
-    "additionalTags": FREE,
-    "iamInstanceProfile": ANY,
-    "publicIP": ANY,
-    # The reader says "by id only" for an entry without an id.
-    "additionalSecurityGroups": ListOf({"id": ANY, "filters": ANY}),
-    "subnet": {"id": ANY, "filters": NS},
-    "sshKeyName": ANY,
-    "rootVolume": {
-        "size": ANY,
-        "type": ANY,
-        "iops": ANY,
-        "throughput": ANY,
-        "encrypted": ANY,
-        "deviceName": NS,
-        "encryptionKey": NS,
-    },
-    "instanceMetadataOptions": {
-        "httpTokens": ANY,
-        "httpPutResponseHopLimit": ANY,
-        "httpEndpoint": NS,
-        "httpProtocolIpv6": NS,
-        "instanceMetadataTags": NS,
-    },
-    "spotMarketOptions": {"maxPrice": NS},
-    "providerID": NS,
-    "instanceID": NS,
-    "cpuOptions": NS,
-    "elasticIpPool": NS,
-    "securityGroupOverrides": NS,
-    "nonRootVolumes": NS,
-    "networkInterfaces": NS,
-    "networkInterfaceType": NS,
-    "assignPrimaryIPv6": NS,
-    "uncompressedUserData": NS,
-    "cloudInit": NS,
-    "ignition": NS,
-    "placementGroupName": NS,
-    "placementGroupPartition": NS,
-    "tenancy": NS,
-    "privateDnsName": NS,
-    "capacityReservationId": NS,
-    "marketType": NS,
-    "hostID": NS,
-    "hostAffinity": NS,
-    "dynamicHostAllocation": NS,
-    "capacityReservationPreference": NS,
-}
-_AWS_MACHINE_V1BETA1 = _with(
-    _AWS_MACHINE_V1BETA2,
-    {
-        "additionalSecurityGroups": ListOf({"id": ANY, "arn": ANY, "filters": ANY}),
-        "subnet": {"id": ANY, "arn": NS, "filters": NS},
-        "failureDomain": NotSupported("set spec.template.spec.failureDomain of the MachineDeployment"),
-        # instanceMetadataOptions stays in every version: capt reads it there (IMDSv2 settings
-        # matter for older manifests too; docs/security.md).
-        "cpuOptions": None,
-        "elasticIpPool": None,
-        "securityGroupOverrides": None,
-        "networkInterfaceType": None,
-        "assignPrimaryIPv6": None,
-        "placementGroupName": None,
-        "placementGroupPartition": None,
-        "privateDnsName": None,
-        "capacityReservationId": None,
-        "marketType": None,
-        "hostID": None,
-        "hostAffinity": None,
-        "dynamicHostAllocation": None,
-        "capacityReservationPreference": None,
-    },
-)
-_AWS_MACHINE_V1ALPHA4 = _with(_AWS_MACHINE_V1BETA1, {"ignition": None})
-_AWS_MACHINE_V1ALPHA3 = _with(
-    _AWS_MACHINE_V1ALPHA4,
-    {"ami": {"id": ANY, "arn": NS, "filters": NS}, "rootVolume.throughput": None},
-)
-
-
-def _machine_template(spec: dict, metadata: bool = True) -> dict:
-    template: dict = {"spec": spec}
-    if metadata:
-        template["metadata"] = TEMPLATE_META
-    return _object({"template": template})
 
 
 # --- KubeadmConfigSpec (inside KubeadmControlPlane and KubeadmConfigTemplate) -------------

@@ -21,7 +21,8 @@ import difflib
 from typing import Any
 
 from capt.spec.documents import Doc, type_problem
-from capt.spec.schema import ANY, FREE, IGNORED, SCHEMAS, VERSIONS, ListOf, NotSupported
+from capt.spec.schema import SCHEMAS
+from capt.spec.schema_base import ANY, FREE, IGNORED, VERSIONS, ListOf, NotSupported
 
 _MISSING = object()
 
