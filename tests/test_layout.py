@@ -81,3 +81,17 @@ def test_tests_mirror_the_source_tree() -> None:
         and p.relative_to(ROOT / "tests").parts[0] not in ("support", "histories")
     ]
     assert not helpers, f"shared helpers belong in tests/support/: {helpers}"
+
+
+MAX_LINES = 500
+
+
+def test_no_source_file_is_over_500_lines() -> None:
+    """Issue 20's house rule: a module that grows past 500 lines is split by concern (see
+    docs/architecture.md for how the workflows split: models, mixins, the workflow class)."""
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in (ROOT / "capt").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"split these: {long}"
