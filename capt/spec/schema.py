@@ -391,7 +391,7 @@ def not_supported_fields() -> dict[str, dict[str, list[str]]]:
 
 
 README_BEGIN = (
-    "<!-- not-supported:begin (generated from spec/schema.py; tests/spec/test_spec_strict.py checks it) -->"
+    "<!-- not-supported:begin (generated from capt/spec/schema.py; tests/spec/test_spec_strict.py checks it) -->"
 )
 README_END = "<!-- not-supported:end -->"
 
