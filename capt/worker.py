@@ -28,17 +28,15 @@ from typing import Any
 
 import click
 from temporalio.client import Client
-from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from capt.activities import redaction
 from capt.client import codec
+from capt.client.connection import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, connect_config
 
 log = logging.getLogger("capt.worker")
 
-DEFAULT_ADDRESS = "localhost:7233"
-DEFAULT_NAMESPACE = "default"
 DEFAULT_TASK_QUEUE = "capt"
 DEFAULT_MAX_CONCURRENT_ACTIVITIES = 64
 DEFAULT_MAX_CACHED_WORKFLOWS = 1000  # the SDK's default
@@ -46,7 +44,7 @@ DEFAULT_GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
 NOTHING_TO_RUN = (
-    "no workflows or activities to register: workflows/registry.py WORKFLOWS and "
+    "no workflows or activities to register: capt/workflows/registry.py WORKFLOWS and "
     "capt/activities/registry.py ACTIVITIES are both empty"
 )
 
@@ -60,7 +58,7 @@ def _is_async(fn: Callable) -> bool:
 
 
 def registered() -> tuple[list[type], list[Callable]]:
-    """The registries' contents (workflows/registry.py, activities/registry.py)."""
+    """The registries' contents (capt/workflows/registry.py, capt/activities/registry.py)."""
     from capt.activities.registry import ACTIVITIES
     from capt.workflows.registry import WORKFLOWS
 
@@ -107,7 +105,7 @@ def build_worker(
 
 def versioning_options(deployment_name: str | None, build_id: str | None = None) -> dict[str, Any]:
     """build_worker's Worker Versioning arguments: none without a deployment name (an unversioned
-    worker, as the tests build), else the deployment version (workflows/versioning.py)."""
+    worker, as the tests build), else the deployment version (capt/workflows/versioning.py)."""
     if not deployment_name:
         if build_id:
             raise click.UsageError("--build-id needs --deployment-name (Worker Versioning)")
@@ -115,19 +113,6 @@ def versioning_options(deployment_name: str | None, build_id: str | None = None)
     from capt.workflows.versioning import deployment_config
 
     return {"deployment_config": deployment_config(deployment_name, build_id)}
-
-
-def connect_config(address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
-    """Client.connect arguments: the Temporal env/profile configuration, explicit values on
-    top, then the defaults (localhost:7233, namespace "default")."""
-    cfg: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
-    if address:
-        cfg["target_host"] = address
-    if namespace:
-        cfg["namespace"] = namespace
-    cfg.setdefault("target_host", DEFAULT_ADDRESS)
-    cfg.setdefault("namespace", DEFAULT_NAMESPACE)
-    return cfg
 
 
 def metrics_runtime(host: str, port: int) -> Runtime:
@@ -175,7 +160,7 @@ async def run_worker(worker: Worker, stop: asyncio.Event, ready_file: Path | Non
         ready: dict[str, Any] = {"pid": os.getpid(), "detail": f"polling task queue {worker.task_queue}"}
         deployment = worker.config().get("deployment_config")
         if deployment is not None:
-            # For whoever makes this version current (the local stack: devstack/services.py).
+            # For whoever makes this version current (the local stack: capt/dev/stack/services.py).
             ready["deployment"] = {
                 "name": deployment.version.deployment_name,
                 "build_id": deployment.version.build_id,
@@ -216,8 +201,8 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 def _chaos_hooks() -> list:
     """Test-only fault injection, each switched on by its own environment variable that the
-    production path never sets (both log loudly when on): CAPT_AWS_FAULTS (activities/aws/faults.py:
-    lost responses, throttling, 5xx on boto3 calls) and CAPT_CHAOS_KILL (activities/kill_points.py:
+    production path never sets (both log loudly when on): CAPT_AWS_FAULTS (capt/activities/aws/faults.py:
+    lost responses, throttling, 5xx on boto3 calls) and CAPT_CHAOS_KILL (capt/activities/kill_points.py:
     the worker kills itself -9 before/after the nth execution of an activity). Returns the
     worker interceptors to add."""
     from capt.activities import kill_points
@@ -317,7 +302,7 @@ async def _amain(
     default=DEFAULT_MAX_CACHED_WORKFLOWS,
     show_default=True,
     help="Workflows kept in memory between their tasks (the SDK's sticky cache); one evicted is "
-    "replayed from its history at its next task. About 6 per cluster run at once (bench/scale.py).",
+    "replayed from its history at its next task. About 6 per cluster run at once (capt/dev/bench/scale/).",
 )
 @click.option("--connect-timeout", type=float, default=30.0, show_default=True)
 @click.option(
@@ -357,7 +342,7 @@ def main(
 ) -> None:
     """Run the capt Temporal worker until SIGTERM/SIGINT."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    redaction.install()  # no secret value in any log line, at any level (activities/redaction.py)
+    redaction.install()  # no secret value in any log line, at any level (capt/activities/redaction.py)
     try:
         keys = codec.keys_from_env()
     except codec.CodecKeyError as err:

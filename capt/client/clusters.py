@@ -1,4 +1,4 @@
-"""Talking to ClusterWorkflows through the Temporal client (used by cli.py).
+"""Talking to ClusterWorkflows through the Temporal client (used by capt/cli/).
 
 Each cluster is the workflow `cluster/<namespace>/<name>`; applying the same cluster twice
 reaches the same workflow. Every request is an Update: the workflow's validator rejects a
@@ -19,8 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from capt.contracts import names
 from capt.contracts.ids import cluster_workflow_id
 from capt.spec.models import ClusterSpec
-from capt.workflows.cluster import ClusterWorkflow
-from capt.workflows.cluster_models import (
+from capt.workflows.cluster.models import (
     ApplyAnswer,
     ApplyRequest,
     ClusterInput,
@@ -29,6 +28,7 @@ from capt.workflows.cluster_models import (
     ScaleDeploymentRequest,
     UpgradeRequest,
 )
+from capt.workflows.cluster.workflow import ClusterWorkflow
 
 TASK_QUEUE = "capt"
 
@@ -49,7 +49,7 @@ async def connect() -> Client:
     """TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (or a Temporal config profile); one try, and a
     ConnectionError with one clear line when the server is not there."""
     from capt.client import codec
-    from capt.worker import connect_config
+    from capt.client.connection import connect_config
 
     try:
         cfg = connect_config()
@@ -156,7 +156,7 @@ async def apply(
 
 
 def store_secrets(spec: ClusterSpec, secrets: Mapping[str, Mapping[str, bytes]], owner: str) -> ClusterSpec:
-    """Store the Secrets in Secrets Manager (activities/aws/user_secrets.py) and return the spec
+    """Store the Secrets in Secrets Manager (capt/activities/aws/user_secrets.py) and return the spec
     with each addon's Secret versions, so a changed Secret re-applies a Reconcile addon."""
     from capt.activities.aws import user_secrets
 
@@ -337,8 +337,8 @@ async def annotate_machine(
 ):
     """The health workflow keeps machine annotations (skip-remediation, paused, remediate-machine)."""
     from capt.contracts.ids import health_workflow_id
-    from capt.workflows.health import HealthCheckWorkflow
-    from capt.workflows.health_models import MachineAnnotations
+    from capt.workflows.health.models import MachineAnnotations
+    from capt.workflows.health.workflow import HealthCheckWorkflow
 
     handle = client.get_workflow_handle(health_workflow_id(namespace, cluster))
     try:

@@ -1,4 +1,4 @@
-"""worker.py: registration, the sync-activity executor, graceful shutdown, metrics, config."""
+"""capt/worker.py: registration, the sync-activity executor, graceful shutdown, metrics, config."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from capt import worker
+from capt.client import connection
 from tests.support.worker_samples import (
     FINISHED,
     STARTED,
@@ -149,11 +150,11 @@ def test_connect_config_reads_the_standard_environment(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     for var in [v for v in os.environ if v.startswith("TEMPORAL_")]:
         monkeypatch.delenv(var)
-    assert worker.connect_config() == {"target_host": "localhost:7233", "namespace": "default"}
+    assert connection.connect_config() == {"target_host": "localhost:7233", "namespace": "default"}
     monkeypatch.setenv("TEMPORAL_ADDRESS", "temporal:7233")
     monkeypatch.setenv("TEMPORAL_NAMESPACE", "capt")
-    assert worker.connect_config() == {"target_host": "temporal:7233", "namespace": "capt"}
-    assert worker.connect_config("other:1", None)["target_host"] == "other:1"
+    assert connection.connect_config() == {"target_host": "temporal:7233", "namespace": "capt"}
+    assert connection.connect_config("other:1", None)["target_host"] == "other:1"
 
 
 async def test_connect_gives_up_with_a_clear_error() -> None:
