@@ -73,7 +73,7 @@ class WatchedMachine(Frozen):
     up_to_date: bool | None = None
     # The machine's annotations. capt's machines are not manifest objects and their owners'
     # status carries none: the health workflow keeps those set through its `annotate` Update and
-    # adds them here before judging (workflows/health.py).
+    # adds them here before judging (capt/workflows/health/workflow.py).
     annotations: tuple[tuple[str, str], ...] = ()
 
     def annotation(self, key: str) -> str | None:

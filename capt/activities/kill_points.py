@@ -1,6 +1,6 @@
 """Worker kill -9 at precise points, for chaos runs: an activity interceptor.
 
-Switched on only by an environment variable the production path never sets; worker.py installs
+Switched on only by an environment variable the production path never sets; capt/worker.py installs
 the interceptor at start (and logs loudly) when it is set:
 
     CAPT_CHAOS_KILL="<activity_name>:<before|after>:<nth>[,<activity_name>:<before|after>:<nth>...]"

@@ -18,12 +18,12 @@ from capt.client.clusters import (
 )
 from capt.contracts import names
 from capt.contracts.ids import cluster_workflow_id, control_plane_workflow_id, deployment_workflow_id
-from capt.workflows.cluster_models import (
+from capt.workflows.cluster.models import (
     ApplyAnswer,
     ClusterInput,
     ClusterStatus,
 )
-from capt.workflows.teardown_models import TeardownInput
+from capt.workflows.teardown.models import TeardownInput
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from itertools import groupby
 
-from capt.workflows.cluster_models import ClusterStatus
+from capt.workflows.cluster.models import ClusterStatus
 
 
 def as_json(s: ClusterStatus) -> dict:

@@ -161,11 +161,11 @@ def ensure_namespace(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m devstack.temporal_setup`: wait for the server, ensure the namespace, register
+    """`python -m capt.dev.stack.temporal_setup`: wait for the server, ensure the namespace, register
     capt's search attributes. The docker-compose `temporal-setup` job runs this."""
     from capt.contracts.search_attributes import ALL_SEARCH_ATTRIBUTES
 
-    parser = argparse.ArgumentParser(prog="python -m devstack.temporal_setup", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m capt.dev.stack.temporal_setup", description=main.__doc__)
     parser.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"))
     parser.add_argument("--namespace", default=os.environ.get("TEMPORAL_NAMESPACE", "default"))
     parser.add_argument("--timeout", type=float, default=120.0)

@@ -1,7 +1,7 @@
 """Kubernetes version rules, each in one place: what a version looks like, which control-plane
-changes kubeadm can make, how far workers may lag. `capt validate`/`apply` (spec/loader.py) and
-the workflows' update validators (capt/rules/control_plane.py, workflows/machine_deployment.py,
-cluster_changes.py) all call these.
+changes kubeadm can make, how far workers may lag. `capt validate`/`apply` (capt/spec/loader.py) and
+the workflows' update validators (capt/rules/control_plane.py,
+capt/workflows/machinedeployment/workflow.py, capt/workflows/cluster/changes.py) all call these.
 
 - *Format*: `v1.30.2` (a leading `v` optional where the workflows accept it; manifests must write
   it, as CAPI's webhooks require).

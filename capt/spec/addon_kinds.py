@@ -29,7 +29,7 @@ def read_cluster_resource_set(doc: Doc) -> ClusterResourceSetDoc:
             doc.problem(path, "needs kind ConfigMap or Secret and a name")
             continue
         # A Secret resource's values never enter the spec: the loader hands them to the CLI,
-        # which stores them in Secrets Manager (spec/secret_kinds.py).
+        # which stores them in Secrets Manager (capt/spec/secret_kinds.py).
         resources.append((AddonResource(kind=r["kind"], name=str(r["name"])), path))
     return ClusterResourceSetDoc(
         doc=doc,

@@ -169,7 +169,7 @@ def read_aws_cluster(doc: Doc) -> AWSClusterDoc:
 
 
 def _tags(doc: Doc, path: str) -> dict[str, str]:
-    """User tags, checked against AWS's and capt's rules (spec/validation.py)."""
+    """User tags, checked against AWS's and capt's rules (capt/spec/validation.py)."""
     tags = doc.str_map(path)
     for key, err in v.tags_errors(tags):
         doc.problem(f"{path}.{key}" if key else path, err)

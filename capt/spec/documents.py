@@ -64,7 +64,7 @@ class Doc:
     group: str = ""
     version: str = ""
     labels: dict[str, str] = field(default_factory=dict)
-    # What the readers looked at (spec/strict.py reports everything else as unknown): `read`
+    # What the readers looked at (capt/spec/strict.py reports everything else as unknown): `read`
     # holds every path asked for (present or not: a probe names a field capt knows), `whole` the
     # paths whose value was taken as a whole (maps and lists handed on as they are).
     read: set[str] = field(default_factory=set)

@@ -22,7 +22,7 @@ def read_kubeadm_config_spec(doc: Doc, path: str) -> KubeadmConfigSpec:
             doc.problem(f"{path}.files[{i}]", "needs a path")
             continue
         # contentFrom (a Secret reference) is kept as written: the loader resolves it and the
-        # bootstrap activity reads the value from Secrets Manager (spec/secret_kinds.py).
+        # bootstrap activity reads the value from Secrets Manager (capt/spec/secret_kinds.py).
         files.append(f)
     users = [u for u in doc.list(f"{path}.users") if isinstance(u, dict)]
     mounts = tuple(tuple(str(x) for x in m) for m in doc.list(f"{path}.mounts") if isinstance(m, list))

@@ -21,7 +21,7 @@ _REF_FIELDS = ("apiVersion", "apiGroup", "kind", "name", "namespace", "uid", "re
 
 def read_ref(doc: Doc, path: str, expected_kinds: tuple[str, ...], required: bool = True) -> Ref | None:
     node = doc.raw(path)
-    # An ObjectReference's fields (v1alpha3–v1beta1) and a v1beta2 reference's, for spec/strict.py.
+    # An ObjectReference's fields (v1alpha3–v1beta1) and a v1beta2 reference's, for capt/spec/strict.py.
     doc.read.update(f"{path}.{k}" for k in _REF_FIELDS)
     if node is None:
         if required:

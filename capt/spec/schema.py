@@ -390,9 +390,7 @@ def not_supported_fields() -> dict[str, dict[str, list[str]]]:
     return out
 
 
-README_BEGIN = (
-    "<!-- not-supported:begin (generated from capt/spec/schema.py; tests/spec/test_spec_strict.py checks it) -->"
-)
+README_BEGIN = "<!-- not-supported:begin (generated from capt/spec/schema.py; tests/spec/test_spec_strict.py checks it) -->"
 README_END = "<!-- not-supported:end -->"
 
 

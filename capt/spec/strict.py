@@ -2,12 +2,12 @@
 
 Two checks, after the readers ran (so each problem names the document, object and field path):
 
-1. **The API's shape** (`spec/schema.py`: every field of each kind in v1alpha3 … v1beta2, from
+1. **The API's shape** (`capt/spec/schema.py`: every field of each kind in v1alpha3 … v1beta2, from
    the CAPI/CAPA API types): a field the document's apiVersion does not define is "unknown" with a
    did-you-mean (`spec.replica: unknown field; did you mean "replicas"?`), or names the versions
    that do define it; a field Cluster API / CAPA define that capt does not implement is "not
    supported by capt" (listed in the README) unless left at its zero value.
-2. **What capt actually read** (spec/documents.py records every path a reader asked for): a field
+2. **What capt actually read** (capt/spec/documents.py records every path a reader asked for): a field
    the schema admits but no reader looked at would be silently dropped — it is refused as
    not supported too. This keeps the schema honest as readers change.
 

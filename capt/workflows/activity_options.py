@@ -6,7 +6,7 @@ attempts are not new history events, only the final result is. So:
 - AWS calls are short; botocore's standard retry mode absorbs a few throttles inside one
   attempt, and Temporal's retry (exponential, capped at a minute, unlimited attempts) does the
   long backoff. Errors AWS marks as the caller's fault are raised as non-retryable
-  ApplicationErrors by the activities themselves (activities/aws/errors.py).
+  ApplicationErrors by the activities themselves (capt/activities/aws/errors.py).
 - Calls to the workload cluster's API are short too; an unreachable API server is retried.
 - Waiting is never done inside an activity: workflows poll a short describe activity between
   durable timers (see `poll_intervals`).

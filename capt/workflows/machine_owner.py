@@ -37,8 +37,8 @@ with workflow.unsafe.imports_passed_through():
     from capt.contracts.machines import MachineStatus
     from capt.rules.machines import MachineView
     from capt.spec.models import KubeadmConfigSpec, MachineTemplate
-    from capt.workflows.machine import MachineWorkflow
-    from capt.workflows.machine_models import ClusterContext, DeleteOptions, MachineInput, machine_workflow_id
+    from capt.workflows.machine.models import ClusterContext, DeleteOptions, MachineInput, machine_workflow_id
+    from capt.workflows.machine.workflow import MachineWorkflow
 
 # workflow.patched id (docs/versioning.md), used by ControlPlaneWorkflow and
 # MachineDeploymentWorkflow: look for machine workflows that closed without reporting, restart

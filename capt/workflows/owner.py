@@ -30,7 +30,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from capt.contracts.machines import MachineStatus
-    from capt.workflows.machine_models import DeleteOptions
+    from capt.workflows.machine.models import DeleteOptions
     from capt.workflows.machine_owner import (
         DELETE_POLL,
         PATCH_OWNERS_SEE_CLOSED,

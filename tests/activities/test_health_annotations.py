@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from capt.spec.models import HealthCheckSpec
-from capt.workflows import health_detection as detect
-from capt.workflows.health_models import MachineAnnotations, annotations_error
+from capt.workflows.health import detection as detect
+from capt.workflows.health.models import MachineAnnotations, annotations_error
 from tests.activities.test_health_detection import CHECK, evaluate, instance, machine, node, obs
 
 PAUSED = {"cluster.x-k8s.io/paused": ""}

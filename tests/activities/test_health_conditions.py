@@ -7,7 +7,7 @@ import pytest
 
 from capt.activities.workload.objects import NodeCondition, NodeInfo
 from capt.spec.models import HealthCheckSpec, UnhealthyCondition
-from capt.workflows import health_detection as detect
+from capt.workflows.health import detection as detect
 from tests.activities.test_health_detection import at, instance, machine, obs
 
 

@@ -1,4 +1,4 @@
-"""MachineHealthCheck detection (workflows/health_detection.py) and settings validation: table tests."""
+"""MachineHealthCheck detection (capt/workflows/health/detection.py) and settings validation: table tests."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from capt.activities.aws.instances import InstanceInfo
 from capt.activities.health import WatchedMachine
 from capt.activities.workload.objects import NodeCondition, NodeInfo
 from capt.spec.models import HealthCheckSpec, UnhealthyCondition
-from capt.workflows import health_detection as detect
-from capt.workflows.health_models import HealthSettings, settings_error
+from capt.workflows.health import detection as detect
+from capt.workflows.health.models import HealthSettings, settings_error
 
 T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from temporalio.workflow import _Definition
 
 from capt.activities import health
-from capt.workflows.control_plane import ControlPlaneWorkflow
-from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_deployment import MachineDeploymentWorkflow
+from capt.workflows.controlplane.workflow import ControlPlaneWorkflow
+from capt.workflows.machine.workflow import MachineWorkflow
+from capt.workflows.machinedeployment.workflow import MachineDeploymentWorkflow
 
 
 def test_the_owners_answer_the_names_the_health_activities_call() -> None:

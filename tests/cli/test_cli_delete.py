@@ -39,14 +39,14 @@ from capt.contracts.ids import cluster_workflow_id
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
 from capt.spec.loader import load_file
-from capt.workflows.cluster import ClusterWorkflow
-from capt.workflows.cluster_models import ClusterInput, ClusterStatus, InfrastructureSummary
-from capt.workflows.control_plane import ControlPlaneWorkflow
-from capt.workflows.health import HealthCheckWorkflow
-from capt.workflows.infrastructure import InfrastructureWorkflow
-from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_deployment import MachineDeploymentWorkflow
-from capt.workflows.teardown import ClusterTeardownWorkflow
+from capt.workflows.cluster.models import ClusterInput, ClusterStatus, InfrastructureSummary
+from capt.workflows.cluster.workflow import ClusterWorkflow
+from capt.workflows.controlplane.workflow import ControlPlaneWorkflow
+from capt.workflows.health.workflow import HealthCheckWorkflow
+from capt.workflows.infrastructure.workflow import InfrastructureWorkflow
+from capt.workflows.machine.workflow import MachineWorkflow
+from capt.workflows.machinedeployment.workflow import MachineDeploymentWorkflow
+from capt.workflows.teardown.workflow import ClusterTeardownWorkflow
 from tests.support.context import query, running_worker, wait_for
 from tests.support.paths import QUICKSTART
 from tests.support.strict_aws import strict_aws

@@ -1,4 +1,4 @@
-"""client/codec.py: payloads sealed with AES-256-GCM, keys rotating, failures encoded, and a
+"""capt/client/codec.py: payloads sealed with AES-256-GCM, keys rotating, failures encoded, and a
 workflow's history holding no plaintext of its input, result or failure."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from capt.client.describe import as_json, tree
-from capt.workflows.cluster_models import ClusterStatus, InfrastructureSummary
+from capt.workflows.cluster.models import ClusterStatus, InfrastructureSummary
 
 
 def _status(**changes) -> ClusterStatus:

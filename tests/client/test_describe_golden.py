@@ -11,7 +11,7 @@ import yaml
 from capt.cli import read as cli_read
 from capt.client.describe import as_json, table, tree
 from capt.contracts.owners import ControlPlaneMachine, ControlPlaneStatus, DeploymentMachine, DeploymentStatus
-from capt.workflows.cluster_models import ClusterStatus, InfrastructureSummary
+from capt.workflows.cluster.models import ClusterStatus, InfrastructureSummary
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 

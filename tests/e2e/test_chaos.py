@@ -1,4 +1,4 @@
-"""A few representative chaos scenarios (testkit/chaos.py), so `make e2e` exercises the machinery:
+"""A few representative chaos scenarios (capt/dev/testkit/chaos/), so `make e2e` exercises the machinery:
 a worker kill -9 after RunInstances and after TerminateInstances, and a Temporal dev server
 kill -9 + restart mid-create. Each must converge with 0 duplicates and 0 orphans. The whole
 suite is `make chaos`."""

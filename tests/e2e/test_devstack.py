@@ -2,8 +2,8 @@
 
 Each command runs in its own process, as from a shell, so the services must survive the
 CLI exiting (they are detached) and `down` must find them again from the pid files alone.
-The commands run as `python -m devstack`, the same click group `capt dev` is
-(tests/devstack/test_devstack_cli.py checks that `capt` registers it).
+The commands run as `python -m capt.dev.stack`, the same click group `capt dev` is
+(tests/dev/stack/test_devstack_cli.py checks that `capt` registers it).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The workload simulator on the local stack: real activities, real client, real TLS.
 
-`capt dev up` (as `python -m devstack up`, on free ports, in a temporary state dir) starts the
+`capt dev up` (as `python -m capt.dev.stack up`, on free ports, in a temporary state dir) starts the
 Temporal dev server, moto with CAPA-style images, the simulator and the worker. The test builds
 what a machine needs with boto3 against moto (VPC, subnet, security group, a classic ELB whose
 DNS name is the cluster endpoint) and the cluster PKI, then runs a `MachineWorkflow`:
@@ -12,7 +12,7 @@ DNS name is the cluster endpoint) and the cluster PKI, then runs a `MachineWorkf
 2. a worker whose bootstrap data pins a wrong CA hash: the simulator refuses the join with the
    reason logged, and past its (short) nodeStartupTimeout the workflow keeps waiting, saying why.
 
-The MachineWorkflow runs on the stack's own worker (task queue `capt`) when workflows/registry.py
+The MachineWorkflow runs on the stack's own worker (task queue `capt`) when capt/workflows/registry.py
 registers it; until then on a worker in this test process with the same environment.
 """
 
@@ -46,8 +46,8 @@ from capt.client import codec
 from capt.contracts.machines import MachineStatus
 from capt.dev.stack.config import DevConfig
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
-from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_models import ClusterContext, LoadBalancerRef, MachineInput, machine_workflow_id
+from capt.workflows.machine.models import ClusterContext, LoadBalancerRef, MachineInput, machine_workflow_id
+from capt.workflows.machine.workflow import MachineWorkflow
 
 pytestmark = pytest.mark.e2e
 

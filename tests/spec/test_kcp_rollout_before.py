@@ -10,7 +10,7 @@ import yaml
 from capt.spec.errors import ManifestError
 from capt.spec.loader import load_manifest
 from capt.spec.models import ControlPlaneSpec, MachineTemplate
-from capt.workflows.control_plane_models import CERTIFICATE_LIFETIME_SECONDS, _rollout_threshold
+from capt.workflows.controlplane.models import CERTIFICATE_LIFETIME_SECONDS, _rollout_threshold
 from tests.spec.test_spec_loader import CLUSTERCTL_VARS
 from tests.support.paths import CAPA_TEMPLATE
 

@@ -8,7 +8,7 @@ import pytest
 
 from capt.rules.control_plane import ControlPlaneState, plan_control_plane, projected_scale_up_failures
 from capt.rules.quorum import _etcd_view
-from tests.workflows.test_rollout import machine
+from tests.rules.test_rollout import machine
 
 
 def sick(name: str, created: float = 0.0):
@@ -180,7 +180,7 @@ def test_new_machines_come_from_the_newest_revision(name, strategy, machines, re
 # --- MachineDeployment revision identity (issue 18) -------------------------------------------
 
 from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate  # noqa: E402
-from capt.workflows.machine_deployment_models import deployment_revision  # noqa: E402
+from capt.workflows.machinedeployment.models import deployment_revision  # noqa: E402
 
 MD = MachineDeploymentSpec(
     name="md-0",

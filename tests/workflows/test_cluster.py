@@ -31,8 +31,7 @@ from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
 from capt.spec.loader import load_file
 from capt.spec.models import AddonSpec
-from capt.workflows.cluster import ClusterWorkflow
-from capt.workflows.cluster_models import (
+from capt.workflows.cluster.models import (
     ClusterCarry,
     ClusterInput,
     ScaleDeploymentRequest,
@@ -40,13 +39,14 @@ from capt.workflows.cluster_models import (
     _control_plane_failure,
     _failed_workers,
 )
-from capt.workflows.control_plane import ControlPlaneWorkflow
-from capt.workflows.health import HealthCheckWorkflow
-from capt.workflows.infrastructure import InfrastructureWorkflow
-from capt.workflows.infrastructure_models import InfraInput
-from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_deployment import MachineDeploymentWorkflow
-from capt.workflows.teardown import ClusterTeardownWorkflow
+from capt.workflows.cluster.workflow import ClusterWorkflow
+from capt.workflows.controlplane.workflow import ControlPlaneWorkflow
+from capt.workflows.health.workflow import HealthCheckWorkflow
+from capt.workflows.infrastructure.models import InfraInput
+from capt.workflows.infrastructure.workflow import InfrastructureWorkflow
+from capt.workflows.machine.workflow import MachineWorkflow
+from capt.workflows.machinedeployment.workflow import MachineDeploymentWorkflow
+from capt.workflows.teardown.workflow import ClusterTeardownWorkflow
 from tests.support.context import query, running_worker, wait_for
 from tests.support.paths import QUICKSTART
 
@@ -300,7 +300,7 @@ async def test_immutable_change_is_rejected_and_nothing_moves(time_skipping_env,
             task_queue=task_queue,
         )
         await wait_for(env, lambda: query(handle, ClusterWorkflow.status), ready, what="cluster Ready")
-        from capt.workflows.cluster_models import ApplyRequest
+        from capt.workflows.cluster.models import ApplyRequest
 
         moved = spec.model_copy(update={"region": "us-east-1"})
         with pytest.raises(WorkflowUpdateFailedError) as info:

@@ -3,7 +3,7 @@
 import pytest
 
 from capt.spec.loader import load_file
-from capt.workflows.cluster_changes import ChangeRejected, plan_changes
+from capt.workflows.cluster.changes import ChangeRejected, plan_changes
 from tests.support.paths import QUICKSTART
 
 

@@ -15,10 +15,10 @@ from capt.contracts.owners import ControlPlaneRemediationRequest
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.rules.quorum import etcd_quorum
 from capt.spec.models import ControlPlaneSpec
-from capt.workflows.control_plane import ControlPlaneWorkflow
-from capt.workflows.control_plane_models import ControlPlaneInput, ScaleRequest, UpgradeRequest
-from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_models import DeleteOptions, machine_workflow_id
+from capt.workflows.controlplane.models import ControlPlaneInput, ScaleRequest, UpgradeRequest
+from capt.workflows.controlplane.workflow import ControlPlaneWorkflow
+from capt.workflows.machine.models import DeleteOptions, machine_workflow_id
+from capt.workflows.machine.workflow import MachineWorkflow
 from tests.support.context import (
     AZS,
     cluster_context,

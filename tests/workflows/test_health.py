@@ -31,13 +31,13 @@ from capt.spec.models import (
     MachineDeploymentSpec,
     UnhealthyCondition,
 )
-from capt.workflows.control_plane import ControlPlaneWorkflow
-from capt.workflows.control_plane_models import ControlPlaneInput
-from capt.workflows.health import HealthCheckWorkflow
-from capt.workflows.health_models import HealthCheckInput, HealthEvent, HealthSettings, HealthStatus
-from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_deployment import MachineDeploymentWorkflow
-from capt.workflows.machine_deployment_models import MachineDeploymentInput, ScaleRequest
+from capt.workflows.controlplane.models import ControlPlaneInput
+from capt.workflows.controlplane.workflow import ControlPlaneWorkflow
+from capt.workflows.health.models import HealthCheckInput, HealthEvent, HealthSettings, HealthStatus
+from capt.workflows.health.workflow import HealthCheckWorkflow
+from capt.workflows.machine.workflow import MachineWorkflow
+from capt.workflows.machinedeployment.models import MachineDeploymentInput, ScaleRequest
+from capt.workflows.machinedeployment.workflow import MachineDeploymentWorkflow
 from tests.support.context import cluster_context, machine_template, query, running_worker, unique, wait_for
 
 WORKFLOWS = [HealthCheckWorkflow, ControlPlaneWorkflow, MachineDeploymentWorkflow, MachineWorkflow]
@@ -364,7 +364,7 @@ async def test_marks_of_machines_that_recovered_are_cleared_and_scale_up_proceed
     below quorum) and marks both unhealthy. The nodes recover: the next rounds clear the marks,
     and a scale-up to 5 (whose preflight needs every machine healthy) proceeds instead of
     waiting on the stale marks for good."""
-    from capt.workflows.control_plane_models import ScaleRequest as CpScale
+    from capt.workflows.controlplane.models import ScaleRequest as CpScale
 
     c = Cluster(time_skipping_env, task_queue)
     async with running_worker(c.env, task_queue, WORKFLOWS, c.activities()):

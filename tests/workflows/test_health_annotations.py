@@ -8,8 +8,8 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from capt.spec.models import HealthCheckSpec
-from capt.workflows.health import HealthCheckWorkflow
-from capt.workflows.health_models import MachineAnnotations
+from capt.workflows.health.models import MachineAnnotations
+from capt.workflows.health.workflow import HealthCheckWorkflow
 from tests.support.context import running_worker
 from tests.workflows.test_health import WORKFLOWS, Cluster, events_for, settled
 

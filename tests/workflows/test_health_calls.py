@@ -11,7 +11,7 @@ import pytest
 
 from capt.dev.testkit.steady_cluster import measure_steady_state
 
-# Half an hour keeps the test quick; bench/health_aws_calls.py runs the full hour.
+# Half an hour keeps the test quick; capt/dev/bench/health_aws_calls.py runs the full hour.
 HALF_HOUR_OF_INTERVALS = 1800 // 30
 
 

@@ -9,8 +9,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from capt.spec.models import HealthCheckSpec, RemediationTemplateRef
-from capt.workflows.health import HealthCheckWorkflow
-from capt.workflows.health_models import PATCH_EXTERNAL_REMEDIATION
+from capt.workflows.health.models import PATCH_EXTERNAL_REMEDIATION
+from capt.workflows.health.workflow import HealthCheckWorkflow
 from tests.support.context import running_worker
 from tests.workflows.test_health import NOT_READY_120S, WORKFLOWS, Cluster, events_for, settled
 

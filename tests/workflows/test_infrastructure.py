@@ -38,8 +38,8 @@ from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES
 from capt.dev.testkit.reference import AZS, NAME, REGION, existing_vpc_spec, reference_spec
 from capt.plan.network import split_cidr
 from capt.spec.models import BastionSpec, LoadBalancerSpec, NetworkSpec
-from capt.workflows.infrastructure import InfrastructureWorkflow
-from capt.workflows.infrastructure_models import InfraInput, InfraResult, InfraStatus
+from capt.workflows.infrastructure.models import InfraInput, InfraResult, InfraStatus
+from capt.workflows.infrastructure.workflow import InfrastructureWorkflow
 from tests.support.aws_lag import eventually_consistent
 from tests.support.context import query
 

@@ -12,9 +12,9 @@ from temporalio.worker import Replayer
 from capt.activities.aws import images
 from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.spec.models import AMISelector
-from capt.workflows import machine_policy as machine_wf
-from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_models import DeleteOptions, MachineInput, machine_workflow_id
+from capt.workflows.machine import policy as machine_wf
+from capt.workflows.machine.models import DeleteOptions, MachineInput, machine_workflow_id
+from capt.workflows.machine.workflow import MachineWorkflow
 from tests.support.context import (
     cluster_context,
     kubeadm,

@@ -34,9 +34,10 @@ from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.rules import deployment as rollout
 from capt.rules.versions import worker_version_error
 from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
-from capt.workflows.machine import MachineWorkflow
-from capt.workflows.machine_deployment import MachineDeploymentWorkflow
-from capt.workflows.machine_deployment_models import (
+from capt.workflows.machine.models import DeleteOptions, machine_workflow_id
+from capt.workflows.machine.workflow import MachineWorkflow
+from capt.workflows.machine_owner import revision_of
+from capt.workflows.machinedeployment.models import (
     ControlPlaneInfo,
     DeleteMachinesRequest,
     MachineDeploymentInput,
@@ -46,8 +47,7 @@ from capt.workflows.machine_deployment_models import (
     progress_key,
     strategy_error,
 )
-from capt.workflows.machine_models import DeleteOptions, machine_workflow_id
-from capt.workflows.machine_owner import revision_of
+from capt.workflows.machinedeployment.workflow import MachineDeploymentWorkflow
 from tests.support.context import AZS, cluster_context, query, running_worker, unique
 
 CP_VERSION = "v1.30.2"

@@ -1,7 +1,7 @@
 """Every committed workflow history replays on this checkout's workflow code (docs/versioning.md).
 
 The histories under tests/histories/<WorkflowType>/<path>.json were recorded from real runs on the
-local stack (`make histories`, testkit/histories.py). Long-running workflows (ClusterWorkflow,
+local stack (`make histories`, capt/dev/testkit/histories/). Long-running workflows (ClusterWorkflow,
 ControlPlaneWorkflow, MachineDeploymentWorkflow, HealthCheckWorkflow, MachineWorkflow) move to new
 code at their next workflow task, so a change that makes one of these histories fail to replay
 would break running clusters: guard it with `workflow.patched` (or, for a PINNED workflow, let it
@@ -199,9 +199,9 @@ async def test_a_cluster_history_keeps_the_id_it_chose(name: str, cluster_id: st
     PKI, machines and the deletion are all told the id `hist`, never `hist.hist`. Recorded after:
     `hist.hist` throughout."""
     from capt.activities.aws.secrets import ClusterPKIRequest, DeleteClusterSecretsRequest
-    from capt.workflows.control_plane_models import ControlPlaneInput
-    from capt.workflows.infrastructure_models import InfraInput
-    from capt.workflows.teardown_models import TeardownInput
+    from capt.workflows.controlplane.models import ControlPlaneInput
+    from capt.workflows.infrastructure.models import InfraInput
+    from capt.workflows.teardown.models import TeardownInput
 
     _SENT.clear()
     history = _load(HISTORIES / "ClusterWorkflow" / name)

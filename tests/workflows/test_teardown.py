@@ -41,17 +41,17 @@ from capt.dev.testkit.fake_cloud import FakeCloud
 from capt.dev.testkit.health_fakes import HealthFakes
 from capt.dev.testkit.reference import AZS, REGION, reference_spec
 from capt.spec.loader import load_file
-from capt.workflows.cluster import ClusterWorkflow
-from capt.workflows.cluster_models import ClusterInput, ClusterStatus
-from capt.workflows.infrastructure import InfrastructureWorkflow
-from capt.workflows.infrastructure_models import InfraInput
-from capt.workflows.teardown import ClusterTeardownWorkflow
-from capt.workflows.teardown_models import (
+from capt.workflows.cluster.models import ClusterInput, ClusterStatus
+from capt.workflows.cluster.workflow import ClusterWorkflow
+from capt.workflows.infrastructure.models import InfraInput
+from capt.workflows.infrastructure.workflow import InfrastructureWorkflow
+from capt.workflows.teardown.models import (
     CloudBackedObject,
     TeardownInput,
     TeardownSettings,
     load_balancer_name_of,
 )
+from capt.workflows.teardown.workflow import ClusterTeardownWorkflow
 from tests.support.context import query, running_worker, wait_for
 from tests.support.paths import QUICKSTART
 from tests.support.strict_aws import StrictAws, strict_aws
@@ -325,7 +325,7 @@ def seed_other_cluster() -> set[tuple[str, str]]:
 
 
 class FakeWorkload:
-    """The workload teardown activities (activities/workload/teardown.py) over a fixed set of
+    """The workload teardown activities (capt/activities/workload/teardown.py) over a fixed set of
     objects: deleting them 'takes' `polls` list calls."""
 
     def __init__(self, objects: list[CloudBackedObject], polls: int = 2, reachable: bool = True) -> None:
@@ -694,10 +694,10 @@ async def test_cluster_delete_fails_while_blocked_and_a_second_delete_finishes(
     """ClusterWorkflow deletes through its ClusterTeardownWorkflow child: the workload objects
     first (through the parent's access), the machines, the sweep. Blocked, the cluster turns
     Failed with what blocks it and waits; the next `delete` runs the teardown again."""
-    from capt.workflows.control_plane import ControlPlaneWorkflow
-    from capt.workflows.health import HealthCheckWorkflow
-    from capt.workflows.machine import MachineWorkflow
-    from capt.workflows.machine_deployment import MachineDeploymentWorkflow
+    from capt.workflows.controlplane.workflow import ControlPlaneWorkflow
+    from capt.workflows.health.workflow import HealthCheckWorkflow
+    from capt.workflows.machine.workflow import MachineWorkflow
+    from capt.workflows.machinedeployment.workflow import MachineDeploymentWorkflow
 
     env, cloud = time_skipping_env, FakeCloud(boot_seconds=20, join_seconds=20)
     spec = small_spec()
@@ -769,7 +769,7 @@ async def test_cluster_delete_fails_while_blocked_and_a_second_delete_finishes(
 
 
 def test_names_from_the_workload_api() -> None:
-    from capt.workflows.teardown_models import load_balancer_name_of, volume_id_of
+    from capt.workflows.teardown.models import load_balancer_name_of, volume_id_of
 
     assert load_balancer_name_of("a1b2c3-123456789.ap-northeast-2.elb.amazonaws.com") == "a1b2c3"
     assert load_balancer_name_of("internal-a1b2c3-1234.ap-northeast-2.elb.amazonaws.com") == "a1b2c3"

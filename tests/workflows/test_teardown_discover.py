@@ -27,8 +27,8 @@ from capt.activities.workload.teardown import (
 )
 from capt.contracts import names
 from capt.dev.testkit.reference import REGION
-from capt.workflows.cluster_models import ClusterStatus
-from capt.workflows.teardown_models import DELETE_CLOUD_BACKED_OBJECTS, LIST_CLOUD_BACKED_OBJECTS
+from capt.workflows.cluster.models import ClusterStatus
+from capt.workflows.teardown.models import DELETE_CLOUD_BACKED_OBJECTS, LIST_CLOUD_BACKED_OBJECTS
 from tests.support.context import running_worker
 from tests.support.strict_aws import StrictAws, strict_aws
 from tests.workflows.test_teardown import (

@@ -10,7 +10,7 @@ from the workflow run that asks for it: every retry of the activity in that run 
 token, while a later run (e.g. re-creating a deleted cluster) gets fresh ones -- AWS keeps a
 token's first result for a while, and a re-used token would hand back the deleted resource.
 Tokens are at most 64 ASCII characters, as EC2 requires. Creates that take no ClientToken carry
-a token derived the same way in a tag instead (`capt/create-token`, activities/aws/idempotent.py).
+a token derived the same way in a tag instead (`capt/create-token`, capt/activities/aws/idempotent.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """AWS fault injection for chaos runs: lost responses, throttling and 5xx on boto3 calls.
 
-Switched on only by an environment variable the production path never sets; worker.py calls
+Switched on only by an environment variable the production path never sets; capt/worker.py calls
 `install_from_env()` at start and logs loudly when it is on:
 
     CAPT_AWS_FAULTS="lost=0.1,throttle=0.3,5xx=0.05,seed=7,ops=mutating"

@@ -1,4 +1,4 @@
-"""`capt bootstrap iam` as a click command, for cli.py to register:
+"""`capt bootstrap iam` as a click command, for capt/cli/ to register:
 
     from capt.activities.aws.iam_cli import bootstrap_group
     main.add_command(bootstrap_group)          # capt bootstrap iam

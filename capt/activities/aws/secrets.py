@@ -1,7 +1,7 @@
 """AWS Secrets Manager: the cluster's PKI, bootstrap tokens and per-machine bootstrap data.
 
 Everything a cluster keeps secret lives here, under one per-cluster prefix, tagged as owned by
-the cluster's id (plan.names.cluster_id; tags from activities/aws/tags.py, like every other capt
+the cluster's id (plan.names.cluster_id; tags from capt/activities/aws/tags.py, like every other capt
 resource):
 
     capt/<namespace>/<cluster>/pki/{ca,etcd-ca,front-proxy-ca,sa,admin,admin-kubeconfig}

@@ -18,7 +18,7 @@ for a cluster created before ids were namespaced. The functions' `cluster` argum
   on instances, as CAPA's.
 - `capt/create-token` = `<token>` on what a create without a ClientToken or a unique name makes
   (VPC, internet gateway, Elastic IP): the step that created it, so a retry after a lost response
-  finds it (activities/aws/idempotent.py).
+  finds it (capt/activities/aws/idempotent.py).
 - `kubernetes.io/role/elb` / `kubernetes.io/role/internal-elb` = `1` on public / private subnets,
   where the cloud provider puts internet-facing / internal Service load balancers.
 """

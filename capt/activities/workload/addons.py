@@ -53,7 +53,7 @@ class ApplyAddonsRequest(BaseModel):
 
     access: WorkloadAccess
     addons: tuple[AddonSpec, ...]
-    # Where the addons' Secret resources are stored (activities/aws/user_secrets.py); None for
+    # Where the addons' Secret resources are stored (capt/activities/aws/user_secrets.py); None for
     # addons of ConfigMaps only (and in requests recorded before Secret resources existed).
     namespace: str | None = None
     cluster_name: str | None = None

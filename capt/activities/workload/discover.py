@@ -9,7 +9,7 @@ workflow is gone (failed, terminated), so nobody could hand it the workload acce
 
 Anything missing is an answer (`access=None` and what is missing), not an error: the teardown
 then skips the workload stage and its AWS sweep finds what the controllers left by their tags.
-The workflow calls this by name (workflows/teardown_models.py `DISCOVER_WORKLOAD_ACCESS`); these
+The workflow calls this by name (capt/workflows/teardown/models.py `DISCOVER_WORKLOAD_ACCESS`); these
 models have the same fields as the workflow's (the workflow package is not imported here).
 """
 

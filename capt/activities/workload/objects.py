@@ -168,7 +168,7 @@ def pod_action(
 
 
 # --------------------------------------------------------------------------------------------
-# cloud-backed objects, for the workload teardown (activities/workload/teardown.py)
+# cloud-backed objects, for the workload teardown (capt/activities/workload/teardown.py)
 
 EBS_CSI_DRIVER = "ebs.csi.aws.com"
 IN_TREE_EBS_PROVISIONER = "kubernetes.io/aws-ebs"

@@ -1,6 +1,6 @@
 """Sizes of the bootstrap data for the reference cluster (capi-quickstart, Kubernetes v1.20.5).
 
-    .venv/bin/python bench/bootstrap_sizes.py
+    .venv/bin/python -m capt.dev.bench.bootstrap_sizes
 
 Runs the real activities against in-process moto: ensure_cluster_pki, ensure_bootstrap_token and
 prepare_bootstrap_data for the first control-plane machine (kubeadm init), a second one

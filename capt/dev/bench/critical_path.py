@@ -3,8 +3,8 @@
     python -m capt.dev.bench critical_path [--manifest PATH] [--lb classic|nlb|both]
 
 The whole ClusterWorkflow tree runs on Temporal's time-skipping test server: the network's real
-activities against in-process moto, the machines on the fake cloud (testkit/fake_cloud.py). The
-latency model (bench/latencies.toml) is applied in workflow time, so minutes of AWS cost
+activities against in-process moto, the machines on the fake cloud (capt/dev/testkit/fake_cloud.py). The
+latency model (capt/dev/bench/latencies.toml) is applied in workflow time, so minutes of AWS cost
 milliseconds of wall time:
 
 - an AWS call that takes L seconds fails its first attempt at once with `next_retry_delay=L`
@@ -20,7 +20,7 @@ milliseconds of wall time:
 
 capt's create time is the cluster's Ready transition (ClusterStatus.phase_since) minus the
 workflow's start, both in workflow time; the report divides it by the lower bound
-(bench/model.py) and shows the same model walked in CAPA's order.
+(capt/dev/bench/model.py) and shows the same model walked in CAPA's order.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ ROOT = REPO_ROOT
 
 QUICKSTART = ROOT / "examples" / "capi-quickstart.yaml"
 
-# Activity name -> the latency field (bench/latencies.toml) its call costs.
+# Activity name -> the latency field (capt/dev/bench/latencies.toml) its call costs.
 CALL_LATENCY = {
     "ensure_vpc": "vpc",
     "ensure_subnet": "subnet",
@@ -181,8 +181,8 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
     from capt.dev.testkit.health_fakes import HealthFakes
     from capt.spec.loader import load_file
     from capt.worker import build_worker
-    from capt.workflows.cluster import ClusterWorkflow
-    from capt.workflows.cluster_models import ClusterInput
+    from capt.workflows.cluster.models import ClusterInput
+    from capt.workflows.cluster.workflow import ClusterWorkflow
     from capt.workflows.registry import WORKFLOWS
 
     spec = load_file(manifest, env={}).spec
@@ -311,7 +311,7 @@ def section(data: dict[str, Any]) -> str:
         "",
         f"`{data.get('manifest', '')}` ({data['runs'][0]['control_plane']} control-plane machines,"
         f" {data['runs'][0]['workers']} workers) created on the time-skipping server under the latency model"
-        " (`bench/latencies.toml`). The lower bound is the longest dependency chain (`bench/model.py`):"
+        " (`capt/dev/bench/latencies.toml`). The lower bound is the longest dependency chain (`capt/dev/bench/model.py`):"
         " VPC → subnet → NAT gateway → route → CP1 boot + init → CP2 boot + join → CP3 boot + join, workers in"
         " parallel after CP1, and CP1 not Ready before the load balancer answers (a load balancer slower than"
         " the NAT chain is on the path only by the difference; the issue's shorthand `max(NAT, LB) → route` would"

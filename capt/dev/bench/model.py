@@ -1,8 +1,8 @@
-"""The latency model (bench/latencies.toml) and what follows from it without running anything:
+"""The latency model (capt/dev/bench/latencies.toml) and what follows from it without running anything:
 the dependency lower bound of a create, and the same model walked in CAPA's order.
 
 Pure functions over `Latencies`; the benchmarks compare capt's measured (workflow-time) figures
-with these. Table tests: tests/bench/test_model.py.
+with these. Table tests: tests/dev/bench/test_model.py.
 """
 
 from __future__ import annotations

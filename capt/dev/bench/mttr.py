@@ -5,7 +5,7 @@
 Each cluster is a MachineDeploymentWorkflow of W workers (default 2) over real MachineWorkflows
 and a HealthCheckWorkflow (one MachineHealthCheck over the deployment, the default 30 s interval),
 all of them on one time-skipping test server and one worker, over one fake cloud
-(testkit/fake_cloud.py) under the latency model (bench/latencies.toml). The health workflows are
+(capt/dev/testkit/fake_cloud.py) under the latency model (capt/dev/bench/latencies.toml). The health workflows are
 started over one interval, so their schedules are spread as independent clusters' would be. Then
 one worker instance of every cluster vanishes at the same instant T (FakeCloud.vanish: terminated
 out of band), and for each cluster:
@@ -18,7 +18,7 @@ p50 and p99 over the clusters, in workflow time, twice:
 - polling: the health check's scheduled observation (a batched describe + a node list every
   interval) finds the instance gone;
 - events: the cluster's EC2 state-change queue is on (`instance_events_queue_url`,
-  activities/aws/instance_events.py): between checks the workflow polls the queue (a ≤ 20 s SQS
+  capt/activities/aws/instance_events.py): between checks the workflow polls the queue (a ≤ 20 s SQS
   long poll), and an event about one of its instances triggers a check at once. The fake queue
   (like HealthFakes') answers at once and never holds a poll open, so the workflow waits out the
   rest of each ≤ 20 s poll itself: an event is seen at the next poll, ≤ 20 s after it is queued.
@@ -181,11 +181,11 @@ async def measure(clusters: int, mode: str, lat: model.Latencies, workers: int =
     from capt.dev.testkit.context import cluster_context, machine_template
     from capt.spec.models import HealthCheckSpec, KubeadmConfigSpec, MachineDeploymentSpec
     from capt.worker import build_worker
-    from capt.workflows.health import HealthCheckWorkflow
-    from capt.workflows.health_models import HealthCheckInput
-    from capt.workflows.machine import MachineWorkflow
-    from capt.workflows.machine_deployment import MachineDeploymentWorkflow
-    from capt.workflows.machine_deployment_models import MachineDeploymentInput
+    from capt.workflows.health.models import HealthCheckInput
+    from capt.workflows.health.workflow import HealthCheckWorkflow
+    from capt.workflows.machine.workflow import MachineWorkflow
+    from capt.workflows.machinedeployment.models import MachineDeploymentInput
+    from capt.workflows.machinedeployment.workflow import MachineDeploymentWorkflow
 
     cloud = SharedCloud(lat)
     tag = uuid.uuid4().hex[:4]

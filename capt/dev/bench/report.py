@@ -41,7 +41,7 @@ def render(directory: Path = results.RESULTS, plots: bool = True, images: Path |
         " file from the saved results in `docs/bench/*.json`. Do not edit by hand.",
         "",
         "Time-skipping benchmarks (critical path, big cluster, MTTR) run capt's real workflows on Temporal's"
-        " time-skipping test server under the latency model in `bench/latencies.toml` (each figure with its"
+        " time-skipping test server under the latency model in `capt/dev/bench/latencies.toml` (each figure with its"
         " source): simulated seconds are the workflows' own clock. The scale benchmark runs the local stack"
         " (Temporal dev server, moto server, the workload simulator, one worker) and measures real CPU and wall"
         " time.",

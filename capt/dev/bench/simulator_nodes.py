@@ -1,6 +1,6 @@
 """CPU and memory of the workload simulator with N simulated nodes.
 
-    .venv/bin/python bench/simulator_nodes.py [--clusters 4] [--workers 24] [--duration 60]
+    .venv/bin/python -m capt.dev.bench.simulator_nodes [--clusters 4] [--workers 24] [--duration 60]
 
 Starts moto (with the CAPA images, as `capt dev up` does) and the simulator as processes on free
 ports, builds `--clusters` clusters (VPC, subnet, classic ELB, cluster PKI) and, per cluster, one

@@ -1,5 +1,5 @@
 """The workload simulator: plays the instances of the local stack and their clusters.
 
-Its own process (`python -m simulator`, started by `capt dev up`); the worker never imports it.
+Its own process (`python -m capt.dev.simulator`, started by `capt dev up`); the worker never imports it.
 See simulator.world for the model, simulator.server for what it serves.
 """

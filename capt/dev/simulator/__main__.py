@@ -1,4 +1,4 @@
-"""`python -m simulator` (see simulator.app)."""
+"""`python -m capt.dev.simulator` (see simulator.app)."""
 
 import sys
 

@@ -1,13 +1,13 @@
 """CAPA-style machine images for the emulated AWS (moto's `MOTO_AMIS_PATH`).
 
 CAPA publishes its images from account 258751437250 as `capa-ami-<os>-v<version>-<stamp>`, and
-capt's AMI lookup (activities/aws/images.py) searches exactly that: owner, name pattern
+capt's AMI lookup (capt/activities/aws/images.py) searches exactly that: owner, name pattern
 `capa-ami-<os>-?<version>-*`, architecture, hvm, available, newest by CreationDate. moto's
 RegisterImage cannot set an owner, a creation date or an architecture, but moto loads the images
 of `MOTO_AMIS_PATH` (a JSON list, the fields of moto's own amis.json) into every region at start.
 So `capt dev up` writes such a file with CAPA images for a broad version range — and moto's own
 default images, which MOTO_AMIS_PATH would otherwise replace (the bastion's Ubuntu lookup needs
-them) — and starts moto with it (simulator/motoserver.py).
+them) — and starts moto with it (capt/dev/simulator/motoserver.py).
 
 Ids and dates are deterministic: the same version always has the same AMI id, and a later patch
 release is newer than an earlier one.

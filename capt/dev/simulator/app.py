@@ -1,6 +1,6 @@
-"""`python -m simulator`: the workload simulator process of the local stack.
+"""`python -m capt.dev.simulator`: the workload simulator process of the local stack.
 
-    python -m simulator --host 127.0.0.1 --api-port 16443 --port 5100 [--region R ...]
+    python -m capt.dev.simulator --host 127.0.0.1 --api-port 16443 --port 5100 [--region R ...]
                         [--boot-delay S] [--ready-delay S] [--node-gone-delay S] [--poll-interval S]
                         [--cloud-interval S] [--csi-tag-cluster-id] [--no-csi-extra-create-metadata]
 
@@ -99,7 +99,7 @@ class Runner:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = Settings()
-    p = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m capt.dev.simulator", description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--api-port", type=int, default=16443, help="HTTPS port of every workload API (by SNI)")
     p.add_argument("--port", type=int, default=5100, help="HTTP port of the admin endpoint and SSM")

@@ -5,7 +5,7 @@ peer URL https://<private ip>:2380. A member is healthy while its node's instanc
 fault marks it unhealthy. Membership changes need a quorum of healthy voting members, as Raft
 does; listing is served by the local member alone.
 
-`run_script` executes the two scripts activities/workload/etcd.py sends through SSM Run Command
+`run_script` executes the two scripts capt/activities/workload/etcd.py sends through SSM Run Command
 (list, and remove-by-name-or-peer-host) on one node, following that module's output contract —
 markers, `etcdctl member list -w simple` lines, `set -e` semantics (a failing etcdctl ends the
 script with no further output, and a non-zero exit code).

@@ -1,6 +1,6 @@
-"""`python -m simulator.motoserver --amis FILE [--region R ...] [moto.server args]`
+"""`python -m capt.dev.simulator.motoserver --amis FILE [--region R ...] [moto.server args]`
 
-moto's server, started with CAPA-style images (simulator/amis.py) loaded: the file is written,
+moto's server, started with CAPA-style images (capt/dev/simulator/amis.py) loaded: the file is written,
 `MOTO_AMIS_PATH` set, and only then moto imported (moto reads the variable at import). One
 process, so `capt dev` tracks and stops it like any other service.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m simulator.motoserver", add_help=False)
+    parser = argparse.ArgumentParser(prog="python -m capt.dev.simulator.motoserver", add_help=False)
     parser.add_argument("--amis", type=Path, required=True)
     parser.add_argument("--region", action="append", default=[])
     args, moto_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)

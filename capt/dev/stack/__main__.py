@@ -1,4 +1,4 @@
-"""`python -m devstack up|status|env|down` — the same commands as `capt dev`."""
+"""`python -m capt.dev.stack up|status|env|down` — the same commands as `capt dev`."""
 
 from capt.dev.stack.cli import dev
 

@@ -163,7 +163,7 @@ def down(state_dir: Path, timeout: float | None) -> None:
         click.echo("nothing to stop")
 
 
-# `capt dev sim …`: the workload simulator's state and fault knobs (simulator/cli.py).
+# `capt dev sim …`: the workload simulator's state and fault knobs (capt/dev/simulator/cli.py).
 from capt.dev.simulator.cli import sim  # noqa: E402
 
 dev.add_command(sim)

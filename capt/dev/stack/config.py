@@ -89,7 +89,7 @@ class DevConfig:
         Besides Temporal and the emulated AWS: SSM goes to the workload simulator (it runs the
         etcd membership commands), and every workload cluster's API endpoint (a load balancer
         DNS name known only at run time: any host, any port) connects to the simulator, which
-        picks the cluster by TLS server name (CAPT_RESOLVE, see activities/workload/client.py).
+        picks the cluster by TLS server name (CAPT_RESOLVE, see capt/activities/workload/client.py).
         """
         return {
             "TEMPORAL_ADDRESS": self.temporal_address,
@@ -106,7 +106,7 @@ class DevConfig:
             # The one region the stack's simulator plays: `capt apply` refuses another one
             # before anything is created (its instances would never boot).
             "CAPT_DEV_REGION": self.region,
-            # The payload keys (client/codec.py): written by `capt dev up` when missing.
+            # The payload keys (capt/client/codec.py): written by `capt dev up` when missing.
             **(
                 {"CAPT_INSECURE_PLAINTEXT": "1"}
                 if self.plaintext

@@ -137,7 +137,7 @@ def temporal_service(cfg: DevConfig) -> Service:
 
 def moto_service(cfg: DevConfig) -> Service:
     # moto's server, with CAPA-style machine images for every Kubernetes version a manifest may
-    # ask for (simulator/amis.py writes them to MOTO_AMIS_PATH before moto starts).
+    # ask for (capt/dev/simulator/amis.py writes them to MOTO_AMIS_PATH before moto starts).
     return Service(
         name="moto",
         argv=[
@@ -252,7 +252,7 @@ def worker_service(cfg: DevConfig) -> Service:
         ),
         address=f"task queue {cfg.task_queue}",
         ports=[],
-        # The worker writes {"pid": ...} to the ready file once its pollers run (worker.py).
+        # The worker writes {"pid": ...} to the ready file once its pollers run (capt/worker.py).
         probe=lambda pid: probes.ready_file_probe(ready_file, lambda: pid)(),
         post_start=[make_worker_version_current(ready_file)],
         ready_file=ready_file,

@@ -161,7 +161,7 @@ def up(cfg: DevConfig, services: list[Service] | None = None, echo: Echo = print
 
         save_config(cfg)
         if not cfg.plaintext and not cfg.codec_key_file.exists():
-            # Payloads are encrypted at rest on the local stack too (client/codec.py; imported
+            # Payloads are encrypted at rest on the local stack too (capt/client/codec.py; imported
             # here, not at the top: `capt --help` does not load the Temporal SDK).
             from capt.client import codec
 

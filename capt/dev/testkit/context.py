@@ -13,7 +13,7 @@ from temporalio.worker import Worker
 
 from capt.activities.aws.secrets import ClusterPKIRefs
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
-from capt.workflows.machine_models import ClusterContext, LoadBalancerRef
+from capt.workflows.machine.models import ClusterContext, LoadBalancerRef
 
 AZS = ("ap-northeast-2a", "ap-northeast-2b", "ap-northeast-2c")
 T = TypeVar("T")

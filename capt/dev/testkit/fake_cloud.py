@@ -97,7 +97,7 @@ class FakeCloud:
         self, activity_name: str, operation: str, code: str, message: str, machines: set[str] | None = None
     ) -> None:
         """`activity_name` fails with AWS's `code` for `machines` (every machine by default), as a
-        ClientError that the real activities turn into Temporal's error (activities/aws/errors.py)."""
+        ClientError that the real activities turn into Temporal's error (capt/activities/aws/errors.py)."""
         self.permanent_errors[activity_name] = (
             operation,
             code,

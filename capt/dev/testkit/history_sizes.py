@@ -2,7 +2,7 @@
 
 Temporal warns at 10,240 events or 10 MB of history per run (and terminates a run at 51,200
 events / 50 MB); capt's long-lived workflows continue-as-new well before that. Used by the chaos
-runner (testkit/chaos.py) and reusable by benchmarks:
+runner (capt/dev/testkit/chaos/) and reusable by benchmarks:
 
     sizes = await largest_histories(client)            # every run the namespace still holds
     print(render_table(sizes))

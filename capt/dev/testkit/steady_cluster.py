@@ -1,6 +1,6 @@
 """A cluster whose every machine is healthy, for measuring the health check's steady-state AWS calls.
 
-Shared by tests/workflows/test_health_calls.py and bench/health_aws_calls.py (bench imports
+Shared by tests/workflows/test_health_calls.py and capt/dev/bench/health_aws_calls.py (bench imports
 nothing under tests/).
 """
 
@@ -126,8 +126,8 @@ async def measure_steady_state(env, task_queue: str, control_plane: int, workers
     from capt.contracts.ids import health_workflow_id
     from capt.dev.testkit.context import cluster_context, running_worker, unique
     from capt.spec.models import HealthCheckSpec
-    from capt.workflows.health import HealthCheckWorkflow
-    from capt.workflows.health_models import HealthCheckInput
+    from capt.workflows.health.models import HealthCheckInput
+    from capt.workflows.health.workflow import HealthCheckWorkflow
 
     ctx = cluster_context(unique("steady"))
     steady = SteadyCluster(ctx.name, ctx.region, control_plane, workers)

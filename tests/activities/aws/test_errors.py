@@ -1,4 +1,4 @@
-"""One table classifies every AWS error (activities/aws/errors.py): retry forever, retry a
+"""One table classifies every AWS error (capt/activities/aws/errors.py): retry forever, retry a
 bounded number of attempts, or fail now with AWS's code and message."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 instance profiles are created once and converge.
 
 The worker-policy check derives the AWS actions from the source: every method call on a boto3
-client in activities/**.py and worker.py (including paginators and waiters) is mapped to its
+client in activities/**.py and capt/worker.py (including paginators and waiters) is mapped to its
 IAM action through botocore's service model (operation name, signing name). A call the scan
 cannot attribute to one service fails the test instead of being skipped, so a new AWS call —
 in a new module too — cannot slip past the policy.
@@ -27,7 +27,7 @@ from capt.activities.aws.iam_cli import bootstrap_group
 from tests.support.paths import ROOT
 
 # Run with an operator's (or a test's) credentials, never by the worker: bootstrap IAM, and the
-# account audit (activities/aws/audit.py) that the chaos suite and the deletion tests use.
+# account audit (capt/activities/aws/audit.py) that the chaos suite and the deletion tests use.
 OPERATOR_ONLY = {
     "capt/activities/aws/iam.py",
     "capt/activities/aws/iam_cli.py",

@@ -1,4 +1,4 @@
-"""Lost-response safety of the creates AWS gives no ClientToken (activities/aws/idempotent.py),
+"""Lost-response safety of the creates AWS gives no ClientToken (capt/activities/aws/idempotent.py),
 activity by activity against moto, with reads that lag (tests/support/aws_lag.py).
 
 `find_or_create` looks up by Name and owned tag, then (on a retry) by the step's token tag,

@@ -1,4 +1,4 @@
-"""EventBridge → SQS instance state events (activities/aws/instance_events.py) against moto."""
+"""EventBridge → SQS instance state events (capt/activities/aws/instance_events.py) against moto."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import yaml
 from capt.activities.workload import components as comp
 from capt.dev.simulator import kube_system
 from capt.rules.versions import default_coredns_tag, newer_image_tag
-from tests.simulator.test_simulator_kubeapi import served, workload_client  # noqa: F401
+from tests.dev.simulator.test_simulator_kubeapi import served, workload_client  # noqa: F401
 
 
 def request(version: str, **kw) -> comp.ComponentsRequest:

@@ -1,6 +1,6 @@
 """The workload-cluster client against a local TLS server that plays a small Kubernetes API.
 
-The server's certificate is issued from a CA made by activities/kubeadm/pki.py and it requires a
+The server's certificate is issued from a CA made by capt/activities/kubeadm/pki.py and it requires a
 client certificate signed by that CA (CERT_REQUIRED), like kube-apiserver with --client-ca-file:
 a passing request proves the generated PKI works end to end (serving cert, admin client cert,
 hostname verification through the CAPT_RESOLVE mapping).

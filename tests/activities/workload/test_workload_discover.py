@@ -15,8 +15,8 @@ from capt.activities.aws import session, tags
 from capt.activities.kubeadm.pki import ca_cert_hash
 from capt.activities.workload.discover import DiscoverWorkloadRequest, discover_workload_access
 from capt.dev.testkit.reference import AZS, REGION
-from capt.workflows.teardown_models import DISCOVER_WORKLOAD_ACCESS, DiscoveredWorkload
-from capt.workflows.teardown_models import DiscoverWorkloadRequest as WorkflowDiscoverRequest
+from capt.workflows.teardown.models import DISCOVER_WORKLOAD_ACCESS, DiscoveredWorkload
+from capt.workflows.teardown.models import DiscoverWorkloadRequest as WorkflowDiscoverRequest
 
 
 def api_lb(

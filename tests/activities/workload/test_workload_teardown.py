@@ -1,4 +1,4 @@
-"""activities/workload/teardown.py: deleting the objects that hold AWS resources, against the
+"""capt/activities/workload/teardown.py: deleting the objects that hold AWS resources, against the
 simulator's Kubernetes API over mutual TLS, whose CCM and EBS CSI driver run against in-process
 moto — so a deletion is followed to the ELBs, groups and volumes actually going."""
 

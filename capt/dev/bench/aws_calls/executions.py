@@ -181,9 +181,9 @@ async def measure_rollout(workers: int) -> dict[str, Any]:
     from capt.dev.bench import model
     from capt.dev.testkit.context import cluster_context, running_worker, unique
     from capt.spec.models import KubeadmConfigSpec, MachineDeploymentSpec, MachineTemplate, RollingUpdate
-    from capt.workflows.machine import MachineWorkflow
-    from capt.workflows.machine_deployment import MachineDeploymentWorkflow
-    from capt.workflows.machine_deployment_models import MachineDeploymentInput, TemplateRequest
+    from capt.workflows.machine.workflow import MachineWorkflow
+    from capt.workflows.machinedeployment.models import MachineDeploymentInput, TemplateRequest
+    from capt.workflows.machinedeployment.workflow import MachineDeploymentWorkflow
 
     lat = model.load()
     cloud = counting_cloud_class()(

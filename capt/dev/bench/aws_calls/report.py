@@ -61,7 +61,7 @@ def section(data: dict[str, Any]) -> str:
         "",
         "Anchor: [CAPA #1764](https://github.com/kubernetes-sigs/cluster-api-provider-aws/issues/1764) — per-machine"
         " Describe calls were ~80 % of an account's API calls. Every figure is botocore's count of the real"
-        " activities' requests against in-process moto (`bench/aws_calls.py`), multiplied by how often the"
+        " activities' requests against in-process moto (`capt/dev/bench/aws_calls/`), multiplied by how often the"
         " workflows run each activity on the time-skipping server.",
         "",
         "### Network (reference cluster)",

@@ -2,8 +2,8 @@
 
     python -m capt.dev.bench big_cluster [--workers N[,N...]] [--full] [--results DIR]
 
-On Temporal's time-skipping test server with the fake cloud (testkit/fake_cloud.py) under the
-latency model (bench/latencies.toml: boot = instance_pending, kubeadm init / join, terminate =
+On Temporal's time-skipping test server with the fake cloud (capt/dev/testkit/fake_cloud.py) under the
+latency model (capt/dev/bench/latencies.toml: boot = instance_pending, kubeadm init / join, terminate =
 instance_terminate), all in workflow time:
 
 - a ControlPlaneWorkflow of 3 machines and a MachineDeploymentWorkflow of N workers over real

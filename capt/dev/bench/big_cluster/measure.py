@@ -46,16 +46,16 @@ async def measure(
     from capt.dev.testkit.context import cluster_context, machine_template
     from capt.spec.models import ControlPlaneSpec, KubeadmConfigSpec, MachineDeploymentSpec, RollingUpdate
     from capt.worker import build_worker
-    from capt.workflows.control_plane import ControlPlaneWorkflow
-    from capt.workflows.control_plane_models import ControlPlaneInput
-    from capt.workflows.machine import MachineWorkflow
-    from capt.workflows.machine_deployment import MachineDeploymentWorkflow
-    from capt.workflows.machine_deployment_models import (
+    from capt.workflows.controlplane.models import ControlPlaneInput
+    from capt.workflows.controlplane.workflow import ControlPlaneWorkflow
+    from capt.workflows.machine.models import machine_workflow_id
+    from capt.workflows.machine.workflow import MachineWorkflow
+    from capt.workflows.machinedeployment.models import (
         MachineDeploymentInput,
         StrategyRequest,
         TemplateRequest,
     )
-    from capt.workflows.machine_models import machine_workflow_id
+    from capt.workflows.machinedeployment.workflow import MachineDeploymentWorkflow
 
     step = step or (10.0 if workers <= 50 else 30.0)
     cloud = BenchCloud(lat)

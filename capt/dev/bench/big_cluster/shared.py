@@ -1,4 +1,4 @@
-"""What bench/mttr.py shares with the big-cluster benchmark: the fake cloud with cheap samples
+"""What capt/dev/bench/mttr.py shares with the big-cluster benchmark: the fake cloud with cheap samples
 (`BenchCloud`), skipping time on the test server, reading histories, a quiet SDK."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class BenchCloud(FakeCloud):
 
 
 # ---------------------------------------------------------------------------------------------
-# Shared with bench/mttr.py: the test server, skipping time, reading histories
+# Shared with capt/dev/bench/mttr.py: the test server, skipping time, reading histories
 # ---------------------------------------------------------------------------------------------
 
 

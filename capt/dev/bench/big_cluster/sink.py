@@ -8,7 +8,7 @@ from temporalio import workflow
 
 from capt.contracts.owners import ControlPlaneStatus, DeploymentStatus
 from capt.dev.bench.big_cluster.settings import CP_VERSION
-from capt.workflows.machine_deployment_models import ControlPlaneInfo
+from capt.workflows.machinedeployment.models import ControlPlaneInfo
 
 # ---------------------------------------------------------------------------------------------
 # The ClusterWorkflow's stand-in

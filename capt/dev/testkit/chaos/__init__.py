@@ -9,12 +9,12 @@ ports in a temporary state dir, shared by the scenarios, which run one after ano
 is a cluster's lifecycle (create → [scale | upgrade] → delete); some phases carry a chaos point:
 
 - `kill=<activity>:<before|after>:<nth>`: the phase's worker runs with CAPT_CHAOS_KILL
-  (activities/kill_points.py) and kills itself -9 right before its nth execution of the activity
+  (capt/activities/kill_points.py) and kills itself -9 right before its nth execution of the activity
   starts, or right after it returned (side effect done, result never reported);
 - a history trigger: the runner watches a workflow's history and, at the nth event of a type
   after the phase began, kills -9 the worker (a workflow-task boundary) or the Temporal dev
   server (restarted on its SQLite file);
-- a scenario-wide worker environment, e.g. CAPT_AWS_FAULTS (activities/aws/faults.py).
+- a scenario-wide worker environment, e.g. CAPT_AWS_FAULTS (capt/activities/aws/faults.py).
 
 When the worker dies the runner starts a new one (the devstack starts what is missing) without
 the kill point. The dead worker's started activity attempts would be retried once their
@@ -25,7 +25,7 @@ the workflows' sticky queues (what a worker does on a graceful shutdown).
 A phase passes when: its chaos point fired as planned; the cluster converged within the phase's
 timeout (Ready with the desired machines Running at the desired version, every simulated node
 Ready at that kubelet version, one healthy etcd member per control-plane machine; or, for a
-delete, the cluster workflow completed Deleted); and the account audit (activities/aws/audit.py)
+delete, the cluster workflow completed Deleted); and the account audit (capt/activities/aws/audit.py)
 finds 0 duplicates, 0 orphans and nothing missing (after a delete: exactly the baseline taken
 before the create). One row per chaos phase (and per failed plain phase) goes to the table, which
 is printed and written to the report; the exit status is non-zero if any row failed, and the seed

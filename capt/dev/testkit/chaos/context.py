@@ -9,7 +9,7 @@ from capt.dev.stack import procs
 from capt.dev.testkit.chaos.report import Row
 from capt.dev.testkit.chaos.scenarios import Phase
 from capt.spec.models import ClusterSpec
-from capt.workflows.cluster_models import ClusterStatus
+from capt.workflows.cluster.models import ClusterStatus
 
 # --------------------------------------------------------------------------------------------
 # the runner

@@ -15,7 +15,7 @@ from capt.dev.testkit.chaos.context import PhaseContext, PhaseFailed, Want
 from capt.dev.testkit.chaos.scenarios import AUDIT_SETTLE, POLL
 from capt.plan.cluster import build_plan
 from capt.spec.models import ClusterSpec
-from capt.workflows.cluster_models import ClusterStatus
+from capt.workflows.cluster.models import ClusterStatus
 
 log = logging.getLogger("capt.chaos")
 

@@ -29,13 +29,13 @@ from capt.dev.testkit.chaos.scenarios import EXAMPLE, VERSION, Phase, Scenario
 from capt.dev.testkit.chaos.stack import ChaosStack
 from capt.spec.loader import load_manifest
 from capt.spec.models import ClusterSpec
-from capt.workflows.cluster import ClusterWorkflow
-from capt.workflows.cluster_models import (
+from capt.workflows.cluster.models import (
     ClusterStatus,
     ScaleControlPlaneRequest,
     ScaleDeploymentRequest,
     UpgradeRequest,
 )
+from capt.workflows.cluster.workflow import ClusterWorkflow
 
 log = logging.getLogger("capt.chaos")
 

@@ -14,7 +14,7 @@ from capt.dev.testkit.histories.common import ROOT, RecordingError, free_ports, 
 
 
 class Stack:
-    """`capt dev up|env|down` (as `python -m devstack`) in its own state dir, on free ports."""
+    """`capt dev up|env|down` (as `python -m capt.dev.stack`) in its own state dir, on free ports."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
