@@ -163,7 +163,7 @@ def down(state_dir: Path, timeout: float | None) -> None:
         click.echo("nothing to stop")
 
 
-# `capt dev sim …`: the workload simulator's state and fault knobs (capt/dev/simulator/cli.py).
-from capt.dev.simulator.cli import sim  # noqa: E402
+# `capt dev sim …`: the workload simulator's state and fault knobs (capt/dev/stack/sim_cli.py: a client of the simulator's admin endpoint, so it lives with the stack).
+from capt.dev.stack.sim_cli import sim  # noqa: E402
 
 dev.add_command(sim)

@@ -82,7 +82,7 @@ def test_fault_knobs_reach_the_simulator(running) -> None:
 
 
 def test_cloud_controller_knobs_and_status(running) -> None:
-    from capt.dev.simulator.cli import render_status
+    from capt.dev.stack.sim_cli import render_status
 
     sim, state_dir = running
     assert invoke(state_dir, "ccm-down", "capi-quickstart").exit_code == 0
