@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from capt.contracts.aws import AwsResult
 from capt.rules.base import Frozen
 
 MachinePhase = Literal["Pending", "Provisioning", "Provisioned", "Running", "Deleting", "Deleted", "Failed"]
@@ -46,3 +47,16 @@ class MachineStatus(Frozen):
     @property
     def deleting(self) -> bool:
         return self.phase == "Deleting" or self.deletion_requested_at is not None
+
+
+class ClusterPKIRefs(AwsResult):
+    """Where the cluster's secrets are, and the CA's public-key hash (public by design)."""
+
+    ca_arn: str
+    etcd_ca_arn: str
+    front_proxy_ca_arn: str
+    sa_arn: str
+    admin_arn: str
+    kubeconfig_arn: str | None = None
+    ca_cert_hash: str
+    created: tuple[str, ...] = ()  # which of PKI_NAMES this run created (the rest were reused)

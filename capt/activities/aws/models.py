@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from capt.contracts.aws import AwsResult
 from capt.spec.models import ClusterSpec
 
 
@@ -25,14 +26,6 @@ class ClusterRef(BaseModel):
     def of(cls, spec: ClusterSpec, cluster_id: str | None = None) -> ClusterRef:
         """The ref of `spec`'s cluster with id `cluster_id` (None: the name, a legacy cluster)."""
         return cls(name=cluster_id or spec.name, region=spec.region, additional_tags=spec.additional_tags)
-
-
-class AwsResult(BaseModel):
-    """Base of every AWS activity result: AWS requests sent by the attempt, per operation."""
-
-    model_config = ConfigDict(frozen=True)
-
-    aws_calls: dict[str, int] = {}
 
 
 class DoneResult(AwsResult):

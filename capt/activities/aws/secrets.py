@@ -36,6 +36,7 @@ from capt.activities.aws.errors import CaptAwsError, NotYetVisibleError, error_c
 from capt.activities.aws.models import AwsResult
 from capt.activities.aws.session import aws_activity
 from capt.activities.kubeadm import pki as kpki
+from capt.contracts.machines import ClusterPKIRefs
 
 log = logging.getLogger(__name__)
 
@@ -260,19 +261,6 @@ class ClusterPKIRequest(BaseModel):
     @property
     def owner(self) -> str:
         return self.cluster_id or self.cluster_name
-
-
-class ClusterPKIRefs(AwsResult):
-    """Where the cluster's secrets are, and the CA's public-key hash (public by design)."""
-
-    ca_arn: str
-    etcd_ca_arn: str
-    front_proxy_ca_arn: str
-    sa_arn: str
-    admin_arn: str
-    kubeconfig_arn: str | None = None
-    ca_cert_hash: str
-    created: tuple[str, ...] = ()  # which of PKI_NAMES this run created (the rest were reused)
 
 
 def _keypair_json(kp: kpki.KeyPair) -> str:

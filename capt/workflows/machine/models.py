@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from capt.activities.aws.secrets import ClusterPKIRefs
 from capt.contracts.ids import machine_id
-from capt.contracts.machines import MachineRole
+from capt.contracts.machines import ClusterPKIRefs, MachineRole
 from capt.rules.base import Frozen
 from capt.spec.models import KubeadmConfigSpec, MachineTemplate
 
