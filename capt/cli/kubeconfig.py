@@ -49,11 +49,10 @@ async def kubeconfig(cluster: str, namespace: str, output_file: str | None, merg
         raise click.UsageError("give --output or --merge, not both")
     client = await clusters.connect()
     status = await clusters.status(client, namespace, cluster)
-    ca_text = sm.get_string(sm.client(status.region), sm.pki_secret_name(namespace, cluster, "ca"))
-    if ca_text is None or not status.endpoint:
+    ca = sm.read_cluster_ca(status.region, namespace, cluster)
+    if ca is None or not status.endpoint:
         click.echo(f"the cluster {namespace}/{cluster} has no API endpoint and CA yet", err=True)
         _exit(3)
-    ca = sm._keypair(ca_text)
     admin = pki.issue_cert(
         ca, pki.ADMIN_CN, organizations=(pki.ADMIN_ORG,), client=True, validity=dt.timedelta(seconds=seconds)
     )

@@ -351,6 +351,13 @@ def read_cluster_pki(sm, refs: ClusterPKIRefs) -> kpki.ClusterPKI:
     )
 
 
+def read_cluster_ca(region: str, namespace: str, cluster: str) -> kpki.KeyPair | None:
+    """The cluster's CA key pair, for an operator's `capt kubeconfig` (which signs a short-lived
+    admin certificate with it); None before the cluster's PKI exists."""
+    text = get_string(client(region), pki_secret_name(namespace, cluster, "ca"))
+    return None if text is None else _keypair(text)
+
+
 def read_admin_credentials(sm, refs: ClusterPKIRefs) -> tuple[str, kpki.KeyPair]:
     """(CA certificate, admin key pair) for the workload-cluster client."""
     return _keypair(_required(sm, refs.ca_arn)).cert, _keypair(_required(sm, refs.admin_arn))

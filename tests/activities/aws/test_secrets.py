@@ -101,6 +101,14 @@ def test_pki_is_generated_once_tagged_owned_and_reused(aws) -> None:
     _assert_no_secret(first, material.ca.key, material.sa.key, admin.key)
 
 
+def test_the_operator_reads_the_cluster_ca_for_capt_kubeconfig(aws) -> None:
+    assert sm.read_cluster_ca(REGION, NS, CLUSTER) is None  # no PKI yet: `capt kubeconfig` exits 3
+    refs = sm.ensure_pki(sm.client(REGION), _pki_request(endpoint_host=ENDPOINT))
+    ca = sm.read_cluster_ca(REGION, NS, CLUSTER)
+    assert ca is not None and kpki.ca_cert_hash(ca.cert) == refs.ca_cert_hash
+    assert sm.read_cluster_ca(REGION, "other-namespace", CLUSTER) is None
+
+
 def test_a_run_that_died_half_way_is_completed_with_the_stored_ca(aws) -> None:
     client = sm.client(REGION)
     refs = sm.ensure_pki(client, _pki_request())
