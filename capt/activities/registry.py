@@ -53,7 +53,7 @@ from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES as _inf
 ACTIVITIES += _infrastructure
 
 # Health checks: the owners' machines and remediation Updates, through the Temporal client (issue 9).
-from capt.activities.health import HEALTH_ACTIVITIES as _health  # noqa: E402
+from capt.activities.owners import HEALTH_ACTIVITIES as _health  # noqa: E402
 
 ACTIVITIES += _health
 

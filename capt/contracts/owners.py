@@ -1,7 +1,7 @@
 """The owners' interface: what the ControlPlaneWorkflow and the MachineDeploymentWorkflow answer
 to their `status` query and take and return in their `remediate` Update.
 
-The health check's activity (capt/activities/health.py) and the client read these without
+The health check's activity (capt/activities/owners.py) and the client read these without
 importing the workflows. The class names are free to change (payloads carry no class names);
 field names, defaults and model_config are a payload contract (docs/versioning.md).
 """

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from capt.activities.aws.instances import InstanceInfo
-from capt.activities.health import WatchedMachine
+from capt.activities.owners import WatchedMachine
 from capt.activities.workload.objects import NodeCondition, NodeInfo
 from capt.spec.models import HealthCheckSpec, UnhealthyCondition
 from capt.workflows.health import detection as detect

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from temporalio.workflow import _Definition
 
-from capt.activities import health
+from capt.activities import owners as health
 from capt.workflows.controlplane.workflow import ControlPlaneWorkflow
 from capt.workflows.machine.workflow import MachineWorkflow
 from capt.workflows.machinedeployment.workflow import MachineDeploymentWorkflow

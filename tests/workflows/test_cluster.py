@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 
 from capt.activities import cluster_tree
-from capt.activities import health as health_activities
+from capt.activities import owners as health_activities
 from capt.activities.aws import cleanup, instance_events, tags
 from capt.activities.aws import secrets as sm
 from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES

@@ -18,7 +18,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from capt.activities.aws import instance_events
-from capt.activities.health import HEALTH_ACTIVITIES, RemediationCall, request_remediation
+from capt.activities.owners import HEALTH_ACTIVITIES, RemediationCall, request_remediation
 from capt.contracts.ids import health_workflow_id
 from capt.contracts.owners import ControlPlaneStatus, DeploymentStatus
 from capt.dev.testkit.fake_cloud import FakeCloud

@@ -711,7 +711,7 @@ async def test_cluster_delete_fails_while_blocked_and_a_second_delete_finishes(
         *workload.activities(),
     ]
     activities = [a for a in activities if a is not ec2_activities.describe_cluster_instances]
-    from capt.activities import health as health_activities
+    from capt.activities import owners as health_activities
 
     activities += health_activities.HEALTH_ACTIVITIES
     workflows = [

@@ -172,7 +172,7 @@ async def measure(manifest: Path, lb_type: str, lat: model.Latencies) -> dict[st
     from moto import mock_aws
 
     from capt.activities import cluster_tree
-    from capt.activities import health as health_activities
+    from capt.activities import owners as health_activities
     from capt.activities.aws import cleanup, instance_events
     from capt.activities.aws import secrets as sm
     from capt.activities.aws.infrastructure import INFRASTRUCTURE_ACTIVITIES

@@ -176,7 +176,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def measure(clusters: int, mode: str, lat: model.Latencies, workers: int = 2) -> dict[str, Any]:
-    from capt.activities.health import HEALTH_ACTIVITIES
+    from capt.activities.owners import HEALTH_ACTIVITIES
     from capt.contracts.ids import health_workflow_id
     from capt.dev.testkit.context import cluster_context, machine_template
     from capt.spec.models import HealthCheckSpec, KubeadmConfigSpec, MachineDeploymentSpec

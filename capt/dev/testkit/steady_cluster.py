@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from capt.activities import health
+from capt.activities import owners as health
 from capt.activities.aws import instances as ec2
 from capt.activities.workload import activities as workload
 from capt.activities.workload.objects import NodeInfo

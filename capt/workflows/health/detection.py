@@ -50,7 +50,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 
 from capt.activities.aws.instances import InstanceInfo
-from capt.activities.health import WatchedMachine
+from capt.activities.owners import WatchedMachine
 from capt.activities.workload.objects import NodeCondition, NodeInfo
 from capt.rules.base import Frozen
 from capt.rules.health import RemediationAllowance, limit_in_flight, max_unhealthy_allows

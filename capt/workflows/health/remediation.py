@@ -10,7 +10,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     import capt.workflows.health.detection as detect
-    from capt.activities.health import (
+    from capt.activities.owners import (
         RemediationCall,
         RemediationOutcome,
         WatchedMachine,

@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
         ClusterInstancesResult,
         describe_cluster_instances,
     )
-    from capt.activities.health import (
+    from capt.activities.owners import (
         HealthyAgainCall,
         OwnersRequest,
         OwnersResult,

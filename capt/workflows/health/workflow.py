@@ -8,7 +8,7 @@ cluster, each evaluated on its own. Every interval (default 30 s):
 2. observe, with exactly three activities whatever the cluster's size:
    - `query_machine_owners` — the control plane's and the checked deployments' `status` queries
      through the Temporal client (a workflow cannot query another workflow; see
-     capt/activities/health.py for why querying beats having owners push their machine set);
+     capt/activities/owners.py for why querying beats having owners push their machine set);
    - `describe_cluster_instances` — ONE paginated DescribeInstances filtered by the cluster's
      ownership tag (never one call per machine);
    - `list_workload_nodes` — ONE Node list from the workload cluster (unreachable = data);
