@@ -66,7 +66,7 @@ e2e: install
 	$(BIN)/pytest -m "e2e and not chaos and not webui" --timeout 900
 	@if [ "$(E2E_CHAOS)" = 1 ]; then $(MAKE) chaos; fi
 
-# The chaos suite (capt/dev/testkit/chaos.py): its own local stack on free ports, scenarios one after the
+# The chaos suite (capt/dev/testkit/chaos/): its own local stack on free ports, scenarios one after the
 # other, a table in .capt-chaos/report.md; non-zero exit (and the seed) if a scenario failed.
 SEED ?=
 SCENARIO ?=
@@ -75,7 +75,7 @@ chaos: install
 
 check: test e2e
 
-# The benchmarks (bench/, `python -m capt.dev.bench <name>` runs one): each prints a table and saves
+# The benchmarks (capt/dev/bench/, `python -m capt.dev.bench <name>` runs one): each prints a table and saves
 # docs/bench/<name>.json; the report turns them into docs/BENCHMARKS.md with plots in docs/img/.
 # Run alone: they measure CPU and wall time, and anything else on the 2 cores skews them.
 bench: install

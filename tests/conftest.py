@@ -22,7 +22,6 @@ from capt.dev.testkit.binaries import MissingBinary
 from capt.dev.testkit.binaries import find_binary as testkit_find_binary
 from tests.support import test_server
 from tests.support.context import skip_time
-from tests.support.paths import CAPA_TEMPLATE, QUICKSTART, ROOT  # noqa: F401 - re-exported for tests
 
 
 def _serialize_in_process_moto() -> None:

@@ -89,3 +89,37 @@ def test_no_source_file_is_over_500_lines() -> None:
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"split these: {long}"
+
+
+def test_every_import_of_capt_resolves_even_inside_functions() -> None:
+    """A module moved with its importers rewritten can still leave a lazy import (inside a
+    function, run only on some path) naming the old place: read every `from capt... import name`
+    and `import capt...` in capt/ and tests/ and check the module and the name exist."""
+    import importlib
+    import importlib.util
+
+    broken = []
+    files = [*(ROOT / "capt").rglob("*.py"), *(ROOT / "tests").rglob("*.py")]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and (node.module or "").startswith("capt")
+            ):
+                if importlib.util.find_spec(node.module) is None:
+                    broken.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.module}")
+                    continue
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if (
+                        not hasattr(module, alias.name)
+                        and importlib.util.find_spec(f"{node.module}.{alias.name}") is None
+                    ):
+                        broken.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{alias.name}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("capt") and importlib.util.find_spec(alias.name) is None:
+                        broken.append(f"{path.relative_to(ROOT)}:{node.lineno} {alias.name}")
+    assert len(files) > 300
+    assert not broken, broken

@@ -306,9 +306,6 @@ async def wait(
         await asyncio.sleep(interval)
 
 
-# --- delete ----------------------------------------------------------------------------------
-
-
 def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str | None]:
     """kubectl's syntax: `key=value` sets, `key-` removes. ValueError names a malformed pair."""
     out: dict[str, str | None] = {}

@@ -1,5 +1,5 @@
 """`capt delete cluster`: delete a cluster's workflow tree and everything it made in AWS, whether its
-ClusterWorkflow is running or has closed (then a TeardownWorkflow is started in its place)."""
+ClusterWorkflow is running or has closed (then a ClusterTeardownWorkflow is started in its place)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Used by `capt dev up` after every start of the dev server (`start-dev --search-a
 only applies when it creates a fresh SQLite file, so an existing state dir would miss
 attributes added since) and by the `temporal-setup` job of docker-compose.yml
 (`python -m capt.client.temporal_setup`), so the attribute list lives in one place:
-capt/workflows/search_attributes.py. It lives with the client, not in capt/dev/, because production runs it.
+capt/contracts/search_attributes.py. It lives with the client, not in capt/dev/, because production runs it.
 """
 
 from __future__ import annotations
@@ -161,11 +161,11 @@ def ensure_namespace(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m capt.dev.stack.temporal_setup`: wait for the server, ensure the namespace, register
+    """`python -m capt.client.temporal_setup`: wait for the server, ensure the namespace, register
     capt's search attributes. The docker-compose `temporal-setup` job runs this."""
     from capt.contracts.search_attributes import ALL_SEARCH_ATTRIBUTES
 
-    parser = argparse.ArgumentParser(prog="python -m capt.dev.stack.temporal_setup", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m capt.client.temporal_setup", description=main.__doc__)
     parser.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"))
     parser.add_argument("--namespace", default=os.environ.get("TEMPORAL_NAMESPACE", "default"))
     parser.add_argument("--timeout", type=float, default=120.0)

@@ -1,13 +1,13 @@
 """Workflow ids, each built here once: one cluster's tree is every id below with its namespace and
 name, so ids never collide across namespaces and a cluster's workflows can be listed by prefix.
 
-    cluster/<ns>/<name>                  ClusterWorkflow (or TeardownWorkflow once it has closed)
+    cluster/<ns>/<name>                  ClusterWorkflow (or ClusterTeardownWorkflow once it has closed)
     infra/<ns>/<name>                    InfrastructureWorkflow
     controlplane/<ns>/<name>             ControlPlaneWorkflow
     md/<ns>/<name>/<deployment>          MachineDeploymentWorkflow
     machine/<ns>/<name>/<machine>        MachineWorkflow
     health/<ns>/<name>                   HealthCheckWorkflow
-    teardown/<ns>/<name>                 TeardownWorkflow as the ClusterWorkflow's child
+    teardown/<ns>/<name>                 ClusterTeardownWorkflow as the ClusterWorkflow's child
 
 Child workflow ids and signal targets are command attributes: changing a string here breaks replay
 of every running cluster. The strings only ever move, never change.

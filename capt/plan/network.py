@@ -240,7 +240,7 @@ def _gateways_and_routes(
 def network_plan(spec: ClusterSpec, azs: Sequence[str], cluster_id: str | None = None) -> NetworkPlan:
     """The network capt builds (or, for an existing VPC, uses) for `spec` given the region's zones.
 
-    Names derive from `cluster_id` (plan.names.cluster_id), or from the cluster's name for a
+    Names derive from `cluster_id` (contracts.names.cluster_id), or from the cluster's name for a
     cluster created before ids were namespaced (None). The zone choice stays seeded by the name,
     so both kinds of cluster get the zones they always got."""
     net = spec.network

@@ -52,7 +52,7 @@ Documented differences from CAPI
   (`DeploymentState.exact_delete_order`, patch `deployment-exact-delete-order`).
 - *Failure domains.* CAPI gives every machine of a MachineSet the MachineDeployment's failure
   domain (often none). capt spreads new worker machines over the cluster's AZs with
-  `failure_domains.spread` (fewest machines of the same revision first, then fewest overall, then
+  `rules.placement.spread` (fewest machines of the same revision first, then fewest overall, then
   AZ order) unless the MachineDeployment names one.
 
 Invariants the planner keeps (asserted at every step by the simulation tests): the machines that

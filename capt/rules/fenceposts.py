@@ -19,7 +19,7 @@ def resolve_fenceposts(max_surge: int | str, max_unavailable: int | str, replica
 
     Surge rounds a percentage up, unavailable rounds it down; when both resolve to 0, unavailable
     becomes 1 (a rollout must be able to move even if surging is impossible, e.g. for quota).
-    A string that is not a percentage ("5", "oops") raises `spec.intstr.IntOrPercentError`.
+    A string that is not a percentage ("5", "oops") raises `rules.intstr.IntOrPercentError`.
     """
     if replicas < 0:
         raise ValueError(f"replicas must not be negative, got {replicas}")

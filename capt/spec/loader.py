@@ -5,7 +5,7 @@
     result.warnings   # ignored kinds, unused objects, …
 
 Besides `--var` and the environment, one variable is built in: `${CAPT_CLUSTER_ID}`, the
-cluster's id in AWS (`plan.names.cluster_id`: `<namespace>.<name>` of the manifest's Cluster),
+cluster's id in AWS (`contracts.names.cluster_id`: `<namespace>.<name>` of the manifest's Cluster),
 for addons that must name the cluster as AWS knows it (the cloud controller manager's
 `--cluster-name`, the EBS CSI driver's `--k8s-tag-cluster-id`). `--var CAPT_CLUSTER_ID=…`
 overrides it (a cluster created before ids were namespaced has its name as its id); the

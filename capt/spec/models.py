@@ -198,7 +198,7 @@ class MachineDeploymentSpec(Frozen):
 
 
 # The machine conditions (CAPI v1beta2 Machine condition types) capt's machines report, derived
-# from their status by workflows/health_detection.machine_conditions; an unhealthyMachineConditions
+# from their status by capt/workflows/health/detection.py (machine_conditions); an unhealthyMachineConditions
 # entry naming another type never matches (the loader warns).
 MACHINE_CONDITION_TYPES = ("BootstrapConfigReady", "InfrastructureReady", "NodeReady", "UpToDate", "Deleting")
 
@@ -231,7 +231,7 @@ class HealthCheckSpec(Frozen):
     unhealthy_conditions: tuple[UnhealthyCondition, ...] = ()
     # Machine conditions (v1beta1 spec.unhealthyMachineConditions, v1beta2
     # spec.checks.unhealthyMachineConditions), judged on what capt's machine status carries
-    # (workflows/health_detection.machine_conditions).
+    # (capt/workflows/health/detection.py (machine_conditions)).
     unhealthy_machine_conditions: tuple[UnhealthyCondition, ...] = ()
     max_unhealthy: IntOrPercent = "100%"
     unhealthy_range: tuple[int, int] | None = None

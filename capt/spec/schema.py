@@ -53,12 +53,6 @@ from capt.spec.schema_base import (
     _with,
 )
 
-# --- helpers to derive one version's schema from another's ------------------------------
-
-
-# --- shared pieces ----------------------------------------------------------------------
-
-
 # --- Cluster ----------------------------------------------------------------------------
 
 _CLUSTER_V1ALPHA3 = {
@@ -79,11 +73,6 @@ _CLUSTER_V1BETA1 = _with(_CLUSTER_V1ALPHA4, {"availabilityGates": NS})
 _CLUSTER_V1BETA2 = _with(
     _CLUSTER_V1BETA1, {"controlPlaneRef": CONTRACT_REF, "infrastructureRef": CONTRACT_REF}
 )
-
-# --- AWSCluster (CAPA) ------------------------------------------------------------------
-
-
-# --- AWSMachineTemplate (CAPA) ----------------------------------------------------------
 
 
 # --- KubeadmConfigSpec (inside KubeadmControlPlane and KubeadmConfigTemplate) -------------

@@ -351,11 +351,3 @@ def take_inventory(region: str | None = None, *, client_factory: ClientFactory |
         resources=tuple(sorted(resources, key=lambda r: (order[r.kind], r.id))),
         discounted=tuple(sorted(discounted, key=lambda d: (d.kind, d.id))),
     )
-
-
-# --------------------------------------------------------------------------------------------
-# desired state
-
-
-# --------------------------------------------------------------------------------------------
-# comparison

@@ -221,9 +221,6 @@ def delete_network_interface(inp: NetworkInterfaceIdInput) -> DoneResult:
     return DoneResult()
 
 
-# --- what blocks a deletion ------------------------------------------------------------------------
-
-
 CLEANUP_ACTIVITIES = [
     cluster_sweep.sweep_cluster_resources,
     terminate_cluster_instances,

@@ -20,6 +20,8 @@ from capt.activities.aws.iam import (
     secret_arn,
 )
 
+# Hand-maintained on purpose: tests/activities/aws/test_iam.py derives the AWS actions the activities
+# call from their source and fails unless this list is exactly those plus IMPLIED_ACTIONS.
 WORKER_ACTIONS: tuple[str, ...] = (
     "ec2:AllocateAddress",
     "ec2:AssociateRouteTable",
@@ -142,6 +144,17 @@ def _elb(*resources: str) -> tuple[str, ...]:
     return tuple(_arn("elasticloadbalancing", r) for r in resources)
 
 
+# How each worker action is scoped (docs/iam.md is generated from this table and checked by
+# tests/activities/aws/test_iam.py).
+#
+# capt tags everything it creates on creation (TagSpecifications / Tags) with the CAPA role tag
+# `sigs.k8s.io/cluster-api-provider-aws/role`, next to the ownership tag
+# `sigs.k8s.io/cluster-api-provider-aws/cluster/<id>`. IAM conditions need a fixed tag key, and the
+# ownership tag's key holds the cluster id, so the policy conditions on the role tag: a create
+# must carry it (aws:RequestTag), a change or delete may touch only what carries it
+# (aws:ResourceTag). That the resource is *this* cluster's is then checked in code (every lookup
+# keys on the ownership tag). Resources the cluster's Kubernetes made (cloud provider load
+# balancers, target groups and security groups; CSI volumes) carry the Kubernetes tags instead.
 ROLE_TAG_KEY = "sigs.k8s.io/cluster-api-provider-aws/role"
 
 

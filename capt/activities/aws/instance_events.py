@@ -9,7 +9,7 @@ than an interval. Events only *accelerate* detection: the interval's DescribeIns
 source of truth, so a lost or duplicated event costs at most an interval or one extra check.
 
 Names are deterministic, for the rule and the queue: `capt-<id>-<h8(id)>-instance-events` from
-the cluster's id (plan.names.cluster_id; sanitised, shortened to fit, and a hash of the whole id
+the cluster's id (contracts.names.cluster_id; sanitised, shortened to fit, and a hash of the whole id
 so that ids differing only in punctuation differ), or `capt-<namespace>-<cluster>-instance-events`
 for a request without an id (a cluster created before ids were namespaced): `ensure_instance_events` is create-or-update (CreateQueue returns the existing queue,
 PutRule and PutTargets overwrite) and `delete_instance_events` treats "already gone" as done.
@@ -50,7 +50,7 @@ class InstanceEventsRequest(BaseModel):
     region: str
     cluster_name: str
     namespace: str = "default"
-    # The cluster's id in AWS (plan.names.cluster_id); None: a legacy cluster, named as before.
+    # The cluster's id in AWS (contracts.names.cluster_id); None: a legacy cluster, named as before.
     cluster_id: str | None = None
 
 

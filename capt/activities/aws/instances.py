@@ -91,7 +91,7 @@ class InstanceRequest(BaseModel):
     # Secrets Manager endpoint for the boothook when it is not the region's default.
     bootstrap_endpoint_url: str | None = None
     additional_tags: tuple[tuple[str, str], ...] = ()
-    # The cluster's id in AWS (plan.names.cluster_id): the instance is tagged as owned by it and
+    # The cluster's id in AWS (contracts.names.cluster_id): the instance is tagged as owned by it and
     # found by it. None (requests recorded before ids were namespaced): the cluster's name.
     cluster_id: str | None = None
 
@@ -159,7 +159,7 @@ class TerminateInstanceRequest(BaseModel):
     region: str
     instance_id: str
     # When given, an instance not owned by this cluster is refused (never terminated): its id
-    # (plan.names.cluster_id) or, for a cluster created before ids were namespaced, its name.
+    # (contracts.names.cluster_id) or, for a cluster created before ids were namespaced, its name.
     cluster_name: str | None = None
     cluster_id: str | None = None
 
@@ -472,7 +472,3 @@ def describe_cluster_instances(req: ClusterInstancesRequest) -> ClusterInstances
     return ClusterInstancesResult(
         instances=tuple(sorted(found, key=lambda i: (i.machine_name, i.instance_id)))
     )
-
-
-# --------------------------------------------------------------------------------------------
-# API load balancer membership

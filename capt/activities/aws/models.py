@@ -11,7 +11,7 @@ from capt.spec.models import ClusterSpec
 class ClusterRef(BaseModel):
     """What an AWS activity needs to know about the cluster: its identity, region and extra tags.
 
-    `name` is the cluster's **id** in AWS (`plan.names.cluster_id`: `<namespace>.<name>`, or the
+    `name` is the cluster's **id** in AWS (`contracts.names.cluster_id`: `<namespace>.<name>`, or the
     bare name for a cluster created before ids were namespaced). Ownership tags and lookups key
     on it. The field keeps its old name so that payloads already in workflow histories decode.
     """

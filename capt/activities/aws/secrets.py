@@ -1,7 +1,7 @@
 """AWS Secrets Manager: the cluster's PKI, bootstrap tokens and per-machine bootstrap data.
 
 Everything a cluster keeps secret lives here, under one per-cluster prefix, tagged as owned by
-the cluster's id (plan.names.cluster_id; tags from capt/activities/aws/tags.py, like every other capt
+the cluster's id (contracts.names.cluster_id; tags from capt/activities/aws/tags.py, like every other capt
 resource):
 
     capt/<namespace>/<cluster>/pki/{ca,etcd-ca,front-proxy-ca,sa,admin,admin-kubeconfig}
@@ -254,7 +254,7 @@ class ClusterPKIRequest(BaseModel):
     endpoint_host: str | None = None
     endpoint_port: int = 6443
     additional_tags: tuple[tuple[str, str], ...] = ()
-    # The cluster's id in AWS (plan.names.cluster_id): the secrets are tagged as owned by it.
+    # The cluster's id in AWS (contracts.names.cluster_id): the secrets are tagged as owned by it.
     # Their names keep namespace and name. None (recorded before ids were namespaced): the name.
     cluster_id: str | None = None
 
@@ -375,10 +375,6 @@ def ensure_cluster_pki(req: ClusterPKIRequest) -> ClusterPKIRefs:
         ", ".join(refs.created) or "nothing",
     )
     return refs
-
-
-# --------------------------------------------------------------------------------------------
-# bootstrap tokens (one per joining machine, as CAPI's KubeadmConfig has)
 
 
 # --------------------------------------------------------------------------------------------

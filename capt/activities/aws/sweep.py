@@ -247,6 +247,3 @@ def sweep_owned_resources(inp: SweepInput) -> SweepResult:
     found = _ec2(inp.cluster) + _elb(inp.cluster) + _others(inp.cluster)
     order = {k: i for i, k in enumerate(KINDS)}
     return SweepResult(resources=tuple(sorted(found, key=lambda r: (order[r.kind], r.name, r.id))))
-
-
-# --- the wider sweep of ClusterTeardownWorkflow ------------------------------------------------

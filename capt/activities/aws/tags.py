@@ -1,6 +1,6 @@
 """Every tag key capt writes or reads on AWS resources, spelled once (CAPA's keys).
 
-`<id>` below is the cluster's id (plan.names.cluster_id): `<namespace>.<name>`, or the bare name
+`<id>` below is the cluster's id (contracts.names.cluster_id): `<namespace>.<name>`, or the bare name
 for a cluster created before ids were namespaced. The functions' `cluster` argument is that id.
 
 - `sigs.k8s.io/cluster-api-provider-aws/cluster/<id>` = `owned`: capt created the resource

@@ -49,18 +49,6 @@ from capt.activities.kubeadm.documents import (
 from capt.spec.models import ClusterSpec, KubeadmConfigSpec
 
 # --------------------------------------------------------------------------------------------
-# kubeadm API version and documents
-
-
-# --------------------------------------------------------------------------------------------
-# cloud-config
-
-
-# --------------------------------------------------------------------------------------------
-# user data: the boothook
-
-
-# --------------------------------------------------------------------------------------------
 # the activity
 
 
@@ -87,7 +75,7 @@ class BootstrapRequest(BaseModel):
     # creates that token itself, so the next machines can join at once).
     token_secret_arn: str | None = None
     additional_tags: tuple[tuple[str, str], ...] = ()
-    # The cluster's id in AWS (plan.names.cluster_id): the stored data is tagged as owned by it.
+    # The cluster's id in AWS (contracts.names.cluster_id): the stored data is tagged as owned by it.
     # kubeadm's clusterName stays `cluster_name`. None (recorded before ids were namespaced): the
     # name.
     cluster_id: str | None = None

@@ -6,7 +6,7 @@ same in its upgrade step, before it creates the first machine of the new version
   machine joined after the change runs the new control-plane images;
 - the `kube-system/coredns` Deployment's image: the tag the manifest pins
   (`clusterConfiguration.dns.imageTag`), else kubeadm's CoreDNS for the target minor
-  (`spec.versions.COREDNS_BY_MINOR`); never a downgrade;
+  (`rules.versions.COREDNS_BY_MINOR`); never a downgrade;
 - the `kube-system/kube-proxy` DaemonSet's image: `<repository>/kube-proxy:<version>`.
 
 Each object is read, changed and server-side applied whole (`fieldManager=capt`, `force`), which

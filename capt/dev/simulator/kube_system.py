@@ -13,7 +13,7 @@ import yaml
 KUBEADM_CONFIG = ("v1", "configmaps", "kube-system", "kubeadm-config")
 COREDNS = ("apps/v1", "deployments", "kube-system", "coredns")
 KUBE_PROXY = ("apps/v1", "daemonsets", "kube-system", "kube-proxy")
-# kubeadm's CoreDNS for the versions the simulator boots (spec.versions has the full table).
+# kubeadm's CoreDNS for the versions the simulator boots (rules.versions has the full table).
 COREDNS_TAGS = {
     (1, 20): "1.7.0",
     (1, 21): "v1.8.0",

@@ -1,7 +1,7 @@
-"""`capt dev up | status | down` on a list of services (devstack.services).
+"""`capt dev up | status | down` on a list of services (capt.dev.stack.services).
 
 Files in the state dir: `stack.json` (the configuration `up` used), `<name>.pid` (a
-devstack.procs.PidRecord as JSON), `<name>.log` (the process's stdout and stderr),
+capt.dev.stack.procs.PidRecord as JSON), `<name>.log` (the process's stdout and stderr),
 `temporal.db` (the dev server's SQLite store), `worker.ready`, and `.lock` (held by `up` and
 `down` so two of them never interleave).
 """

@@ -49,7 +49,7 @@ PATCH_ONE_RECHECK_TIMER = "cluster-one-recheck-timer"
 PATCH_TEARDOWN_V2 = "teardown-v2"
 
 
-# The cluster's id in AWS is `<namespace>.<name>` (plan.names.cluster_id), chosen once at the
+# The cluster's id in AWS is `<namespace>.<name>` (contracts.names.cluster_id), chosen once at the
 # start of the cluster's first run and carried: `prod` in two namespaces no longer shares AWS
 # names and ownership tags. Histories recorded before it (and clusters created before it, whose
 # carry has no id) keep the bare name as their id.

@@ -40,7 +40,7 @@ carrying `cluster.x-k8s.io/paused` or `cluster.x-k8s.io/skip-remediation` is not
 Healthy = not unhealthy, not being deleted, and has a node (seen in the node list, or reported
 by its owner when the API server could not be listed). Per check, `expected` is the number of
 machines the selector matches and `unhealthy = expected - healthy` (booting and deleting
-machines count, as in CAPI); `health_rules.max_unhealthy_allows` then decides whether
+machines count, as in CAPI); `rules.health.max_unhealthy_allows` then decides whether
 remediation may proceed at all.
 """
 

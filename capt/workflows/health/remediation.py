@@ -17,7 +17,6 @@ with workflow.unsafe.imports_passed_through():
         request_remediation,
     )
     from capt.spec.models import HealthCheckSpec
-with workflow.unsafe.imports_passed_through():
     from capt.workflows.health.models import (
         PATCH_EXTERNAL_REMEDIATION,
         REMEDIATE,

@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         WorkloadNodes,
         list_workload_nodes,
     )
-with workflow.unsafe.imports_passed_through():
     from capt.workflows.health.models import (
         OBSERVE,
         PATCH_CLEAR_STALE_MARKS,

@@ -63,7 +63,6 @@ with workflow.unsafe.imports_passed_through():
     import capt.workflows.health.detection as detect
     from capt.rules.health import TOO_MANY_UNHEALTHY
     from capt.spec.models import HealthCheckSpec
-with workflow.unsafe.imports_passed_through():
     from capt.workflows.health.models import (
         DEFAULT_INTERVAL_SECONDS,
         CheckReport,

@@ -43,7 +43,7 @@ class InfraInput(BaseModel):
     operation: Literal["create", "delete"] = "create"
     # Zones to plan with; empty = ask EC2 (DescribeAvailabilityZones).
     availability_zones: tuple[str, ...] = ()
-    # The cluster's id in AWS (plan.names.cluster_id), chosen by ClusterWorkflow: every name and
+    # The cluster's id in AWS (contracts.names.cluster_id), chosen by ClusterWorkflow: every name and
     # ownership tag derives from it. None (inputs recorded before ids were namespaced, legacy
     # clusters): the cluster's name.
     cluster_id: str | None = None

@@ -445,5 +445,3 @@ class InfrastructureWorkflow(_DeletionMixin):
                 gateways.NatGatewayIdInput(cluster=cluster, nat_gateway_id=nat.nat_gateway_id),
             )
             state, failure = now.state, now.failure
-
-    # --- delete ----------------------------------------------------------------------------

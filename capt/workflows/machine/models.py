@@ -46,7 +46,7 @@ class ClusterContext(Frozen):
     load_balancer: LoadBalancerRef | None = None
     additional_tags: tuple[tuple[str, str], ...] = ()
     ssh_key_name: str | None = None
-    # The cluster's id in AWS (plan.names.cluster_id), chosen by ClusterWorkflow. None in contexts
+    # The cluster's id in AWS (contracts.names.cluster_id), chosen by ClusterWorkflow. None in contexts
     # recorded before ids were namespaced: read it through `cluster_id`, which falls back to the
     # name. `name` stays the Kubernetes cluster name (kubeadm's clusterName, the kubeconfig).
     aws_id: str | None = None

@@ -86,7 +86,7 @@ class ScenarioMixin:
         await self.wait_for(f"{victim['name']} remediated and replaced", replaced, timeout=300)
         await self.wait_closed(machine_id(victim["name"]))
         # The health check notes the remediation finished once it no longer sees the machine.
-        from capt.workflows.health import HealthCheckWorkflow
+        from capt.workflows.health.workflow import HealthCheckWorkflow
 
         health = self.client.get_workflow_handle(HEALTH_ID)
         t0 = time.monotonic()
@@ -114,8 +114,8 @@ class ScenarioMixin:
         log("== health check that continues as new")
         from temporalio.api.enums.v1 import EventType
 
-        from capt.workflows.health import HealthCheckWorkflow
-        from capt.workflows.health_models import HealthCheckInput
+        from capt.workflows.health.models import HealthCheckInput
+        from capt.workflows.health.workflow import HealthCheckWorkflow
 
         first = (await self.client.get_workflow_handle(HEALTH_ID).fetch_history()).events[0]
         assert first.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
@@ -169,8 +169,8 @@ class ScenarioMixin:
             )
 
         await self.wait_for("control plane and md-0 upgraded; md-1 (OnDelete) still old", rolled)
-        from capt.workflows.machine_deployment import MachineDeploymentWorkflow
-        from capt.workflows.machine_deployment_models import DeleteMachinesRequest
+        from capt.workflows.machinedeployment.models import DeleteMachinesRequest
+        from capt.workflows.machinedeployment.workflow import MachineDeploymentWorkflow
 
         await self.client.get_workflow_handle(md_id(MD_ON_DELETE)).execute_update(
             MachineDeploymentWorkflow.delete_machines, DeleteMachinesRequest(machines=(old_md1,))
