@@ -25,7 +25,13 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from capt.contracts.ids import cluster_workflow_id, tree_ids
+from capt.contracts.ids import (
+    cluster_workflow_id,
+    control_plane_workflow_id,
+    deployment_workflow_id,
+    machine_id,
+    tree_ids,
+)
 
 
 class _In(BaseModel):
@@ -113,7 +119,7 @@ async def _machines_of(client: Client, owner_id: str) -> list[str]:
 
 async def _tree(client: Client, inp: ClusterTreeInput) -> WorkflowStates:
     """The running workflows of the cluster's tree."""
-    exact, prefixes = tree_ids(inp.namespace, inp.name)
+    exact, _prefixes = tree_ids(inp.namespace, inp.name)
     try:
         found = [
             WorkflowState(workflow_id=wf.id, status="running", workflow_type=wf.workflow_type)
@@ -125,10 +131,14 @@ async def _tree(client: Client, inp: ClusterTreeInput) -> WorkflowStates:
             raise
     ids = list(dict.fromkeys([*exact, *inp.known_ids]))
     states = [await _describe(client, i) for i in ids]
+    owners = (
+        control_plane_workflow_id(inp.namespace, inp.name),
+        deployment_workflow_id(inp.namespace, inp.name, ""),
+    )
     for s in list(states):
-        if s.status == "running" and s.workflow_id.startswith(("controlplane/", "md/")):
+        if s.status == "running" and s.workflow_id.startswith(owners):
             for machine in await _machines_of(client, s.workflow_id):
-                mid = f"{prefixes[1]}{machine}"
+                mid = machine_id(inp.namespace, inp.name, machine)
                 if mid not in ids:
                     ids.append(mid)
                     states.append(await _describe(client, mid))
