@@ -32,10 +32,11 @@ from capt.contracts.ids import (
     machine_id,
     tree_ids,
 )
+from capt.rules.base import Frozen
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _In(Frozen):
+    """Activity inputs: immutable, and strict about unknown fields (rules.base.Frozen)."""
 
 
 class WorkflowIdsInput(_In):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 
-from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
@@ -25,6 +24,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistoryEv
 from temporalio.service import RPCError, RPCStatusCode
 
 from capt.contracts.machines import MachineStatus
+from capt.rules.base import Frozen
 
 # Describes in flight at once (each is one RPC, two for a closed workflow).
 _CONCURRENCY = 16
@@ -32,18 +32,14 @@ _CONCURRENCY = 16
 _REASON_LIMIT = 400
 
 
-class WorkflowsRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class WorkflowsRequest(Frozen):
     workflow_ids: tuple[str, ...]
 
 
-class WorkflowState(BaseModel):
+class WorkflowState(Frozen):
     """One workflow id's latest run. `status` is Temporal's execution status in lower case
     (running, completed, failed, canceled, terminated, continued_as_new, timed_out), or
     `not_found`. `reason` says why a run closed; `final` is a completed machine's result."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     workflow_id: str
     status: str
@@ -56,9 +52,7 @@ class WorkflowState(BaseModel):
         return self.status not in ("running", "continued_as_new")
 
 
-class WorkflowsResult(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class WorkflowsResult(Frozen):
     workflows: tuple[WorkflowState, ...] = ()
 
 

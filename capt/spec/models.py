@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from capt.rules.base import Frozen
 from capt.rules.control_plane_remediation import DEFAULT_MIN_HEALTHY_PERIOD_SECONDS
@@ -132,8 +132,6 @@ class KubeadmConfigSpec(Frozen):
     kubeadm's own documents are kept as the manifest wrote them (camelCase dicts); the
     bootstrap renderer fills in what capt owns (endpoint, version, CIDRs, tokens).
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     cluster_configuration: dict[str, Any] = Field(default_factory=dict)
     init_configuration: dict[str, Any] = Field(default_factory=dict)

@@ -32,6 +32,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
+from capt.rules.base import Frozen
+
 with workflow.unsafe.imports_passed_through():
     from capt.activities import temporal_tree
     from capt.contracts.machines import MachineStatus
@@ -197,11 +199,9 @@ class MachineBook(BaseModel):
         )
 
 
-class RestartInputs(BaseModel):
+class RestartInputs(Frozen):
     """What an owner gives `delete_machine` to restart a closed machine in delete mode; the
     template and kubeadm config are only there because MachineInput requires them."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     cluster: ClusterContext
     template: MachineTemplate

@@ -8,21 +8,20 @@ manifest the newest Canonical Ubuntu server image is used.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.activities.aws import tags
 from capt.activities.aws.client_tokens import client_token
 from capt.activities.aws.errors import ConflictError, is_code
 from capt.activities.aws.models import AwsResult, ClusterRef
 from capt.activities.aws.session import aws_activity, client
+from capt.rules.base import Frozen
 
 CANONICAL_OWNER = "099720109477"
 UBUNTU_NAME = "ubuntu/images/hvm-ssd*/ubuntu-*-amd64-server-*"
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _In(Frozen):
+    """Activity inputs: immutable, and strict about unknown fields (rules.base.Frozen)."""
 
 
 class EnsureBastionInput(_In):

@@ -4,12 +4,11 @@ groups), so the teardown can report the blocker by name and clear it."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.activities.aws import tags
 from capt.activities.aws.errors import is_code
 from capt.activities.aws.models import AwsResult, Blocker, ClusterRef
 from capt.activities.aws.session import aws_activity, client
+from capt.rules.base import Frozen
 
 LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 
@@ -17,8 +16,8 @@ LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped", "shutting-d
 LIVE_NAT_STATES = ("pending", "available", "deleting", "failed")
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _In(Frozen):
+    """Activity inputs: immutable, and strict about unknown fields (rules.base.Frozen)."""
 
 
 def _pages(paginator, key: str, **kw) -> list[dict]:

@@ -4,8 +4,6 @@ by the cluster's tags, for the teardown's rounds and its final proof."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.activities.aws import secrets as sm
 from capt.activities.aws import tags
 from capt.activities.aws.errors import is_code
@@ -21,11 +19,10 @@ from capt.activities.aws.sweep import (
     _ec2,
     _in_batches,
 )
+from capt.rules.base import Frozen
 
 
-class SweepClusterInput(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class SweepClusterInput(Frozen):
     cluster: ClusterRef  # name = the cluster's AWS id
     # Learned from the workload API before it went away (Services' load balancers, PVs' volumes).
     volume_ids: tuple[str, ...] = ()

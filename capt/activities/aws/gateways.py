@@ -8,17 +8,16 @@ subnet server-side and by tags client-side.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.activities.aws import idempotent, tags
 from capt.activities.aws.client_tokens import client_token
 from capt.activities.aws.errors import ConflictError, StillInUseError, is_code
 from capt.activities.aws.models import AwsResult, ClusterRef, DoneResult
 from capt.activities.aws.session import aws_activity, client
+from capt.rules.base import Frozen
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _In(Frozen):
+    """Activity inputs: immutable, and strict about unknown fields (rules.base.Frozen)."""
 
 
 class EnsureInternetGatewayInput(_In):

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from capt.activities.aws import session
 from capt.activities.aws.errors import CaptAwsError
 from capt.activities.aws.models import AwsResult
+from capt.rules.base import Frozen
 from capt.spec.models import AMISelector
 
 
@@ -129,9 +130,7 @@ def _choice(image: dict[str, Any], *, looked_up: bool) -> ImageChoice:
 # the activity
 
 
-class ImageLookupRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class ImageLookupRequest(Frozen):
     region: str
     ami: AMISelector = AMISelector()
     kubernetes_version: str

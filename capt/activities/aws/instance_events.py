@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict
 from capt.activities.aws import session
 from capt.activities.aws.errors import is_code
 from capt.activities.aws.models import AwsResult, DoneResult
+from capt.rules.base import Frozen
 
 EVENT_SOURCE = "aws.ec2"
 EVENT_DETAIL_TYPE = "EC2 Instance State-change Notification"
@@ -44,9 +45,7 @@ TARGET_ID = "capt-health"
 MAX_WAIT_SECONDS = 20  # SQS long polling's maximum
 
 
-class InstanceEventsRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class InstanceEventsRequest(Frozen):
     region: str
     cluster_name: str
     namespace: str = "default"
@@ -60,9 +59,7 @@ class InstanceEventsRef(AwsResult):
     rule_arn: str
 
 
-class ReceiveInstanceEventsRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class ReceiveInstanceEventsRequest(Frozen):
     region: str
     queue_url: str
     wait_seconds: int = MAX_WAIT_SECONDS

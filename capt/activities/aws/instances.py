@@ -38,6 +38,7 @@ from capt.activities.aws.client_tokens import client_token
 from capt.activities.aws.errors import CaptAwsError, NotOwnedError, NotYetVisibleError, is_code
 from capt.activities.aws.models import AwsResult
 from capt.activities.kubeadm.cloud_init import render_user_data
+from capt.rules.base import Frozen
 from capt.spec.models import AMISelector, MachineTemplate
 
 # "worker" is the machine workflows' word for what CAPA tags as "node".
@@ -64,11 +65,9 @@ def default_instance_profile(role: InstanceRole) -> str:
 # models
 
 
-class InstanceRequest(BaseModel):
+class InstanceRequest(Frozen):
     """One machine's instance. Ids come from the infrastructure workflow; the template is the
     AWSMachineTemplate's spec; the bootstrap fields name the secrets, never their content."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     region: str
     cluster_name: str
@@ -121,9 +120,7 @@ class InstanceResult(AwsResult, InstanceInfo):
     client_token: str = ""
 
 
-class DescribeInstanceRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class DescribeInstanceRequest(Frozen):
     region: str
     instance_id: str
 
@@ -138,11 +135,9 @@ class DescribeInstanceResult(AwsResult):
     instance: InstanceInfo | None = None
 
 
-class MachineInstanceLookup(BaseModel):
+class MachineInstanceLookup(Frozen):
     """The live instance of one machine, found by its tags (the cluster's owned tag and the
     machine tag): for deleting a machine whose workflow closed before it recorded the id."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     region: str
     cluster_name: str
@@ -153,9 +148,7 @@ class MachineInstanceResult(AwsResult):
     instance: InstanceInfo | None = None
 
 
-class TerminateInstanceRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class TerminateInstanceRequest(Frozen):
     region: str
     instance_id: str
     # When given, an instance not owned by this cluster is refused (never terminated): its id
@@ -174,9 +167,7 @@ class TerminateInstanceResult(AwsResult):
     already_gone: bool = False
 
 
-class ClusterInstancesRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class ClusterInstancesRequest(Frozen):
     region: str
     cluster_name: str
     include_terminated: bool = False

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.activities.aws import session
 from capt.activities.aws.errors import CaptAwsError, NotYetVisibleError, is_code
 from capt.activities.aws.models import AwsResult
+from capt.rules.base import Frozen
 
 
-class LoadBalancerRegistration(BaseModel):
+class LoadBalancerRegistration(Frozen):
     """A control-plane instance behind the API load balancer: classic ELB by name, or NLB by
     target group (its ARN, or found from the load balancer's name)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     region: str
     load_balancer_type: Literal["classic", "nlb"]

@@ -10,17 +10,16 @@ lookup is by name and the owned tag is then checked (names come from plan.names)
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.activities.aws import tags
 from capt.activities.aws.errors import NotOwnedError, NotYetVisibleError, is_code
 from capt.activities.aws.models import AwsResult, ClusterRef, DoneResult
 from capt.activities.aws.session import aws_activity, client
 from capt.plan.cluster import LoadBalancerPlan
+from capt.rules.base import Frozen
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _In(Frozen):
+    """Activity inputs: immutable, and strict about unknown fields (rules.base.Frozen)."""
 
 
 class EnsureLoadBalancerInput(_In):

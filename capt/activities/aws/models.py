@@ -5,18 +5,17 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from capt.contracts.aws import AwsResult
+from capt.rules.base import Frozen
 from capt.spec.models import ClusterSpec
 
 
-class ClusterRef(BaseModel):
+class ClusterRef(Frozen):
     """What an AWS activity needs to know about the cluster: its identity, region and extra tags.
 
     `name` is the cluster's **id** in AWS (`contracts.names.cluster_id`: `<namespace>.<name>`, or the
     bare name for a cluster created before ids were namespaced). Ownership tags and lookups key
     on it. The field keeps its old name so that payloads already in workflow histories decode.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     region: str

@@ -7,20 +7,19 @@ added, association made -- but the answer never arrived) only does what is still
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
 from capt.activities.aws import tags
 from capt.activities.aws.client_tokens import client_token
 from capt.activities.aws.errors import is_code
 from capt.activities.aws.models import AwsResult, ClusterRef, DoneResult
 from capt.activities.aws.session import aws_activity, client
+from capt.rules.base import Frozen
 
 DEFAULT_ROUTE = "0.0.0.0/0"
 
 
-class EnsureRouteTableInput(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class EnsureRouteTableInput(Frozen):
     cluster: ClusterRef
     vpc_id: str
     name: str
@@ -43,9 +42,7 @@ class RouteTableResult(AwsResult):
     created: bool = False
 
 
-class RouteTableIdInput(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class RouteTableIdInput(Frozen):
     cluster: ClusterRef
     route_table_id: str
 

@@ -8,18 +8,17 @@ reference each other, so deletion is two-phase: revoke every group's ingress, th
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.activities.aws import tags
 from capt.activities.aws.errors import NotOwnedError, NotYetVisibleError, is_code
 from capt.activities.aws.models import AwsResult, ClusterRef, DoneResult
 from capt.activities.aws.session import aws_activity, client
 from capt.activities.aws.vpc import VpcIdInput
 from capt.plan.security_groups import LB, Permission, diff_permissions, permission
+from capt.rules.base import Frozen
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _In(Frozen):
+    """Activity inputs: immutable, and strict about unknown fields (rules.base.Frozen)."""
 
 
 class EnsureSecurityGroupInput(_In):

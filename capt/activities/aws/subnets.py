@@ -6,18 +6,15 @@ live there). Lookup is by Name within the VPC, then the owned tag is checked.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.activities.aws import tags
 from capt.activities.aws.errors import ConflictError, NotYetVisibleError, is_code
 from capt.activities.aws.models import AwsResult, ClusterRef, DoneResult
 from capt.activities.aws.session import aws_activity, client
 from capt.plan.network import SubnetPlan
+from capt.rules.base import Frozen
 
 
-class EnsureSubnetInput(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class EnsureSubnetInput(Frozen):
     cluster: ClusterRef
     vpc_id: str
     subnet: SubnetPlan
@@ -30,9 +27,7 @@ class SubnetResult(AwsResult):
     created: bool = False
 
 
-class SubnetIdInput(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class SubnetIdInput(Frozen):
     cluster: ClusterRef
     subnet_id: str
 

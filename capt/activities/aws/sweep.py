@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from capt.activities.aws import tags
 from capt.activities.aws.models import AwsResult, ClusterRef
 from capt.activities.aws.session import aws_activity, client
+from capt.rules.base import Frozen
 
 # Kinds in deletion order, later kinds depend on earlier ones being gone.
 KINDS = (
@@ -65,9 +66,7 @@ EBS_CSI_TAG = "ebs.csi.aws.com/cluster"
 LIVE_VOLUME_STATES = ("creating", "available", "in-use", "error")
 
 
-class SweepInput(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class SweepInput(Frozen):
     cluster: ClusterRef
 
 

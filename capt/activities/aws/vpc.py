@@ -7,17 +7,16 @@ resolvable private DNS names for kubeadm and the cloud provider). A VPC named in
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from capt.activities.aws import idempotent
 from capt.activities.aws.errors import ConflictError, is_code
 from capt.activities.aws.models import AwsResult, ClusterRef, DoneResult
 from capt.activities.aws.session import aws_activity, client
 from capt.plan.network import SubnetPlan
+from capt.rules.base import Frozen
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _In(Frozen):
+    """Activity inputs: immutable, and strict about unknown fields (rules.base.Frozen)."""
 
 
 class ZonesInput(_In):
