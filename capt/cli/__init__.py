@@ -6,8 +6,8 @@ render the result. Every command exits non-zero with one clear line on failure.
 The commands live one module per verb group; importing them registers them on `main`.
 """
 
-from capt.activities.aws.iam_cli import bootstrap_group
 from capt.cli import change, codec, kubeconfig, manifests, read  # noqa: F401  (registers the commands)
+from capt.cli.iam import bootstrap_group
 from capt.cli.root import main
 from capt.dev.stack.cli import dev
 

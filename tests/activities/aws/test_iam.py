@@ -23,14 +23,13 @@ from click.testing import CliRunner
 
 from capt.activities.aws import iam, iam_bootstrap, iam_worker_policy, session
 from capt.activities.aws.errors import ConflictError
-from capt.activities.aws.iam_cli import bootstrap_group
+from capt.cli.iam import bootstrap_group
 from tests.support.paths import ROOT
 
 # Run with an operator's (or a test's) credentials, never by the worker: bootstrap IAM, and the
 # account audit (capt/activities/aws/audit.py) that the chaos suite and the deletion tests use.
 OPERATOR_ONLY = {
     "capt/activities/aws/iam.py",
-    "capt/activities/aws/iam_cli.py",
     "capt/activities/aws/iam_bootstrap.py",
     "capt/activities/aws/iam_worker_policy.py",
     "capt/activities/aws/audit.py",

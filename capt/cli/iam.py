@@ -1,10 +1,7 @@
-"""`capt bootstrap iam` as a click command, for capt/cli/ to register:
+"""`capt bootstrap iam`: one-time account set-up, registered on `capt` by capt/cli/__init__.py.
 
-    from capt.activities.aws.iam_cli import bootstrap_group
-    main.add_command(bootstrap_group)          # capt bootstrap iam
-
-(or `some_existing_bootstrap_group.add_command(iam_command)`). The work is done by
-`activities.aws.iam.bootstrap_iam`; this only parses options and renders.
+The work is done by `capt.activities.aws.iam_bootstrap.bootstrap_iam` (an operator's code, never
+run by the worker); this only parses options and renders.
 """
 
 from __future__ import annotations
