@@ -62,8 +62,11 @@ class OwnerWorkflow:
     _carry: OwnerCarry
     _wake: bool
     _operation: str
+    _last_reported: Any = None
     # What the Web UI shows while every machine is being deleted.
     DELETE_OPERATION = "deleting every machine"
+    # The signal the owner's status reaches its ClusterWorkflow by (a signal-handler name there).
+    REPORT_SIGNAL: str
 
     # --- hooks ------------------------------------------------------------------------------
     def status(self) -> Any:
@@ -79,7 +82,8 @@ class OwnerWorkflow:
     def _publish(self) -> None:
         raise NotImplementedError
 
-    async def _report(self) -> None:
+    def _owner_id(self) -> str | None:
+        """The workflow to report to (the ClusterWorkflow), or None for a standalone owner."""
         raise NotImplementedError
 
     def _restart_inputs(self) -> RestartInputs:
@@ -161,6 +165,18 @@ class OwnerWorkflow:
         self._operation = "deleted"
         self._publish()
         await self._report()
+
+    async def _report(self) -> None:
+        """Tell the ClusterWorkflow when its status changed (a workflow cannot query another one,
+        so status flows up as signals); nothing is sent while it is unchanged."""
+        owner = self._owner_id()
+        if not owner:
+            return
+        status = self.status()
+        if status == self._last_reported:
+            return
+        self._last_reported = status
+        await workflow.get_external_workflow_handle(owner).signal(self.REPORT_SIGNAL, status)
 
     def _sees_closed_machines(self) -> bool:
         return workflow.patched(PATCH_OWNERS_SEE_CLOSED)

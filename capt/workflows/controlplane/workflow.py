@@ -70,6 +70,7 @@ from capt.workflows.controlplane.etcd import _EtcdMixin
 @workflow.defn(name="ControlPlaneWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class ControlPlaneWorkflow(_EtcdMixin, OwnerWorkflow):
     DELETE_OPERATION = "deleting every control plane machine"
+    REPORT_SIGNAL = "control_plane_changed"
 
     @workflow.init
     def __init__(self, inp: ControlPlaneInput) -> None:
@@ -420,17 +421,8 @@ class ControlPlaneWorkflow(_EtcdMixin, OwnerWorkflow):
             return IDLE_RECHECK
         return min(IDLE_RECHECK, timedelta(seconds=max(due - workflow.now().timestamp(), 1.0)))
 
-    async def _report(self) -> None:
-        """Tell the ClusterWorkflow when something it shows changed (a workflow cannot query
-        another one, so status flows up as signals)."""
-        owner = self._owner
-        if not owner:
-            return
-        status = self.status()
-        if status == self._last_reported:
-            return
-        self._last_reported = status
-        await workflow.get_external_workflow_handle(owner).signal("control_plane_changed", status)
+    def _owner_id(self) -> str | None:
+        return self._owner
 
     def _publish(self) -> None:
         """What the Web UI shows without opening the history."""

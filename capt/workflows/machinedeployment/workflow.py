@@ -88,6 +88,8 @@ from capt.workflows.machinedeployment.rollout_steps import _RolloutStepsMixin
 
 @workflow.defn(name="MachineDeploymentWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class MachineDeploymentWorkflow(_RolloutStepsMixin, OwnerWorkflow):
+    REPORT_SIGNAL = "deployment_changed"
+
     @workflow.init
     def __init__(self, inp: MachineDeploymentInput) -> None:
         self._input: MachineDeploymentInput | None = None
@@ -449,17 +451,8 @@ class MachineDeploymentWorkflow(_RolloutStepsMixin, OwnerWorkflow):
             node_drain_timeout_seconds=inp.node_drain_timeout_seconds,
         )
 
-    async def _report(self) -> None:
-        """Tell the ClusterWorkflow when the status changed (a workflow cannot query another one,
-        so status flows up as signals)."""
-        owner = self._input.owner_workflow_id if self._input else None
-        if not owner:
-            return
-        status = self.status()
-        if status == self._last_reported:
-            return
-        self._last_reported = status
-        await workflow.get_external_workflow_handle(owner).signal("deployment_changed", status)
+    def _owner_id(self) -> str | None:
+        return self._input.owner_workflow_id if self._input else None
 
     def _publish(self) -> None:
         """What the Web UI shows without opening the history."""
